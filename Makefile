@@ -1,0 +1,64 @@
+# One entry point for people and CI.
+#   make demo   - bring up the local lab and run the monitor against it
+#   make test   - bring up the local lab and run the whole test suite
+# Every target installs what it needs and is safe to run again.
+
+PYTHON ?= python3
+VENV   ?= .venv
+LAB_CACHE ?= /var/cache/guest-health-monitor-lab
+export LAB_CACHE
+
+VENV_STAMP = $(VENV)/.installed
+
+.PHONY: help venv host lab guest-image masakari unit integration test demo bench genconfig lint clean
+
+help:
+	@echo "make demo   - lab + monitor demo (crashes a guest, prints the notification)"
+	@echo "make test   - lab + the whole test suite (unit and integration)"
+	@echo "make unit   - unit tests only (no lab needed)"
+	@echo "make bench  - benchmarks on the lab"
+
+# Debian packages, users, directories, virtlogd + libvirtd.
+host:
+	bash lab/host-setup.sh
+
+$(VENV_STAMP): requirements.txt test-requirements.txt setup.cfg
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements.txt -r test-requirements.txt
+	$(VENV)/bin/pip install -q -e .
+	touch $@
+
+venv: $(VENV_STAMP)
+
+guest-image: host
+	bash lab/build-guest.sh
+
+masakari: host
+	bash lab/masakari-setup.sh
+
+lab: host guest-image masakari venv
+
+unit: venv
+	$(VENV)/bin/pytest -q tests/unit
+
+integration: lab
+	$(VENV)/bin/pytest -q tests/integration
+
+test: lab
+	$(VENV)/bin/pytest -q tests
+
+demo: lab
+	$(VENV)/bin/python -m lab.demo
+
+bench: lab
+	$(VENV)/bin/python -m bench.run_all
+
+genconfig: venv
+	$(VENV)/bin/oslo-config-generator --config-file etc/oslo-config-generator.conf
+
+lint: venv
+	$(VENV)/bin/ruff check monitor tests lab bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

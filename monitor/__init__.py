@@ -1,0 +1,1 @@
+"""guest-health-monitor: a host-side VM health monitor for OpenStack-style clouds."""
