@@ -1,0 +1,159 @@
+"""libvirt's event loop in a native thread, delivered to green threads.
+
+The native thread only runs ``virEventRunDefaultImpl()``. Callbacks turn
+each libvirt event into a small ``lifecycle.DomainEvent`` (or a
+``ConnectionClosed``), put it on a native queue and write one byte to a
+pipe; a green thread waiting on the pipe drains the queue and hands each
+item to the dispatcher. Nothing in the native thread logs or touches the
+monitor's state.
+"""
+
+import logging
+import os
+import queue
+import time
+import typing
+
+from eventlet import hubs
+from eventlet import patcher
+from eventlet import timeout as eventlet_timeout
+
+from monitor import lifecycle
+
+try:
+    import libvirt
+except ImportError:  # pragma: no cover
+    libvirt = None
+
+LOG = logging.getLogger(__name__)
+
+_native_threading = patcher.original('threading')
+
+_KIND_LIFECYCLE = 'lifecycle'
+_KIND_REBOOT = 'reboot'
+_KIND_AGENT = 'agent'
+
+
+class ConnectionClosed(typing.NamedTuple):
+    reason: int
+    at: float
+
+
+_loop_started = False
+
+
+def start_event_loop():
+    """Register libvirt's default event implementation and run it.
+
+    Must happen before the first connection is opened (keepalive and
+    domain events need it). Safe to call more than once.
+    """
+    global _loop_started
+    if _loop_started:
+        return
+    libvirt.virEventRegisterDefaultImpl()
+    thread = _native_threading.Thread(target=_run_event_loop,
+                                      name='libvirt-events', daemon=True)
+    thread.start()
+    _loop_started = True
+
+
+def _run_event_loop():
+    while True:
+        libvirt.virEventRunDefaultImpl()
+
+
+class EventBridge:
+    """Carries events from libvirt's native thread to one green thread."""
+
+    def __init__(self, clock=time.time):
+        self._clock = clock
+        self._queue = queue.SimpleQueue()
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._read_fd, False)
+        os.set_blocking(self._write_fd, False)
+        self._callback_ids = []
+
+    # -- native thread side ---------------------------------------------------
+
+    def _put(self, item):
+        self._queue.put(item)
+        try:
+            os.write(self._write_fd, b'x')
+        except BlockingIOError:
+            # The pipe is full, so the reader is already due to wake up.
+            pass
+
+    def _on_lifecycle(self, _conn, dom, event, detail, _opaque):
+        self._put(lifecycle.DomainEvent(dom.UUIDString(), dom.name(),
+                                        _KIND_LIFECYCLE, event, detail,
+                                        self._clock()))
+
+    def _on_reboot(self, _conn, dom, _opaque):
+        self._put(lifecycle.DomainEvent(dom.UUIDString(), dom.name(),
+                                        _KIND_REBOOT, 0, 0, self._clock()))
+
+    def _on_agent(self, _conn, dom, state, reason, _opaque):
+        self._put(lifecycle.DomainEvent(dom.UUIDString(), dom.name(),
+                                        _KIND_AGENT, state, reason,
+                                        self._clock()))
+
+    def on_connection_closed(self, reason):
+        self._put(ConnectionClosed(reason, self._clock()))
+
+    # -- registration (called from the scheduler after each connect) --------
+
+    def register(self, conn):
+        """Subscribe to lifecycle, reboot and agent events on ``conn``."""
+        self._callback_ids = [
+            conn.domainEventRegisterAny(
+                None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                self._on_lifecycle, None),
+            conn.domainEventRegisterAny(
+                None, libvirt.VIR_DOMAIN_EVENT_ID_REBOOT,
+                self._on_reboot, None),
+            conn.domainEventRegisterAny(
+                None, libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE,
+                self._on_agent, None),
+        ]
+
+    def deregister(self, conn):
+        ids, self._callback_ids = self._callback_ids, []
+        for callback_id in ids:
+            try:
+                conn.domainEventDeregisterAny(callback_id)
+            except libvirt.libvirtError:
+                # The connection is already gone; so are its callbacks.
+                pass
+
+    # -- green thread side ----------------------------------------------------
+
+    def drain(self):
+        """Return every queued item without waiting."""
+        try:
+            while os.read(self._read_fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        items = []
+        while True:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                return items
+
+    def wait(self, timeout=None):
+        """Block the calling green thread until something is queued."""
+        if not self._queue.empty():
+            return
+        try:
+            hubs.trampoline(self._read_fd, read=True, timeout=timeout)
+        except (hubs.IOClosed, eventlet_timeout.Timeout):
+            pass
+
+    def close(self):
+        for fd in (self._read_fd, self._write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass

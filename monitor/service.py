@@ -1,0 +1,119 @@
+"""Wires the monitor together and runs its green threads.
+
+Three green threads share one eventlet hub: the sweep loop (scheduler),
+the libvirt event dispatcher, and the outbox delivery worker. Green
+threads only switch at I/O, so the tracker and the store need no locks;
+blocking libvirt calls go to native threads through eventlet.tpool.
+"""
+
+import logging
+import threading
+import time
+
+import eventlet
+from eventlet import tpool
+
+from monitor import delivery
+from monitor import domain_store
+from monitor import domain_tracker
+from monitor import health_policy
+from monitor import libvirt_events
+from monitor import libvirt_host
+from monitor import mass_failure
+from monitor import notifier
+from monitor import outbox as outbox_mod
+from monitor import scheduler as scheduler_mod
+
+LOG = logging.getLogger(__name__)
+
+
+class MonitorService:
+
+    def __init__(self, conf, clock=time.time):
+        self.conf = conf
+        self._clock = clock
+        self.stop_event = threading.Event()
+        self.store = domain_store.DomainStore.from_conf(conf)
+        self.outbox = outbox_mod.Outbox.from_conf(conf)
+        self.client = notifier.MasakariClient.from_conf(conf)
+        self.tracker = domain_tracker.DomainTracker(
+            self.store,
+            health_policy.HealthPolicy.from_conf(conf),
+            mass_failure.MassFailureBreaker.from_conf(conf),
+            self.outbox, conf.host, clock=clock)
+        self.delivery = delivery.DeliveryWorker.from_conf(
+            conf, self.outbox, self.client,
+            on_accepted=self.tracker.notification_accepted)
+        self.tracker.wake_delivery = self.delivery.wake
+        self.host = libvirt_host.LibvirtHost.from_conf(conf)
+        self.events = libvirt_events.EventBridge(clock=clock)
+        self.scheduler = scheduler_mod.Scheduler.from_conf(
+            conf, self.host, self.tracker,
+            on_connected=self._on_connected,
+            on_close=self.events.on_connection_closed)
+        self._threads = []
+
+    def _on_connected(self, conn):
+        tpool.execute(self.events.register, conn)
+        # Whatever happened while we could not see libvirt (a reboot, a
+        # libvirtd restart re-syncing its agent link) must not count as
+        # misses; the agent-disconnect grace covers it.
+        self.tracker.libvirt_connected()
+
+    # -- event dispatch ----------------------------------------------------------
+
+    def dispatch(self, item):
+        """Apply one item from libvirt's event thread."""
+        if isinstance(item, libvirt_events.ConnectionClosed):
+            self.scheduler.connection_lost(
+                'libvirt closed the connection, reason %d' % item.reason)
+        else:
+            self.tracker.apply_event(item)
+
+    def _dispatch_loop(self):
+        while not self.stop_event.is_set():
+            self.events.wait(timeout=1.0)
+            for item in self.events.drain():
+                try:
+                    self.dispatch(item)
+                except Exception:  # loop boundary: log and keep going
+                    LOG.exception('Unexpected error applying %r', item)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self):
+        libvirt_events.start_event_loop()
+        pending = self.outbox.pending()
+        if pending:
+            LOG.warning('%d notification(s) from before the restart are '
+                        'still pending; delivering them', len(pending))
+        self._threads = [
+            eventlet.spawn(self.scheduler.run, self.stop_event),
+            eventlet.spawn(self._dispatch_loop),
+            eventlet.spawn(self.delivery.run, self.stop_event),
+        ]
+
+    def stop(self):
+        self.stop_event.set()
+        self.delivery.wake()
+
+    def wait(self, grace=None):
+        """Wait for the green threads, at most ``grace`` seconds after
+        stop() (a ping in flight ends within one ping timeout)."""
+        for thread in self._threads:
+            if grace is None:
+                thread.wait()
+                continue
+            with eventlet.Timeout(grace, False):
+                thread.wait()
+        self._threads = []
+
+    def close(self):
+        """Flush and release everything; pending notifications stay in
+        the outbox for the next start."""
+        self.store.close()
+        self.outbox.close()
+        if self.host.connection is not None:
+            self.events.deregister(self.host.connection)
+        self.host.close()
+        self.events.close()
