@@ -1,0 +1,59 @@
+"""The ``guest-health-monitor`` console script."""
+
+import logging
+import signal
+import sys
+
+from monitor import config
+from monitor import logs
+
+LOG = logging.getLogger('monitor')
+
+EXIT_CONFIG_ERROR = 2
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        conf = config.load(argv)
+    except config.ConfigError as exc:
+        sys.stderr.write('guest-health-monitor: invalid configuration: '
+                         '%s\n' % exc)
+        return EXIT_CONFIG_ERROR
+    logs.setup(conf)
+
+    # Green threads only from here on: the scheduler, the event
+    # dispatcher and the delivery worker. libvirt calls run in native
+    # threads (tpool), libvirt's event loop in its own native thread.
+    import eventlet
+    eventlet.monkey_patch()
+    from eventlet import tpool
+    from monitor import service as service_mod
+    tpool.set_num_threads(conf.monitor.max_concurrent_pings + 2)
+
+    LOG.info('guest-health-monitor starting on host %s', conf.host)
+    config.log_effective_settings(conf, LOG)
+    try:
+        service = service_mod.MonitorService(conf)
+    except (OSError, ValueError) as exc:
+        LOG.error('Cannot start: %s', exc)
+        return 1
+
+    def _stop(signum, _frame):
+        LOG.info('Received %s; stopping', signal.Signals(signum).name)
+        service.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    service.start()
+    while not service.stop_event.is_set():
+        service.stop_event.wait(1.0)
+    # A ping in flight ends within one ping timeout; do not wait longer.
+    service.wait(grace=conf.monitor.ping_timeout)
+    service.close()
+    LOG.info('guest-health-monitor stopped')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
