@@ -1,0 +1,320 @@
+"""The HA-engine edge: the notification value and the Masakari API client.
+
+``MasakariClient.send`` never raises for HTTP, connection or Keystone
+problems: it classifies every result as a ``DeliveryOutcome`` so that the
+delivery worker decides what to keep, retry or give up. Nothing here logs
+credentials or tokens; keystoneauth's own request logging hashes tokens and
+does not log authentication bodies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+import json
+import logging
+import typing
+import uuid
+
+from keystoneauth1 import exceptions as ks_exc
+from keystoneauth1 import loading as ks_loading
+from keystoneauth1 import plugin as ks_plugin
+from oslo_config import cfg
+
+LOG = logging.getLogger(__name__)
+
+GROUP = 'notifier'
+
+DEFAULT_SERVICE_TYPE = 'instance-ha'
+
+NOTIFIER_OPTS = [
+    cfg.URIOpt('endpoint_override',
+               schemes=['http', 'https'],
+               help='URL of the HA engine (Masakari) API including the '
+                    'version, e.g. http://127.0.0.1:15868/v1. Default: '
+                    'unset, which means the URL is looked up in the '
+                    'Keystone service catalog by service_type, interface '
+                    'and region_name. Required when auth_type is unset. '
+                    'With auth_type = none the plugin option "endpoint" '
+                    'may be used instead.\n\n'
+                    'Related options: service_type, interface, '
+                    'region_name, auth_type.'),
+    cfg.StrOpt('service_type',
+               default=DEFAULT_SERVICE_TYPE,
+               help='Service type of the HA engine in the Keystone '
+                    'catalog. Default instance-ha. Ignored when '
+                    'endpoint_override is set.'),
+    cfg.StrOpt('interface',
+               default='internal',
+               choices=['public', 'internal', 'admin'],
+               help='Which catalog endpoint of the HA engine to use. '
+                    'Default internal: compute hosts reach control-plane '
+                    'services over the internal network, as nova-compute '
+                    'does. Ignored when endpoint_override is set.'),
+    cfg.StrOpt('region_name',
+               help='Region of the HA engine endpoint in the Keystone '
+                    'catalog. Default: unset (any region). Ignored when '
+                    'endpoint_override is set.'),
+    cfg.FloatOpt('request_timeout',
+                 default=10.0, min=0.1,
+                 help='Seconds to wait for the HA engine (connect and '
+                      'read) on each notification request. Default 10. '
+                      'Also bounds Keystone requests when the session '
+                      'option "timeout" is unset.'),
+]
+
+
+def _ksa_opts():
+    """keystoneauth's options as Nova lists them for its keystone groups.
+
+    Deduplicated by name: the oslo-config-generator refuses two options of
+    the same name in one group.
+    """
+    opts = (ks_loading.get_auth_common_conf_options()
+            + ks_loading.get_session_conf_options()
+            + ks_loading.get_auth_plugin_conf_options('password'))
+    unique = {}
+    for opt in opts:
+        unique.setdefault(opt.dest, opt)
+    return list(unique.values())
+
+
+def list_opts():
+    return [(GROUP, NOTIFIER_OPTS + _ksa_opts())]
+
+
+def register_opts(conf):
+    conf.register_opts(NOTIFIER_OPTS, group=GROUP)
+    ks_loading.register_auth_conf_options(conf, GROUP)
+    ks_loading.register_session_conf_options(conf, GROUP)
+
+
+# The engine recovers a VM only for these (event, vir_domain_event) pairs.
+QEMU_GUEST_AGENT_ERROR = 'QEMU_GUEST_AGENT_ERROR'
+STOPPED_FAILED = 'STOPPED_FAILED'
+
+# UTC, second resolution: the engine parses ISO 8601 and stores it in a
+# column that may not keep fractions of a second.
+_TIME_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
+
+
+def format_time(epoch_seconds):
+    """ISO 8601 UTC time string the engine accepts as generated_time."""
+    moment = datetime.datetime.fromtimestamp(epoch_seconds,
+                                             datetime.UTC)
+    return moment.strftime(_TIME_FORMAT)
+
+
+@dataclasses.dataclass(frozen=True)
+class Notification:
+    """One failure report, fixed at creation and resent unchanged.
+
+    ``id`` is the monitor's own identity of the report (outbox key);
+    the engine never sees it. ``generated_time`` is kept across retries so
+    that a resend after a lost response is recognised by the engine as a
+    duplicate (409) instead of starting a second recovery.
+    """
+
+    id: str
+    instance_uuid: str
+    domain_name: str
+    hostname: str
+    generated_time: str
+    event: str = QEMU_GUEST_AGENT_ERROR
+    vir_domain_event: str = STOPPED_FAILED
+
+    @classmethod
+    def create(cls, instance_uuid, domain_name, hostname, now,
+               event=QEMU_GUEST_AGENT_ERROR,
+               vir_domain_event=STOPPED_FAILED):
+        """A new notification for a failure observed at ``now`` (epoch s)."""
+        return cls(id=str(uuid.uuid4()),
+                   instance_uuid=str(instance_uuid),
+                   domain_name=str(domain_name),
+                   hostname=str(hostname),
+                   generated_time=format_time(now),
+                   event=str(event),
+                   vir_domain_event=str(vir_domain_event))
+
+    def body(self):
+        """The JSON document POSTed to ``{endpoint}/notifications``."""
+        return {'notification': {
+            'type': 'VM',
+            'hostname': self.hostname,
+            'generated_time': self.generated_time,
+            'payload': {
+                'event': self.event,
+                'instance_uuid': self.instance_uuid,
+                'vir_domain_event': self.vir_domain_event,
+            },
+        }}
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        return cls(**values)
+
+
+class OutcomeKind(str, enum.Enum):
+    ACCEPTED = 'ACCEPTED'
+    DUPLICATE = 'DUPLICATE'
+    REJECTED = 'REJECTED'
+    RETRY = 'RETRY'
+
+
+class DeliveryOutcome(typing.NamedTuple):
+    """What became of one send.
+
+    ``status_code`` is None when no HTTP response was received.
+    ``message`` is the engine's own message for 4xx/5xx answers, or the
+    reason the request did not complete. ``engine_uuid`` is the engine's
+    id of the notification when it accepted it.
+    """
+
+    kind: OutcomeKind
+    status_code: int | None
+    message: str
+    engine_uuid: str | None = None
+
+    @property
+    def done(self):
+        """The engine has the notification: nothing left to send."""
+        return self.kind in (OutcomeKind.ACCEPTED, OutcomeKind.DUPLICATE)
+
+
+# 4xx answers that say nothing about the notification itself: credentials
+# or policy an operator can fix (401, 403), a wrong endpoint path (404,
+# 405), or load (408, 429). Giving up on them would lose a failure report.
+RETRYABLE_CLIENT_STATUSES = frozenset({401, 403, 404, 405, 408, 429})
+
+_MAX_MESSAGE = 500
+
+
+def engine_message(text):
+    """The human message of an engine answer.
+
+    Masakari wraps faults as ``{"conflictingRequest": {"message": ...}}``;
+    anything else is returned as (shortened) text.
+    """
+    try:
+        document = json.loads(text)
+    except ValueError:
+        document = None
+    if isinstance(document, dict) and len(document) == 1:
+        fault = next(iter(document.values()))
+        if isinstance(fault, dict) and fault.get('message'):
+            return str(fault['message'])[:_MAX_MESSAGE]
+    return ' '.join(text.split())[:_MAX_MESSAGE]
+
+
+def _engine_uuid(text):
+    try:
+        document = json.loads(text)
+        return document['notification']['notification_uuid']
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def classify_response(status_code, text):
+    """Map an HTTP answer of the engine to a DeliveryOutcome."""
+    if 200 <= status_code < 300:
+        return DeliveryOutcome(OutcomeKind.ACCEPTED, status_code, '',
+                               _engine_uuid(text))
+    message = engine_message(text) or f'HTTP {status_code}'
+    if status_code == 409:
+        return DeliveryOutcome(OutcomeKind.DUPLICATE, status_code, message)
+    if 400 <= status_code < 500 and (
+            status_code not in RETRYABLE_CLIENT_STATUSES):
+        return DeliveryOutcome(OutcomeKind.REJECTED, status_code, message)
+    return DeliveryOutcome(OutcomeKind.RETRY, status_code,
+                           f'HTTP {status_code}: {message}')
+
+
+def _retry(reason):
+    return DeliveryOutcome(OutcomeKind.RETRY, None, reason)
+
+
+class MasakariClient:
+    """Posts notifications to the HA engine through a keystoneauth session.
+
+    With ``endpoint_override`` the URL is used as is; otherwise the session's
+    auth plugin finds it in the service catalog.
+    """
+
+    def __init__(self, session, endpoint_override=None,
+                 service_type=DEFAULT_SERVICE_TYPE, interface='internal',
+                 region_name=None, request_timeout=10.0):
+        self._session = session
+        self._endpoint_override = endpoint_override
+        self._endpoint_filter = {'service_type': service_type,
+                                 'interface': interface}
+        if region_name:
+            self._endpoint_filter['region_name'] = region_name
+        self._request_timeout = request_timeout
+
+    @classmethod
+    def from_conf(cls, conf, session=None):
+        """Build the client from ``[notifier]``.
+
+        Raises ``cfg.RequiredOptError`` when no endpoint can ever be found
+        (no auth plugin, or a fixed-endpoint plugin, and no URL): that is
+        a configuration mistake, better reported at start-up than retried.
+        """
+        group = conf[GROUP]
+        if session is None:
+            auth = ks_loading.load_auth_from_conf_options(conf, GROUP)
+            has_catalog = auth is not None and not isinstance(
+                auth, ks_plugin.FixedEndpointPlugin)
+            fixed = getattr(auth, 'endpoint', None)
+            if not (group.endpoint_override or has_catalog or fixed):
+                raise cfg.RequiredOptError('endpoint_override',
+                                           cfg.OptGroup(GROUP))
+            timeout = group.timeout
+            if timeout is None:
+                # A Keystone that never answers must not hang delivery.
+                timeout = group.request_timeout
+            session = ks_loading.load_session_from_conf_options(
+                conf, GROUP, auth=auth, timeout=timeout,
+                app_name='guest-health-monitor')
+        return cls(session,
+                   endpoint_override=group.endpoint_override,
+                   service_type=group.service_type,
+                   interface=group.interface,
+                   region_name=group.region_name,
+                   request_timeout=group.request_timeout)
+
+    def _request(self, method, path, body):
+        kwargs = {'json': body,
+                  'headers': {'Accept': 'application/json'},
+                  'raise_exc': False,
+                  'timeout': self._request_timeout,
+                  'connect_retries': 0}
+        if self._endpoint_override:
+            kwargs['endpoint_override'] = self._endpoint_override
+        else:
+            kwargs['endpoint_filter'] = self._endpoint_filter
+        return self._session.request(path, method, **kwargs)
+
+    def send(self, notification):
+        """POST one notification; returns a DeliveryOutcome, never raises
+        for HTTP, connection, catalog or authentication failures."""
+        try:
+            response = self._request('POST', '/notifications',
+                                     notification.body())
+        except ks_exc.EndpointNotFound as e:
+            wanted = self._endpoint_filter
+            return _retry(f'no {wanted["service_type"]} endpoint '
+                          f'(interface {wanted["interface"]}) in the service '
+                          f'catalog: {e}')
+        except ks_exc.ConnectionError as e:
+            return _retry(f'HA engine unreachable: {e}')
+        except ks_exc.ClientException as e:
+            # With raise_exc=False the engine's own answers never raise, so
+            # this came from getting a token or the catalog and the request
+            # never left. Operators may fix credentials: keep and retry.
+            return _retry(f'Keystone authentication failed '
+                          f'({type(e).__name__}): {e}')
+        return classify_response(response.status_code, response.text)
