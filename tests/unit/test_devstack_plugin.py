@@ -245,6 +245,22 @@ def test_password_stays_out_of_the_traced_output(devstack, password_var):
     assert '+ source' in result.stderr
 
 
+def test_every_option_written_is_one_the_daemon_registers(devstack):
+    # The oslo-config-generator entry point: the daemon's published options.
+    from monitor import opts
+    known = {(getattr(group, 'name', group), opt.dest)
+             for group, group_opts in opts.list_opts() for opt in group_opts}
+    devstack.env['GHM_MASAKARI_ENDPOINT'] = 'http://192.0.2.10/instance-ha/v1'
+    devstack.env['ENABLED_SERVICES'] += ',tls-proxy'
+
+    devstack.run(*STACK)
+
+    conf = devstack.config()
+    written = {(section, option)
+               for section in conf.sections() for option in conf[section]}
+    assert written - known == set()
+
+
 def test_nothing_is_installed_or_run_on_a_host_without_nova_compute(devstack):
     devstack.env['ENABLED_SERVICES'] = 'key,n-api,n-cond,guest-health-monitor'
 
