@@ -137,8 +137,9 @@ class HealthPolicy:
 
     def ping_ok(self, record, now):
         new_state = states.next_state(record.state, states.GUEST_PINGABLE)
-        changes = dict(misses=0, last_ok=now, ever_healthy=True,
-                       agent_disconnected_at=None, discovery_since=None)
+        changes = dict(state=new_state, misses=0, last_ok=now,
+                       ever_healthy=True, agent_disconnected_at=None,
+                       discovery_since=None)
         if record.state == states.REPORTED:
             # Re-armed: a later failure is a new incident and is reported
             # again. A queued notification is kept (see module doc).

@@ -85,18 +85,6 @@ class DomainEvent:
     # Epoch seconds at which the callback ran.
     at: float
 
-    def describe(self):
-        """Short operator text, e.g. 'stopped (detail 5)'."""
-        if self.kind == KIND_REBOOT:
-            return 'reboot'
-        if self.kind == KIND_AGENT:
-            name = _AGENT_STATE_NAMES.get(
-                self.event, 'agent state %s' % self.event)
-            return '%s (reason %s)' % (name, self.detail)
-        name = _LIFECYCLE_EVENT_NAMES.get(
-            self.event, 'lifecycle event %s' % self.event)
-        return '%s (detail %s)' % (name, self.detail)
-
 
 _LIFECYCLE_ACTIONS = {
     # Booted, migrated in, restored, from snapshot, woken up: a new run of
@@ -127,6 +115,20 @@ _AGENT_ACTIONS = {
     VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_DISCONNECTED:
         Action.AGENT_DISCONNECTED,
 }
+
+
+def describe(event):
+    """Short operator text for a :class:`DomainEvent`, e.g.
+    'stopped (detail 5)' or 'agent disconnected (reason 2)'."""
+    if event.kind == KIND_REBOOT:
+        return 'reboot'
+    if event.kind == KIND_AGENT:
+        name = _AGENT_STATE_NAMES.get(event.event,
+                                      'agent state %s' % event.event)
+        return '%s (reason %s)' % (name, event.detail)
+    name = _LIFECYCLE_EVENT_NAMES.get(event.event,
+                                      'lifecycle event %s' % event.event)
+    return '%s (detail %s)' % (name, event.detail)
 
 
 def action_for(event):

@@ -13,6 +13,7 @@ from oslo_config import cfg
 # Modules that own options, in the order their options appear in the sample.
 OPTION_MODULES = (
     'monitor.config',
+    'monitor.logs',
     'monitor.libvirt_host',
     'monitor.scheduler',
     'monitor.health_policy',
@@ -20,6 +21,7 @@ OPTION_MODULES = (
     'monitor.domain_xml',
     'monitor.domain_store',
     'monitor.notifier',
+    'monitor.outbox',
     'monitor.delivery',
 )
 

@@ -1,0 +1,495 @@
+import dataclasses
+
+from oslo_config import cfg
+import pytest
+
+from monitor import domain_record
+from monitor import health_policy
+from monitor import lifecycle
+from monitor import states
+
+A = lifecycle.Action
+D, H, E, R = states.DISCOVERY, states.HEALTHY, states.ERROR, states.REPORTED
+UUID = '6f1f5a7e-2c8e-4d0a-9a57-0d6a3c1b2e11'
+T0 = 1_700_000_000.0
+
+
+def policy(threshold=3, discovery_timeout=0, grace=30):
+    return health_policy.HealthPolicy(threshold, discovery_timeout, grace)
+
+
+def record(**changes):
+    return dataclasses.replace(
+        domain_record.DomainRecord(UUID, 'instance-00000001',
+                                   discovery_since=T0), **changes)
+
+
+def healthy(**changes):
+    base = dict(state=H, ever_healthy=True, last_ok=T0, discovery_since=None)
+    base.update(changes)
+    return record(**base)
+
+
+class Guest:
+    """Drives one record through the policy the way the daemon does:
+    a notification asked for is queued at once."""
+
+    def __init__(self, pol, rec=None, now=T0):
+        self.policy = pol
+        self.record = rec or pol.new_record(UUID, 'instance-00000001', now)
+        self.now = now
+        self.notified = []
+
+    def _apply(self, verdict):
+        self.record = verdict.record
+        if verdict.notify:
+            notification_id = 'n-%d' % (len(self.notified) + 1)
+            self.notified.append((self.now, verdict.reason))
+            self.record = self.policy.notification_queued(
+                self.record, notification_id, self.now)
+        return verdict
+
+    def ok(self, dt=10):
+        self.now += dt
+        return self._apply(self.policy.ping_ok(self.record, self.now))
+
+    def miss(self, dt=10):
+        self.now += dt
+        return self._apply(self.policy.ping_missed(self.record, self.now))
+
+    def tick(self, dt=10):
+        self.now += dt
+        return self._apply(self.policy.tick(self.record, self.now))
+
+    def event(self, action, dt=1):
+        self.now += dt
+        verdict = self.policy.apply_lifecycle(self.record, action, self.now)
+        self.record = verdict.record
+        return verdict
+
+    def accepted(self, dt=1):
+        self.now += dt
+        return self._apply(self.policy.notification_accepted(
+            self.record, self.record.notification_id, self.now))
+
+
+# -- new records -------------------------------------------------------------
+
+def test_new_record_starts_in_discovery_now():
+    rec = policy().new_record(UUID, 'vm', T0)
+    assert (rec.uuid, rec.name, rec.state) == (UUID, 'vm', D)
+    assert rec.discovery_since == T0
+    assert rec.misses == 0 and rec.ever_healthy is False
+
+
+def test_threshold_must_be_positive():
+    with pytest.raises(ValueError):
+        health_policy.HealthPolicy(0)
+
+
+# -- ping results against every state -----------------------------------------
+
+@pytest.mark.parametrize('start', [
+    record(),
+    healthy(),
+    healthy(state=E, misses=2),
+    healthy(state=R, misses=7, notified_at=T0 - 5),
+])
+def test_an_answer_makes_any_state_healthy_and_resets_the_count(start):
+    verdict = policy().ping_ok(start, T0 + 1)
+    assert (verdict.old_state, verdict.new_state) == (start.state, H)
+    assert verdict.notify is False
+    assert verdict.record.state == H
+    assert verdict.record.misses == 0
+    assert verdict.record.last_ok == T0 + 1
+    assert verdict.record.ever_healthy is True
+    assert verdict.record.discovery_since is None
+
+
+def test_an_answer_ends_an_agent_disconnect():
+    start = healthy(agent_disconnected_at=T0)
+    assert policy().ping_ok(start, T0 + 1).record.agent_disconnected_at \
+        is None
+
+
+def test_an_answer_after_a_report_re_arms_notification():
+    start = healthy(state=R, misses=4, notified_at=T0 - 5)
+    assert policy().ping_ok(start, T0).record.notified_at is None
+
+
+def test_an_answer_keeps_a_queued_notification():
+    # The failure was real; the outbox delivers it anyway.
+    start = healthy(state=E, misses=3, notification_id='n-1')
+    assert policy().ping_ok(start, T0).record.notification_id == 'n-1'
+
+
+@pytest.mark.parametrize('start,new_state,misses', [
+    (record(), D, 0),                             # still booting
+    (healthy(), E, 1),
+    (healthy(state=E, misses=1), E, 2),
+    (healthy(state=R, misses=3, notified_at=T0), R, 3),
+])
+def test_a_miss_in_each_state(start, new_state, misses):
+    verdict = policy(threshold=5).ping_missed(start, T0 + 1)
+    assert (verdict.old_state, verdict.new_state) == (start.state, new_state)
+    assert verdict.record.state == new_state
+    assert verdict.record.misses == misses
+    assert verdict.notify is False
+
+
+def test_policy_never_mutates_its_input():
+    start = healthy(state=E, misses=2)
+    snapshot = dataclasses.replace(start)
+    pol = policy()
+    pol.ping_missed(start, T0)
+    pol.ping_ok(start, T0)
+    pol.tick(start, T0 + 10_000)
+    pol.notification_queued(start, 'n-1', T0)
+    pol.notification_accepted(start, None, T0)
+    for action in A:
+        pol.apply_lifecycle(start, action, T0)
+    assert start == snapshot
+
+
+# -- the failure threshold ------------------------------------------------------
+
+@pytest.mark.parametrize('threshold', [1, 2, 3, 5])
+def test_the_nth_consecutive_miss_notifies(threshold):
+    guest = Guest(policy(threshold=threshold))
+    guest.ok()
+    verdicts = [guest.miss() for _ in range(threshold + 4)]
+    notify_at = [i + 1 for i, v in enumerate(verdicts) if v.notify]
+    assert notify_at == [threshold]
+    assert verdicts[threshold - 1].record.misses == threshold
+
+
+def test_threshold_3_notifies_on_the_third_miss_not_the_fifth():
+    guest = Guest(policy(threshold=3))
+    guest.ok()
+    first, second, third = guest.miss(), guest.miss(), guest.miss()
+    assert (first.new_state, first.notify) == (E, False)
+    assert (second.new_state, second.notify) == (E, False)
+    assert (third.new_state, third.notify) == (E, True)
+    assert third.reason == '3 consecutive missed pings (failure threshold 3)'
+
+
+def test_threshold_1_notifies_on_the_first_miss():
+    guest = Guest(policy(threshold=1))
+    guest.ok()
+    verdict = guest.miss()
+    assert (verdict.old_state, verdict.new_state, verdict.notify) == \
+        (H, E, True)
+
+
+def test_an_answer_in_between_restarts_the_count():
+    guest = Guest(policy(threshold=3))
+    guest.ok()
+    guest.miss()
+    guest.miss()
+    guest.ok()
+    guest.miss()
+    guest.miss()
+    assert guest.notified == []
+    assert guest.miss().notify is True
+
+
+def test_one_notification_per_incident_then_reported():
+    guest = Guest(policy(threshold=3))
+    guest.ok()
+    for _ in range(10):
+        guest.miss()
+    assert len(guest.notified) == 1
+    assert guest.record.state == E  # until the engine accepts
+    verdict = guest.accepted()
+    assert (verdict.old_state, verdict.new_state) == (E, R)
+    for _ in range(10):
+        assert guest.miss().notify is False
+    assert guest.record.state == R
+    assert len(guest.notified) == 1
+
+
+def test_a_recovered_guest_that_fails_again_is_notified_again():
+    guest = Guest(policy(threshold=3))
+    guest.ok()
+    for _ in range(3):
+        guest.miss()
+    guest.accepted()
+    guest.ok()
+    assert guest.record.state == H
+    for _ in range(3):
+        guest.miss()
+    assert len(guest.notified) == 2
+    assert guest.record.notification_id == 'n-2'
+
+
+def test_no_second_notification_while_one_is_still_queued():
+    # The guest came back before the engine took the first notification and
+    # failed again: the queued one is still delivered and covers both.
+    guest = Guest(policy(threshold=3))
+    guest.ok()
+    for _ in range(3):
+        guest.miss()
+    guest.ok()
+    verdicts = [guest.miss() for _ in range(5)]
+    assert not any(v.notify for v in verdicts)
+    assert 'n-1 already queued' in verdicts[-1].reason
+    assert guest.accepted().new_state == R
+    assert len(guest.notified) == 1
+
+
+def test_a_miss_past_the_threshold_asks_again_until_one_is_queued():
+    # The caller may hold a notification back (mass-failure breaker) or
+    # die before queueing it: the next miss asks again.
+    pol = policy(threshold=3)
+    rec = healthy(state=E, misses=2)
+    third = pol.ping_missed(rec, T0)
+    assert third.notify
+    fourth = pol.ping_missed(third.record, T0 + 10)
+    assert fourth.notify
+    queued = pol.notification_queued(fourth.record, 'n-1', T0 + 10)
+    assert not pol.ping_missed(queued, T0 + 20).notify
+
+
+# -- discovery ----------------------------------------------------------------
+
+def test_discovery_never_notifies_without_a_discovery_timeout():
+    guest = Guest(policy(threshold=1, discovery_timeout=0))
+    for _ in range(100):
+        assert guest.miss(dt=60).notify is False
+        assert guest.tick(dt=60).notify is False
+    assert guest.record.state == D
+    assert guest.record.misses == 0
+
+
+def test_discovery_timeout_ignores_a_guest_that_never_answered():
+    # No agent inside the guest is not a failure.
+    guest = Guest(policy(discovery_timeout=60))
+    assert guest.tick(dt=3600).notify is False
+    assert guest.record.state == D
+
+
+def test_discovery_timeout_after_a_reboot():
+    guest = Guest(policy(discovery_timeout=60))
+    guest.ok()
+    verdict = guest.event(A.REARM)
+    assert (verdict.old_state, verdict.new_state) == (H, D)
+    rearmed_at = guest.now
+    assert guest.tick(dt=30).notify is False
+    assert guest.miss(dt=29).notify is False
+    verdict = guest.tick(dt=1)
+    assert guest.now - rearmed_at == 60
+    assert verdict.notify is True
+    assert verdict.reason == \
+        'agent did not come back within 60 s after restart'
+    assert verdict.new_state == D
+    # Queued: no second one.
+    assert guest.tick().notify is False
+    assert len(guest.notified) == 1
+    assert guest.accepted().new_state == R
+
+
+def test_an_agent_back_in_time_cancels_the_discovery_timeout():
+    guest = Guest(policy(discovery_timeout=60))
+    guest.ok()
+    guest.event(A.REARM)
+    guest.ok(dt=50)
+    assert guest.tick(dt=3600).notify is False
+    assert guest.record.state == H
+
+
+def test_no_discovery_timeout_while_parked():
+    guest = Guest(policy(discovery_timeout=60))
+    guest.ok()
+    guest.event(A.REARM)
+    guest.event(A.PARK)
+    assert guest.tick(dt=3600).notify is False
+
+
+def test_tick_does_nothing_outside_discovery():
+    pol = policy(discovery_timeout=1)
+    for rec in (healthy(), healthy(state=E, misses=1),
+                healthy(state=R, notified_at=T0)):
+        verdict = pol.tick(rec, T0 + 3600)
+        assert verdict.notify is False
+        assert verdict.record == rec
+
+
+# -- agent disconnect grace ------------------------------------------------------
+
+def test_misses_within_the_grace_after_an_agent_disconnect_do_not_count():
+    guest = Guest(policy(threshold=1, grace=30))
+    guest.ok()
+    guest.event(A.AGENT_DISCONNECTED, dt=0)
+    verdict = guest.miss(dt=10)
+    assert (verdict.new_state, verdict.notify) == (H, False)
+    assert verdict.record.misses == 0
+    assert 'grace' in verdict.reason
+    assert guest.miss(dt=19).notify is False
+    # 30 s after the disconnect the grace is over.
+    verdict = guest.miss(dt=1)
+    assert (verdict.new_state, verdict.notify) == (E, True)
+
+
+def test_agent_reconnect_ends_the_grace():
+    guest = Guest(policy(threshold=1, grace=30))
+    guest.ok()
+    guest.event(A.AGENT_DISCONNECTED, dt=0)
+    guest.event(A.AGENT_CONNECTED, dt=1)
+    assert guest.record.agent_disconnected_at is None
+    assert guest.miss(dt=1).notify is True
+
+
+def test_zero_grace_counts_every_miss():
+    guest = Guest(policy(threshold=1, grace=0))
+    guest.ok()
+    guest.event(A.AGENT_DISCONNECTED, dt=0)
+    assert guest.miss(dt=0).notify is True
+
+
+# -- lifecycle actions ---------------------------------------------------------
+
+def test_forget_returns_none():
+    assert policy().apply_lifecycle(healthy(), A.FORGET, T0) is None
+
+
+def test_rearm_starts_over_in_discovery_keeping_what_must_survive():
+    start = healthy(state=E, misses=2, paused=True,
+                    agent_disconnected_at=T0 - 1, notification_id='n-1',
+                    notified_at=T0 - 100)
+    verdict = policy().apply_lifecycle(start, A.REARM, T0 + 5)
+    assert (verdict.old_state, verdict.new_state) == (E, D)
+    assert verdict.notify is False
+    assert verdict.record == domain_record.DomainRecord(
+        UUID, 'instance-00000001', state=D, misses=0, last_ok=T0,
+        discovery_since=T0 + 5, ever_healthy=True, paused=False,
+        agent_disconnected_at=None, notification_id='n-1', notified_at=None)
+
+
+def test_rearm_of_a_never_healthy_guest_stays_never_healthy():
+    verdict = policy().apply_lifecycle(record(), A.REARM, T0 + 5)
+    assert verdict.record.ever_healthy is False
+
+
+def test_rearm_from_reported_allows_a_new_report():
+    guest = Guest(policy(threshold=2))
+    guest.ok()
+    guest.miss()
+    guest.miss()
+    guest.accepted()
+    guest.event(A.REARM)
+    guest.ok()
+    guest.miss()
+    guest.miss()
+    assert len(guest.notified) == 2
+
+
+def test_park_stops_pinging_and_counting_but_keeps_the_state():
+    pol = policy(threshold=3)
+    start = healthy(state=E, misses=2)
+    verdict = pol.apply_lifecycle(start, A.PARK, T0)
+    assert (verdict.old_state, verdict.new_state) == (E, E)
+    assert verdict.record.paused is True
+    assert verdict.record.misses == 0
+    assert pol.should_ping(verdict.record, T0) is False
+    late = pol.ping_missed(verdict.record, T0 + 10)
+    assert late.notify is False
+    assert late.record == verdict.record
+
+
+def test_a_parked_guest_is_pinged_again_after_a_rearm():
+    pol = policy()
+    parked = pol.apply_lifecycle(healthy(), A.PARK, T0).record
+    rearmed = pol.apply_lifecycle(parked, A.REARM, T0 + 1).record
+    assert pol.should_ping(rearmed, T0 + 1) is True
+
+
+@pytest.mark.parametrize('rec', [record(), healthy(),
+                                 healthy(state=E, misses=1)])
+def test_should_ping_unless_parked(rec):
+    assert policy().should_ping(rec, T0) is True
+
+
+def test_agent_events_only_touch_the_disconnect_time():
+    pol = policy()
+    start = healthy(state=E, misses=1)
+    down = pol.apply_lifecycle(start, A.AGENT_DISCONNECTED, T0 + 3)
+    assert down.record == dataclasses.replace(start,
+                                              agent_disconnected_at=T0 + 3)
+    up = pol.apply_lifecycle(down.record, A.AGENT_CONNECTED, T0 + 4)
+    assert up.record == start
+    assert down.new_state == up.new_state == E
+
+
+def test_ignore_changes_nothing():
+    start = healthy()
+    verdict = policy().apply_lifecycle(start, A.IGNORE, T0)
+    assert verdict.record == start
+    assert (verdict.old_state, verdict.new_state, verdict.notify) == \
+        (H, H, False)
+
+
+# -- notifications ---------------------------------------------------------------
+
+def test_notification_queued_records_the_id():
+    rec = policy().notification_queued(healthy(state=E, misses=3), 'n-9', T0)
+    assert rec.notification_id == 'n-9'
+    assert rec.state == E
+
+
+@pytest.mark.parametrize('state', [E, D])
+def test_accepted_notification_reports_a_failing_domain(state):
+    start = healthy(state=state, misses=3, notification_id='n-1')
+    verdict = policy().notification_accepted(start, 'n-1', T0 + 2)
+    assert (verdict.old_state, verdict.new_state) == (state, R)
+    assert verdict.record.state == R
+    assert verdict.record.notification_id is None
+    assert verdict.record.notified_at == T0 + 2
+    assert verdict.notify is False
+
+
+def test_accepted_after_the_guest_came_back_keeps_it_healthy():
+    start = healthy(notification_id='n-1')
+    verdict = policy().notification_accepted(start, 'n-1', T0 + 2)
+    assert (verdict.old_state, verdict.new_state) == (H, H)
+    assert verdict.record.notification_id is None
+    assert verdict.record.notified_at == T0 + 2
+
+
+def test_accepting_another_notification_changes_nothing():
+    start = healthy(state=E, misses=3, notification_id='n-2')
+    verdict = policy().notification_accepted(start, 'n-1', T0)
+    assert verdict.record == start
+    assert verdict.new_state == E
+
+
+def test_a_dropped_notification_is_asked_for_again_on_the_next_miss():
+    pol = policy(threshold=3)
+    start = healthy(state=E, misses=3, notification_id='n-1')
+    dropped = pol.notification_dropped(start, 'n-1', T0)
+    assert dropped.record.notification_id is None
+    assert dropped.new_state == E
+    assert pol.ping_missed(dropped.record, T0 + 10).notify is True
+    other = pol.notification_dropped(start, 'n-0', T0)
+    assert other.record == start
+
+
+# -- configuration ---------------------------------------------------------------
+
+def test_from_conf_uses_the_monitor_options():
+    conf = cfg.ConfigOpts()
+    health_policy.register_opts(conf)
+    conf([], default_config_files=[])
+    pol = health_policy.HealthPolicy.from_conf(conf)
+    assert (pol.failure_threshold, pol.discovery_timeout,
+            pol.agent_disconnect_grace) == (3, 0, 30)
+    conf.set_override('failure_threshold', 5, group='monitor')
+    assert health_policy.HealthPolicy.from_conf(conf).failure_threshold == 5
+
+
+def test_option_bounds():
+    [(group, opts)] = health_policy.list_opts()
+    assert group == 'monitor'
+    by_name = {opt.name: opt for opt in opts}
+    assert by_name['failure_threshold'].type.min == 1
+    assert by_name['discovery_timeout'].type.min == 0
+    assert by_name['agent_disconnect_grace'].type.min == 0
