@@ -29,33 +29,32 @@ GROUP = 'notifier'
 DEFAULT_SERVICE_TYPE = 'instance-ha'
 
 NOTIFIER_OPTS = [
-    cfg.URIOpt('endpoint_override',
+    cfg.URIOpt('endpoint',
                schemes=['http', 'https'],
                help='URL of the HA engine (Masakari) API including the '
                     'version, e.g. http://127.0.0.1:15868/v1. Default: '
                     'unset, which means the URL is looked up in the '
                     'Keystone service catalog by service_type, interface '
-                    'and region_name. Required when auth_type is unset. '
-                    'With auth_type = none the plugin option "endpoint" '
-                    'may be used instead.\n\n'
+                    'and region_name. Required when auth_type is unset or '
+                    'is "none" (an engine running without Keystone).\n\n'
                     'Related options: service_type, interface, '
                     'region_name, auth_type.'),
     cfg.StrOpt('service_type',
                default=DEFAULT_SERVICE_TYPE,
                help='Service type of the HA engine in the Keystone '
-                    'catalog. Default instance-ha. Ignored when '
-                    'endpoint_override is set.'),
+                    'catalog. Default instance-ha. Ignored when endpoint '
+                    'is set.'),
     cfg.StrOpt('interface',
                default='internal',
                choices=['public', 'internal', 'admin'],
                help='Which catalog endpoint of the HA engine to use. '
                     'Default internal: compute hosts reach control-plane '
                     'services over the internal network, as nova-compute '
-                    'does. Ignored when endpoint_override is set.'),
+                    'does. Ignored when endpoint is set.'),
     cfg.StrOpt('region_name',
                help='Region of the HA engine endpoint in the Keystone '
                     'catalog. Default: unset (any region). Ignored when '
-                    'endpoint_override is set.'),
+                    'endpoint is set.'),
     cfg.FloatOpt('request_timeout',
                  default=10.0, min=0.1,
                  help='Seconds to wait for the HA engine (connect and '
@@ -102,7 +101,7 @@ _TIME_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
 def format_time(epoch_seconds):
     """ISO 8601 UTC time string the engine accepts as generated_time."""
     moment = datetime.datetime.fromtimestamp(epoch_seconds,
-                                             datetime.UTC)
+                                             datetime.timezone.utc)
     return moment.strftime(_TIME_FORMAT)
 
 
@@ -125,15 +124,14 @@ class Notification:
     vir_domain_event: str = STOPPED_FAILED
 
     @classmethod
-    def create(cls, instance_uuid, domain_name, hostname, now,
-               event=QEMU_GUEST_AGENT_ERROR,
-               vir_domain_event=STOPPED_FAILED):
-        """A new notification for a failure observed at ``now`` (epoch s)."""
+    def new(cls, instance_uuid, domain_name, hostname, at,
+            event=QEMU_GUEST_AGENT_ERROR, vir_domain_event=STOPPED_FAILED):
+        """A new notification for a failure observed at ``at`` (epoch s)."""
         return cls(id=str(uuid.uuid4()),
                    instance_uuid=str(instance_uuid),
                    domain_name=str(domain_name),
                    hostname=str(hostname),
-                   generated_time=format_time(now),
+                   generated_time=format_time(at),
                    event=str(event),
                    vir_domain_event=str(vir_domain_event))
 
@@ -237,18 +235,43 @@ def _retry(reason):
     return DeliveryOutcome(OutcomeKind.RETRY, None, reason)
 
 
+def load_auth(conf, group=GROUP):
+    """The keystoneauth plugin configured in ``group``, or None.
+
+    keystoneauth's ``load_auth_from_conf_options`` registers every option
+    of the plugin; the "none" and "http_basic" plugins have an option named
+    ``endpoint``, which this group already has with the same meaning (the
+    fixed URL of the service). Registering it twice would fail, so plugin
+    options already present in the group are not registered again and the
+    plugin reads the group's own value.
+    """
+    section = conf[group].auth_section or group
+    name = conf[section].auth_type
+    if not name:
+        return None
+    loader = ks_loading.get_plugin_loader(name)
+    for opt in ks_loading.get_auth_plugin_conf_options(loader):
+        try:
+            conf.register_opt(opt, group=section)
+        except cfg.DuplicateOptError:
+            LOG.debug('[%s] %s serves the %s auth plugin too', section,
+                      opt.dest, name)
+    return loader.load_from_options_getter(
+        lambda opt: conf[section][opt.dest])
+
+
 class MasakariClient:
     """Posts notifications to the HA engine through a keystoneauth session.
 
-    With ``endpoint_override`` the URL is used as is; otherwise the session's
-    auth plugin finds it in the service catalog.
+    With ``endpoint`` the URL is used as is (the token, if any, is still
+    sent); otherwise the session's auth plugin finds it in the catalog.
     """
 
-    def __init__(self, session, endpoint_override=None,
+    def __init__(self, session, endpoint=None,
                  service_type=DEFAULT_SERVICE_TYPE, interface='internal',
                  region_name=None, request_timeout=10.0):
         self._session = session
-        self._endpoint_override = endpoint_override
+        self._endpoint = endpoint
         self._endpoint_filter = {'service_type': service_type,
                                  'interface': interface}
         if region_name:
@@ -259,19 +282,18 @@ class MasakariClient:
     def from_conf(cls, conf, session=None):
         """Build the client from ``[notifier]``.
 
-        Raises ``cfg.RequiredOptError`` when no endpoint can ever be found
-        (no auth plugin, or a fixed-endpoint plugin, and no URL): that is
-        a configuration mistake, better reported at start-up than retried.
+        Raises ``cfg.RequiredOptError`` for ``endpoint`` when no URL could
+        ever be found (no auth plugin, or one without a service catalog):
+        a configuration mistake is better reported at start-up than
+        retried for ever.
         """
         group = conf[GROUP]
         if session is None:
-            auth = ks_loading.load_auth_from_conf_options(conf, GROUP)
+            auth = load_auth(conf)
             has_catalog = auth is not None and not isinstance(
                 auth, ks_plugin.FixedEndpointPlugin)
-            fixed = getattr(auth, 'endpoint', None)
-            if not (group.endpoint_override or has_catalog or fixed):
-                raise cfg.RequiredOptError('endpoint_override',
-                                           cfg.OptGroup(GROUP))
+            if not (group.endpoint or has_catalog):
+                raise cfg.RequiredOptError('endpoint', cfg.OptGroup(GROUP))
             timeout = group.timeout
             if timeout is None:
                 # A Keystone that never answers must not hang delivery.
@@ -280,7 +302,7 @@ class MasakariClient:
                 conf, GROUP, auth=auth, timeout=timeout,
                 app_name='guest-health-monitor')
         return cls(session,
-                   endpoint_override=group.endpoint_override,
+                   endpoint=group.endpoint,
                    service_type=group.service_type,
                    interface=group.interface,
                    region_name=group.region_name,
@@ -292,12 +314,11 @@ class MasakariClient:
                   'raise_exc': False,
                   'timeout': self._request_timeout,
                   'connect_retries': 0}
-        if self._endpoint_override:
-            kwargs['endpoint_override'] = self._endpoint_override
+        if self._endpoint:
+            kwargs['endpoint_override'] = self._endpoint
         else:
             kwargs['endpoint_filter'] = self._endpoint_filter
         return self._session.request(path, method, **kwargs)
-
     def send(self, notification):
         """POST one notification; returns a DeliveryOutcome, never raises
         for HTTP, connection, catalog or authentication failures."""
@@ -310,7 +331,8 @@ class MasakariClient:
                           f'(interface {wanted["interface"]}) in the service '
                           f'catalog: {e}')
         except ks_exc.ConnectionError as e:
-            return _retry(f'HA engine unreachable: {e}')
+            # The message names the URL: the engine's or Keystone's.
+            return _retry(f'connection failed: {e}')
         except ks_exc.ClientException as e:
             # With raise_exc=False the engine's own answers never raise, so
             # this came from getting a token or the catalog and the request

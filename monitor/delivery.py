@@ -1,0 +1,248 @@
+"""Delivery of outbox notifications to the HA engine.
+
+The worker sends every due outbox entry once per pass, one request at a
+time, oldest first, and records what became of it: delivered (the engine
+accepted it or already had it), retried later with capped exponential
+backoff, or kept as a dead letter when the engine refused it for good.
+
+It runs in one (green or native) thread; the rest of the daemon enqueues
+into the outbox and calls ``wake`` so the first attempt is immediate.
+Everything time-related goes through the injected clock, so tests drive
+``run_once`` without sleeping.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+
+from oslo_config import cfg
+
+from monitor import outbox as outbox_mod
+from monitor.notifier import OutcomeKind
+
+LOG = logging.getLogger(__name__)
+
+GROUP = outbox_mod.GROUP
+
+RETRY_OPTS = [
+    cfg.FloatOpt('retry_initial_delay',
+                 default=1.0, min=0.1,
+                 help='Seconds between the first failed attempt to deliver '
+                      'a notification to the HA engine and the next one. '
+                      'Default 1.\n\n'
+                      'Related options: retry_backoff_factor, '
+                      'retry_max_delay.'),
+    cfg.FloatOpt('retry_max_delay',
+                 default=60.0, min=1.0,
+                 help='Upper bound in seconds of the delay between two '
+                      'delivery attempts of one notification. Delivery is '
+                      'retried for as long as the HA engine is unavailable; '
+                      'only a definitive refusal (HTTP 4xx other than 401, '
+                      '403, 404, 405, 408, 409 and 429) stops it. '
+                      'Default 60.'),
+    cfg.FloatOpt('retry_backoff_factor',
+                 default=2.0, min=1.0,
+                 help='Factor applied to the retry delay after each failed '
+                      'attempt. Default 2.'),
+    cfg.FloatOpt('retry_jitter',
+                 default=0.2, min=0.0, max=1.0,
+                 help='Fraction of each retry delay removed at random, so '
+                      'that monitors of many hosts do not retry in step '
+                      'after an HA engine outage. Default 0.2.'),
+]
+
+
+def list_opts():
+    return [(GROUP, RETRY_OPTS)]
+
+
+def register_opts(conf):
+    conf.register_opts(RETRY_OPTS, group=GROUP)
+
+
+# Longest sleep of an idle worker: it also picks up dead letters requeued
+# by an operator from another process.
+IDLE_POLL = 30.0
+
+
+class RetryPolicy:
+    """Capped exponential backoff with jitter."""
+
+    def __init__(self, initial_delay=1.0, max_delay=60.0, factor=2.0,
+                 jitter=0.2, rand=random.random):
+        self.initial_delay = initial_delay
+        self.max_delay = max_delay
+        self.factor = factor
+        self.jitter = jitter
+        self._rand = rand
+
+    @classmethod
+    def from_conf(cls, conf):
+        group = conf[GROUP]
+        return cls(initial_delay=group.retry_initial_delay,
+                   max_delay=group.retry_max_delay,
+                   factor=group.retry_backoff_factor,
+                   jitter=group.retry_jitter)
+
+    def delay(self, failed_attempts):
+        """Seconds to wait after the ``failed_attempts``-th failure (>= 1)."""
+        # The exponent is bounded so that the power never overflows.
+        exponent = min(max(failed_attempts - 1, 0), 256)
+        base = min(self.max_delay,
+                   self.initial_delay * self.factor ** exponent)
+        return base * (1.0 - self.jitter * self._rand())
+
+
+class _Outage:
+    def __init__(self, since, cause):
+        self.since = since
+        self.cause = cause
+        self.failed_attempts = 0
+
+
+def _cause(outcome):
+    # Retry messages read "<what failed>: <details>"; the details (URLs,
+    # request ids) vary between attempts, the first part does not.
+    return outcome.status_code, outcome.message.partition(':')[0]
+
+
+class DeliveryWorker:
+    """Sends due outbox entries with ``client`` and records the outcomes.
+
+    ``on_accepted(notification)`` is called once the engine has the
+    notification (ACCEPTED or DUPLICATE), after the outbox recorded it.
+    """
+
+    def __init__(self, outbox, client, on_accepted, clock=time.time,
+                 retry_policy=None):
+        self.outbox = outbox
+        self._client = client
+        self._on_accepted = on_accepted
+        self._clock = clock
+        self._policy = retry_policy or RetryPolicy()
+        self._wake_event = threading.Event()
+        self._stop_event = None
+        self._outage = None
+
+    @classmethod
+    def from_conf(cls, conf, outbox, client, on_accepted, clock=time.time):
+        return cls(outbox, client, on_accepted, clock=clock,
+                   retry_policy=RetryPolicy.from_conf(conf))
+
+    def wake(self):
+        """Start a pass now instead of at the next scheduled attempt.
+
+        Call it after enqueueing, and after setting the stop event so that
+        ``run`` returns at once.
+        """
+        self._wake_event.set()
+
+    def run(self, stop_event):
+        """Deliver until ``stop_event`` is set, sleeping until the next
+        due attempt (or ``wake()``) between passes."""
+        self._stop_event = stop_event
+        LOG.info('Delivery to the HA engine started; %d notification(s) '
+                 'pending in %s', len(self.outbox.pending()),
+                 self.outbox.path)
+        while not stop_event.is_set():
+            self._wake_event.clear()
+            try:
+                self.run_once()
+                timeout = self._idle_timeout()
+            except Exception:  # loop boundary: never stop delivering
+                LOG.exception('Delivery pass failed; next pass in %.0f s',
+                              self._policy.max_delay)
+                timeout = self._policy.max_delay
+            self._wake_event.wait(timeout)
+        LOG.info('Delivery to the HA engine stopped; %d notification(s) '
+                 'pending', len(self.outbox.pending()))
+
+    def _idle_timeout(self):
+        next_due = self.outbox.next_due_at()
+        if next_due is None:
+            return IDLE_POLL
+        return min(max(next_due - self._clock(), 0.0), IDLE_POLL)
+
+    def run_once(self, now=None):
+        """Send every due entry once, in order; returns [(entry, outcome)].
+
+        The entries returned are the outbox's records after the attempt.
+        With ``now`` given, that time is used for the whole pass (tests);
+        otherwise the clock is read after each request.
+        """
+        start = self._clock() if now is None else now
+        # Entries scheduled beyond the longest backoff can only come from a
+        # wall clock that stepped back: they are due, not years away.
+        due = self.outbox.due(start, horizon=self._policy.max_delay)
+        results = []
+        for entry in due:
+            if self._stop_event is not None and self._stop_event.is_set():
+                break
+            outcome = self._client.send(entry.notification)
+            at = self._clock() if now is None else now
+            results.append((self._record(entry, outcome, at), outcome))
+        return results
+
+    def _record(self, entry, outcome, now):
+        n = entry.notification
+        attempt = entry.attempts + 1
+        if outcome.kind == OutcomeKind.RETRY:
+            delay = self._policy.delay(attempt)
+            LOG.debug('Notification for domain %s (%s) not delivered '
+                      '(attempt %d), next attempt in %.1f s: %s',
+                      n.domain_name, n.instance_uuid, attempt, delay,
+                      outcome.message)
+            self._note_failure(now, n, outcome)
+            return self.outbox.record_attempt_failed(
+                n.id, now, now + delay, outcome.message)
+        self._note_answer(now)
+        if outcome.kind == OutcomeKind.REJECTED:
+            LOG.error('HA engine rejected the notification for domain %s '
+                      '(%s) for good (HTTP %s, attempt %d): %s. Kept as '
+                      'dead letter %s; requeue it with '
+                      '"guest-health-monitor-outbox retry %s" once fixed',
+                      n.domain_name, n.instance_uuid, outcome.status_code,
+                      attempt, outcome.message, n.id, n.id)
+            return self.outbox.mark_dead(n.id, now, outcome.message)
+        updated = self.outbox.mark_delivered(n.id, outcome.kind, now)
+        if outcome.kind == OutcomeKind.ACCEPTED:
+            LOG.info('HA engine accepted the notification for domain %s '
+                     '(%s) generated at %s (attempt %d, engine '
+                     'notification %s)', n.domain_name, n.instance_uuid,
+                     n.generated_time, attempt, outcome.engine_uuid)
+        else:
+            LOG.warning('HA engine already had the notification for domain '
+                        '%s (%s) generated at %s (attempt %d): %s',
+                        n.domain_name, n.instance_uuid, n.generated_time,
+                        attempt, outcome.message)
+        try:
+            self._on_accepted(n)
+        except Exception:  # loop boundary: the other entries still go out
+            LOG.exception('Handling the delivered notification for domain '
+                          '%s (%s) failed', n.domain_name, n.instance_uuid)
+        return updated
+
+    def _note_failure(self, now, notification, outcome):
+        cause = _cause(outcome)
+        if self._outage is None:
+            self._outage = _Outage(now, cause)
+            LOG.error('HA engine unavailable, notifications are kept in the '
+                      'outbox and retried (first held: domain %s (%s)): %s',
+                      notification.domain_name, notification.instance_uuid,
+                      outcome.message)
+        elif cause != self._outage.cause:
+            self._outage.cause = cause
+            LOG.error('HA engine still unavailable, now: %s',
+                      outcome.message)
+        self._outage.failed_attempts += 1
+
+    def _note_answer(self, now):
+        if self._outage is None:
+            return
+        LOG.info('HA engine answering again after %.0f s (%d failed '
+                 'attempt(s) during the outage)',
+                 now - self._outage.since, self._outage.failed_attempts)
+        self._outage = None
