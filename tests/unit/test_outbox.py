@@ -1,0 +1,338 @@
+"""The durable outbox: what is stored, what is due, and what survives a
+restart or a SIGKILL."""
+
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from oslo_config import cfg
+
+from monitor import notifier
+from monitor import outbox as outbox_mod
+from monitor.outbox import Outbox
+from monitor.outbox import OutboxError
+from monitor.outbox import OutboxFull
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+
+def notification(n=1, at=1700000000.0):
+    return notifier.Notification.new(
+        instance_uuid=f'00000000-0000-4000-8000-{n:012d}',
+        domain_name=f'instance-{n:08x}', hostname='compute-1', at=at)
+
+
+@pytest.fixture
+def path(tmp_path):
+    return str(tmp_path / 'state' / 'outbox.sqlite')
+
+
+@pytest.fixture
+def outbox(path):
+    box = Outbox(path, max_size=10)
+    yield box
+    box.close()
+
+
+def test_an_enqueued_notification_is_pending_and_due_at_once(outbox):
+    n = notification()
+
+    entry = outbox.enqueue(n, now=100.0)
+
+    assert entry.notification == n
+    assert (entry.status, entry.attempts, entry.created_at,
+            entry.next_attempt_at) == ('pending', 0, 100.0, 100.0)
+    assert outbox.due(99.9) == []
+    assert outbox.due(100.0) == [entry]
+    assert outbox.pending() == [entry]
+    assert outbox.get(n.id) == entry
+
+
+def test_due_entries_come_oldest_first(outbox):
+    for n in (3, 1, 2):
+        outbox.enqueue(notification(n), now=100.0)
+
+    due = outbox.due(100.0)
+
+    assert [e.notification.domain_name for e in due] == [
+        'instance-00000003', 'instance-00000001', 'instance-00000002']
+
+
+def test_enqueue_is_idempotent_on_the_notification_id(outbox):
+    n = notification()
+    first = outbox.enqueue(n, now=100.0)
+
+    again = outbox.enqueue(n, now=200.0)
+
+    assert again == first
+    assert len(outbox.pending()) == 1
+
+
+def test_a_full_outbox_refuses_new_notifications_loudly(path):
+    box = Outbox(path, max_size=2)
+    a, b = box.enqueue(notification(1), 1.0), box.enqueue(notification(2), 1.0)
+
+    with pytest.raises(OutboxFull) as error:
+        box.enqueue(notification(3), 1.0)
+    assert error.value.max_size == 2
+    assert '2 notifications' in str(error.value)
+
+    # Finished entries free their place; re-enqueueing a stored one is fine.
+    box.mark_delivered(a.id, 'ACCEPTED', 2.0)
+    box.mark_dead(b.id, 2.0, 'Host not found')
+    box.enqueue(notification(3), 3.0)
+    fourth = notification(4)
+    box.enqueue(fourth, 3.0)
+    assert box.enqueue(fourth, 4.0).status == 'pending'
+    with pytest.raises(OutboxFull):
+        box.enqueue(notification(5), 4.0)
+    box.close()
+
+
+def test_a_failed_attempt_is_counted_and_postpones_the_entry(outbox):
+    entry = outbox.enqueue(notification(), now=100.0)
+
+    failed = outbox.record_attempt_failed(entry.id, 101.0, 103.0,
+                                          'connection failed: refused')
+
+    assert (failed.status, failed.attempts, failed.last_attempt_at,
+            failed.next_attempt_at, failed.last_error) == (
+        'pending', 1, 101.0, 103.0, 'connection failed: refused')
+    assert outbox.due(102.9) == []
+    assert outbox.due(103.0) == [failed]
+    assert outbox.next_due_at() == 103.0
+
+
+def test_a_delivered_entry_is_no_longer_pending(outbox):
+    entry = outbox.enqueue(notification(), now=100.0)
+    outbox.record_attempt_failed(entry.id, 101.0, 102.0, 'HTTP 503: busy')
+
+    done = outbox.mark_delivered(entry.id, notifier.OutcomeKind.DUPLICATE,
+                                 102.0)
+
+    assert (done.status, done.outcome, done.attempts, done.finished_at) == (
+        'delivered', 'DUPLICATE', 2, 102.0)
+    assert outbox.pending() == []
+    assert outbox.due(1e12) == []
+    assert outbox.next_due_at() is None
+
+
+def test_only_acceptance_or_duplicate_counts_as_delivered(outbox):
+    entry = outbox.enqueue(notification(), now=100.0)
+
+    with pytest.raises(ValueError):
+        outbox.mark_delivered(entry.id, 'REJECTED', 101.0)
+    assert outbox.get(entry.id).status == 'pending'
+
+
+def test_delivered_entries_are_pruned_after_the_retention(path):
+    box = Outbox(path, max_size=10, delivered_retention=60)
+    old = box.enqueue(notification(1), 100.0)
+    box.mark_delivered(old.id, 'ACCEPTED', 100.0)
+    recent = box.enqueue(notification(2), 150.0)
+    box.mark_delivered(recent.id, 'ACCEPTED', 150.0)
+    assert box.get(old.id) is not None
+
+    assert box.prune_delivered(now=161.0) == 1
+
+    assert box.get(old.id) is None
+    assert box.get(recent.id).status == 'delivered'
+    box.close()
+
+
+def test_delivering_prunes_what_is_past_the_retention(path):
+    box = Outbox(path, max_size=10, delivered_retention=60)
+    old = box.enqueue(notification(1), 100.0)
+    box.mark_delivered(old.id, 'ACCEPTED', 100.0)
+    later = box.enqueue(notification(2), 200.0)
+
+    box.mark_delivered(later.id, 'ACCEPTED', 200.0)
+
+    assert box.get(old.id) is None
+    box.close()
+
+
+def test_dead_letters_are_kept_visible_and_never_due(outbox):
+    entry = outbox.enqueue(notification(), now=100.0)
+
+    dead = outbox.mark_dead(entry.id, 101.0,
+                            'Host with name compute-1 could not be found.')
+
+    assert (dead.status, dead.outcome, dead.attempts, dead.last_error) == (
+        'dead', 'REJECTED', 1, 'Host with name compute-1 could not be found.')
+    assert outbox.dead_letters() == [dead]
+    assert outbox.pending() == []
+    assert outbox.due(1e12) == []
+    assert outbox.prune_delivered(1e12) == 0
+
+
+def test_a_requeued_dead_letter_is_due_with_its_original_content(outbox):
+    entry = outbox.enqueue(notification(), now=100.0)
+    outbox.record_attempt_failed(entry.id, 100.0, 101.0, 'HTTP 503: busy')
+    outbox.mark_dead(entry.id, 101.0, 'Host not found')
+
+    again = outbox.requeue_dead(entry.id)
+
+    assert again.notification == entry.notification
+    assert (again.status, again.attempts, again.outcome) == (
+        'pending', 0, None)
+    assert outbox.due(101.0) == [again]
+    assert outbox.dead_letters() == []
+
+
+def test_only_dead_letters_can_be_requeued(outbox):
+    entry = outbox.enqueue(notification(), now=100.0)
+
+    with pytest.raises(OutboxError, match='is pending, not dead'):
+        outbox.requeue_dead(entry.id)
+    with pytest.raises(OutboxError, match='no notification nope'):
+        outbox.requeue_dead('nope')
+
+
+def test_updates_of_a_finished_entry_are_refused(outbox):
+    entry = outbox.enqueue(notification(), now=100.0)
+    outbox.mark_delivered(entry.id, 'ACCEPTED', 101.0)
+
+    with pytest.raises(OutboxError, match='is delivered, not pending'):
+        outbox.record_attempt_failed(entry.id, 102.0, 103.0, 'late')
+    with pytest.raises(OutboxError):
+        outbox.mark_dead(entry.id, 102.0, 'late')
+
+
+def test_everything_survives_closing_and_reopening(path):
+    box = Outbox(path, max_size=10)
+    pending = box.enqueue(notification(1), 100.0)
+    box.record_attempt_failed(pending.id, 101.0, 105.0, 'HTTP 500: oops')
+    dead = box.enqueue(notification(2), 100.0)
+    box.mark_dead(dead.id, 101.0, 'Host not found')
+    before = (box.pending(), box.dead_letters())
+    box.close()
+
+    reopened = Outbox(path, max_size=10)
+
+    assert (reopened.pending(), reopened.dead_letters()) == before
+    assert reopened.pending()[0].notification.generated_time == (
+        pending.notification.generated_time)
+    assert reopened.due(105.0)[0].attempts == 1
+    reopened.close()
+
+
+def test_an_enqueued_notification_survives_sigkill(path):
+    # The child enqueues, reports the id, and is killed at once: no close,
+    # no interpreter shutdown, no chance to flush anything.
+    child = textwrap.dedent(f"""
+        import os, signal, sys
+        from monitor import notifier, outbox
+        box = outbox.Outbox({path!r}, max_size=10)
+        n = notifier.Notification.new('uuid-1', 'vm-1', 'compute-1', 0)
+        box.enqueue(n, 100.0)
+        sys.stdout.write(n.id)
+        sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc = subprocess.run([sys.executable, '-c', child], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+
+    box = Outbox(path, max_size=10)
+    entry = box.get(proc.stdout)
+    box.close()
+
+    assert entry is not None
+    assert (entry.status, entry.notification.domain_name) == (
+        'pending', 'vm-1')
+
+
+def test_the_file_is_in_wal_mode_with_full_synchronous_commits(outbox, path):
+    with sqlite3.connect(path) as other:
+        mode = other.execute('PRAGMA journal_mode').fetchone()[0]
+
+    assert mode == 'wal'
+    # synchronous is per connection: check the outbox's own.
+    assert outbox._conn.execute('PRAGMA synchronous').fetchone()[0] == 2
+
+
+def test_the_state_directory_is_created_private(path):
+    Outbox(path, max_size=1).close()
+
+    directory = os.path.dirname(path)
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_an_unusable_location_is_a_clear_error(tmp_path):
+    blocker = tmp_path / 'not-a-directory'
+    blocker.write_text('')
+
+    with pytest.raises(OutboxError, match='cannot create the outbox'):
+        Outbox(str(blocker / 'outbox.sqlite'), max_size=1)
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_error(path):
+    os.makedirs(os.path.dirname(path))
+    with open(path, 'w') as f:
+        f.write('this is not sqlite' * 100)
+
+    with pytest.raises(OutboxError, match='cannot open the outbox'):
+        Outbox(path, max_size=1)
+
+
+def test_a_missing_outbox_is_not_created_when_told_not_to(path):
+    with pytest.raises(OutboxError, match='no outbox at'):
+        Outbox(path, max_size=1, create=False)
+
+    assert not os.path.exists(os.path.dirname(path))
+
+
+def test_an_outbox_from_a_newer_version_is_refused(path):
+    Outbox(path, max_size=1).close()
+    with sqlite3.connect(path) as other:
+        other.execute('PRAGMA user_version = 99')
+
+    with pytest.raises(OutboxError, match='newer version'):
+        Outbox(path, max_size=1)
+
+
+def test_entries_far_in_the_future_are_due_after_the_clock_stepped_back(
+        outbox):
+    entry = outbox.enqueue(notification(), now=10000.0)
+    outbox.record_attempt_failed(entry.id, 10000.0, 10060.0, 'HTTP 503')
+
+    # The wall clock went back an hour: the retry is now 3660 s away,
+    # further than any backoff would ever schedule.
+    assert outbox.due(6400.0) == []
+    assert [e.id for e in outbox.due(6400.0, horizon=60.0)] == [entry.id]
+    assert outbox.due(10000.0, horizon=60.0) == []
+
+
+def test_from_conf_puts_the_outbox_under_the_state_path(tmp_path):
+    conf = cfg.ConfigOpts()
+    conf.register_opt(cfg.StrOpt('state_path'))
+    outbox_mod.register_opts(conf)
+    conf(args=[], default_config_files=[])
+    conf.set_override('state_path', str(tmp_path / 'state'))
+    conf.set_override('max_pending', 1, group='outbox')
+
+    box = Outbox.from_conf(conf)
+    box.enqueue(notification(1), 1.0)
+
+    assert box.path == str(tmp_path / 'state' / 'outbox.sqlite')
+    with pytest.raises(OutboxFull):
+        box.enqueue(notification(2), 1.0)
+    box.close()
+
+
+def test_options_say_their_defaults():
+    [(group, opts)] = outbox_mod.list_opts()
+
+    assert group == 'outbox'
+    assert {o.dest: o.default for o in opts} == {
+        'max_pending': 1000, 'delivered_retention': 86400}
+    for opt in opts:
+        assert f'Default {opt.default}' in opt.help
