@@ -156,7 +156,8 @@ class DeliveryWorker:
                 LOG.exception('Delivery pass failed; next pass in %.0f s',
                               self._policy.max_delay)
                 timeout = self._policy.max_delay
-            self._wake_event.wait(timeout)
+            if not stop_event.is_set():
+                self._wake_event.wait(timeout)
         LOG.info('Delivery to the HA engine stopped; %d notification(s) '
                  'pending', len(self.outbox.pending()))
 
