@@ -1,0 +1,120 @@
+"""guest-health-monitor-outbox: operators see what waits for the HA engine
+and what it refused, and requeue refused notifications."""
+
+import io
+import os
+
+import pytest
+
+from monitor import notifier
+from monitor import outbox_cli
+from monitor.outbox import Outbox
+
+
+@pytest.fixture
+def state(tmp_path):
+    return tmp_path / 'state'
+
+
+@pytest.fixture
+def config_file(tmp_path, state):
+    path = tmp_path / 'guest-health-monitor.conf'
+    path.write_text(f'[DEFAULT]\nstate_path = {state}\n')
+    return str(path)
+
+
+def notification(n):
+    return notifier.Notification.new(
+        instance_uuid=f'00000000-0000-4000-8000-{n:012d}',
+        domain_name=f'instance-{n:08x}', hostname='compute-1',
+        at=1700000000.0)
+
+
+@pytest.fixture
+def outbox(state):
+    box = Outbox(str(state / 'outbox.sqlite'), max_size=10)
+    yield box
+    box.close()
+
+
+def run(config_file, *args):
+    out, err = io.StringIO(), io.StringIO()
+    status = outbox_cli.main(['--config-file', config_file, *args],
+                             out=out, err=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+def test_list_shows_each_pending_notification(config_file, outbox):
+    waiting = outbox.enqueue(notification(1), 1700000000.0)
+    outbox.record_attempt_failed(waiting.id, 1700000000.0, 1700000004.0,
+                                 'connection failed: Connection refused')
+    delivered = outbox.enqueue(notification(2), 1700000000.0)
+    outbox.mark_delivered(delivered.id, 'ACCEPTED', 1700000001.0)
+
+    status, out, _ = run(config_file, 'list')
+
+    assert status == 0
+    header, line = out.splitlines()
+    assert header.split()[:4] == ['ID', 'DOMAIN', 'INSTANCE', 'GENERATED']
+    for part in (waiting.id, 'instance-00000001',
+                 '00000000-0000-4000-8000-000000000001',
+                 '2023-11-14T22:13:20Z', '2023-11-14T22:13:24Z',
+                 'Connection refused'):
+        assert part in line
+    assert delivered.id not in out
+
+
+def test_dead_shows_the_engine_message(config_file, outbox):
+    entry = outbox.enqueue(notification(1), 1700000000.0)
+    outbox.mark_dead(entry.id, 1700000001.0,
+                     'Host with name compute-1 could not be found.')
+
+    status, out, _ = run(config_file, 'dead')
+
+    assert status == 0
+    [line] = out.splitlines()[1:]
+    assert entry.id in line
+    assert line.endswith('Host with name compute-1 could not be found.')
+
+
+def test_empty_lists_say_so(config_file, outbox):
+    assert run(config_file, 'list')[1] == (
+        'No notification waits for delivery.\n')
+    assert run(config_file, 'dead')[1] == 'No dead letters.\n'
+
+
+def test_retry_makes_a_dead_letter_pending_again(config_file, outbox):
+    entry = outbox.enqueue(notification(1), 1700000000.0)
+    outbox.mark_dead(entry.id, 1700000001.0, 'Host not found')
+
+    status, out, _ = run(config_file, 'retry', entry.id)
+
+    assert status == 0
+    assert f'Requeued {entry.id}' in out
+    assert outbox.get(entry.id).status == 'pending'
+    assert outbox.due(1700000002.0)[0].id == entry.id
+
+
+def test_retry_of_an_unknown_or_pending_id_fails(config_file, outbox):
+    entry = outbox.enqueue(notification(1), 1700000000.0)
+
+    assert run(config_file, 'retry', 'no-such-id')[0] == 1
+    status, _, err = run(config_file, 'retry', entry.id)
+
+    assert status == 1
+    assert 'is pending, not dead' in err
+
+
+def test_a_missing_outbox_is_reported_and_not_created(config_file, state):
+    status, out, err = run(config_file, 'list')
+
+    assert (status, out) == (1, '')
+    assert 'no outbox at' in err
+    assert not os.path.exists(state)
+
+
+def test_a_missing_config_file_is_a_configuration_error(tmp_path):
+    status, _, err = run(str(tmp_path / 'nope.conf'), 'list')
+
+    assert status == 2
+    assert 'nope.conf' in err
