@@ -272,17 +272,18 @@ def _check_cache(conf):
 
 
 def _check_notifier_endpoint(conf):
-    endpoint = conf.notifier.endpoint_override
+    endpoint = conf.notifier.endpoint
     if endpoint:
         url = urllib.parse.urlparse(endpoint)
         if url.scheme not in ('http', 'https') or not url.netloc:
-            raise ConfigError('notifier', 'endpoint_override',
+            raise ConfigError('notifier', 'endpoint',
                               "not an http(s) URL (got '%s')" % endpoint)
-    elif conf.notifier.auth_type is None:
-        # Without an auth plugin there is no service catalog to find the
-        # HA engine in.
-        raise ConfigError('notifier', 'endpoint_override',
-                          'required when [notifier] auth_type is unset')
+    elif conf.notifier.auth_type in (None, 'none'):
+        # Without Keystone there is no service catalog to find the HA
+        # engine in.
+        raise ConfigError('notifier', 'endpoint',
+                          "required when [notifier] auth_type is unset "
+                          "or 'none'")
 
 
 def _check_agent_channel_path_regex(conf):

@@ -32,9 +32,10 @@ Possible values:
         'agent_channel_path_regex',
         default=None,
         help="""
-Regular expression the agent channel's unix socket path must contain a match
-for (Python re.search; anchor it with ^ and $ to match the whole path). Domains
-whose agent channel has no unix socket or another path are not monitored.
+Regular expression the agent channel's unix socket path must contain a
+match for (Python re.search; anchor it with ^ and $ to match the whole
+path). Domains whose agent channel has no unix socket or another path are
+not monitored.
 
 Possible values:
 

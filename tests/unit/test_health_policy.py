@@ -1,7 +1,7 @@
 import dataclasses
 
-from oslo_config import cfg
 import pytest
+from oslo_config import cfg
 
 from monitor import domain_record
 from monitor import health_policy
@@ -151,7 +151,7 @@ def test_policy_never_mutates_its_input():
     assert start == snapshot
 
 
-# -- the failure threshold ------------------------------------------------------
+# -- the failure threshold ----------------------------------------------------
 
 @pytest.mark.parametrize('threshold', [1, 2, 3, 5])
 def test_the_nth_consecutive_miss_notifies(threshold):
@@ -314,7 +314,7 @@ def test_tick_does_nothing_outside_discovery():
         assert verdict.record == rec
 
 
-# -- agent disconnect grace ------------------------------------------------------
+# -- agent disconnect grace ---------------------------------------------------
 
 def test_misses_within_the_grace_after_an_agent_disconnect_do_not_count():
     guest = Guest(policy(threshold=1, grace=30))
@@ -346,7 +346,7 @@ def test_zero_grace_counts_every_miss():
     assert guest.miss(dt=0).notify is True
 
 
-# -- lifecycle actions ---------------------------------------------------------
+# -- lifecycle actions --------------------------------------------------------
 
 def test_forget_returns_none():
     assert policy().apply_lifecycle(healthy(), A.FORGET, T0) is None
@@ -428,7 +428,7 @@ def test_ignore_changes_nothing():
         (H, H, False)
 
 
-# -- notifications ---------------------------------------------------------------
+# -- notifications ------------------------------------------------------------
 
 def test_notification_queued_records_the_id():
     rec = policy().notification_queued(healthy(state=E, misses=3), 'n-9', T0)
@@ -473,7 +473,7 @@ def test_a_dropped_notification_is_asked_for_again_on_the_next_miss():
     assert other.record == start
 
 
-# -- configuration ---------------------------------------------------------------
+# -- configuration ------------------------------------------------------------
 
 def test_from_conf_uses_the_monitor_options():
     conf = cfg.ConfigOpts()

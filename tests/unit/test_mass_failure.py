@@ -1,7 +1,7 @@
 import logging
 
-from oslo_config import cfg
 import pytest
+from oslo_config import cfg
 
 from monitor import mass_failure
 

@@ -1,5 +1,5 @@
-from automaton import exceptions as automaton_exc
 import pytest
+from automaton import exceptions as automaton_exc
 
 from monitor import states
 

@@ -1,0 +1,103 @@
+import importlib
+import sys
+
+import pytest
+from oslo_config import cfg
+
+from monitor import opts
+
+
+def by_group():
+    return {getattr(group, 'name', group): group_opts
+            for group, group_opts in opts.list_opts()}
+
+
+def test_one_entry_per_group():
+    names = [getattr(group, 'name', group) for group, _ in opts.list_opts()]
+    assert len(names) == len(set(names))
+    assert {'DEFAULT', 'libvirt', 'monitor', 'cache', 'notifier',
+            'outbox'} <= set(names)
+
+
+def test_no_option_twice_in_a_group():
+    for group, group_opts in by_group().items():
+        names = [opt.dest for opt in group_opts]
+        assert len(names) == len(set(names)), group
+
+
+def test_monitor_group_merges_its_modules():
+    names = {opt.dest for opt in by_group()['monitor']}
+    assert {
+        # scheduler
+        'interval', 'ping_timeout', 'max_concurrent_pings',
+        # health policy
+        'failure_threshold', 'discovery_timeout', 'agent_disconnect_grace',
+        # mass-failure breaker
+        'mass_failure_min_domains', 'mass_failure_ratio',
+        # domain XML
+        'agent_channel_name', 'agent_channel_path_regex',
+    } <= names
+
+
+@pytest.mark.parametrize('group,names', [
+    ('DEFAULT', {'host', 'state_path'}),
+    ('libvirt', {'connection_uri', 'keepalive_interval', 'keepalive_count',
+                 'reconnect_initial_delay', 'reconnect_max_delay'}),
+    ('cache', {'backend', 'backend_argument', 'expiration_time'}),
+    ('notifier', {'endpoint'}),
+])
+def test_group_holds_its_options(group, names):
+    assert names <= {opt.dest for opt in by_group()[group]}
+
+
+def test_groups_with_several_modules_carry_help():
+    for group, _ in opts.list_opts():
+        if getattr(group, 'name', group) in ('monitor', 'cache'):
+            assert isinstance(group, cfg.OptGroup)
+            assert group.help
+
+
+def test_every_option_has_help():
+    for group, group_opts in by_group().items():
+        for opt in group_opts:
+            assert opt.help and opt.help.strip(), (group, opt.dest)
+
+
+def test_host_sample_default_is_not_this_machine():
+    [host] = [opt for opt in by_group()['DEFAULT'] if opt.dest == 'host']
+    assert host.sample_default == '<hostname>'
+
+
+def test_register_all_makes_every_module_option_readable():
+    conf = cfg.ConfigOpts()
+    opts.register_all(conf)
+    conf([], default_config_files=[])
+    assert conf.monitor.failure_threshold == 3
+    assert conf.monitor.interval == 10
+    assert conf.cache.backend == 'dogpile.cache.memory'
+    assert conf.libvirt.connection_uri == 'qemu:///system'
+    assert conf.state_path == '/var/lib/guest-health-monitor'
+
+
+def test_the_generator_entry_point_is_list_opts():
+    from importlib import metadata
+
+    points = metadata.entry_points(group='oslo.config.opts')
+    [point] = [p for p in points if p.name == 'guest_health_monitor']
+    assert point.value == 'monitor.opts:list_opts'
+    assert point.load() is opts.list_opts
+
+
+def test_a_missing_module_is_named(monkeypatch):
+    monkeypatch.setattr(opts, 'OPTION_MODULES',
+                        opts.OPTION_MODULES + ('monitor.no_such_module',))
+    with pytest.raises(ImportError, match='monitor.no_such_module'):
+        opts.list_opts()
+
+
+def test_importing_opts_imports_no_option_module(monkeypatch):
+    for name in opts.OPTION_MODULES:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.delitem(sys.modules, 'monitor.opts')
+    importlib.import_module('monitor.opts')
+    assert not [name for name in opts.OPTION_MODULES if name in sys.modules]
