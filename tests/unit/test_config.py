@@ -157,6 +157,13 @@ def test_bad_value_names_the_option(write_conf, section, option, value):
     assert str(error).endswith('(got %s)' % value)
 
 
+def test_bad_value_in_default_section(write_conf):
+    error = load_error(write_conf(DEFAULT={'debug': 'maybe'}))
+    assert (error.group, error.option) == (None, 'debug')
+    assert str(error).startswith('[DEFAULT] debug: ')
+    assert str(error).endswith('(got maybe)')
+
+
 def test_the_last_file_given_wins_in_the_raw_value(write_conf):
     first = write_conf('a.conf', monitor={'interval': '-1'})
     second = write_conf('b.conf', monitor={'interval': '-2'})

@@ -1,8 +1,10 @@
 import importlib
+import os
 import sys
 
 import pytest
 from oslo_config import cfg
+from oslo_config import generator
 
 from monitor import opts
 
@@ -101,3 +103,19 @@ def test_importing_opts_imports_no_option_module(monkeypatch):
     monkeypatch.delitem(sys.modules, 'monitor.opts')
     importlib.import_module('monitor.opts')
     assert not [name for name in opts.OPTION_MODULES if name in sys.modules]
+
+
+def test_the_shipped_sample_config_is_up_to_date(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    shipped = os.path.join(root, 'etc', 'guest-health-monitor.conf.sample')
+    fresh = tmp_path / 'sample'
+    conf = cfg.ConfigOpts()
+    generator.register_cli_opts(conf)
+    conf(['--config-file',
+          os.path.join(root, 'etc', 'oslo-config-generator.conf'),
+          '--output-file', str(fresh)], default_config_files=[])
+    generator.generate(conf)
+    with open(shipped) as f:
+        assert fresh.read_text() == f.read(), \
+            'etc/guest-health-monitor.conf.sample is stale: run make genconfig'
