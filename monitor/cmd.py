@@ -3,6 +3,7 @@
 import logging
 import signal
 import sys
+import warnings
 
 from monitor import config
 from monitor import logs
@@ -25,6 +26,9 @@ def main(argv=None):
     # Green threads only from here on: the scheduler, the event
     # dispatcher and the delivery worker. libvirt calls run in native
     # threads (tpool), libvirt's event loop in its own native thread.
+    # eventlet announces its maintenance mode on import; operators cannot
+    # act on that, so keep it out of their log.
+    warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
     import eventlet
     eventlet.monkey_patch()
     from eventlet import tpool
