@@ -32,6 +32,7 @@ def main(argv=None):
     import eventlet
     eventlet.monkey_patch()
     from eventlet import tpool
+
     from monitor import service as service_mod
     tpool.set_num_threads(conf.monitor.max_concurrent_pings + 2)
 

@@ -113,14 +113,16 @@ class DeliveryWorker:
     """Sends due outbox entries with ``client`` and records the outcomes.
 
     ``on_accepted(notification)`` is called once the engine has the
-    notification (ACCEPTED or DUPLICATE), after the outbox recorded it.
+    notification (ACCEPTED or DUPLICATE), after the outbox recorded it;
+    ``on_rejected(notification)`` once it became a dead letter.
     """
 
     def __init__(self, outbox, client, on_accepted, clock=time.time,
-                 retry_policy=None):
+                 retry_policy=None, on_rejected=None):
         self.outbox = outbox
         self._client = client
         self._on_accepted = on_accepted
+        self._on_rejected = on_rejected or (lambda notification: None)
         self._clock = clock
         self._policy = retry_policy or RetryPolicy()
         self._wake_event = threading.Event()
@@ -128,9 +130,11 @@ class DeliveryWorker:
         self._outage = None
 
     @classmethod
-    def from_conf(cls, conf, outbox, client, on_accepted, clock=time.time):
+    def from_conf(cls, conf, outbox, client, on_accepted, clock=time.time,
+                  on_rejected=None):
         return cls(outbox, client, on_accepted, clock=clock,
-                   retry_policy=RetryPolicy.from_conf(conf))
+                   retry_policy=RetryPolicy.from_conf(conf),
+                   on_rejected=on_rejected)
 
     def wake(self):
         """Start a pass now instead of at the next scheduled attempt.
@@ -207,7 +211,9 @@ class DeliveryWorker:
                       '"guest-health-monitor-outbox retry %s" once fixed',
                       n.domain_name, n.instance_uuid, outcome.status_code,
                       attempt, outcome.message, n.id, n.id)
-            return self.outbox.mark_dead(n.id, now, outcome.message)
+            dead = self.outbox.mark_dead(n.id, now, outcome.message)
+            self._notify(self._on_rejected, n)
+            return dead
         updated = self.outbox.mark_delivered(n.id, outcome.kind, now)
         if outcome.kind == OutcomeKind.ACCEPTED:
             LOG.info('HA engine accepted the notification for domain %s '
@@ -219,12 +225,17 @@ class DeliveryWorker:
                         '%s (%s) generated at %s (attempt %d): %s',
                         n.domain_name, n.instance_uuid, n.generated_time,
                         attempt, outcome.message)
-        try:
-            self._on_accepted(n)
-        except Exception:  # loop boundary: the other entries still go out
-            LOG.exception('Handling the delivered notification for domain '
-                          '%s (%s) failed', n.domain_name, n.instance_uuid)
+        self._notify(self._on_accepted, n)
         return updated
+
+    @staticmethod
+    def _notify(callback, n):
+        try:
+            callback(n)
+        except Exception:  # loop boundary: the other entries still go out
+            LOG.exception('Handling the outcome of the notification for '
+                          'domain %s (%s) failed', n.domain_name,
+                          n.instance_uuid)
 
     def _note_failure(self, now, notification, outcome):
         cause = _cause(outcome)

@@ -231,5 +231,15 @@ class DomainTracker:
                                                     now)
         self._apply_verdict(verdict._replace(notify=False), now)
 
+    def notification_rejected(self, notification, now=None):
+        """The HA engine refused ``notification`` for good (dead letter)."""
+        now = self._now(now)
+        record = self.store.get(notification.instance_uuid)
+        if record is None:
+            return
+        verdict = self.policy.notification_dropped(record, notification.id,
+                                                   now)
+        self._apply_verdict(verdict._replace(notify=False), now)
+
     def _now(self, now):
         return self._clock() if now is None else now

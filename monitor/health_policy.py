@@ -222,20 +222,27 @@ class HealthPolicy:
                        'again meanwhile' % notification_id)
 
     def notification_dropped(self, record, notification_id, now):
-        """The outbox gave up on a notification queued for this domain.
+        """The engine rejected this domain's notification for good.
 
-        The id is cleared so that, if the guest is still failing, the next
-        counted miss asks for a new notification: the guest still needs
-        recovering and the engine was never told.
+        The incident is closed as if reported: asking again on every
+        miss would only pile up identical dead letters and error lines
+        (a rejection is a configuration problem, e.g. an unknown host,
+        that the next request will not fix). The dead letter stays in the
+        outbox for operators to requeue; the domain is re-armed as usual
+        when its guest answers again or it is restarted.
         """
         if record.notification_id != notification_id:
             return self._unchanged(
                 record, 'notification %s is not the one queued (%s)'
                 % (notification_id, record.notification_id))
         new = dataclasses.replace(record, notification_id=None)
-        return Verdict(new, record.state, record.state, False,
-                       'notification %s was dropped undelivered'
-                       % notification_id)
+        new_state = record.state
+        if record.state in (states.ERROR, states.DISCOVERY):
+            new_state = states.next_state(record.state, states.REPORT)
+            new = dataclasses.replace(new, state=new_state)
+        return Verdict(new, record.state, new_state, False,
+                       'HA engine rejected notification %s; kept as a dead '
+                       'letter' % notification_id)
 
     def apply_lifecycle(self, record, action, now):
         """Apply a :class:`lifecycle.Action`; None means forget the domain."""

@@ -43,7 +43,8 @@ class MonitorService:
             self.outbox, conf.host, clock=clock)
         self.delivery = delivery.DeliveryWorker.from_conf(
             conf, self.outbox, self.client,
-            on_accepted=self.tracker.notification_accepted)
+            on_accepted=self.tracker.notification_accepted,
+            on_rejected=self.tracker.notification_rejected)
         self.tracker.wake_delivery = self.delivery.wake
         self.host = libvirt_host.LibvirtHost.from_conf(conf)
         self.events = libvirt_events.EventBridge(clock=clock)

@@ -116,14 +116,17 @@ def test_a_rejected_notification_becomes_a_logged_dead_letter(outbox,
     n = notification()
     outbox.enqueue(n, 100.0)
     accepted = Accepted()
+    rejected = Accepted()
     client = ScriptedClient(REJECTED)
-    worker = worker_with(outbox, client, accepted)
+    worker = DeliveryWorker(outbox, client, accepted, retry_policy=NO_JITTER,
+                            on_rejected=rejected)
 
     [(entry, _)] = worker.run_once(now=100.0)
 
     assert (entry.status, entry.last_error) == ('dead', REJECTED.message)
     assert outbox.dead_letters() == [entry]
     assert accepted.calls == []
+    assert rejected.calls == [n]
     [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
     message = record.getMessage()
     for part in (REJECTED.message, n.domain_name, n.instance_uuid, n.id,

@@ -462,13 +462,19 @@ def test_accepting_another_notification_changes_nothing():
     assert verdict.new_state == E
 
 
-def test_a_dropped_notification_is_asked_for_again_on_the_next_miss():
+def test_a_rejected_notification_closes_the_incident_without_a_flood():
     pol = policy(threshold=3)
     start = healthy(state=E, misses=3, notification_id='n-1')
     dropped = pol.notification_dropped(start, 'n-1', T0)
     assert dropped.record.notification_id is None
-    assert dropped.new_state == E
-    assert pol.ping_missed(dropped.record, T0 + 10).notify is True
+    assert dropped.record.notified_at is None
+    assert (dropped.old_state, dropped.new_state) == (E, R)
+    assert pol.ping_missed(dropped.record, T0 + 10).notify is False
+    back = pol.ping_ok(dropped.record, T0 + 20).record
+    assert back.state == H
+    again = pol.ping_missed(pol.ping_missed(pol.ping_missed(
+        back, T0 + 30).record, T0 + 40).record, T0 + 50)
+    assert again.notify is True
     other = pol.notification_dropped(start, 'n-0', T0)
     assert other.record == start
 
