@@ -1,0 +1,68 @@
+"""pytest fixtures for real libvirt guests (see lab.guests).
+
+``libvirt_lab`` (session) checks that libvirtd answers and the guest image
+is built, and removes lab domains a crashed run left behind. ``lab_guests``
+(per test) starts guests with their agents answering and removes every lab
+domain after the test, passed or failed. Tests that use either are marked
+``integration``.
+"""
+
+import logging
+
+import libvirt
+import pytest
+
+import lab
+from lab import guests
+
+LOG = logging.getLogger(__name__)
+
+FIXTURES = ('libvirt_lab', 'lab_guests')
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if any(name in getattr(item, 'fixturenames', ()) for name in FIXTURES):
+            item.add_marker(pytest.mark.integration)
+
+
+def _connect():
+    try:
+        return guests.connect(), None
+    except libvirt.libvirtError as error:
+        return None, error.get_error_message()
+
+
+@pytest.fixture(scope='session')
+def libvirt_lab():
+    """A Lab on qemu:///system with no lab domains left from earlier runs."""
+    lab.require(guests.image_ready(),
+                'guest image missing in %s (run "bash lab/build-guest.sh")'
+                % guests.GUEST_DIR)
+    conn, reason = _connect()
+    lab.require(conn is not None,
+                'libvirtd does not answer on %s (run "bash lab/host-setup.sh"):'
+                ' %s' % (guests.URI, reason))
+    guest_lab = guests.Lab(conn)
+    leftovers = guests.cleanup(conn)
+    if leftovers:
+        LOG.warning('removed lab domains left by an earlier run: %s',
+                    ', '.join(leftovers))
+    guests.clear_console_logs()
+    yield guest_lab
+    guest_lab.teardown()
+    guest_lab.close()
+
+
+@pytest.fixture
+def lab_guests(libvirt_lab):
+    """Factory: ``lab_guests(count)`` starts ``count`` guests at once and
+    returns them (lab.guests.Guest) once each agent answers guest-ping.
+
+    Every lab domain is destroyed and undefined after the test.
+    """
+    def start(count=1, **kwargs):
+        return libvirt_lab.start_guests(count, **kwargs)
+
+    yield start
+    libvirt_lab.teardown()

@@ -1,0 +1,390 @@
+"""Small QEMU guests under the host's libvirtd, with a real qemu-ga inside.
+
+Each guest boots the cached lab image (Debian kernel + busybox initramfs,
+built by lab/build-guest.sh) by direct kernel boot under TCG. It has two
+virtio-serial channels: the guest agent's, whose socket libvirt places
+itself, and a control channel whose socket this module binds under
+``RUN_DIR``; the guest's init reads fault-injection commands from it
+(``CONTROL_COMMANDS``).
+
+Domains are persistent (defined, then started) so a test can destroy a
+guest and start it again; every lab domain is named with ``NAME_PREFIX`` so
+``cleanup()`` finds what a crashed run left behind.
+"""
+
+import itertools
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid as uuid_lib
+from concurrent import futures
+
+import libvirt
+import libvirt_qemu
+from lxml import etree
+
+from lab import LAB_CACHE
+
+LOG = logging.getLogger(__name__)
+
+URI = os.environ.get('LAB_LIBVIRT_URI', 'qemu:///system')
+NAME_PREFIX = 'ghm-lab-'
+AGENT_CHANNEL = 'org.qemu.guest_agent.0'
+CONTROL_CHANNEL = 'org.ghm.lab.control.0'
+
+GUEST_DIR = os.path.join(LAB_CACHE, 'guest')
+KERNEL = os.path.join(GUEST_DIR, 'kernel')
+INITRD = os.path.join(GUEST_DIR, 'initramfs.gz')
+# panic=0: a crashed kernel stays down (no reboot), as a hung production
+# guest would; the domain has no pvpanic device, so libvirt keeps
+# reporting it running.
+KERNEL_CMDLINE = 'console=ttyS0 panic=0 quiet'
+
+RUN_DIR = os.environ.get('LAB_RUN_DIR', '/run/ghm-lab')
+CONSOLE_DIR = os.path.join(RUN_DIR, 'console')
+
+CONTROL_COMMANDS = frozenset([
+    'agent-hang', 'agent-resume', 'agent-kill', 'agent-start',
+    'panic', 'reboot', 'poweroff',
+])
+# The guest polls its control port and opens it only once the host side is
+# connected; bytes written before that can be lost, and closing too early
+# can cut the line off.
+CONTROL_SETTLE = 0.5
+
+PING = json.dumps({'execute': 'guest-ping'})
+MEMORY_MIB = 128
+BOOT_TIMEOUT = 120.0
+POLL_INTERVAL = 0.1
+
+_sequence = itertools.count(1)
+_sequence_lock = threading.Lock()
+
+
+class LabError(Exception):
+    """The lab could not bring a guest to the state a test asked for."""
+
+
+def image_ready():
+    return os.path.isfile(KERNEL) and os.path.isfile(INITRD)
+
+
+def connect(uri=URI):
+    return libvirt.open(uri)
+
+
+def next_name():
+    with _sequence_lock:
+        number = next(_sequence)
+    return '%s%d-%d' % (NAME_PREFIX, os.getpid(), number)
+
+
+def control_socket_path(name):
+    return os.path.join(RUN_DIR, '%s.control.sock' % name)
+
+
+def console_log_path(name):
+    return os.path.join(CONSOLE_DIR, '%s.log' % name)
+
+
+def domain_xml(name, uuid, memory_mib=MEMORY_MIB):
+    """The libvirt domain XML of one lab guest."""
+    domain = etree.Element('domain', type='qemu')
+    etree.SubElement(domain, 'name').text = name
+    etree.SubElement(domain, 'uuid').text = uuid
+    etree.SubElement(domain, 'memory', unit='MiB').text = str(memory_mib)
+    etree.SubElement(domain, 'vcpu').text = '1'
+
+    os_el = etree.SubElement(domain, 'os')
+    etree.SubElement(os_el, 'type', arch='x86_64', machine='pc').text = 'hvm'
+    etree.SubElement(os_el, 'kernel').text = KERNEL
+    etree.SubElement(os_el, 'initrd').text = INITRD
+    etree.SubElement(os_el, 'cmdline').text = KERNEL_CMDLINE
+    features = etree.SubElement(domain, 'features')
+    # ACPI lets the guest power itself off (guest-shutdown, 'poweroff').
+    etree.SubElement(features, 'acpi')
+
+    etree.SubElement(domain, 'on_poweroff').text = 'destroy'
+    etree.SubElement(domain, 'on_reboot').text = 'restart'
+    etree.SubElement(domain, 'on_crash').text = 'destroy'
+
+    devices = etree.SubElement(domain, 'devices')
+    serial = etree.SubElement(devices, 'serial', type='file')
+    etree.SubElement(serial, 'source', path=console_log_path(name),
+                     append='off')
+    etree.SubElement(serial, 'target', port='0')
+
+    agent = etree.SubElement(devices, 'channel', type='unix')
+    etree.SubElement(agent, 'target', type='virtio', name=AGENT_CHANNEL)
+
+    control = etree.SubElement(devices, 'channel', type='unix')
+    etree.SubElement(control, 'source', mode='bind',
+                     path=control_socket_path(name))
+    etree.SubElement(control, 'target', type='virtio', name=CONTROL_CHANNEL)
+
+    etree.SubElement(devices, 'controller', type='usb', model='none')
+    etree.SubElement(devices, 'memballoon', model='none')
+    return etree.tostring(domain, pretty_print=True, encoding='unicode')
+
+
+def agent_channel_state(xml):
+    """'connected', 'disconnected' or None (no agent channel or no state)."""
+    root = etree.fromstring(xml)
+    for target in root.iterfind('devices/channel/target'):
+        if target.get('name') == AGENT_CHANNEL:
+            return target.get('state')
+    return None
+
+
+def _ignore_codes(call, *codes):
+    try:
+        call()
+    except libvirt.libvirtError as error:
+        if error.get_error_code() not in codes:
+            raise
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def remove_domain(dom):
+    """Destroy (when running) and undefine one domain; gone is fine."""
+    name = dom.name()
+    _ignore_codes(dom.destroy, libvirt.VIR_ERR_OPERATION_INVALID,
+                  libvirt.VIR_ERR_NO_DOMAIN)
+    _ignore_codes(dom.undefine, libvirt.VIR_ERR_NO_DOMAIN)
+    _remove(control_socket_path(name))
+
+
+def lab_domains(conn):
+    return [dom for dom in conn.listAllDomains(0)
+            if dom.name().startswith(NAME_PREFIX)]
+
+
+def cleanup(conn):
+    """Destroy and undefine every lab domain; return their names.
+
+    Domains are removed concurrently: destroying a guest whose agent or
+    kernel is stuck still takes a moment each.
+    """
+    started = time.monotonic()
+    domains = lab_domains(conn)
+    if domains:
+        with futures.ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(remove_domain, domains))
+    names = sorted(dom.name() for dom in domains)
+    if os.path.isdir(RUN_DIR):
+        for entry in os.listdir(RUN_DIR):
+            if entry.startswith(NAME_PREFIX) and entry.endswith('.sock'):
+                _remove(os.path.join(RUN_DIR, entry))
+    if names:
+        LOG.info('removed lab domains %s in %.1f s', ', '.join(names),
+                 time.monotonic() - started)
+    return names
+
+
+def clear_console_logs():
+    if not os.path.isdir(CONSOLE_DIR):
+        return
+    for entry in os.listdir(CONSOLE_DIR):
+        if entry.startswith(NAME_PREFIX):
+            _remove(os.path.join(CONSOLE_DIR, entry))
+
+
+def _ensure_run_dirs():
+    os.makedirs(CONSOLE_DIR, exist_ok=True)
+
+
+class Guest:
+    """One lab domain: its libvirt handle, agent access and fault controls."""
+
+    def __init__(self, conn, name=None, uuid=None, memory_mib=MEMORY_MIB):
+        self.conn = conn
+        self.name = name or next_name()
+        self.uuid = uuid or str(uuid_lib.uuid4())
+        self.memory_mib = memory_mib
+        self.dom = None
+        self.started_at = None
+        self.boot_seconds = None
+
+    def __repr__(self):
+        return '<Guest %s %s>' % (self.name, self.uuid)
+
+    @property
+    def console_log(self):
+        return console_log_path(self.name)
+
+    @property
+    def control_socket(self):
+        return control_socket_path(self.name)
+
+    def define(self):
+        _ensure_run_dirs()
+        self.dom = self.conn.defineXML(
+            domain_xml(self.name, self.uuid, self.memory_mib))
+        return self
+
+    def start(self):
+        if self.dom is None:
+            self.define()
+        self.dom.create()
+        self.started_at = time.monotonic()
+        self.boot_seconds = None
+        return self
+
+    def state(self):
+        """libvirt's (state, reason) pair, e.g. (VIR_DOMAIN_RUNNING, 1)."""
+        state, reason = self.dom.state()
+        return state, reason
+
+    def is_running(self):
+        return self.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+
+    def agent_state(self):
+        return agent_channel_state(self.dom.XMLDesc(0))
+
+    def wait_agent_state(self, wanted, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.agent_state()
+            if state == wanted:
+                return
+            if time.monotonic() >= deadline:
+                raise LabError('%s (%s): agent channel still %s after %.0f s '
+                               '(console: %s)' % (self.name, self.uuid, state,
+                                                  timeout, self.console_log))
+            time.sleep(POLL_INTERVAL)
+
+    def wait_agent_connected(self, timeout=BOOT_TIMEOUT):
+        """Wait for qemu-ga to open its port; return seconds since start()."""
+        self.wait_agent_state('connected', timeout)
+        if self.started_at is not None and self.boot_seconds is None:
+            self.boot_seconds = time.monotonic() - self.started_at
+            LOG.info('guest %s (%s) agent connected %.1f s after start',
+                     self.name, self.uuid, self.boot_seconds)
+        return self.boot_seconds
+
+    def wait_agent_disconnected(self, timeout=30.0):
+        self.wait_agent_state('disconnected', timeout)
+
+    def ping(self, timeout=2):
+        """guest-ping through libvirt; raises libvirt.libvirtError."""
+        reply = libvirt_qemu.qemuAgentCommand(self.dom, PING, timeout, 0)
+        return json.loads(reply)
+
+    def wait_pingable(self, timeout=30.0, ping_timeout=2):
+        """Ping until the agent answers; for an agent that just connected."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.ping(ping_timeout)
+            except libvirt.libvirtError as error:
+                if time.monotonic() >= deadline:
+                    raise LabError('%s (%s): agent does not answer after '
+                                   '%.0f s: %s' % (self.name, self.uuid,
+                                                   timeout, error))
+            time.sleep(POLL_INTERVAL)
+
+    def control(self, command):
+        """Send one fault-injection command to the guest's init."""
+        if command not in CONTROL_COMMANDS:
+            raise ValueError('unknown control command %r' % command)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(self.control_socket)
+            time.sleep(CONTROL_SETTLE)
+            sock.sendall(command.encode('ascii') + b'\n')
+            time.sleep(CONTROL_SETTLE)
+        LOG.info('guest %s (%s): sent control command %s', self.name,
+                 self.uuid, command)
+
+    def pause(self):
+        self.dom.suspend()
+
+    def resume(self):
+        self.dom.resume()
+
+    def reboot(self):
+        """Guest-initiated reboot through the agent, as Nova's soft reboot."""
+        self.dom.reboot(libvirt.VIR_DOMAIN_REBOOT_GUEST_AGENT)
+        self.started_at = time.monotonic()
+        self.boot_seconds = None
+
+    def reset(self):
+        """Hard reset (the reset button); the guest boots again."""
+        self.dom.reset(0)
+        self.started_at = time.monotonic()
+        self.boot_seconds = None
+
+    def shutdown(self):
+        """Guest-initiated power off through the agent."""
+        self.dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT)
+
+    def destroy(self):
+        self.dom.destroy()
+
+    def undefine(self):
+        self.dom.undefine()
+
+    def remove(self):
+        remove_domain(self.dom)
+
+    def console_text(self):
+        try:
+            with open(self.console_log, errors='replace') as log:
+                return log.read()
+        except FileNotFoundError:
+            return ''
+
+
+class Lab:
+    """Starts lab guests on one libvirt connection and removes them all."""
+
+    def __init__(self, conn=None, uri=URI):
+        self.conn = conn if conn is not None else connect(uri)
+        self.guests = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.teardown()
+
+    def new_guest(self, **kwargs):
+        guest = Guest(self.conn, **kwargs).define()
+        self.guests.append(guest)
+        return guest
+
+    def start_guests(self, count, timeout=BOOT_TIMEOUT, **kwargs):
+        """Define and start ``count`` guests at once; return them once
+        every agent is connected and has answered a ping."""
+        started = time.monotonic()
+        guests = [self.new_guest(**kwargs) for _ in range(count)]
+        # Concurrent boots share the host's cores, so all start together
+        # and each wait counts from the same moment.
+        with futures.ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(Guest.start, guests))
+        deadline = started + timeout
+        for guest in guests:
+            guest.wait_agent_connected(max(deadline - time.monotonic(), 0))
+        for guest in guests:
+            guest.wait_pingable(max(deadline - time.monotonic(), 1.0))
+        LOG.info('%d lab guest(s) booted with agents answering in %.1f s '
+                 '(slowest agent connect %.1f s)', count,
+                 time.monotonic() - started,
+                 max(guest.boot_seconds for guest in guests))
+        return guests
+
+    def teardown(self):
+        """Remove every lab domain (not only this Lab's) and its files."""
+        cleanup(self.conn)
+        self.guests = []
+
+    def close(self):
+        self.conn.close()
