@@ -240,6 +240,12 @@ class MasakariServer:
         if not updated:
             raise MasakariError(f'no host named {hostname}')
 
+    def forget_notifications(self):
+        """Drop stored notifications only, as if the engine had finished
+        those recoveries: the 180 s duplicate window no longer applies."""
+        with self._db() as conn:
+            conn.execute('DELETE FROM notifications')
+
     def clear(self):
         """Forget every notification, host and segment (keep the schema)."""
         with self._db() as conn:

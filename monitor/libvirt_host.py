@@ -126,6 +126,9 @@ class LibvirtHost:
         if libvirt is None:
             raise LibvirtUnavailable('the libvirt Python binding is not '
                                      'installed')
+        # libvirt prints every error to stderr by default; ours are
+        # classified and logged (once) by the caller instead.
+        libvirt.registerErrorHandler(_ignore_libvirt_error, None)
         try:
             conn = libvirt.open(self.uri)
         except libvirt.libvirtError as exc:
@@ -251,6 +254,10 @@ class LibvirtHost:
         if self._conn is None:
             raise LibvirtUnavailable('not connected to libvirt')
         return self._conn
+
+
+def _ignore_libvirt_error(_ctx, _error):
+    pass
 
 
 def _is_disconnect(exc):

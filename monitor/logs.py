@@ -40,6 +40,7 @@ def setup(conf):
     root.setLevel(logging.DEBUG if conf.debug else logging.INFO)
     # Library chatter (HTTP connection pools, keystoneauth) is noise for
     # operators unless they ask for debug.
-    for noisy in ('urllib3', 'keystoneauth', 'stevedore'):
+    for noisy in ('urllib3', 'keystoneauth'):
         logging.getLogger(noisy).setLevel(
             logging.DEBUG if conf.debug else logging.WARNING)
+    logging.getLogger('stevedore').setLevel(logging.WARNING)
