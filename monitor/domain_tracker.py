@@ -221,6 +221,25 @@ class DomainTracker:
         self.wake_delivery()
         return self.policy.notification_queued(record, notification.id, now)
 
+    def adopt_pending(self, entries, now=None):
+        """Tie notifications still pending from before a restart to their
+        domains.
+
+        The outbox is synced on every write, the domain store may not be
+        (or may be in memory): without this a guest whose crash is already
+        queued could be counted and notified a second time.
+        """
+        now = self._now(now)
+        for entry in entries:
+            n = entry.notification
+            record = self.store.get(n.instance_uuid)
+            if record is None:
+                record = self.policy.new_record(n.instance_uuid,
+                                                n.domain_name, now)
+            if record.notification_id != n.id:
+                self.store.put(self.policy.notification_queued(record, n.id,
+                                                               now))
+
     def notification_accepted(self, notification, now=None):
         """The HA engine took ``notification``: mark its domain reported."""
         now = self._now(now)

@@ -88,6 +88,7 @@ class MonitorService:
         if pending:
             LOG.warning('%d notification(s) from before the restart are '
                         'still pending; delivering them', len(pending))
+            self.tracker.adopt_pending(pending)
         self._threads = [
             eventlet.spawn(self.scheduler.run, self.stop_event),
             eventlet.spawn(self._dispatch_loop),
