@@ -20,6 +20,17 @@ from monitor.ping_outcome import Outcome
 
 LOG = logging.getLogger(__name__)
 
+# What a lifecycle action means for monitoring, for the log line.
+_ACTION_EFFECT = {
+    lifecycle.Action.REARM: 'waiting for its guest agent to answer',
+    lifecycle.Action.PARK: 'not pinged until it runs again',
+    lifecycle.Action.AGENT_DISCONNECTED:
+        'misses count only after the agent disconnect grace',
+    lifecycle.Action.AGENT_CONNECTED: 'misses count again',
+    lifecycle.Action.IGNORE: 'nothing to do',
+    lifecycle.Action.FORGET: 'forgotten',
+}
+
 
 class DomainTracker:
 
@@ -158,11 +169,17 @@ class DomainTracker:
         counted.
         """
         now = self._now(now)
+        graced = 0
         for record in self.store.all():
             if record.state == states.DISCOVERY:
                 continue
             self._apply_action(record, lifecycle.Action.AGENT_DISCONNECTED,
-                               now, 'libvirt (re)connected')
+                               now, 'libvirt (re)connected', quiet=True)
+            graced += 1
+        if graced:
+            LOG.info('libvirt connected: misses of %d known domain(s) are '
+                     'not counted until each answers or the agent '
+                     'disconnect grace ends', graced)
 
     def apply_event(self, event, now=None):
         now = self._now(now)
@@ -175,19 +192,19 @@ class DomainTracker:
             return
         self._apply_action(record, action, now, lifecycle.describe(event))
 
-    def _apply_action(self, record, action, now, why):
+    def _apply_action(self, record, action, now, why, quiet=False):
         verdict = self.policy.apply_lifecycle(record, action, now)
         if verdict is None:
             self.store.delete(record.uuid)
             LOG.info('Domain %s (%s) stopped (%s); forgetting it',
                      record.name, record.uuid, why)
             return None
-        if verdict.old_state != verdict.new_state or \
-                action is lifecycle.Action.REARM:
+        if verdict.old_state != verdict.new_state:
             LOG.info('Domain %s (%s): %s -> %s (%s)', record.name,
                      record.uuid, verdict.old_state, verdict.new_state, why)
-        else:
-            LOG.debug('Domain %s (%s): %s', record.name, record.uuid, why)
+        elif not quiet:
+            LOG.info('Domain %s (%s): %s; %s', record.name, record.uuid,
+                     why, _ACTION_EFFECT[action])
         self.store.put(verdict.record)
         return verdict.record
 
