@@ -48,7 +48,7 @@ def libvirt_lab():
     if leftovers:
         LOG.warning('removed lab domains left by an earlier run: %s',
                     ', '.join(leftovers))
-    guests.clear_console_logs()
+    guests.clear_logs()
     yield guest_lab
     guest_lab.teardown()
     guest_lab.close()

@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -45,14 +46,16 @@ KERNEL_CMDLINE = 'console=ttyS0 panic=0 quiet'
 
 RUN_DIR = os.environ.get('LAB_RUN_DIR', '/run/ghm-lab')
 CONSOLE_DIR = os.path.join(RUN_DIR, 'console')
+LIBVIRT_LOG_DIR = '/var/log/libvirt/qemu'
 
 CONTROL_COMMANDS = frozenset([
     'agent-hang', 'agent-resume', 'agent-kill', 'agent-start',
     'panic', 'reboot', 'poweroff',
 ])
-# The guest polls its control port and opens it only once the host side is
-# connected; bytes written before that can be lost, and closing too early
-# can cut the line off.
+# The guest's init polls its control port (reads return end of file until
+# the host side connects, then block). Pausing after connecting and again
+# before closing gives it a poll's time on each side, so a command never
+# races the connection state.
 CONTROL_SETTLE = 0.5
 
 PING = json.dumps({'execute': 'guest-ping'})
@@ -60,6 +63,7 @@ MEMORY_MIB = 128
 BOOT_TIMEOUT = 120.0
 POLL_INTERVAL = 0.1
 
+_OWNED_NAME = re.compile(r'^%s(\d+)-\d+$' % re.escape(NAME_PREFIX))
 _sequence = itertools.count(1)
 _sequence_lock = threading.Lock()
 
@@ -77,9 +81,28 @@ def connect(uri=URI):
 
 
 def next_name():
+    """A lab domain name that records the process owning the domain."""
     with _sequence_lock:
         number = next(_sequence)
     return '%s%d-%d' % (NAME_PREFIX, os.getpid(), number)
+
+
+def _owner_pid(name):
+    match = _OWNED_NAME.match(name)
+    return int(match.group(1)) if match else None
+
+
+def is_removable(name):
+    """True for a lab domain of this process or of one that has exited.
+
+    Lab domains of other live processes (a second test run, the demo) are
+    theirs to remove.
+    """
+    if not name.startswith(NAME_PREFIX):
+        return False
+    pid = _owner_pid(name)
+    return pid is None or pid == os.getpid() or \
+        not os.path.exists('/proc/%d' % pid)
 
 
 def control_socket_path(name):
@@ -164,38 +187,67 @@ def remove_domain(dom):
 
 
 def lab_domains(conn):
+    """Every lab domain on the host, whoever started it."""
     return [dom for dom in conn.listAllDomains(0)
             if dom.name().startswith(NAME_PREFIX)]
 
 
+def lab_qemu_pids(owner=None):
+    """Process ids of QEMU processes running a lab guest (of ``owner``'s
+    domains only, when given a process id)."""
+    prefix = NAME_PREFIX if owner is None else '%s%d-' % (NAME_PREFIX, owner)
+    marker = ('guest=%s' % prefix).encode()
+    pids = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/cmdline' % entry, 'rb') as cmdline:
+                argv = cmdline.read().split(b'\0')
+        except OSError:
+            continue
+        if argv and argv[0].startswith(b'/usr/bin/qemu-system') and \
+                any(arg.startswith(marker) for arg in argv):
+            pids.append(int(entry))
+    return pids
+
+
 def cleanup(conn):
-    """Destroy and undefine every lab domain; return their names.
+    """Destroy and undefine the lab domains of this process and those left
+    by processes that have exited; return their names.
 
     Domains are removed concurrently: destroying a guest whose agent or
     kernel is stuck still takes a moment each.
     """
     started = time.monotonic()
-    domains = lab_domains(conn)
+    domains = [dom for dom in lab_domains(conn) if is_removable(dom.name())]
     if domains:
         with futures.ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(remove_domain, domains))
+    for path in _run_files(RUN_DIR, '.sock'):
+        _remove(path)
     names = sorted(dom.name() for dom in domains)
-    if os.path.isdir(RUN_DIR):
-        for entry in os.listdir(RUN_DIR):
-            if entry.startswith(NAME_PREFIX) and entry.endswith('.sock'):
-                _remove(os.path.join(RUN_DIR, entry))
     if names:
         LOG.info('removed lab domains %s in %.1f s', ', '.join(names),
                  time.monotonic() - started)
     return names
 
 
-def clear_console_logs():
-    if not os.path.isdir(CONSOLE_DIR):
-        return
-    for entry in os.listdir(CONSOLE_DIR):
-        if entry.startswith(NAME_PREFIX):
-            _remove(os.path.join(CONSOLE_DIR, entry))
+def clear_logs():
+    """Remove the console logs, and libvirt's per-domain logs, of lab
+    domains that ``cleanup()`` may remove. They are kept past teardown so a
+    failed boot or fault can be read afterwards."""
+    for directory in (CONSOLE_DIR, LIBVIRT_LOG_DIR):
+        for path in _run_files(directory, '.log'):
+            _remove(path)
+
+
+def _run_files(directory, suffix):
+    if not os.path.isdir(directory):
+        return []
+    return [os.path.join(directory, entry) for entry in os.listdir(directory)
+            if entry.endswith(suffix) and entry.startswith(NAME_PREFIX) and
+            is_removable(entry.split('.', 1)[0])]
 
 
 def _ensure_run_dirs():
@@ -242,10 +294,23 @@ class Guest:
     def state(self):
         """libvirt's (state, reason) pair, e.g. (VIR_DOMAIN_RUNNING, 1)."""
         state, reason = self.dom.state()
-        return state, reason
+        return (state, reason)
 
     def is_running(self):
         return self.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+
+    def wait_state(self, wanted, timeout):
+        """Wait until libvirt reports state ``wanted`` (VIR_DOMAIN_*)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state, reason = self.state()
+            if state == wanted:
+                return state, reason
+            if time.monotonic() >= deadline:
+                raise LabError('%s (%s): domain state %d, not %d, after '
+                               '%.0f s' % (self.name, self.uuid, state,
+                                           wanted, timeout))
+            time.sleep(POLL_INTERVAL)
 
     def agent_state(self):
         return agent_channel_state(self.dom.XMLDesc(0))
@@ -310,8 +375,17 @@ class Guest:
     def resume(self):
         self.dom.resume()
 
+    def wait_agent_reconnected(self, timeout=BOOT_TIMEOUT):
+        """After a reboot or reset: the agent channel closes, then qemu-ga
+        of the next boot opens it again. Returns the seconds it took."""
+        self.wait_agent_disconnected(min(timeout, 30.0))
+        return self.wait_agent_connected(timeout)
+
     def reboot(self):
-        """Guest-initiated reboot through the agent, as Nova's soft reboot."""
+        """Guest-initiated reboot through the agent, as Nova's soft reboot.
+
+        The domain keeps running; the channel still reads 'connected' for a
+        moment, so wait with wait_agent_reconnected()."""
         self.dom.reboot(libvirt.VIR_DOMAIN_REBOOT_GUEST_AGENT)
         self.started_at = time.monotonic()
         self.boot_seconds = None
@@ -382,7 +456,8 @@ class Lab:
         return guests
 
     def teardown(self):
-        """Remove every lab domain (not only this Lab's) and its files."""
+        """Remove this process's lab domains, and any left by processes that
+        have exited, with their sockets."""
         cleanup(self.conn)
         self.guests = []
 
