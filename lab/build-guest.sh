@@ -111,8 +111,15 @@ mkdir -p "$DEBS"
 deb=$(ls "$DEBS/${KERNEL_PKG}_"*.deb 2>/dev/null | head -n1 || true)
 if [ -z "$deb" ] || [ "$(dpkg-deb -f "$deb" Version)" != "$KERNEL_VERSION" ]; then
     rm -f "$DEBS"/linux-image-*.deb
-    (cd "$DEBS" && apt-get download -q -o APT::Sandbox::User=root \
-        "$KERNEL_PKG=$KERNEL_VERSION")
+    if ! (cd "$DEBS" && apt-get download -q -o APT::Sandbox::User=root \
+            "$KERNEL_PKG=$KERNEL_VERSION"); then
+        # Stale package lists name a kernel the archive no longer has:
+        # refresh them once and start over with the current one.
+        [ -z "${GUEST_BUILD_RETRIED:-}" ] || exit 1
+        apt-get update -q
+        rm -rf "$WORK"
+        GUEST_BUILD_RETRIED=1 exec bash "$0" "$@"
+    fi
     deb=$(ls "$DEBS/${KERNEL_PKG}_"*.deb | head -n1)
 fi
 dpkg -x "$deb" "$WORK/kernel"

@@ -42,12 +42,18 @@ install_packages() {
 }
 
 ensure_qemu_user() {
-    # libvirt runs QEMU as libvirt-qemu:kvm (Debian's build default); the
-    # daemon refuses to start a domain when that account is missing.
+    # libvirt runs QEMU as libvirt-qemu:libvirt-qemu (Debian's build
+    # default), a member of kvm. libvirt-daemon-system's postinst makes them;
+    # a domain cannot start when they are missing.
     getent group kvm >/dev/null || groupadd --system kvm
+    getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu
     if ! getent passwd libvirt-qemu >/dev/null; then
-        useradd --system --gid kvm --home-dir /var/lib/libvirt \
-            --no-create-home --shell /usr/sbin/nologin libvirt-qemu
+        useradd --system --gid kvm --groups libvirt-qemu \
+            --home-dir /var/lib/libvirt --no-create-home \
+            --shell /usr/sbin/nologin libvirt-qemu
+    fi
+    if ! id -nG libvirt-qemu | grep -qw libvirt-qemu; then
+        usermod --append --groups libvirt-qemu libvirt-qemu
     fi
 }
 
