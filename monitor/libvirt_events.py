@@ -8,9 +8,9 @@ item to the dispatcher. Nothing in the native thread logs or touches the
 monitor's state.
 """
 
+import collections
 import logging
 import os
-import queue
 import time
 import typing
 
@@ -28,6 +28,10 @@ except ImportError:  # pragma: no cover
 LOG = logging.getLogger(__name__)
 
 _native_threading = patcher.original('threading')
+# The daemon monkey-patches os: the green read() and write() wait in the
+# hub instead of raising BlockingIOError, so drain() would block for ever
+# on an empty pipe and the libvirt thread would block on a full one.
+_native_os = patcher.original('os')
 
 _KIND_LIFECYCLE = 'lifecycle'
 _KIND_REBOOT = 'reboot'
@@ -68,7 +72,10 @@ class EventBridge:
 
     def __init__(self, clock=time.time):
         self._clock = clock
-        self._queue = queue.SimpleQueue()
+        # A deque, not a queue.SimpleQueue: appends and pops are atomic
+        # and take no lock, whereas the monkey-patched queue module would
+        # hand the native thread a green lock.
+        self._items = collections.deque()
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._read_fd, False)
         os.set_blocking(self._write_fd, False)
@@ -77,9 +84,9 @@ class EventBridge:
     # -- native thread side ---------------------------------------------------
 
     def _put(self, item):
-        self._queue.put(item)
+        self._items.append(item)
         try:
-            os.write(self._write_fd, b'x')
+            _native_os.write(self._write_fd, b'x')
         except BlockingIOError:
             # The pipe is full, so the reader is already due to wake up.
             pass
@@ -131,20 +138,20 @@ class EventBridge:
     def drain(self):
         """Return every queued item without waiting."""
         try:
-            while os.read(self._read_fd, 4096):
+            while _native_os.read(self._read_fd, 4096):
                 pass
         except BlockingIOError:
             pass
         items = []
         while True:
             try:
-                items.append(self._queue.get_nowait())
-            except queue.Empty:
+                items.append(self._items.popleft())
+            except IndexError:
                 return items
 
     def wait(self, timeout=None):
         """Block the calling green thread until something is queued."""
-        if not self._queue.empty():
+        if self._items:
             return
         try:
             hubs.trampoline(self._read_fd, read=True, timeout=timeout)
