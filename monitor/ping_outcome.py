@@ -36,6 +36,7 @@ class PingResult(typing.NamedTuple):
 
 # libvirt error codes (virErrorNumber) and domains (virErrorDomain).
 VIR_ERR_INTERNAL_ERROR = 1
+VIR_ERR_NO_SUPPORT = 3
 VIR_ERR_NO_CONNECT = 5
 VIR_ERR_INVALID_CONN = 6
 VIR_ERR_INVALID_DOMAIN = 7
@@ -79,6 +80,12 @@ def classify_error(code, domain):
         return Outcome.NOT_RUNNING
     if code == VIR_ERR_ARGUMENT_UNSUPPORTED:
         # "QEMU guest agent is not configured".
+        return Outcome.NO_AGENT
+    if code == VIR_ERR_NO_SUPPORT:
+        # "this function is not supported by the connection driver": the
+        # driver (test://, or another hypervisor than QEMU) cannot run
+        # agent commands at all. Counting that as misses would report
+        # every guest on the host.
         return Outcome.NO_AGENT
     # VIR_ERR_AGENT_UNRESPONSIVE (hung, not connected, in error),
     # VIR_ERR_OPERATION_TIMEOUT, VIR_ERR_AGENT_UNSYNCED and anything we do

@@ -14,6 +14,7 @@ from monitor.ping_outcome import Outcome
     (po.VIR_ERR_INVALID_DOMAIN, 6, Outcome.GONE),
     (po.VIR_ERR_OPERATION_INVALID, 10, Outcome.NOT_RUNNING),
     (po.VIR_ERR_ARGUMENT_UNSUPPORTED, 10, Outcome.NO_AGENT),
+    (po.VIR_ERR_NO_SUPPORT, 0, Outcome.NO_AGENT),
     (po.VIR_ERR_SYSTEM_ERROR, po.VIR_FROM_RPC, Outcome.DISCONNECTED),
     (po.VIR_ERR_INTERNAL_ERROR, po.VIR_FROM_REMOTE, Outcome.DISCONNECTED),
     (po.VIR_ERR_INVALID_CONN, 0, Outcome.DISCONNECTED),

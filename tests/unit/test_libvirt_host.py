@@ -1,0 +1,400 @@
+"""The libvirt edge against libvirt's own daemon-less test driver.
+
+Each test opens ``test:///<file>`` on a node description of its own, so it
+gets a private hypervisor. The test driver cannot run guest-agent commands;
+replies and agent errors come from a stand-in for
+``libvirt_qemu.qemuAgentCommand``.
+"""
+
+import json
+import logging
+import time
+
+import libvirt
+import pytest
+
+from monitor import domain_xml
+from monitor import libvirt_host
+from monitor.ping_outcome import Outcome
+
+AGENT = 'org.qemu.guest_agent.0'
+
+PLAIN = 'aaaaaaaa-0000-4000-8000-000000000001'
+WITH_AGENT = 'aaaaaaaa-0000-4000-8000-000000000002'
+PAUSED = 'aaaaaaaa-0000-4000-8000-000000000003'
+SHUT_OFF = 'aaaaaaaa-0000-4000-8000-000000000004'
+UNKNOWN = 'aaaaaaaa-0000-4000-8000-0000000000ff'
+
+
+def domain(name, uuid, runstate=1, devices=''):
+    return f"""
+  <domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>
+    <name>{name}</name>
+    <uuid>{uuid}</uuid>
+    <memory>1024</memory>
+    <os><type>hvm</type></os>
+    <devices>{devices}</devices>
+    <test:runstate>{runstate}</test:runstate>
+  </domain>"""
+
+
+def agent_channel(path='/var/lib/libvirt/qemu/channel/target/ga.sock',
+                  name=AGENT):
+    return f"""
+      <channel type='unix'>
+        <source mode='bind' path='{path}'/>
+        <target type='virtio' name='{name}'/>
+      </channel>"""
+
+
+NODE = '<node>%s\n</node>\n' % ''.join([
+    domain('plain', PLAIN),
+    domain('with-agent', WITH_AGENT, devices=agent_channel()),
+    domain('paused', PAUSED, runstate=3, devices=agent_channel(
+        '/run/paused.sock')),
+    domain('shut-off', SHUT_OFF, runstate=5, devices=agent_channel()),
+])
+
+
+@pytest.fixture
+def uri(tmp_path):
+    node = tmp_path / 'node.xml'
+    node.write_text(NODE)
+    return 'test://%s' % node
+
+
+@pytest.fixture
+def host(uri):
+    host = libvirt_host.LibvirtHost(uri, AGENT)
+    yield host
+    host.close()
+
+
+@pytest.fixture
+def connected(host):
+    host.connect()
+    return host
+
+
+def libvirt_error(code, domain, message):
+    """A libvirtError as the binding raises it for (code, domain)."""
+    exc = libvirt.libvirtError(message)
+    exc.err = (code, domain, message, libvirt.VIR_ERR_ERROR, None, None,
+               None, -1, -1)
+    return exc
+
+
+def by_uuid(infos):
+    return {info.uuid: info for info in infos}
+
+
+# -- connection ---------------------------------------------------------------
+
+def test_connect_opens_a_live_connection_even_without_keepalive(host):
+    # The test driver runs in-process and refuses keepalive as not
+    # supported; that must not make it unreachable.
+    assert host.keepalive_interval > 0
+    conn = host.connect(on_close=lambda reason: None)
+
+    assert host.connection is conn
+    assert host.is_alive()
+
+    host.close()
+    assert host.connection is None
+    assert not host.is_alive()
+    host.close()  # closing twice is harmless
+
+
+def test_an_unreachable_libvirt_is_reported_without_noise(capfd):
+    host = libvirt_host.LibvirtHost(
+        'qemu+unix:///system?socket=/nonexistent/libvirt-sock', AGENT)
+
+    with pytest.raises(libvirt_host.LibvirtUnavailable) as err:
+        host.connect()
+
+    assert '/nonexistent/libvirt-sock' in str(err.value)
+    assert host.connection is None
+    assert not host.is_alive()
+    # libvirt's default handler would print the error on stderr as well.
+    assert capfd.readouterr().err == ''
+
+
+def test_an_unknown_driver_is_unavailable_not_a_crash():
+    host = libvirt_host.LibvirtHost('nosuchdriver:///system', AGENT)
+    with pytest.raises(libvirt_host.LibvirtUnavailable):
+        host.connect()
+
+
+def test_a_lost_connection_is_not_alive(connected):
+    connected.connection.close()
+    assert not connected.is_alive()
+
+
+# -- listing -------------------------------------------------------------------
+
+def test_list_domains_describes_active_domains_and_their_agent(connected):
+    infos = by_uuid(connected.list_domains())
+
+    assert set(infos) == {PLAIN, WITH_AGENT, PAUSED}  # not the shut-off one
+    assert infos[PLAIN] == libvirt_host.DomainInfo(
+        uuid=PLAIN, name='plain', running=True, paused=False, agent=None)
+    assert infos[WITH_AGENT] == libvirt_host.DomainInfo(
+        uuid=WITH_AGENT, name='with-agent', running=True, paused=False,
+        agent=domain_xml.AgentChannel(
+            AGENT, '/var/lib/libvirt/qemu/channel/target/ga.sock', None))
+    assert infos[PAUSED].running is False
+    assert infos[PAUSED].paused is True
+    assert infos[PAUSED].agent.path == '/run/paused.sock'
+
+
+def test_the_agent_channel_is_matched_by_its_configured_name(uri):
+    host = libvirt_host.LibvirtHost(uri, 'org.example.other_agent.0')
+    host.connect()
+    try:
+        assert all(info.agent is None for info in host.list_domains())
+    finally:
+        host.close()
+
+
+def test_the_path_filter_leaves_other_channels_unmonitored(uri):
+    host = libvirt_host.LibvirtHost(uri, AGENT,
+                                    agent_channel_path_regex=r'^/run/')
+    host.connect()
+    try:
+        infos = by_uuid(host.list_domains())
+    finally:
+        host.close()
+    assert infos[WITH_AGENT].agent is None
+    assert infos[PAUSED].agent.path == '/run/paused.sock'
+
+
+def test_a_paused_domain_resumed_is_running_again(connected):
+    connected.connection.lookupByUUIDString(PAUSED).resume()
+    info = by_uuid(connected.list_domains())[PAUSED]
+    assert (info.running, info.paused) == (True, False)
+
+
+@pytest.fixture
+def xml_reads(monkeypatch):
+    """Count XMLDesc calls per domain UUID."""
+    reads = []
+    real = libvirt.virDomain.XMLDesc
+
+    def counting(dom, flags=0):
+        reads.append(dom.UUIDString())
+        return real(dom, flags)
+
+    monkeypatch.setattr(libvirt.virDomain, 'XMLDesc', counting)
+    return reads
+
+
+def test_the_xml_is_read_once_per_run_of_a_domain(connected, xml_reads):
+    connected.list_domains()
+    connected.list_domains()
+    assert sorted(xml_reads) == sorted([PLAIN, WITH_AGENT, PAUSED])
+
+
+def test_a_restarted_domain_is_read_again_and_new_devices_seen(connected,
+                                                               xml_reads):
+    conn = connected.connection
+    assert by_uuid(connected.list_domains())[PLAIN].agent is None
+
+    dom = conn.lookupByUUIDString(PLAIN)
+    dom.destroy()
+    # Redefined with an agent channel while shut off, then started: a new
+    # run with a new domain id.
+    conn.defineXML(domain('plain', PLAIN, devices=agent_channel()))
+    dom.create()
+    xml_reads.clear()
+
+    info = by_uuid(connected.list_domains())[PLAIN]
+
+    assert xml_reads == [PLAIN]
+    assert info.agent is not None and info.agent.name == AGENT
+
+
+def test_a_domain_that_stopped_is_no_longer_listed(connected):
+    connected.list_domains()
+    connected.connection.lookupByUUIDString(WITH_AGENT).destroy()
+    assert WITH_AGENT not in by_uuid(connected.list_domains())
+
+
+def test_unreadable_xml_skips_the_domain_and_is_logged_once(
+        connected, monkeypatch, caplog):
+    real = libvirt.virDomain.XMLDesc
+    broken = {WITH_AGENT}
+
+    def xml_desc(dom, flags=0):
+        if dom.UUIDString() in broken:
+            return '<domain><name>with-agent'
+        return real(dom, flags)
+
+    monkeypatch.setattr(libvirt.virDomain, 'XMLDesc', xml_desc)
+    caplog.set_level(logging.INFO, logger='monitor')
+
+    first = by_uuid(connected.list_domains())
+    second = by_uuid(connected.list_domains())
+
+    assert set(first) == set(second) == {PLAIN, PAUSED}
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert 'with-agent' in warnings[0].getMessage()
+    assert WITH_AGENT in warnings[0].getMessage()
+
+    broken.clear()
+    assert by_uuid(connected.list_domains())[WITH_AGENT].agent is not None
+
+
+def test_a_domain_vanishing_while_listed_is_skipped(connected, monkeypatch):
+    conn = connected.connection
+    transient = conn.createXML(
+        domain('transient', 'aaaaaaaa-0000-4000-8000-000000000005',
+               devices=agent_channel()), 0)
+    real = libvirt.virConnect.listAllDomains
+
+    def list_then_vanish(self, flags=0):
+        domains = real(self, flags)
+        transient.destroy()  # a transient domain is gone for good
+        return domains
+
+    monkeypatch.setattr(libvirt.virConnect, 'listAllDomains',
+                        list_then_vanish)
+
+    assert set(by_uuid(connected.list_domains())) == {
+        PLAIN, WITH_AGENT, PAUSED}
+
+
+def test_listing_without_a_connection_is_unavailable(host):
+    with pytest.raises(libvirt_host.LibvirtUnavailable):
+        host.list_domains()
+
+
+def test_listing_on_a_lost_connection_is_unavailable(connected):
+    connected.connection.close()
+    with pytest.raises(libvirt_host.LibvirtUnavailable):
+        connected.list_domains()
+
+
+# -- ping -------------------------------------------------------------------------
+
+def test_a_driver_that_cannot_run_agent_commands_means_no_agent(connected):
+    before = time.time()
+    result = connected.ping(WITH_AGENT, 2)
+
+    assert result.outcome is Outcome.NO_AGENT
+    assert 'not supported' in result.detail
+    assert 'code %d' % libvirt.VIR_ERR_NO_SUPPORT in result.detail
+    assert before <= result.started_at <= time.time()
+    assert result.duration >= 0
+
+
+class AgentStandIn:
+    """Replaces libvirt_qemu.qemuAgentCommand: answers or raises."""
+
+    def __init__(self, reply=None, error=None, before=None):
+        self.reply = reply
+        self.error = error
+        self.before = before
+        self.calls = []
+
+    def __call__(self, dom, command, timeout, flags):
+        self.calls.append((dom.UUIDString(), json.loads(command), timeout,
+                           flags))
+        if self.before is not None:
+            self.before()
+        if self.error is not None:
+            raise self.error
+        return self.reply
+
+
+@pytest.fixture
+def agent(monkeypatch):
+    def install(**kwargs):
+        stand_in = AgentStandIn(**kwargs)
+        monkeypatch.setattr(libvirt_host.libvirt_qemu, 'qemuAgentCommand',
+                            stand_in)
+        return stand_in
+    return install
+
+
+def test_an_answered_ping_is_ok(connected, agent):
+    stand_in = agent(reply='{"return": {}}')
+
+    result = connected.ping(WITH_AGENT, 2)
+
+    assert (result.outcome, result.detail) == (Outcome.OK, 'ok')
+    assert stand_in.calls == [
+        (WITH_AGENT, {'execute': 'guest-ping'}, 2, 0)]
+
+
+@pytest.mark.parametrize('timeout, sent', [(0.3, 1), (2.7, 2), (5, 5)])
+def test_the_timeout_is_whole_seconds_and_at_least_one(connected, agent,
+                                                       timeout, sent):
+    stand_in = agent(reply='{"return": {}}')
+    connected.ping(WITH_AGENT, timeout)
+    assert stand_in.calls[0][2] == sent
+
+
+def test_a_garbage_reply_is_a_miss(connected, agent):
+    agent(reply='{"error": {"class": "CommandNotFound"}}')
+    result = connected.ping(WITH_AGENT, 2)
+    assert result.outcome is Outcome.MISSED
+    assert 'CommandNotFound' in result.detail
+
+
+def test_an_unresponsive_agent_is_a_miss(connected, agent):
+    agent(error=libvirt_error(
+        libvirt.VIR_ERR_AGENT_UNRESPONSIVE, libvirt.VIR_FROM_QEMU,
+        'Guest agent is not responding: QEMU guest agent is not connected'))
+
+    result = connected.ping(WITH_AGENT, 2)
+
+    assert result.outcome is Outcome.MISSED
+    assert 'not responding' in result.detail
+    assert 'code %d' % libvirt.VIR_ERR_AGENT_UNRESPONSIVE in result.detail
+
+
+def test_a_domain_not_running_is_not_a_miss(connected, agent):
+    agent(error=libvirt_error(libvirt.VIR_ERR_OPERATION_INVALID,
+                              libvirt.VIR_FROM_QEMU,
+                              'domain is not running'))
+    assert connected.ping(PAUSED, 2).outcome is Outcome.NOT_RUNNING
+
+
+def test_a_domain_that_no_longer_exists_is_gone(connected, agent):
+    stand_in = agent(reply='{"return": {}}')
+
+    result = connected.ping(UNKNOWN, 2)
+
+    assert result.outcome is Outcome.GONE
+    assert stand_in.calls == []  # the lookup already failed
+
+
+def test_a_miss_on_a_connection_that_died_meanwhile_is_a_disconnect(
+        connected, agent):
+    # The connection dies while the ping waits; libvirt reports the RPC
+    # failure with a code that would otherwise be the guest's miss.
+    agent(before=lambda: connected.connection.close(),
+          error=libvirt_error(libvirt.VIR_ERR_AGENT_UNRESPONSIVE,
+                              libvirt.VIR_FROM_QEMU, 'no answer'))
+
+    assert connected.ping(WITH_AGENT, 2).outcome is Outcome.DISCONNECTED
+
+
+def test_a_miss_on_a_live_connection_stays_a_miss(connected, agent):
+    agent(error=libvirt_error(9999, libvirt.VIR_FROM_QEMU, 'new error'))
+    assert connected.is_alive()
+    assert connected.ping(WITH_AGENT, 2).outcome is Outcome.MISSED
+
+
+def test_an_rpc_failure_is_a_disconnect(connected, agent):
+    agent(error=libvirt_error(libvirt.VIR_ERR_SYSTEM_ERROR,
+                              libvirt.VIR_FROM_RPC,
+                              'Cannot recv data: Connection reset by peer'))
+    assert connected.ping(WITH_AGENT, 2).outcome is Outcome.DISCONNECTED
+
+
+def test_ping_without_a_connection_is_a_disconnect(host):
+    result = host.ping(WITH_AGENT, 2)
+    assert result.outcome is Outcome.DISCONNECTED
+
