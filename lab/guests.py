@@ -52,11 +52,10 @@ CONTROL_COMMANDS = frozenset([
     'agent-hang', 'agent-resume', 'agent-kill', 'agent-start',
     'panic', 'reboot', 'poweroff',
 ])
-# The guest's init polls its control port (reads return end of file until
-# the host side connects, then block). Pausing after connecting and again
-# before closing gives it a poll's time on each side, so a command never
-# races the connection state.
-CONTROL_SETTLE = 0.5
+# How long the guest's init may take to answer a control command: it polls
+# its port once a second and may be slow while other guests boot.
+CONTROL_TIMEOUT = 10.0
+PANIC_MARK = 'Kernel panic - not syncing'
 
 PING = json.dumps({'execute': 'guest-ping'})
 MEMORY_MIB = 128
@@ -357,17 +356,58 @@ class Guest:
                                                    timeout, error))
             time.sleep(POLL_INTERVAL)
 
-    def control(self, command):
-        """Send one fault-injection command to the guest's init."""
+    def control(self, command, timeout=CONTROL_TIMEOUT):
+        """Have the guest's init carry out one fault-injection command.
+
+        Returns once the guest has answered that it did (for 'panic', once
+        the panic shows on the console); raises LabError when it refuses
+        or does not answer, e.g. because it is paused or has crashed.
+        """
         if command not in CONTROL_COMMANDS:
             raise ValueError('unknown control command %r' % command)
+        deadline = time.monotonic() + timeout
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
             sock.connect(self.control_socket)
-            time.sleep(CONTROL_SETTLE)
             sock.sendall(command.encode('ascii') + b'\n')
-            time.sleep(CONTROL_SETTLE)
-        LOG.info('guest %s (%s): sent control command %s', self.name,
+            answer = self._control_answer(sock, command, deadline)
+        if answer != 'done':
+            raise LabError('%s (%s): guest could not carry out %s'
+                           % (self.name, self.uuid, command))
+        if command == 'panic':
+            self._wait_console(PANIC_MARK, deadline)
+        LOG.info('guest %s (%s): control command %s done', self.name,
                  self.uuid, command)
+
+    def _control_answer(self, sock, command, deadline):
+        buffered = b''
+        while True:
+            while b'\n' in buffered:
+                line, buffered = buffered.split(b'\n', 1)
+                answer, _, about = line.decode('ascii', 'replace').partition(' ')
+                if about == command and answer in ('done', 'failed'):
+                    return answer
+            remaining = deadline - time.monotonic()
+            chunk = b''
+            if remaining > 0:
+                sock.settimeout(remaining)
+                try:
+                    chunk = sock.recv(4096)
+                except socket.timeout:
+                    pass
+            if not chunk:
+                raise LabError('%s (%s): no answer to control command %s '
+                               '(console: %s)' % (self.name, self.uuid,
+                                                  command, self.console_log))
+            buffered += chunk
+
+    def _wait_console(self, text, deadline):
+        while text not in self.console_text():
+            if time.monotonic() >= deadline:
+                raise LabError('%s (%s): %r not on the console %s'
+                               % (self.name, self.uuid, text,
+                                  self.console_log))
+            time.sleep(POLL_INTERVAL)
 
     def pause(self):
         self.dom.suspend()

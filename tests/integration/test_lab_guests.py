@@ -70,6 +70,8 @@ def test_killed_agent_disconnects_and_answers_once_started_again(lab_guests):
     guest.wait_agent_disconnected(timeout=10)
 
     assert ping_error_code(guest) == libvirt.VIR_ERR_AGENT_UNRESPONSIVE
+    with pytest.raises(guests.LabError, match='could not carry out'):
+        guest.control('agent-hang')
 
     guest.control('agent-start')
     guest.wait_agent_connected(timeout=10)
