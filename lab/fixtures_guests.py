@@ -37,12 +37,10 @@ def _connect():
 def libvirt_lab():
     """A Lab on qemu:///system with no lab domains left from earlier runs."""
     lab.require(guests.image_ready(),
-                'guest image missing in %s (run "bash lab/build-guest.sh")'
-                % guests.GUEST_DIR)
+                'guest image missing in %s' % guests.GUEST_DIR)
     conn, reason = _connect()
     lab.require(conn is not None,
-                'libvirtd does not answer on %s (run "bash lab/host-setup.sh"):'
-                ' %s' % (guests.URI, reason))
+                'libvirtd does not answer on %s: %s' % (guests.URI, reason))
     guest_lab = guests.Lab(conn)
     leftovers = guests.cleanup(conn)
     if leftovers:
