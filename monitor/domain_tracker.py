@@ -46,6 +46,11 @@ class DomainTracker:
         # UUIDs of listed domains without an agent channel, so that we
         # say once, not every sweep, that they are not monitored.
         self._unmonitored = set()
+        # UUIDs of listed domains whose agent libvirt refused to ping (no
+        # agent configured, or a driver without agent commands) although
+        # the XML shows a channel: not monitored while they stay listed,
+        # instead of being re-added and dropped again every sweep.
+        self._agent_refused = set()
 
     # -- listing ------------------------------------------------------------
 
@@ -60,11 +65,15 @@ class DomainTracker:
         now = self._now(now)
         to_ping = []
         live = set()
+        listed = set()
         for info in domains:
+            listed.add(info.uuid)
             if info.agent is None:
                 self._not_monitored(info)
                 continue
             self._unmonitored.discard(info.uuid)
+            if info.uuid in self._agent_refused:
+                continue
             live.add(info.uuid)
             record = self.store.get(info.uuid)
             if record is None:
@@ -85,6 +94,10 @@ class DomainTracker:
         for record in self.store.evict_missing(live):
             LOG.info('Domain %s (%s) is no longer running on this host; '
                      'forgetting it', record.name, record.uuid)
+        # A domain that left the listing is looked at afresh (and said
+        # again) when it runs here again.
+        self._unmonitored &= listed
+        self._agent_refused &= listed
         return to_ping
 
     def _not_monitored(self, info):
@@ -117,10 +130,14 @@ class DomainTracker:
                 continue
             current[uuid] = (record, result)
 
-        # Only domains that had answered before count for the breaker:
-        # a host full of guests still booting is not a stalled host.
+        # Only domains answering until now count for the breaker: a host
+        # full of guests still booting is not a stalled host, and guests
+        # already reported dead are no news (counting them would hold
+        # back every later failure on the host). Only a ping that was
+        # answered or missed says anything about the host.
         counted = [(r, res) for r, res in current.values()
-                   if r.state != states.DISCOVERY]
+                   if r.state in (states.HEALTHY, states.ERROR)
+                   and res.outcome in (Outcome.OK, Outcome.MISSED)]
         missed = sum(1 for _r, res in counted
                      if res.outcome is Outcome.MISSED)
         held = self.breaker.evaluate(len(counted), missed)
@@ -146,8 +163,10 @@ class DomainTracker:
                      record.name, record.uuid)
         elif outcome is Outcome.NO_AGENT:
             self.store.delete(record.uuid)
-            LOG.info('Domain %s (%s) has no guest agent any more; not '
-                     'monitored', record.name, record.uuid)
+            self._agent_refused.add(record.uuid)
+            LOG.info('Domain %s (%s) has no guest agent libvirt can talk '
+                     'to (%s); not monitored while it runs', record.name,
+                     record.uuid, result.detail)
         # NOT_RUNNING and DISCONNECTED are nobody's miss.
 
     def tick(self, now=None):
@@ -184,10 +203,13 @@ class DomainTracker:
     def apply_event(self, event, now=None):
         now = self._now(now)
         record = self.store.get(event.uuid)
-        if record is None:
-            # Not (yet) monitored: the next listing picks it up.
-            return
         action = lifecycle.action_for(event)
+        if record is None:
+            # Not (yet) monitored: the next listing picks it up. A new run
+            # may have the agent libvirt refused before.
+            if action is lifecycle.Action.REARM:
+                self._agent_refused.discard(event.uuid)
+            return
         if action is lifecycle.Action.IGNORE:
             return
         self._apply_action(record, action, now, lifecycle.describe(event))

@@ -1,0 +1,776 @@
+"""The tracker between the edges: listings, ping rounds, libvirt events and
+delivery outcomes applied to the per-domain records, with the real policy,
+breaker, store and outbox."""
+
+import logging
+
+import pytest
+from dogpile.cache import region as dogpile_region
+
+from monitor import domain_store
+from monitor import domain_tracker
+from monitor import domain_xml
+from monitor import health_policy
+from monitor import libvirt_host
+from monitor import lifecycle
+from monitor import mass_failure
+from monitor import notifier
+from monitor import outbox as outbox_mod
+from monitor import states
+from monitor.ping_outcome import Outcome
+from monitor.ping_outcome import PingResult
+
+D, H, E, R = states.DISCOVERY, states.HEALTHY, states.ERROR, states.REPORTED
+OK, MISSED = Outcome.OK, Outcome.MISSED
+HOST = 'compute-1'
+T0 = 1_700_000_000.0
+INTERVAL = 10.0
+GRACE = 30
+AGENT = domain_xml.AgentChannel(
+    'org.qemu.guest_agent.0',
+    '/var/lib/libvirt/qemu/channel/target/domain-1-x/'
+    'org.qemu.guest_agent.0', 'connected')
+
+
+def uuid(n):
+    return '6f1f5a7e-2c8e-4d0a-9a57-%012d' % n
+
+
+def name(n):
+    return 'instance-%08x' % n
+
+
+def listed(n, running=True, paused=False, agent=AGENT):
+    return libvirt_host.DomainInfo(uuid(n), name(n), running, paused, agent)
+
+
+def event(n, kind, code=0, detail=0, at=T0):
+    return lifecycle.DomainEvent(uuid(n), name(n), kind, code, detail, at)
+
+
+def lifecycle_event(n, code, detail=0):
+    return event(n, lifecycle.KIND_LIFECYCLE, code, detail)
+
+
+def agent_event(n, state):
+    return event(n, lifecycle.KIND_AGENT, state,
+                 lifecycle.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_REASON_CHANNEL)
+
+
+AGENT_DISCONNECTED = (
+    lifecycle.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_DISCONNECTED)
+AGENT_CONNECTED = (
+    lifecycle.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_CONNECTED)
+
+
+def make_store():
+    region = dogpile_region.make_region().configure('dogpile.cache.memory')
+    return domain_store.DomainStore(region, namespace=HOST)
+
+
+class Host:
+    """A compute host seen through the tracker, one sweep at a time.
+
+    Each sweep lists ``domains``, pings what the tracker asks for (the
+    outcome comes from ``outcomes``, else ``default``) and applies the
+    round; pings start right after the listing.
+    """
+
+    def __init__(self, tracker, store, outbox):
+        self.tracker = tracker
+        self.store = store
+        self.outbox = outbox
+        self.now = T0
+        self.pinged = []
+        self.held = None
+
+    def sweep(self, domains, outcomes=None, default=OK, dt=INTERVAL):
+        self.now += dt
+        to_ping = self.tracker.reconcile(domains, now=self.now)
+        self.pinged = [info.uuid for info in to_ping]
+        outcomes = outcomes or {}
+        results = {
+            info.uuid: PingResult(outcomes.get(info.uuid, default), 'test',
+                                  self.now + 0.01, 0.02)
+            for info in to_ping}
+        self.held = self.tracker.apply_round(results, now=self.now + 0.05)
+        return self.pinged
+
+    def sweeps(self, count, domains, outcomes=None, default=OK):
+        for _ in range(count):
+            self.sweep(domains, outcomes, default)
+
+    def state(self, n):
+        record = self.store.get(uuid(n))
+        return None if record is None else record.state
+
+    def record(self, n):
+        return self.store.get(uuid(n))
+
+    def event(self, item, dt=1.0):
+        self.now += dt
+        self.tracker.apply_event(item, now=self.now)
+
+    def pending(self):
+        return [(e.notification.instance_uuid, e.notification.domain_name,
+                 e.notification.hostname) for e in self.outbox.pending()]
+
+
+@pytest.fixture
+def store():
+    return make_store()
+
+
+@pytest.fixture
+def outbox(tmp_path):
+    box = outbox_mod.Outbox(str(tmp_path / 'outbox.sqlite'), max_size=100)
+    yield box
+    box.close()
+
+
+@pytest.fixture
+def wakes():
+    return []
+
+
+def make_tracker(store, outbox, wakes, threshold=3, discovery_timeout=0,
+                 min_domains=3, ratio=0.5):
+    return domain_tracker.DomainTracker(
+        store,
+        health_policy.HealthPolicy(threshold, discovery_timeout, GRACE),
+        mass_failure.MassFailureBreaker(min_domains, ratio),
+        outbox, HOST, wake_delivery=lambda: wakes.append(True),
+        clock=lambda: pytest.fail('the tracker read the wall clock'))
+
+
+@pytest.fixture
+def tracker(store, outbox, wakes):
+    return make_tracker(store, outbox, wakes)
+
+
+@pytest.fixture
+def host(tracker, store, outbox):
+    return Host(tracker, store, outbox)
+
+
+@pytest.fixture
+def log(caplog):
+    caplog.set_level(logging.DEBUG, logger='monitor')
+
+    def lines(level=logging.INFO):
+        return [r.getMessage() for r in caplog.records
+                if r.name == 'monitor.domain_tracker'
+                and r.levelno >= level]
+    return lines
+
+
+def healthy(host, *ns):
+    """Bring domains ``ns`` from discovery to healthy with one sweep."""
+    host.sweep([listed(n) for n in ns])
+    assert all(host.state(n) == H for n in ns)
+
+
+# -- listings ------------------------------------------------------------------
+
+def test_a_new_domain_starts_in_discovery_and_is_logged_once(host, log):
+    pinged = host.sweep([listed(1)], default=MISSED)
+    host.sweep([listed(1)], default=MISSED)
+
+    assert pinged == [uuid(1)]
+    assert host.state(1) == D
+    assert host.record(1).misses == 0  # booting is not failing
+    new = [line for line in log() if 'Monitoring domain' in line]
+    assert new == ['Monitoring domain %s (%s): waiting for its guest agent '
+                   'to answer' % (name(1), uuid(1))]
+
+
+def test_the_first_answer_makes_a_domain_healthy(host, log):
+    host.sweep([listed(1)])
+    assert host.state(1) == H
+    assert host.record(1).last_ok == host.now + 0.05
+    assert any(name(1) in line and uuid(1) in line
+               and 'discovery -> healthy' in line for line in log())
+
+
+def test_a_domain_without_an_agent_is_not_monitored_and_said_once(host, log):
+    for _ in range(3):
+        assert host.sweep([listed(1, agent=None)]) == []
+
+    assert host.record(1) is None
+    assert log() == ['Domain %s (%s) has no guest agent channel; not '
+                     'monitored' % (name(1), uuid(1))]
+
+
+def test_an_agent_channel_added_later_is_monitored(host):
+    host.sweep([listed(1, agent=None)])
+    assert host.sweep([listed(1)]) == [uuid(1)]
+    assert host.state(1) == H
+
+
+def test_a_domain_that_lost_its_agent_channel_is_forgotten(host):
+    healthy(host, 1)
+    assert host.sweep([listed(1, agent=None)]) == []
+    assert host.record(1) is None
+
+
+def test_a_vanished_domain_is_evicted(host, log):
+    healthy(host, 1, 2)
+
+    host.sweep([listed(2)])
+
+    assert host.record(1) is None
+    assert host.state(2) == H
+    assert ('Domain %s (%s) is no longer running on this host; forgetting '
+            'it' % (name(1), uuid(1))) in log()
+
+
+def test_a_domain_that_comes_back_starts_over_in_discovery(host):
+    healthy(host, 1)
+    host.sweep([])
+    host.sweep([listed(1)], default=MISSED)
+    assert host.state(1) == D
+
+
+# -- misses and notifications -----------------------------------------------------
+
+def test_the_third_consecutive_miss_queues_exactly_one_notification(
+        host, wakes, log):
+    healthy(host, 1, 2, 3, 4)
+    domains = [listed(n) for n in (1, 2, 3, 4)]
+
+    host.sweep(domains, {uuid(1): MISSED})
+    host.sweep(domains, {uuid(1): MISSED})
+    assert host.state(1) == E
+    assert host.pending() == [] and wakes == []
+
+    host.sweep(domains, {uuid(1): MISSED})
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+    assert wakes == [True]
+    entry = host.outbox.pending()[0]
+    assert host.record(1).notification_id == entry.id
+    assert entry.notification.generated_time == notifier.format_time(
+        host.now + 0.05)
+
+    host.sweeps(3, domains, {uuid(1): MISSED})
+    assert len(host.outbox.pending()) == 1
+    assert wakes == [True]
+    assert [host.state(n) for n in (2, 3, 4)] == [H, H, H]
+    warnings = log(logging.WARNING)
+    assert len(warnings) == 1
+    assert name(1) in warnings[0] and uuid(1) in warnings[0]
+    assert entry.id in warnings[0]
+
+
+def test_an_answer_before_the_threshold_resets_the_count(host):
+    healthy(host, 1)
+    host.sweeps(2, [listed(1)], default=MISSED)
+    host.sweep([listed(1)])
+    host.sweeps(2, [listed(1)], default=MISSED)
+
+    assert host.record(1).misses == 2
+    assert host.pending() == []
+
+
+def test_a_threshold_of_one_reports_the_first_miss(store, outbox, wakes):
+    host = Host(make_tracker(store, outbox, wakes, threshold=1), store,
+                outbox)
+    healthy(host, 1)
+    host.sweep([listed(1)], default=MISSED)
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+
+
+def test_a_domain_in_discovery_is_never_reported(host):
+    host.sweeps(10, [listed(1)], default=MISSED)
+    assert host.state(1) == D
+    assert host.pending() == []
+
+
+def test_a_ping_started_before_a_reboot_says_nothing_about_the_new_run(
+        host, tracker):
+    healthy(host, 1)
+    host.sweeps(2, [listed(1)], default=MISSED)
+
+    # A third ping starts, the guest reboots meanwhile, and the ping then
+    # fails: counting it would report a guest that is merely rebooting.
+    host.now += INTERVAL
+    assert tracker.reconcile([listed(1)], now=host.now) == [listed(1)]
+    started = host.now + 0.01
+    tracker.apply_event(event(1, lifecycle.KIND_REBOOT), now=host.now + 1)
+    tracker.apply_round({uuid(1): PingResult(MISSED, 'late', started, 2.0)},
+                        now=host.now + 2)
+
+    assert host.state(1) == D
+    assert host.pending() == []
+
+
+def test_an_answer_from_before_a_reboot_does_not_end_discovery(host,
+                                                               tracker):
+    healthy(host, 1)
+    host.now += INTERVAL
+    tracker.reconcile([listed(1)], now=host.now)
+    started = host.now + 0.01
+    tracker.apply_event(event(1, lifecycle.KIND_REBOOT), now=host.now + 1)
+    tracker.apply_round({uuid(1): PingResult(OK, 'ok', started, 1.5)},
+                        now=host.now + 2)
+
+    assert host.state(1) == D
+
+
+def test_results_for_domains_forgotten_meanwhile_are_dropped(host, tracker):
+    healthy(host, 1)
+    host.now += INTERVAL
+    tracker.reconcile([listed(1)], now=host.now)
+    tracker.apply_event(
+        lifecycle_event(1, lifecycle.VIR_DOMAIN_EVENT_STOPPED),
+        now=host.now + 1)
+    tracker.apply_round({uuid(1): PingResult(MISSED, 'x', host.now, 1.0)},
+                        now=host.now + 2)
+    assert host.record(1) is None
+
+
+@pytest.mark.parametrize('outcome', [Outcome.GONE, Outcome.NO_AGENT])
+def test_gone_or_agentless_results_forget_the_domain(host, log, outcome):
+    healthy(host, 1, 2)
+    host.sweep([listed(1), listed(2)], {uuid(1): outcome})
+
+    assert host.record(1) is None
+    assert host.state(2) == H
+    assert any(name(1) in line and uuid(1) in line for line in log()[-1:])
+
+
+def test_a_domain_libvirt_cannot_ping_is_not_retried_every_sweep(host, log):
+    # The listing still shows the agent channel, but libvirt says there
+    # is no agent to talk to (e.g. a driver without agent commands).
+    host.sweep([listed(1)], default=Outcome.NO_AGENT)
+    lines = len(log())
+
+    for _ in range(3):
+        assert host.sweep([listed(1)], default=Outcome.NO_AGENT) == []
+
+    assert host.record(1) is None
+    assert len(log()) == lines
+
+
+def test_a_domain_libvirt_could_not_ping_is_monitored_on_its_next_run(host):
+    host.sweep([listed(1)], default=Outcome.NO_AGENT)
+    host.sweep([])  # stopped: gone from the listing
+    assert host.sweep([listed(1)]) == [uuid(1)]
+    assert host.state(1) == H
+
+
+def test_a_domain_libvirt_could_not_ping_is_tried_again_once_restarted(
+        host):
+    host.sweep([listed(1)], default=Outcome.NO_AGENT)
+    host.event(lifecycle_event(1, lifecycle.VIR_DOMAIN_EVENT_STARTED))
+    assert host.sweep([listed(1)]) == [uuid(1)]
+    assert host.state(1) == H
+
+
+@pytest.mark.parametrize('outcome', [Outcome.NOT_RUNNING,
+                                     Outcome.DISCONNECTED])
+def test_not_running_or_disconnected_is_never_a_miss(host, outcome):
+    healthy(host, 1)
+    host.sweeps(5, [listed(1)], default=outcome)
+
+    assert host.state(1) == H
+    assert host.record(1).misses == 0
+    assert host.pending() == []
+
+
+def test_an_answer_after_the_report_re_arms_for_a_new_incident(host,
+                                                               tracker):
+    healthy(host, 1)
+    host.sweeps(3, [listed(1)], default=MISSED)
+    first = host.outbox.pending()[0].notification
+    tracker.notification_accepted(first, now=host.now)
+    host.outbox.mark_delivered(first.id, notifier.OutcomeKind.ACCEPTED,
+                               host.now)
+
+    host.sweep([listed(1)])
+    assert host.state(1) == H
+    host.sweeps(3, [listed(1)], default=MISSED)
+
+    assert [e.notification.instance_uuid for e in host.outbox.pending()] == [
+        uuid(1)]
+    assert host.outbox.pending()[0].id != first.id
+
+
+# -- the mass-failure breaker ----------------------------------------------------
+
+def test_most_domains_missing_at_once_is_held_not_reported(host, log):
+    healthy(host, 1, 2, 3, 4)
+    domains = [listed(n) for n in (1, 2, 3, 4)]
+    outcomes = {uuid(n): MISSED for n in (1, 2, 3)}
+
+    host.sweeps(5, domains, outcomes)
+
+    assert host.held is True
+    assert host.pending() == []
+    assert [host.record(n).misses for n in (1, 2, 3)] == [0, 0, 0]
+    assert [host.state(n) for n in (1, 2, 3, 4)] == [H, H, H, H]
+
+
+def test_guests_still_failing_when_the_breaker_clears_are_reported(host):
+    healthy(host, 1, 2, 3, 4)
+    domains = [listed(n) for n in (1, 2, 3, 4)]
+    host.sweeps(2, domains, {uuid(n): MISSED for n in (1, 2, 3)})
+
+    host.sweeps(3, domains, {uuid(1): MISSED})
+
+    assert host.held is False
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+
+
+def test_a_single_guest_failure_is_never_held(host):
+    healthy(host, 1)
+    host.sweeps(3, [listed(1)], default=MISSED)
+    assert host.held is False
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+
+
+def test_domains_in_discovery_do_not_count_for_the_breaker(host):
+    healthy(host, 1)
+    booting = [listed(n) for n in (2, 3, 4, 5)]
+    host.sweep([listed(1)] + booting, {uuid(n): MISSED for n in (2, 3, 4, 5)})
+
+    host.sweeps(3, [listed(1)] + booting, default=MISSED)
+
+    assert host.held is False
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+
+
+def test_guests_already_reported_do_not_hold_a_new_failure(host, tracker):
+    # Two guests died long ago and were reported; the HA engine has not
+    # recovered them (yet). A third guest failing now is one guest's
+    # failure, not a host-wide stall.
+    healthy(host, 1, 2, 3, 4)
+    domains = [listed(n) for n in (1, 2, 3, 4)]
+    for n in (1, 2):
+        dead = {uuid(m): MISSED for m in range(1, n + 1)}
+        host.sweeps(3, domains, dead)
+        entry = host.outbox.pending()[-1]
+        tracker.notification_accepted(entry.notification, now=host.now)
+        host.outbox.mark_delivered(entry.id, notifier.OutcomeKind.ACCEPTED,
+                                   host.now)
+    assert [host.state(n) for n in (1, 2)] == [R, R]
+
+    host.sweeps(3, domains, {uuid(n): MISSED for n in (1, 2, 3)})
+
+    assert host.held is False
+    assert host.pending() == [(uuid(3), name(3), HOST)]
+
+
+# -- paused domains ------------------------------------------------------------
+
+def test_a_paused_domain_is_not_pinged_and_re_armed_when_running(host, log):
+    healthy(host, 1)
+    host.sweep([listed(1)], default=MISSED)
+
+    assert host.sweep([listed(1, running=False, paused=True)]) == []
+    assert host.sweep([listed(1, running=False, paused=True)]) == []
+    assert host.record(1).paused
+    assert host.record(1).misses == 0
+
+    assert host.sweep([listed(1)], default=MISSED) == [uuid(1)]
+    assert host.state(1) == D
+    assert not host.record(1).paused
+    assert any(name(1) in line and uuid(1) in line and '-> discovery' in line
+               for line in log())
+
+
+def test_a_domain_neither_running_nor_paused_is_not_pinged(host):
+    healthy(host, 1)
+    assert host.sweep([listed(1, running=False)]) == []
+    assert host.state(1) == H
+
+
+# -- libvirt (re)connected ---------------------------------------------------------
+
+def test_after_a_reconnect_misses_within_the_grace_are_not_counted(
+        host, tracker):
+    healthy(host, 1)
+    host.sweep([listed(2)] + [listed(1)], {uuid(2): MISSED})  # 2 booting
+    tracker.libvirt_connected(now=host.now)
+
+    host.sweeps(2, [listed(1), listed(2)], default=MISSED)  # 20 s < grace
+    assert host.record(1).misses == 0
+    assert host.record(1).agent_disconnected_at is not None
+    assert host.record(2).agent_disconnected_at is None  # in discovery
+
+    host.sweeps(4, [listed(1), listed(2)], default=MISSED)  # past the grace
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+
+
+def test_an_answer_ends_the_reconnect_grace_at_once(host, tracker):
+    healthy(host, 1)
+    tracker.libvirt_connected(now=host.now)
+    host.sweep([listed(1)])
+    host.sweeps(3, [listed(1)], default=MISSED)
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+
+
+# -- lifecycle events ---------------------------------------------------------------
+
+def test_a_reboot_re_arms_the_domain(host):
+    healthy(host, 1)
+    host.sweeps(2, [listed(1)], default=MISSED)
+
+    host.event(event(1, lifecycle.KIND_REBOOT))
+
+    assert host.state(1) == D
+    assert host.record(1).misses == 0
+    host.sweeps(5, [listed(1)], default=MISSED)
+    assert host.pending() == []
+
+
+def test_a_started_domain_is_re_armed(host):
+    healthy(host, 1)
+    host.event(lifecycle_event(1, lifecycle.VIR_DOMAIN_EVENT_STARTED))
+    assert host.state(1) == D
+
+
+def test_a_stopped_domain_is_forgotten(host, log):
+    healthy(host, 1)
+    host.event(lifecycle_event(1, lifecycle.VIR_DOMAIN_EVENT_STOPPED, 5))
+    assert host.record(1) is None
+    assert name(1) in log()[-1] and uuid(1) in log()[-1]
+
+
+def test_a_suspended_domain_is_parked(host):
+    healthy(host, 1)
+    host.event(lifecycle_event(1, lifecycle.VIR_DOMAIN_EVENT_SUSPENDED))
+
+    assert host.record(1).paused
+    # The listing may lag behind the event; still no ping.
+    assert host.sweep([listed(1, running=False, paused=True)]) == []
+
+    host.event(lifecycle_event(1, lifecycle.VIR_DOMAIN_EVENT_RESUMED))
+    assert host.state(1) == D
+    assert host.sweep([listed(1)]) == [uuid(1)]
+    assert host.state(1) == H
+
+
+def test_misses_within_the_agent_disconnect_grace_are_not_counted(host):
+    healthy(host, 1)
+    host.event(agent_event(1, AGENT_DISCONNECTED))
+
+    host.sweeps(2, [listed(1)], default=MISSED)
+    assert host.record(1).misses == 0
+
+    host.sweeps(5, [listed(1)], default=MISSED)
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+
+
+def test_an_agent_that_reconnects_ends_the_grace(host):
+    healthy(host, 1)
+    host.event(agent_event(1, AGENT_DISCONNECTED))
+    host.event(agent_event(1, AGENT_CONNECTED))
+    host.sweeps(3, [listed(1)], default=MISSED)
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+
+
+def test_events_for_unknown_domains_are_ignored(host, log):
+    for item in (event(7, lifecycle.KIND_REBOOT),
+                 lifecycle_event(7, lifecycle.VIR_DOMAIN_EVENT_STARTED),
+                 agent_event(7, AGENT_DISCONNECTED)):
+        host.event(item)
+    assert host.record(7) is None
+    assert log(logging.DEBUG) == []
+
+
+def test_a_crash_event_changes_nothing(host):
+    healthy(host, 1)
+    host.event(lifecycle_event(1, lifecycle.VIR_DOMAIN_EVENT_CRASHED))
+    assert host.state(1) == H
+
+
+# -- a restart of the daemon -----------------------------------------------------------
+
+def restart(store, outbox, wakes):
+    tracker = make_tracker(store, outbox, wakes)
+    tracker.adopt_pending(outbox.pending(), now=T0 + 1000)
+    return tracker
+
+
+def failed_once(host):
+    healthy(host, 1, 2, 3)
+    host.sweeps(3, [listed(n) for n in (1, 2, 3)], {uuid(1): MISSED})
+    assert len(host.outbox.pending()) == 1
+
+
+def test_a_pending_notification_is_not_queued_again_after_a_restart(
+        host, store, outbox, wakes):
+    failed_once(host)
+    # The daemon died before the new record reached the store.
+    record = store.get(uuid(1))
+    store.put(record.__class__(**dict(record.to_dict(),
+                                      notification_id=None)))
+
+    host.tracker = restart(store, outbox, wakes)
+    host.sweeps(5, [listed(n) for n in (1, 2, 3)], {uuid(1): MISSED})
+
+    assert len(outbox.pending()) == 1
+
+
+def test_a_pending_notification_is_adopted_when_the_store_lost_it(
+        host, outbox, wakes):
+    failed_once(host)
+    entry = outbox.pending()[0]
+
+    fresh = make_store()  # an in-memory store starts empty
+    host.store = fresh
+    host.tracker = restart(fresh, outbox, wakes)
+
+    assert fresh.get(uuid(1)).notification_id == entry.id
+    host.sweeps(5, [listed(n) for n in (1, 2, 3)], {uuid(1): MISSED})
+    assert len(outbox.pending()) == 1
+
+    host.tracker.notification_accepted(entry.notification, now=host.now)
+    assert host.state(1) == R
+
+
+def test_adopting_is_idempotent(host, store, outbox, wakes):
+    failed_once(host)
+    before = store.get(uuid(1))
+    restart(store, outbox, wakes)
+    assert store.get(uuid(1)) == before
+
+
+# -- delivery outcomes -------------------------------------------------------------------
+
+def test_an_accepted_notification_moves_error_to_reported(host, tracker,
+                                                          log):
+    failed_once(host)
+    entry = host.outbox.pending()[0]
+
+    tracker.notification_accepted(entry.notification, now=host.now)
+
+    assert host.state(1) == R
+    assert host.record(1).notification_id is None
+    assert host.record(1).notified_at == host.now
+    assert ('Domain %s (%s): error -> reported (HA engine accepted '
+            'notification %s)' % (name(1), uuid(1), entry.id)) in log()
+
+
+def test_a_reported_guest_is_not_reported_again_while_dead(host, tracker):
+    failed_once(host)
+    entry = host.outbox.pending()[0]
+    tracker.notification_accepted(entry.notification, now=host.now)
+    host.outbox.mark_delivered(entry.id, notifier.OutcomeKind.ACCEPTED,
+                               host.now)
+
+    host.sweeps(10, [listed(n) for n in (1, 2, 3)], {uuid(1): MISSED})
+
+    assert host.state(1) == R
+    assert host.outbox.pending() == []
+
+
+def test_a_rejected_notification_closes_the_incident(host, tracker):
+    failed_once(host)
+    entry = host.outbox.pending()[0]
+    host.outbox.mark_dead(entry.id, host.now, 'unknown host')
+
+    tracker.notification_rejected(entry.notification, now=host.now)
+
+    assert host.state(1) == R
+    domains = [listed(n) for n in (1, 2, 3)]
+    host.sweeps(10, domains, {uuid(1): MISSED})
+    assert host.outbox.pending() == []
+
+    # The guest answers again: a later failure is a new incident.
+    host.sweep(domains)
+    host.sweeps(3, domains, {uuid(1): MISSED})
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+
+
+def test_outcomes_for_unknown_domains_or_other_notifications_change_nothing(
+        host, tracker):
+    failed_once(host)
+    before = host.record(1)
+    stranger = notifier.Notification.new(uuid(9), name(9), HOST, T0)
+    other = notifier.Notification.new(uuid(1), name(1), HOST, T0)
+
+    for notification in (stranger, other):
+        tracker.notification_accepted(notification, now=host.now)
+        tracker.notification_rejected(notification, now=host.now)
+
+    assert host.record(1) == before
+    assert host.record(9) is None
+
+
+def test_a_full_outbox_is_an_error_and_the_next_miss_tries_again(
+        host, store, tmp_path, wakes, caplog):
+    full = outbox_mod.Outbox(str(tmp_path / 'small.sqlite'), max_size=1)
+    blocker = notifier.Notification.new(uuid(9), name(9), HOST, T0)
+    full.enqueue(blocker, T0)
+    host.outbox = full
+    host.tracker.outbox = full
+    healthy(host, 1, 2, 3)
+    domains = [listed(n) for n in (1, 2, 3)]
+
+    host.sweeps(3, domains, {uuid(1): MISSED})
+
+    errors = [r.getMessage() for r in caplog.records
+              if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert name(1) in errors[0] and uuid(1) in errors[0]
+    assert 'outbox full' in errors[0]
+    assert host.record(1).notification_id is None
+    assert wakes == []
+
+    full.mark_delivered(blocker.id, notifier.OutcomeKind.ACCEPTED, host.now)
+    host.sweep(domains, {uuid(1): MISSED})
+
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+    assert wakes == [True]
+    full.close()
+
+
+# -- timers ------------------------------------------------------------------------
+
+def test_a_restarted_guest_whose_agent_never_returns_is_reported(
+        store, outbox, wakes):
+    host = Host(make_tracker(store, outbox, wakes, discovery_timeout=60),
+                store, outbox)
+    healthy(host, 1)
+    host.event(event(1, lifecycle.KIND_REBOOT))
+
+    host.sweeps(5, [listed(1)], default=MISSED)
+    assert host.pending() == []
+    host.sweeps(2, [listed(1)], default=MISSED)
+
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+    host.sweeps(5, [listed(1)], default=MISSED)
+    assert len(host.outbox.pending()) == 1
+
+
+def test_tick_alone_runs_the_timers(store, outbox, wakes):
+    tracker = make_tracker(store, outbox, wakes, discovery_timeout=60)
+    host = Host(tracker, store, outbox)
+    healthy(host, 1)
+    host.event(event(1, lifecycle.KIND_REBOOT))
+
+    tracker.tick(now=host.now + 59)
+    assert host.pending() == []
+    tracker.tick(now=host.now + 60)
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+
+
+# -- logging --------------------------------------------------------------------------
+
+def test_every_state_change_is_one_line_naming_the_domain(host, tracker,
+                                                          caplog):
+    caplog.set_level(logging.INFO, logger='monitor')
+    healthy(host, 1)
+    host.sweeps(3, [listed(1)], default=MISSED)
+    entry = host.outbox.pending()[0]
+    tracker.notification_accepted(entry.notification, now=host.now)
+    host.sweep([listed(1)])
+
+    lines = [r.getMessage() for r in caplog.records
+             if r.name == 'monitor.domain_tracker']
+    changes = [line for line in lines if ' -> ' in line]
+    assert [line.split(': ', 1)[1].split(' (')[0] for line in changes] == [
+        'discovery -> healthy', 'healthy -> error', 'error -> reported',
+        'reported -> healthy']
+    assert all('%s (%s)' % (name(1), uuid(1)) in line for line in lines)
