@@ -38,6 +38,10 @@ _KIND_REBOOT = 'reboot'
 _KIND_AGENT = 'agent'
 
 
+class EventsUnavailable(Exception):
+    """libvirt refused to deliver domain events on a connection."""
+
+
 class ConnectionClosed(typing.NamedTuple):
     reason: int
     at: float
@@ -111,18 +115,25 @@ class EventBridge:
     # -- registration (called from the scheduler after each connect) --------
 
     def register(self, conn):
-        """Subscribe to lifecycle, reboot and agent events on ``conn``."""
-        self._callback_ids = [
-            conn.domainEventRegisterAny(
-                None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
-                self._on_lifecycle, None),
-            conn.domainEventRegisterAny(
-                None, libvirt.VIR_DOMAIN_EVENT_ID_REBOOT,
-                self._on_reboot, None),
-            conn.domainEventRegisterAny(
-                None, libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE,
-                self._on_agent, None),
-        ]
+        """Subscribe to lifecycle, reboot and agent events on ``conn``.
+
+        :raises EventsUnavailable: libvirt refused a subscription (the
+            connection died meanwhile); none is left registered.
+        """
+        self._callback_ids = []
+        for event_id, callback in (
+                (libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle),
+                (libvirt.VIR_DOMAIN_EVENT_ID_REBOOT, self._on_reboot),
+                (libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE,
+                 self._on_agent)):
+            try:
+                self._callback_ids.append(conn.domainEventRegisterAny(
+                    None, event_id, callback, None))
+            except libvirt.libvirtError as exc:
+                self.deregister(conn)
+                raise EventsUnavailable(
+                    'cannot subscribe to libvirt domain events (id %d): %s'
+                    % (event_id, exc)) from None
 
     def deregister(self, conn):
         ids, self._callback_ids = self._callback_ids, []

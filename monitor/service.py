@@ -55,7 +55,14 @@ class MonitorService:
         self._threads = []
 
     def _on_connected(self, conn):
-        tpool.execute(self.events.register, conn)
+        try:
+            tpool.execute(self.events.register, conn)
+        except libvirt_events.EventsUnavailable as exc:
+            # Typically libvirtd went away right after we connected: the
+            # next sweep finds out and reconnects, subscribing again.
+            # Until then the listings stand in for the events.
+            LOG.warning('%s; relying on domain listings until the next '
+                        'reconnect', exc)
         # Whatever happened while we could not see libvirt (a reboot, a
         # libvirtd restart re-syncing its agent link) must not count as
         # misses; the agent-disconnect grace covers it.

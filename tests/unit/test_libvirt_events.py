@@ -254,6 +254,29 @@ def test_register_subscribes_to_lifecycle_reboot_and_agent_events(bridge):
     assert conn.deregistered == [41, 42, 43]
 
 
+def test_a_refused_subscription_leaves_none_behind(bridge):
+    class DyingConn:
+        def __init__(self):
+            self.live = []
+
+        def domainEventRegisterAny(self, dom, event_id, callback, opaque):
+            if event_id == libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE:
+                raise libvirt.libvirtError('connection reset by peer')
+            self.live.append(event_id)
+            return event_id
+
+        def domainEventDeregisterAny(self, callback_id):
+            self.live.remove(callback_id)
+
+    conn = DyingConn()
+    with pytest.raises(libvirt_events.EventsUnavailable) as err:
+        bridge.register(conn)
+
+    assert 'connection reset by peer' in str(err.value)
+    assert conn.live == []
+    bridge.deregister(conn)  # nothing left to deregister
+
+
 def test_real_libvirt_events_reach_the_green_side(bridge, conn):
     bridge.register(conn)
     dom = conn.lookupByName(NAME)
