@@ -13,26 +13,34 @@ LOG = logging.getLogger('monitor')
 EXIT_CONFIG_ERROR = 2
 
 
+def _config_error(exc):
+    sys.stderr.write('guest-health-monitor: invalid configuration: %s\n'
+                     % exc)
+    return EXIT_CONFIG_ERROR
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    # eventlet announces its maintenance mode on import (loading the
+    # configuration imports it already); operators cannot act on that,
+    # so keep it out of their terminal and log.
+    warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
     try:
         conf = config.load(argv)
     except config.ConfigError as exc:
-        sys.stderr.write('guest-health-monitor: invalid configuration: '
-                         '%s\n' % exc)
-        return EXIT_CONFIG_ERROR
+        return _config_error(exc)
     logs.setup(conf)
 
     # Green threads only from here on: the scheduler, the event
     # dispatcher and the delivery worker. libvirt calls run in native
     # threads (tpool), libvirt's event loop in its own native thread.
-    # eventlet announces its maintenance mode on import; operators cannot
-    # act on that, so keep it out of their log.
-    warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
     import eventlet
     eventlet.monkey_patch()
     from eventlet import tpool
+    from keystoneauth1 import exceptions as ks_exc
 
+    from monitor import notifier
+    from monitor import outbox
     from monitor import service as service_mod
     tpool.set_num_threads(conf.monitor.max_concurrent_pings + 2)
 
@@ -40,7 +48,14 @@ def main(argv=None):
     config.log_effective_settings(conf, LOG)
     try:
         service = service_mod.MonitorService(conf)
-    except (OSError, ValueError) as exc:
+    except ks_exc.MissingRequiredOptions as exc:
+        # Which options an authentication plugin needs is only known once
+        # it is loaded.
+        return _config_error(config.ConfigError(
+            conf.notifier.auth_section or notifier.GROUP,
+            ', '.join(opt.dest for opt in exc.options),
+            "required by auth_type '%s'" % conf.notifier.auth_type))
+    except (OSError, ValueError, outbox.OutboxError) as exc:
         LOG.error('Cannot start: %s', exc)
         return 1
 

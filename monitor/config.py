@@ -131,7 +131,8 @@ def validate(conf):
             raise ConfigError(group, name, _value_error_text(conf, group,
                                                              name, exc))
     for check in (_check_host, _check_state_path, _check_libvirt_uri,
-                  _check_cache, _check_notifier_endpoint,
+                  _check_cache, _check_notifier_auth_type,
+                  _check_notifier_endpoint,
                   _check_agent_channel_path_regex):
         check(conf)
 
@@ -269,6 +270,21 @@ def _check_cache(conf):
         domain_store.parse_backend_arguments(conf.cache.backend_argument)
     except ValueError as exc:
         raise ConfigError('cache', 'backend_argument', str(exc))
+
+
+def _check_notifier_auth_type(conf):
+    from keystoneauth1 import loading as ks_loading
+
+    name = conf.notifier.auth_type
+    if not name or conf.notifier.auth_section:
+        return
+    # The names of the installed plugins: loading an unknown one would log
+    # a warning with a traceback before we can say what is wrong.
+    known = ks_loading.get_available_plugin_names()
+    if name not in known:
+        raise ConfigError('notifier', 'auth_type',
+                          "unknown authentication plugin '%s' (known: %s)"
+                          % (name, ', '.join(sorted(known))))
 
 
 def _check_notifier_endpoint(conf):

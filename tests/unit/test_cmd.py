@@ -1,0 +1,155 @@
+"""The guest-health-monitor console script, run as operators run it.
+
+A bad configuration is refused at start with exit status 2 and one line
+naming the option; a valid one starts even when libvirt is unreachable,
+says so once, and stops cleanly on SIGTERM. No test here reaches a real
+libvirt daemon or leaves 127.0.0.1.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+SCRIPT = shutil.which('guest-health-monitor',
+                      path=os.path.dirname(sys.executable))
+COMMAND = [SCRIPT] if SCRIPT else [sys.executable, '-m', 'monitor.cmd']
+PASSWORD = 'pw-n0t-for-logs-7731'
+
+
+def write_conf(tmp_path, **sections):
+    """A valid configuration, changed by ``sections``:
+    {'group': {'option': value or None to leave it out}}."""
+    base = {
+        'DEFAULT': {'host': 'compute-1',
+                    'state_path': str(tmp_path / 'state')},
+        'libvirt': {'connection_uri': 'qemu+unix:///system?socket=%s'
+                    % (tmp_path / 'no-libvirtd.sock'),
+                    'reconnect_initial_delay': '0.1',
+                    'reconnect_max_delay': '1'},
+        'monitor': {'interval': '1'},
+        'cache': {'backend': 'dogpile.cache.memory'},
+        'notifier': {'endpoint': 'http://127.0.0.1:9/v1',
+                     'auth_type': 'none',
+                     'password': PASSWORD},
+    }
+    for group, options in sections.items():
+        base.setdefault(group, {}).update(options)
+    lines = []
+    for group, options in base.items():
+        lines.append('[%s]' % group)
+        lines.extend('%s = %s' % (k, v) for k, v in options.items()
+                     if v is not None)
+    path = tmp_path / 'guest-health-monitor.conf'
+    path.write_text('\n'.join(lines) + '\n')
+    return str(path)
+
+
+def run(conf_path):
+    return subprocess.run(COMMAND + ['--config-file', conf_path], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+
+
+def assert_quiet_failure(proc, status, text):
+    assert proc.returncode == status, proc.stderr
+    assert text in proc.stderr
+    assert 'Traceback' not in proc.stderr
+    assert 'Eventlet is deprecated' not in proc.stderr
+    assert PASSWORD not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize('group, option, value', [
+    ('monitor', 'interval', '-5'),
+    ('monitor', 'failure_threshold', 'three'),
+    ('libvirt', 'connection_uri', 'not a uri'),
+    ('cache', 'backend', 'dogpile.cache.nosuchbackend'),
+    ('notifier', 'auth_type', 'no-such-plugin'),
+    ('notifier', 'endpoint', None),
+])
+def test_a_bad_option_is_named_and_exits_2(tmp_path, group, option, value):
+    proc = run(write_conf(tmp_path, **{group: {option: value}}))
+
+    assert_quiet_failure(proc, 2, '[%s] %s: ' % (group, option))
+    assert proc.stderr.count('\n') == 1  # one line, nothing else
+
+
+def test_a_state_path_that_cannot_be_created_is_named(tmp_path):
+    regular_file = tmp_path / 'a-file'
+    regular_file.write_text('')
+    proc = run(write_conf(tmp_path, DEFAULT={
+        'state_path': str(regular_file / 'state')}))
+
+    assert_quiet_failure(proc, 2, '[DEFAULT] state_path: ')
+    assert proc.stderr.count('\n') == 1
+
+
+def test_options_an_auth_plugin_needs_are_named(tmp_path):
+    proc = run(write_conf(tmp_path, notifier={'auth_type': 'password'}))
+
+    assert_quiet_failure(
+        proc, 2, "[notifier] auth_url: required by auth_type 'password'")
+
+
+def test_an_unusable_outbox_is_a_clear_error(tmp_path):
+    (tmp_path / 'state' / 'outbox.sqlite').mkdir(parents=True)
+    proc = run(write_conf(tmp_path))
+
+    assert_quiet_failure(proc, 1, 'Cannot start: cannot create the outbox')
+
+
+def wait_for(path, text, guard=30.0):
+    """Wait until ``text`` appears in the file; fail after ``guard`` s."""
+    deadline = time.monotonic() + guard
+    while time.monotonic() < deadline:
+        if text in path.read_text():
+            return
+        time.sleep(0.05)
+    pytest.fail('%r never appeared in the log:\n%s'
+                % (text, path.read_text()))
+
+
+@pytest.mark.parametrize('notifier', [
+    {},
+    {'auth_type': 'password', 'auth_url': 'http://127.0.0.1:9/identity',
+     'username': 'monitor', 'project_name': 'service',
+     'user_domain_name': 'Default', 'project_domain_name': 'Default'},
+], ids=['no-auth', 'keystone-password'])
+def test_an_unreachable_libvirt_is_said_once_and_sigterm_stops(tmp_path,
+                                                               notifier):
+    log = tmp_path / 'stderr.log'
+    with open(log, 'w') as stderr:
+        proc = subprocess.Popen(
+            COMMAND + ['--config-file', write_conf(tmp_path,
+                                                   notifier=notifier)],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        wait_for(log, 'Cannot connect to libvirt')
+        # Reconnect attempts start 0.1 s apart, capped at 1 s: give it
+        # several.
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGTERM)
+        status = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    text = log.read_text()
+    assert status == 0, text
+    errors = [line for line in text.splitlines() if ' ERROR ' in line]
+    assert len(errors) == 1, text
+    assert 'Cannot connect to libvirt' in errors[0]
+    assert 'no-libvirtd.sock' in errors[0]
+    assert 'Received SIGTERM; stopping' in text
+    assert text.rstrip().endswith('guest-health-monitor stopped')
+    assert 'Traceback' not in text
+    assert 'Eventlet is deprecated' not in text
+    # The effective settings are logged, the password never.
+    assert 'notifier.endpoint' in text
+    assert PASSWORD not in text
