@@ -119,12 +119,6 @@ def test_an_unreachable_libvirt_is_reported_without_noise(capfd):
     assert capfd.readouterr().err == ''
 
 
-def test_an_unknown_driver_is_unavailable_not_a_crash():
-    host = libvirt_host.LibvirtHost('nosuchdriver:///system', AGENT)
-    with pytest.raises(libvirt_host.LibvirtUnavailable):
-        host.connect()
-
-
 def test_a_lost_connection_is_not_alive(connected):
     connected.connection.close()
     assert not connected.is_alive()
