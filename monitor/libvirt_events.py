@@ -45,6 +45,9 @@ class EventsUnavailable(Exception):
 class ConnectionClosed(typing.NamedTuple):
     reason: int
     at: float
+    # The connection that closed: a close queued before a reconnect must
+    # not tear down the new connection.
+    conn: object = None
 
 
 _loop_started = False
@@ -109,8 +112,8 @@ class EventBridge:
                                         _KIND_AGENT, state, reason,
                                         self._clock()))
 
-    def on_connection_closed(self, reason):
-        self._put(ConnectionClosed(reason, self._clock()))
+    def on_connection_closed(self, reason, conn=None):
+        self._put(ConnectionClosed(reason, self._clock(), conn))
 
     # -- registration (called from the scheduler after each connect) --------
 

@@ -140,7 +140,8 @@ class LibvirtHost:
                 self._set_keepalive(conn)
             if on_close is not None:
                 conn.registerCloseCallback(
-                    lambda _conn, reason, _opaque: on_close(reason), None)
+                    lambda _conn, reason, _opaque: on_close(reason, conn),
+                    None)
         except libvirt.libvirtError as exc:
             _close_quietly(conn)
             raise LibvirtUnavailable(_error_text(exc)) from None

@@ -187,11 +187,11 @@ class Scheduler:
         """Sweep every ``interval`` seconds until ``stop_event`` is set."""
         while not stop_event.is_set():
             started = self._clock()
-            retry_in = self.ensure_connected()
-            if retry_in:
-                stop_event.wait(retry_in)
-                continue
             try:
+                retry_in = self.ensure_connected()
+                if retry_in:
+                    stop_event.wait(retry_in)
+                    continue
                 self.sweep()
             except Exception:  # loop boundary: log and keep monitoring
                 LOG.exception('Unexpected error during a sweep')

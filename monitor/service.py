@@ -73,6 +73,10 @@ class MonitorService:
     def dispatch(self, item):
         """Apply one item from libvirt's event thread."""
         if isinstance(item, libvirt_events.ConnectionClosed):
+            if item.conn is not None and item.conn is not self.host.connection:
+                LOG.debug('Ignoring the close of a connection already '
+                          'replaced')
+                return
             self.scheduler.connection_lost(
                 'libvirt closed the connection, reason %d' % item.reason)
         else:

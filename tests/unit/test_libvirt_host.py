@@ -94,7 +94,7 @@ def test_connect_opens_a_live_connection_even_without_keepalive(host):
     # The test driver runs in-process and refuses keepalive as not
     # supported; that must not make it unreachable.
     assert host.keepalive_interval > 0
-    conn = host.connect(on_close=lambda reason: None)
+    conn = host.connect(on_close=lambda reason, conn: None)
 
     assert host.connection is conn
     assert host.is_alive()

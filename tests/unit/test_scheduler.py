@@ -221,3 +221,21 @@ def test_a_listing_failure_marks_the_connection_lost():
     sched.ensure_connected()
     assert sched.sweep() is None
     assert not sched.connected
+
+
+def test_an_unexpected_error_while_connecting_does_not_end_the_loop(caplog):
+    clock = FakeClock()
+    host = FakeHost(clock, domains=['a'])
+    calls = []
+
+    def flaky_on_connected(conn):
+        calls.append(conn)
+        if len(calls) == 1:
+            raise RuntimeError('cache backend down')
+
+    tracker = FakeTracker()
+    sched = make(host, tracker, on_connected=flaky_on_connected)
+    stop = StopAfter(clock, 2)
+    sched.run(stop)
+    assert 'Unexpected error' in caplog.text
+    assert len(tracker.rounds) == 1, 'the loop went on and swept'

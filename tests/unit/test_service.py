@@ -104,6 +104,19 @@ def test_a_closed_connection_goes_to_the_scheduler(service, caplog):
     connect(service)
 
 
+def test_the_close_of_a_replaced_connection_is_ignored(service):
+    connect(service)
+    old = object()
+
+    service.dispatch(libvirt_events.ConnectionClosed(
+        libvirt.VIR_CONNECT_CLOSE_REASON_EOF, 0.0, old))
+
+    assert service.scheduler.connected
+    service.dispatch(libvirt_events.ConnectionClosed(
+        libvirt.VIR_CONNECT_CLOSE_REASON_EOF, 0.0, service.host.connection))
+    assert not service.scheduler.connected
+
+
 def test_domain_events_go_to_the_tracker(service):
     connect(service)
     watch_agent_domain(service)
