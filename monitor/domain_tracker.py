@@ -88,7 +88,7 @@ class DomainTracker:
             elif info.running and record.paused:
                 record = self._apply_action(record, lifecycle.Action.REARM,
                                             now, 'domain is running again')
-            if info.running and record is not None and \
+            if (info.running or info.crashed) and record is not None and \
                     self.policy.should_ping(record, now):
                 to_ping.append(info)
         for record in self.store.evict_missing(live):

@@ -73,11 +73,15 @@ class DomainInfo(typing.NamedTuple):
     running: bool
     paused: bool
     agent: typing.Optional[domain_xml.AgentChannel]
+    # Kept by libvirt in the 'crashed' state (a pvpanic device with
+    # on_crash=preserve): still pinged, so that its failure is counted.
+    crashed: bool = False
 
 
 # virDomainState values.
 _RUNNING = 1
 _PAUSED = 3
+_CRASHED = 6
 _PMSUSPENDED = 7
 
 _PING = '{"execute":"guest-ping"}'
@@ -230,6 +234,7 @@ class LibvirtHost:
         return DomainInfo(uuid=uuid, name=name,
                           running=state == _RUNNING,
                           paused=state in (_PAUSED, _PMSUSPENDED),
+                          crashed=state == _CRASHED,
                           agent=self._channels[key])
 
     # -- ping ----------------------------------------------------------------
@@ -257,6 +262,10 @@ class LibvirtHost:
                 # An RPC error on a dead connection is libvirt's fault,
                 # not the guest's.
                 outcome = Outcome.DISCONNECTED
+            elif outcome is Outcome.NOT_RUNNING and _is_crashed(dom):
+                # "domain is not running" because the guest panicked and
+                # libvirt preserved it: as dead as a silent agent.
+                return Outcome.MISSED, 'libvirt reports the guest crashed'
             return outcome, _error_text(exc)
         return ping_outcome.classify_reply(reply)
 
@@ -264,6 +273,13 @@ class LibvirtHost:
         if self._conn is None:
             raise LibvirtUnavailable('not connected to libvirt')
         return self._conn
+
+
+def _is_crashed(dom):
+    try:
+        return dom.state()[0] == _CRASHED
+    except libvirt.libvirtError:
+        return False
 
 
 def _ignore_libvirt_error(_ctx, _error):

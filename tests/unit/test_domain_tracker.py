@@ -478,6 +478,14 @@ def test_a_paused_domain_is_not_pinged_and_re_armed_when_running(host, log):
                for line in log())
 
 
+def test_a_domain_libvirt_keeps_crashed_is_still_probed_and_reported(host):
+    healthy(host, 1)
+    crashed = libvirt_host.DomainInfo(uuid(1), name(1), False, False, AGENT,
+                                      crashed=True)
+    host.sweeps(3, [crashed], {uuid(1): MISSED})
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+
+
 def test_a_domain_neither_running_nor_paused_is_not_pinged(host):
     healthy(host, 1)
     assert host.sweep([listed(1, running=False)]) == []

@@ -392,3 +392,32 @@ def test_ping_without_a_connection_is_a_disconnect(host):
     result = host.ping(WITH_AGENT, 2)
     assert result.outcome is Outcome.DISCONNECTED
 
+
+
+CRASHED = 'aaaaaaaa-0000-4000-8000-000000000006'
+
+
+@pytest.fixture
+def crashed_host(tmp_path):
+    node = tmp_path / 'crashed.xml'
+    node.write_text('<node>%s\n</node>\n' % domain(
+        'crashed', CRASHED, runstate=6, devices=agent_channel()))
+    host = libvirt_host.LibvirtHost('test://%s' % node, AGENT)
+    host.connect()
+    yield host
+    host.close()
+
+
+def test_a_domain_libvirt_keeps_crashed_is_listed_as_crashed(crashed_host):
+    [info] = crashed_host.list_domains()
+    assert (info.uuid, info.running, info.paused, info.crashed) == (
+        CRASHED, False, False, True)
+
+
+def test_a_crashed_domain_is_a_miss_not_a_stopped_one(crashed_host, agent):
+    agent(error=libvirt_error(libvirt.VIR_ERR_OPERATION_INVALID,
+                              libvirt.VIR_FROM_QEMU,
+                              'domain is not running'))
+    result = crashed_host.ping(CRASHED, 2)
+    assert result.outcome is Outcome.MISSED
+    assert 'crashed' in result.detail
