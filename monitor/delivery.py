@@ -128,6 +128,10 @@ class DeliveryWorker:
         self._wake_event = threading.Event()
         self._stop_event = None
         self._outage = None
+        # After a failed attempt nothing is sent before this time: when the
+        # engine is down or failing, the other entries would fail the same
+        # way, and with a hung engine each would cost a request timeout.
+        self._engine_retry_at = 0.0
 
     @classmethod
     def from_conf(cls, conf, outbox, client, on_accepted, clock=time.time,
@@ -169,6 +173,7 @@ class DeliveryWorker:
         next_due = self.outbox.next_due_at()
         if next_due is None:
             return IDLE_POLL
+        next_due = max(next_due, self._engine_retry_at)
         return min(max(next_due - self._clock(), 0.0), IDLE_POLL)
 
     def run_once(self, now=None):
@@ -179,6 +184,8 @@ class DeliveryWorker:
         otherwise the clock is read after each request.
         """
         start = self._clock() if now is None else now
+        if start < self._engine_retry_at <= start + self._policy.max_delay:
+            return []
         # Entries scheduled beyond the longest backoff can only come from a
         # wall clock that stepped back: they are due, not years away.
         due = self.outbox.due(start, horizon=self._policy.max_delay)
@@ -188,7 +195,11 @@ class DeliveryWorker:
                 break
             outcome = self._client.send(entry.notification)
             at = self._clock() if now is None else now
-            results.append((self._record(entry, outcome, at), outcome))
+            after = self._record(entry, outcome, at)
+            results.append((after, outcome))
+            if outcome.kind == OutcomeKind.RETRY:
+                self._engine_retry_at = after.next_attempt_at
+                break
         return results
 
     def _record(self, entry, outcome, now):

@@ -221,7 +221,7 @@ def test_each_due_entry_is_sent_once_per_pass_oldest_first(outbox):
     first, second = notification(1), notification(2)
     outbox.enqueue(first, 100.0)
     outbox.enqueue(second, 101.0)
-    client = ScriptedClient(BUSY)
+    client = ScriptedClient(ACCEPTED)
     worker = worker_with(outbox, client)
 
     results = worker.run_once(now=101.0)
@@ -230,19 +230,38 @@ def test_each_due_entry_is_sent_once_per_pass_oldest_first(outbox):
     assert client.sent == [first, second]
 
 
+def test_a_failing_engine_holds_the_whole_queue_until_the_next_attempt(
+        outbox):
+    first, second, third = notification(1), notification(2), notification(3)
+    for n in (first, second, third):
+        outbox.enqueue(n, 100.0)
+    client = ScriptedClient(BUSY, ACCEPTED)
+    worker = worker_with(outbox, client)
+
+    assert [e.notification for e, _ in worker.run_once(now=100.0)] == [first]
+    # The engine failed: nobody else is tried before the retry time.
+    assert worker.run_once(now=100.5) == []
+    assert client.sent == [first]
+
+    delivered = worker.run_once(now=101.0)
+    assert sorted(e.notification.id for e, _ in delivered) == sorted(
+        n.id for n in (first, second, third))
+    assert outbox.pending() == []
+
+
 def test_on_accepted_is_called_once_per_notification(outbox):
     first, second = notification(1), notification(2)
     outbox.enqueue(first, 100.0)
     outbox.enqueue(second, 100.0)
     accepted = Accepted()
-    # first: busy, then accepted; second: accepted, then (never) anything.
+    # first: busy (holding second back), then both accepted.
     worker = worker_with(outbox, ScriptedClient(BUSY, ACCEPTED, ACCEPTED),
                          accepted)
 
     for now in (100.0, 101.0, 102.0, 200.0, 1000.0):
         worker.run_once(now=now)
 
-    assert accepted.calls == [second, first]
+    assert accepted.calls == [first, second]
 
 
 def test_a_failing_on_accepted_does_not_hold_up_the_others(outbox, caplog):
