@@ -281,22 +281,20 @@ class DomainTracker:
 
     def notification_accepted(self, notification, now=None):
         """The HA engine took ``notification``: mark its domain reported."""
-        now = self._now(now)
-        record = self.store.get(notification.instance_uuid)
-        if record is None:
-            return
-        verdict = self.policy.notification_accepted(record, notification.id,
-                                                    now)
-        self._apply_verdict(verdict._replace(notify=False), now)
+        self._delivery_ended(notification, self.policy.notification_accepted,
+                             now)
 
     def notification_rejected(self, notification, now=None):
         """The HA engine refused ``notification`` for good (dead letter)."""
+        self._delivery_ended(notification, self.policy.notification_dropped,
+                             now)
+
+    def _delivery_ended(self, notification, policy_step, now):
         now = self._now(now)
         record = self.store.get(notification.instance_uuid)
         if record is None:
             return
-        verdict = self.policy.notification_dropped(record, notification.id,
-                                                   now)
+        verdict = policy_step(record, notification.id, now)
         self._apply_verdict(verdict._replace(notify=False), now)
 
     def _now(self, now):
