@@ -27,8 +27,7 @@ guest-sync floor, sweeps start ``interval`` apart (at once after an
 overrun), and the crash lands anywhere within a sweep interval. Ours
 notifies on the ``failure_threshold``-th miss; the peer on the
 ``failure_threshold + 2``-th (it notifies on the first miss that finds more
-than ``failure_threshold`` misses already counted, and does not count the
-first miss).
+than ``failure_threshold`` earlier misses already counted).
 
     .venv/bin/python -m bench.crash_latency [--monitors ours,peer]
 """

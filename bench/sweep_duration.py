@@ -120,7 +120,8 @@ def summarize(results, idle_seconds, hung_steps=HUNG_STEPS):
                 figures.fmt(max(peer, default=None), 's', 3),
                 figures.fmt_ratio(figures.ratio(peer_median, ours_median))))
         found.append(Figure('sweep_duration hung=%d' % hung,
-                            'sweep, %d hung agents (median)' % hung, 's',
+                            'sweep, %d hung agent%s (median)' % (
+                                hung, '' if hung == 1 else 's'), 's',
                             ours_median, peer_median, 3))
 
     def value(kind, key, scale=1.0):
