@@ -61,6 +61,7 @@ def main(argv=None):
     hostname = socket.gethostname()
     work_dir = tempfile.mkdtemp(prefix='ghm-demo-')
     stop_follow = threading.Event()
+    os.makedirs(os.path.join(work_dir, 'masakari'))
     server = lab_masakari.MasakariServer(os.path.join(work_dir, 'masakari'))
     lab = None
     daemon = None
