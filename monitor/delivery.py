@@ -20,6 +20,7 @@ import time
 
 from oslo_config import cfg
 
+from monitor import metrics as metrics_mod
 from monitor import outbox as outbox_mod
 from monitor.notifier import OutcomeKind
 
@@ -118,13 +119,14 @@ class DeliveryWorker:
     """
 
     def __init__(self, outbox, client, on_accepted, clock=time.time,
-                 retry_policy=None, on_rejected=None):
+                 retry_policy=None, on_rejected=None, metrics=None):
         self.outbox = outbox
         self._client = client
         self._on_accepted = on_accepted
         self._on_rejected = on_rejected or (lambda notification: None)
         self._clock = clock
         self._policy = retry_policy or RetryPolicy()
+        self.metrics = metrics or metrics_mod.MonitorMetrics()
         self._wake_event = threading.Event()
         self._stop_event = None
         self._outage = None
@@ -135,10 +137,10 @@ class DeliveryWorker:
 
     @classmethod
     def from_conf(cls, conf, outbox, client, on_accepted, clock=time.time,
-                  on_rejected=None):
+                  on_rejected=None, metrics=None):
         return cls(outbox, client, on_accepted, clock=clock,
                    retry_policy=RetryPolicy.from_conf(conf),
-                   on_rejected=on_rejected)
+                   on_rejected=on_rejected, metrics=metrics)
 
     def wake(self):
         """Start a pass now instead of at the next scheduled attempt.
@@ -212,8 +214,10 @@ class DeliveryWorker:
                       n.domain_name, n.instance_uuid, attempt, delay,
                       outcome.message)
             self._note_failure(now, n, outcome)
-            return self.outbox.record_attempt_failed(
+            entry = self.outbox.record_attempt_failed(
                 n.id, now, now + delay, outcome.message)
+            self.metrics.notification_attempt_failed()
+            return entry
         self._note_answer(now)
         if outcome.kind == OutcomeKind.REJECTED:
             LOG.error('HA engine rejected the notification for domain %s '
@@ -223,9 +227,11 @@ class DeliveryWorker:
                       n.domain_name, n.instance_uuid, outcome.status_code,
                       attempt, outcome.message, n.id, n.id)
             dead = self.outbox.mark_dead(n.id, now, outcome.message)
+            self.metrics.notification_rejected()
             self._notify(self._on_rejected, n)
             return dead
         updated = self.outbox.mark_delivered(n.id, outcome.kind, now)
+        self.metrics.notification_delivered(outcome.kind)
         if outcome.kind == OutcomeKind.ACCEPTED:
             LOG.info('HA engine accepted the notification for domain %s '
                      '(%s) generated at %s (attempt %d, engine '

@@ -13,6 +13,7 @@ import logging
 import time
 
 from monitor import lifecycle
+from monitor import metrics as metrics_mod
 from monitor import notifier
 from monitor import outbox as outbox_mod
 from monitor import states
@@ -35,7 +36,7 @@ _ACTION_EFFECT = {
 class DomainTracker:
 
     def __init__(self, store, policy, breaker, outbox, hostname,
-                 wake_delivery=None, clock=time.time):
+                 wake_delivery=None, clock=time.time, metrics=None):
         self.store = store
         self.policy = policy
         self.breaker = breaker
@@ -43,6 +44,7 @@ class DomainTracker:
         self.hostname = hostname
         self.wake_delivery = wake_delivery or (lambda: None)
         self._clock = clock
+        self.metrics = metrics or metrics_mod.MonitorMetrics()
         # UUIDs of listed domains without an agent channel, so that we
         # say once, not every sweep, that they are not monitored.
         self._unmonitored = set()
@@ -224,6 +226,7 @@ class DomainTracker:
         if verdict.old_state != verdict.new_state:
             LOG.info('Domain %s (%s): %s -> %s (%s)', record.name,
                      record.uuid, verdict.old_state, verdict.new_state, why)
+            self.metrics.state_changed(verdict.old_state, verdict.new_state)
         elif not quiet:
             LOG.info('Domain %s (%s): %s; %s', record.name, record.uuid,
                      why, _ACTION_EFFECT[action])
@@ -238,6 +241,7 @@ class DomainTracker:
             LOG.info('Domain %s (%s): %s -> %s (%s)', record.name,
                      record.uuid, verdict.old_state, verdict.new_state,
                      verdict.reason)
+            self.metrics.state_changed(verdict.old_state, verdict.new_state)
         if verdict.notify:
             record = self._queue_notification(record, verdict.reason, now)
         self.store.put(record)
@@ -257,6 +261,7 @@ class DomainTracker:
         LOG.warning('Domain %s (%s) failed (%s): notification %s queued '
                     'for the HA engine', record.name, record.uuid, reason,
                     notification.id)
+        self.metrics.notification_queued()
         self.wake_delivery()
         return self.policy.notification_queued(record, notification.id, now)
 

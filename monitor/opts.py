@@ -23,6 +23,7 @@ OPTION_MODULES = (
     'monitor.notifier',
     'monitor.outbox',
     'monitor.delivery',
+    'monitor.metrics_server',
 )
 
 # Help for groups whose options come from several modules.

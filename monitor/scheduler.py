@@ -22,6 +22,7 @@ from eventlet import tpool
 from oslo_config import cfg
 
 from monitor import libvirt_host
+from monitor import metrics as metrics_mod
 from monitor.ping_outcome import Outcome
 
 LOG = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class Scheduler:
     def __init__(self, host, tracker, interval, ping_timeout,
                  max_concurrent_pings, on_connected=None, on_close=None,
                  reconnect_initial_delay=1.0, reconnect_max_delay=30.0,
-                 clock=time.monotonic, execute=tpool.execute):
+                 clock=time.monotonic, execute=tpool.execute, metrics=None):
         self.host = host
         self.tracker = tracker
         self.interval = interval
@@ -85,11 +86,15 @@ class Scheduler:
         self._connected = False
         self._outage_since = None
         self._reconnect_delay = reconnect_initial_delay
+        # A connection after the first one is a reconnect, for the metrics
+        # (the log says "Reconnected" after a failed first attempt too).
+        self._ever_connected = False
+        self.metrics = metrics or metrics_mod.MonitorMetrics()
         self.last_sweep = None
 
     @classmethod
     def from_conf(cls, conf, host, tracker, on_connected=None,
-                  on_close=None):
+                  on_close=None, metrics=None):
         return cls(host, tracker,
                    interval=conf.monitor.interval,
                    ping_timeout=conf.monitor.ping_timeout,
@@ -97,7 +102,8 @@ class Scheduler:
                    on_connected=on_connected, on_close=on_close,
                    reconnect_initial_delay=conf.libvirt.
                    reconnect_initial_delay,
-                   reconnect_max_delay=conf.libvirt.reconnect_max_delay)
+                   reconnect_max_delay=conf.libvirt.reconnect_max_delay,
+                   metrics=metrics)
 
     # -- connection ------------------------------------------------------------
 
@@ -130,6 +136,9 @@ class Scheduler:
             return delay
         self._on_connected(conn)
         self._connected = True
+        if self._ever_connected:
+            self.metrics.libvirt_reconnected()
+        self._ever_connected = True
         self._reconnect_delay = self.reconnect_initial_delay
         if self._outage_since is None:
             LOG.info('Connected to libvirt at %s', self.host.uri)
@@ -159,6 +168,8 @@ class Scheduler:
         for info, result in zip(to_ping,
                                 self._pool.imap(self._ping, to_ping)):
             results[info.uuid] = result
+        # Every ping made, before a lost connection discards some of them.
+        outcomes = [r.outcome for r in results.values()]
         if any(r.outcome is Outcome.DISCONNECTED for r in results.values()):
             # Results gathered from a dying connection say nothing about
             # the guests; drop the whole sweep's misses with them.
@@ -173,6 +184,7 @@ class Scheduler:
                        if r.outcome is Outcome.MISSED),
             held=held)
         self.last_sweep = stats
+        self.metrics.sweep_finished(stats.duration, outcomes)
         LOG.debug('Sweep: %d domains listed, %d pinged, %d missed in '
                   '%.3f s', stats.listed, stats.pinged, stats.missed,
                   stats.duration)

@@ -1,9 +1,10 @@
 """Wires the monitor together and runs its green threads.
 
 Three green threads share one eventlet hub: the sweep loop (scheduler),
-the libvirt event dispatcher, and the outbox delivery worker. Green
-threads only switch at I/O, so the tracker and the store need no locks;
-blocking libvirt calls go to native threads through eventlet.tpool.
+the libvirt event dispatcher, and the outbox delivery worker; a fourth
+serves the metrics when [metrics] listen_port is set. Green threads only
+switch at I/O, so the tracker and the store need no locks; blocking
+libvirt calls go to native threads through eventlet.tpool.
 """
 
 import logging
@@ -20,6 +21,8 @@ from monitor import health_policy
 from monitor import libvirt_events
 from monitor import libvirt_host
 from monitor import mass_failure
+from monitor import metrics as metrics_mod
+from monitor import metrics_server
 from monitor import notifier
 from monitor import outbox as outbox_mod
 from monitor import scheduler as scheduler_mod
@@ -33,6 +36,7 @@ class MonitorService:
         self.conf = conf
         self._clock = clock
         self.stop_event = threading.Event()
+        self.metrics = metrics_mod.MonitorMetrics()
         self.store = domain_store.DomainStore.from_conf(conf)
         self.outbox = outbox_mod.Outbox.from_conf(conf)
         self.client = notifier.MasakariClient.from_conf(conf)
@@ -40,18 +44,30 @@ class MonitorService:
             self.store,
             health_policy.HealthPolicy.from_conf(conf),
             mass_failure.MassFailureBreaker.from_conf(conf),
-            self.outbox, conf.host, clock=clock)
+            self.outbox, conf.host, clock=clock, metrics=self.metrics)
         self.delivery = delivery.DeliveryWorker.from_conf(
             conf, self.outbox, self.client,
             on_accepted=self.tracker.notification_accepted,
-            on_rejected=self.tracker.notification_rejected)
+            on_rejected=self.tracker.notification_rejected,
+            metrics=self.metrics)
         self.tracker.wake_delivery = self.delivery.wake
         self.host = libvirt_host.LibvirtHost.from_conf(conf)
         self.events = libvirt_events.EventBridge(clock=clock)
         self.scheduler = scheduler_mod.Scheduler.from_conf(
             conf, self.host, self.tracker,
             on_connected=self._on_connected,
-            on_close=self.events.on_connection_closed)
+            on_close=self.events.on_connection_closed,
+            metrics=self.metrics)
+        self.metrics.watch(store=self.store, outbox=self.outbox,
+                           scheduler=self.scheduler,
+                           breaker=self.tracker.breaker)
+        self.metrics_server = metrics_server.MetricsServer.from_conf(
+            conf, metrics_server.make_app(
+                self.metrics, lambda: self.scheduler.connected))
+        if self.metrics_server is not None:
+            # Bound now, so that a port in use stops the daemon at start
+            # with the address in the error, like any other bad setting.
+            self.metrics_server.listen()
         self._threads = []
 
     def _on_connected(self, conn):
@@ -105,6 +121,16 @@ class MonitorService:
             eventlet.spawn(self._dispatch_loop),
             eventlet.spawn(self.delivery.run, self.stop_event),
         ]
+        if self.metrics_server is not None:
+            self._threads.append(eventlet.spawn(self._serve_metrics))
+
+    def _serve_metrics(self):
+        # stop() may run in a signal handler, where killing a green
+        # thread is not safe; the server is stopped from here instead.
+        self.metrics_server.start()
+        while not self.stop_event.wait(1.0):
+            pass
+        self.metrics_server.stop()
 
     def stop(self):
         self.stop_event.set()
@@ -124,6 +150,9 @@ class MonitorService:
     def close(self):
         """Flush and release everything; pending notifications stay in
         the outbox for the next start."""
+        if self.metrics_server is not None:
+            # Before the outbox closes: a scrape reads it.
+            self.metrics_server.stop()
         self.store.close()
         self.outbox.close()
         if self.host.connection is not None:
