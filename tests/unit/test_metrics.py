@@ -3,6 +3,7 @@ metric set, and what the scheduler, the tracker and the delivery worker
 count."""
 
 import math
+import time
 
 import pytest
 from dogpile.cache import region as dogpile_region
@@ -409,7 +410,7 @@ class FakeHost:
 
     def ping(self, uuid, timeout):
         outcome = self.outcomes.get(uuid, Outcome.OK)
-        return PingResult(outcome, outcome.value, 0.0, 0.0)
+        return PingResult(outcome, outcome.value, time.time(), 0.0)
 
 
 class FakeTracker:
