@@ -3,9 +3,29 @@ the real masakari-api. Timings: interval 2 s, ping timeout 1 s,
 threshold 3 (lab_options)."""
 
 import re
+import socket
 import time
+import urllib.request
+
+from tests.unit import exposition
+
+P = 'guest_health_monitor_'
 
 HEALTHY = r'%s\): \w+ -> healthy'
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def scrape(port):
+    url = 'http://127.0.0.1:%d/metrics' % port
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.headers['Content-Type'].startswith(
+            'text/plain; version=0.0.4')
+        return exposition.parse(response.read().decode('utf-8'))
 
 
 def wait_healthy(daemon, guests, timeout=60):
@@ -27,7 +47,8 @@ def test_a_crashed_guest_is_notified_once_and_again_after_a_restart(
         lab_guests, masakari, monitor_daemon):
     guests = lab_guests(3)
     victim, others = guests[0], guests[1:]
-    daemon = monitor_daemon()
+    port = free_port()
+    daemon = monitor_daemon(metrics__listen_port=str(port))
     wait_healthy(daemon, guests)
 
     crashed_at = time.monotonic()
@@ -42,6 +63,23 @@ def test_a_crashed_guest_is_notified_once_and_again_after_a_restart(
         'event': 'QEMU_GUEST_AGENT_ERROR', 'instance_uuid': victim.uuid,
         'vir_domain_event': 'STOPPED_FAILED'}
     daemon.wait_for_log(r'%s\): error -> reported' % victim.uuid, 10)
+
+    # What an operator's scraper sees.
+    with urllib.request.urlopen('http://127.0.0.1:%d/healthz' % port,
+                                timeout=5) as response:
+        assert response.status == 200
+    m = scrape(port)
+    assert m.value(P + 'libvirt_connected') == 1
+    assert m.value(P + 'sweeps_total') > 0
+    assert m.value(P + 'pings_total', outcome='missed') >= 3
+    assert m.value(P + 'notifications_queued_total') == 1
+    assert m.value(P + 'notifications_delivered_total', result='accepted') == 1
+    assert m.value(P + 'state_transitions_total',
+                   **{'from': 'error', 'to': 'reported'}) == 1
+    assert m.value(P + 'domains', state='reported') == 1
+    assert m.value(P + 'domains', state='healthy') == 2
+    assert m.value(P + 'outbox_pending') == 0
+    assert m.value(P + 'outbox_dead_letters') == 0
 
     # The engine has recovered it (here: forgotten the notification, so
     # its 180 s duplicate window does not hide a second one). Destroy and
