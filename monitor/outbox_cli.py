@@ -49,30 +49,27 @@ def _table(header, rows):
     return '\n'.join(lines)
 
 
-def _print_pending(box, out):
-    entries = box.pending()
+def _print_entries(entries, empty, when_column, last_column, when, out):
     if not entries:
-        print('No notification waits for delivery.', file=out)
+        print(empty, file=out)
         return
     rows = [(e.id, e.notification.domain_name, e.notification.instance_uuid,
-             e.notification.generated_time, e.attempts,
-             _when(e.next_attempt_at), e.last_error or '')
+             e.notification.generated_time, e.attempts, _when(when(e)),
+             e.last_error or '')
             for e in entries]
     print(_table(('ID', 'DOMAIN', 'INSTANCE', 'GENERATED', 'ATTEMPTS',
-                  'NEXT ATTEMPT', 'LAST ERROR'), rows), file=out)
+                  when_column, last_column), rows), file=out)
+
+
+def _print_pending(box, out):
+    _print_entries(box.pending(), 'No notification waits for delivery.',
+                   'NEXT ATTEMPT', 'LAST ERROR',
+                   lambda e: e.next_attempt_at, out)
 
 
 def _print_dead(box, out):
-    entries = box.dead_letters()
-    if not entries:
-        print('No dead letters.', file=out)
-        return
-    rows = [(e.id, e.notification.domain_name, e.notification.instance_uuid,
-             e.notification.generated_time, e.attempts,
-             _when(e.finished_at), e.last_error or '')
-            for e in entries]
-    print(_table(('ID', 'DOMAIN', 'INSTANCE', 'GENERATED', 'ATTEMPTS',
-                  'REFUSED AT', 'ENGINE MESSAGE'), rows), file=out)
+    _print_entries(box.dead_letters(), 'No dead letters.', 'REFUSED AT',
+                   'ENGINE MESSAGE', lambda e: e.finished_at, out)
 
 
 def _retry(box, id, out):
