@@ -6,6 +6,7 @@ says so once, and stops cleanly on SIGTERM. No test here reaches a real
 libvirt daemon or leaves 127.0.0.1.
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -103,6 +104,28 @@ def test_an_unusable_outbox_is_a_clear_error(tmp_path):
     assert_quiet_failure(proc, 1, 'Cannot start: cannot create the outbox')
 
 
+@contextlib.contextmanager
+def daemon(conf_path, log):
+    """Run the console script with its stderr in ``log``; yield the
+    process, killed on the way out if a test left it running."""
+    with open(log, 'w') as stderr:
+        proc = subprocess.Popen(COMMAND + ['--config-file', conf_path],
+                                cwd=REPO, stdout=subprocess.DEVNULL,
+                                stderr=stderr)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def terminate(proc):
+    """SIGTERM and return the exit status."""
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=30)
+
+
 def wait_for(path, text, guard=30.0):
     """Wait until ``text`` appears in the file; fail after ``guard`` s."""
     deadline = time.monotonic() + guard
@@ -123,22 +146,12 @@ def wait_for(path, text, guard=30.0):
 def test_an_unreachable_libvirt_is_said_once_and_sigterm_stops(tmp_path,
                                                                notifier):
     log = tmp_path / 'stderr.log'
-    with open(log, 'w') as stderr:
-        proc = subprocess.Popen(
-            COMMAND + ['--config-file', write_conf(tmp_path,
-                                                   notifier=notifier)],
-            cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
-    try:
+    with daemon(write_conf(tmp_path, notifier=notifier), log) as proc:
         wait_for(log, 'Cannot connect to libvirt')
         # Reconnect attempts start 0.1 s apart, capped at 1 s: give it
         # several.
         time.sleep(1.5)
-        proc.send_signal(signal.SIGTERM)
-        status = proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        status = terminate(proc)
 
     text = log.read_text()
     assert status == 0, text

@@ -5,9 +5,7 @@ process and the requests go through eventlet's green HTTP client, so both
 share one hub; no test here reaches a libvirt daemon."""
 
 import logging
-import signal
 import socket
-import subprocess
 
 import eventlet
 import pytest
@@ -368,22 +366,13 @@ def test_the_daemon_serves_metrics_and_stops_on_sigterm(tmp_path):
     port = free_port()
     log = tmp_path / 'stderr.log'
     conf = test_cmd.write_conf(tmp_path, metrics={'listen_port': port})
-    with open(log, 'w') as stderr:
-        proc = subprocess.Popen(test_cmd.COMMAND + ['--config-file', conf],
-                                cwd=test_cmd.REPO,
-                                stdout=subprocess.DEVNULL, stderr=stderr)
-    try:
+    with test_cmd.daemon(conf, log) as proc:
         test_cmd.wait_for(log, 'Cannot connect to libvirt')
         test_cmd.wait_for(log, 'Serving metrics at http://127.0.0.1:%d/'
                           % port)
         health = get(port, '/healthz')
         body = get(port, '/metrics')[2]
-        proc.send_signal(signal.SIGTERM)
-        status = proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        status = test_cmd.terminate(proc)
 
     text = log.read_text()
     assert status == 0, text
