@@ -3,7 +3,6 @@
 import logging
 import signal
 import sys
-import warnings
 
 from monitor import config
 from monitor import logs
@@ -21,10 +20,6 @@ def _config_error(exc):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    # eventlet announces its maintenance mode on import (loading the
-    # configuration imports it already); operators cannot act on that,
-    # so keep it out of their terminal and log.
-    warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
     try:
         conf = config.load(argv)
     except config.ConfigError as exc:
