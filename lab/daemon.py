@@ -5,7 +5,6 @@ an operator would: a config file and the console script, as a separate
 process, with its log in a file they can read.
 """
 
-import configparser
 import os
 import re
 import signal
@@ -139,9 +138,3 @@ class MonitorDaemon:
 
     def tail(self, lines=40):
         return '\n'.join(self.log().splitlines()[-lines:])
-
-
-def read_config(path):
-    parser = configparser.ConfigParser(strict=False)
-    parser.read(path)
-    return parser
