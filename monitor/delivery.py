@@ -22,7 +22,7 @@ from oslo_config import cfg
 
 from monitor import metrics as metrics_mod
 from monitor import outbox as outbox_mod
-from monitor.notifier import OutcomeKind
+from monitor.notification import OutcomeKind
 
 LOG = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import time
 
 from monitor import lifecycle
 from monitor import metrics as metrics_mod
-from monitor import notifier
+from monitor import notification as notification_mod
 from monitor import outbox as outbox_mod
 from monitor import states
 from monitor.ping_outcome import Outcome
@@ -247,7 +247,7 @@ class DomainTracker:
         self.store.put(record)
 
     def _queue_notification(self, record, reason, now):
-        notification = notifier.Notification.new(
+        notification = notification_mod.Notification.new(
             instance_uuid=record.uuid, domain_name=record.name,
             hostname=self.hostname, at=now)
         try:

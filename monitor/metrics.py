@@ -23,7 +23,7 @@ import math
 import re
 import threading
 
-from monitor import notifier
+from monitor import notification as notification_mod
 from monitor import states
 from monitor.ping_outcome import Outcome
 
@@ -269,8 +269,8 @@ SWEEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0, 15.0,
 
 PING_OUTCOMES = tuple(o.value for o in Outcome)
 # Label values are lower case, as Prometheus conventions have them.
-DELIVERY_RESULTS = (notifier.OutcomeKind.ACCEPTED.value.lower(),
-                    notifier.OutcomeKind.DUPLICATE.value.lower())
+DELIVERY_RESULTS = (notification_mod.OutcomeKind.ACCEPTED.value.lower(),
+                    notification_mod.OutcomeKind.DUPLICATE.value.lower())
 
 
 class MonitorMetrics:
@@ -361,7 +361,7 @@ class MonitorMetrics:
     def notification_delivered(self, kind):
         """The engine has it; ``kind`` is accepted or duplicate."""
         self.notifications_delivered.inc(
-            result=notifier.OutcomeKind(kind).value.lower())
+            result=notification_mod.OutcomeKind(kind).value.lower())
 
     def notification_attempt_failed(self):
         self.notification_attempts_failed.inc()

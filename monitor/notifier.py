@@ -1,4 +1,4 @@
-"""The HA-engine edge: the notification value and the Masakari API client.
+"""The HA-engine edge: the Masakari API client.
 
 ``MasakariClient.send`` never raises for HTTP, connection or Keystone
 problems: it classifies every result as a ``DeliveryOutcome`` so that the
@@ -9,18 +9,16 @@ does not log authentication bodies.
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
-import enum
 import json
 import logging
-import typing
-import uuid
 
 from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import loading as ks_loading
 from keystoneauth1 import plugin as ks_plugin
 from oslo_config import cfg
+
+from monitor.notification import DeliveryOutcome
+from monitor.notification import OutcomeKind
 
 LOG = logging.getLogger(__name__)
 
@@ -87,100 +85,6 @@ def register_opts(conf):
     conf.register_opts(NOTIFIER_OPTS, group=GROUP)
     ks_loading.register_auth_conf_options(conf, GROUP)
     ks_loading.register_session_conf_options(conf, GROUP)
-
-
-# The engine recovers a VM only for these (event, vir_domain_event) pairs.
-QEMU_GUEST_AGENT_ERROR = 'QEMU_GUEST_AGENT_ERROR'
-STOPPED_FAILED = 'STOPPED_FAILED'
-
-# UTC, second resolution: the engine parses ISO 8601 and stores it in a
-# column that may not keep fractions of a second.
-_TIME_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
-
-
-def format_time(epoch_seconds):
-    """ISO 8601 UTC time string the engine accepts as generated_time."""
-    moment = datetime.datetime.fromtimestamp(epoch_seconds,
-                                             datetime.timezone.utc)
-    return moment.strftime(_TIME_FORMAT)
-
-
-@dataclasses.dataclass(frozen=True)
-class Notification:
-    """One failure report, fixed at creation and resent unchanged.
-
-    ``id`` is the monitor's own identity of the report (outbox key);
-    the engine never sees it. ``generated_time`` is kept across retries so
-    that a resend after a lost response is recognised by the engine as a
-    duplicate (409) instead of starting a second recovery.
-    """
-
-    id: str
-    instance_uuid: str
-    domain_name: str
-    hostname: str
-    generated_time: str
-    event: str = QEMU_GUEST_AGENT_ERROR
-    vir_domain_event: str = STOPPED_FAILED
-
-    @classmethod
-    def new(cls, instance_uuid, domain_name, hostname, at,
-            event=QEMU_GUEST_AGENT_ERROR, vir_domain_event=STOPPED_FAILED):
-        """A new notification for a failure observed at ``at`` (epoch s)."""
-        return cls(id=str(uuid.uuid4()),
-                   instance_uuid=str(instance_uuid),
-                   domain_name=str(domain_name),
-                   hostname=str(hostname),
-                   generated_time=format_time(at),
-                   event=str(event),
-                   vir_domain_event=str(vir_domain_event))
-
-    def body(self):
-        """The JSON document POSTed to ``{endpoint}/notifications``."""
-        return {'notification': {
-            'type': 'VM',
-            'hostname': self.hostname,
-            'generated_time': self.generated_time,
-            'payload': {
-                'event': self.event,
-                'instance_uuid': self.instance_uuid,
-                'vir_domain_event': self.vir_domain_event,
-            },
-        }}
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values):
-        return cls(**values)
-
-
-class OutcomeKind(str, enum.Enum):
-    ACCEPTED = 'ACCEPTED'
-    DUPLICATE = 'DUPLICATE'
-    REJECTED = 'REJECTED'
-    RETRY = 'RETRY'
-
-
-class DeliveryOutcome(typing.NamedTuple):
-    """What became of one send.
-
-    ``status_code`` is None when no HTTP response was received.
-    ``message`` is the engine's own message for 4xx/5xx answers, or the
-    reason the request did not complete. ``engine_uuid`` is the engine's
-    id of the notification when it accepted it.
-    """
-
-    kind: OutcomeKind
-    status_code: int | None
-    message: str
-    engine_uuid: str | None = None
-
-    @property
-    def done(self):
-        """The engine has the notification: nothing left to send."""
-        return self.kind in (OutcomeKind.ACCEPTED, OutcomeKind.DUPLICATE)
 
 
 # 4xx answers that say nothing about the notification itself: credentials

@@ -21,7 +21,7 @@ import threading
 
 from oslo_config import cfg
 
-from monitor import notifier
+from monitor import notification as notification_mod
 
 GROUP = 'outbox'
 
@@ -109,7 +109,7 @@ class OutboxFull(OutboxError):
 class OutboxEntry:
     """A notification and its delivery record (times are epoch seconds)."""
 
-    notification: notifier.Notification
+    notification: notification_mod.Notification
     status: str
     created_at: float
     attempts: int
@@ -129,7 +129,7 @@ class OutboxEntry:
 
 def _entry(row):
     n = len(_NOTIFICATION_COLUMNS)
-    notification = notifier.Notification(**dict(
+    notification = notification_mod.Notification(**dict(
         zip(_NOTIFICATION_COLUMNS, row[:n])))
     return OutboxEntry(notification, *row[n:])
 
@@ -269,9 +269,9 @@ class Outbox:
 
     def mark_delivered(self, id, outcome, now):
         """The engine has it (``outcome`` ACCEPTED or DUPLICATE)."""
-        outcome = notifier.OutcomeKind(outcome)
-        if outcome not in (notifier.OutcomeKind.ACCEPTED,
-                           notifier.OutcomeKind.DUPLICATE):
+        outcome = notification_mod.OutcomeKind(outcome)
+        if outcome not in (notification_mod.OutcomeKind.ACCEPTED,
+                           notification_mod.OutcomeKind.DUPLICATE):
             raise ValueError(f'not a delivery outcome: {outcome.value}')
         entry = self._update(
             id, PENDING,
@@ -287,7 +287,7 @@ class Outbox:
             id, PENDING,
             'status = ?, attempts = attempts + 1, last_attempt_at = ?, '
             'outcome = ?, finished_at = ?, last_error = ?',
-            (DEAD, now, notifier.OutcomeKind.REJECTED.value, now, reason))
+            (DEAD, now, notification_mod.OutcomeKind.REJECTED.value, now, reason))
 
     def requeue_dead(self, id, now=0.0):
         """Operator action: make a dead letter pending again, due at ``now``.

@@ -20,7 +20,7 @@ from oslo_config import cfg
 
 from monitor import config
 from monitor import delivery
-from monitor import notifier
+from monitor import notification as notification_mod
 from monitor import outbox as outbox_mod
 
 PROG = 'guest-health-monitor-outbox'
@@ -35,7 +35,7 @@ def _add_commands(subparsers):
 
 
 def _when(epoch_seconds):
-    return '-' if epoch_seconds is None else notifier.format_time(
+    return '-' if epoch_seconds is None else notification_mod.format_time(
         epoch_seconds)
 
 

@@ -10,11 +10,12 @@ from keystoneauth1 import session as ks_session
 from oslo_config import cfg
 
 from monitor import delivery
+from monitor import notification as notification_mod
 from monitor import notifier
 from monitor.delivery import DeliveryWorker
 from monitor.delivery import RetryPolicy
-from monitor.notifier import DeliveryOutcome
-from monitor.notifier import OutcomeKind
+from monitor.notification import DeliveryOutcome
+from monitor.notification import OutcomeKind
 from monitor.outbox import Outbox
 from tests.unit import http_engine
 from tests.unit.http_engine import Response
@@ -57,7 +58,7 @@ class Accepted:
 
 
 def notification(n=1, at=1700000000.0):
-    return notifier.Notification.new(
+    return notification_mod.Notification.new(
         instance_uuid=f'00000000-0000-4000-8000-{n:012d}',
         domain_name=f'instance-{n:08x}', hostname='compute-1', at=at)
 

@@ -14,7 +14,7 @@ from monitor import health_policy
 from monitor import libvirt_host
 from monitor import lifecycle
 from monitor import mass_failure
-from monitor import notifier
+from monitor import notification as notification_mod
 from monitor import outbox as outbox_mod
 from monitor import states
 from monitor.ping_outcome import Outcome
@@ -248,7 +248,7 @@ def test_the_third_consecutive_miss_queues_exactly_one_notification(
     assert wakes == [True]
     entry = host.outbox.pending()[0]
     assert host.record(1).notification_id == entry.id
-    assert entry.notification.generated_time == notifier.format_time(
+    assert entry.notification.generated_time == notification_mod.format_time(
         host.now + 0.05)
 
     host.sweeps(3, domains, {uuid(1): MISSED})
@@ -383,7 +383,7 @@ def test_an_answer_after_the_report_re_arms_for_a_new_incident(host,
     host.sweeps(3, [listed(1)], default=MISSED)
     first = host.outbox.pending()[0].notification
     tracker.notification_accepted(first, now=host.now)
-    host.outbox.mark_delivered(first.id, notifier.OutcomeKind.ACCEPTED,
+    host.outbox.mark_delivered(first.id, notification_mod.OutcomeKind.ACCEPTED,
                                host.now)
 
     host.sweep([listed(1)])
@@ -450,7 +450,7 @@ def test_guests_already_reported_do_not_hold_a_new_failure(host, tracker):
         host.sweeps(3, domains, dead)
         entry = host.outbox.pending()[-1]
         tracker.notification_accepted(entry.notification, now=host.now)
-        host.outbox.mark_delivered(entry.id, notifier.OutcomeKind.ACCEPTED,
+        host.outbox.mark_delivered(entry.id, notification_mod.OutcomeKind.ACCEPTED,
                                    host.now)
     assert [host.state(n) for n in (1, 2)] == [R, R]
 
@@ -664,7 +664,7 @@ def test_a_reported_guest_is_not_reported_again_while_dead(host, tracker):
     failed_once(host)
     entry = host.outbox.pending()[0]
     tracker.notification_accepted(entry.notification, now=host.now)
-    host.outbox.mark_delivered(entry.id, notifier.OutcomeKind.ACCEPTED,
+    host.outbox.mark_delivered(entry.id, notification_mod.OutcomeKind.ACCEPTED,
                                host.now)
 
     host.sweeps(10, [listed(n) for n in (1, 2, 3)], {uuid(1): MISSED})
@@ -695,8 +695,8 @@ def test_outcomes_for_unknown_domains_or_other_notifications_change_nothing(
         host, tracker):
     failed_once(host)
     before = host.record(1)
-    stranger = notifier.Notification.new(uuid(9), name(9), HOST, T0)
-    other = notifier.Notification.new(uuid(1), name(1), HOST, T0)
+    stranger = notification_mod.Notification.new(uuid(9), name(9), HOST, T0)
+    other = notification_mod.Notification.new(uuid(1), name(1), HOST, T0)
 
     for notification in (stranger, other):
         tracker.notification_accepted(notification, now=host.now)
@@ -709,7 +709,7 @@ def test_outcomes_for_unknown_domains_or_other_notifications_change_nothing(
 def test_a_full_outbox_is_an_error_and_the_next_miss_tries_again(
         host, store, tmp_path, wakes, caplog):
     full = outbox_mod.Outbox(str(tmp_path / 'small.sqlite'), max_size=1)
-    blocker = notifier.Notification.new(uuid(9), name(9), HOST, T0)
+    blocker = notification_mod.Notification.new(uuid(9), name(9), HOST, T0)
     full.enqueue(blocker, T0)
     host.outbox = full
     host.tracker.outbox = full
@@ -726,7 +726,7 @@ def test_a_full_outbox_is_an_error_and_the_next_miss_tries_again(
     assert host.record(1).notification_id is None
     assert wakes == []
 
-    full.mark_delivered(blocker.id, notifier.OutcomeKind.ACCEPTED, host.now)
+    full.mark_delivered(blocker.id, notification_mod.OutcomeKind.ACCEPTED, host.now)
     host.sweep(domains, {uuid(1): MISSED})
 
     assert host.pending() == [(uuid(1), name(1), HOST)]

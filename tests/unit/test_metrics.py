@@ -17,12 +17,12 @@ from monitor import health_policy
 from monitor import libvirt_host
 from monitor import mass_failure
 from monitor import metrics
-from monitor import notifier
+from monitor import notification as notification_mod
 from monitor import outbox as outbox_mod
 from monitor import scheduler as scheduler_mod
 from monitor import states
-from monitor.notifier import DeliveryOutcome
-from monitor.notifier import OutcomeKind
+from monitor.notification import DeliveryOutcome
+from monitor.notification import OutcomeKind
 from monitor.ping_outcome import Outcome
 from monitor.ping_outcome import PingResult
 from tests.unit import exposition
@@ -342,7 +342,7 @@ def test_watched_parts_are_read_at_each_scrape(tmp_path):
     store.put(domain_record.DomainRecord('u2', 'vm2', states.HEALTHY))
     store.put(domain_record.DomainRecord('u3', 'vm3', states.REPORTED))
     for n in (1, 2):
-        box.enqueue(notifier.Notification.new(
+        box.enqueue(notification_mod.Notification.new(
             f'u{n}', f'vm{n}', 'compute-1', at=1.0e9), 1.0e9)
     box.mark_dead(box.pending()[0].notification.id, 1.0e9, 'HTTP 400')
     part.connected = part.tripped = True
@@ -540,7 +540,7 @@ def test_the_tracker_counts_transitions_and_queued_notifications(outbox):
 def test_a_notification_the_outbox_cannot_take_is_not_counted(tmp_path):
     m = metrics.MonitorMetrics()
     box = outbox_mod.Outbox(str(tmp_path / 'full.sqlite'), max_size=1)
-    box.enqueue(notifier.Notification.new('other', 'other', 'compute-1',
+    box.enqueue(notification_mod.Notification.new('other', 'other', 'compute-1',
                                           at=T0), T0)
     tracker = make_tracker(box, m)
 
@@ -563,7 +563,7 @@ class ScriptedClient:
 def test_the_delivery_worker_counts_each_outcome(outbox):
     m = metrics.MonitorMetrics()
     for n in range(4):
-        outbox.enqueue(notifier.Notification.new(
+        outbox.enqueue(notification_mod.Notification.new(
             'u%d' % n, 'vm%d' % n, 'compute-1', at=T0), T0)
     client = ScriptedClient(
         DeliveryOutcome(OutcomeKind.ACCEPTED, 202, ''),

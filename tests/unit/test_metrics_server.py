@@ -24,8 +24,8 @@ from monitor import metrics_server
 from monitor import outbox as outbox_mod
 from monitor import scheduler as scheduler_mod
 from monitor import service as service_mod
-from monitor.notifier import DeliveryOutcome
-from monitor.notifier import OutcomeKind
+from monitor.notification import DeliveryOutcome
+from monitor.notification import OutcomeKind
 from monitor.ping_outcome import Outcome
 from tests.unit import exposition
 from tests.unit import test_cmd

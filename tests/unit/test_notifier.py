@@ -7,8 +7,9 @@ import logging
 import pytest
 from oslo_config import cfg
 
+from monitor import notification as notification_mod
 from monitor import notifier
-from monitor.notifier import OutcomeKind
+from monitor.notification import OutcomeKind
 from tests.unit import http_engine
 from tests.unit.http_engine import HANG
 from tests.unit.http_engine import Response
@@ -30,7 +31,7 @@ def make_conf(tmp_path, **notifier_opts):
 
 
 def notification(at=1700000000.0):
-    return notifier.Notification.new(
+    return notification_mod.Notification.new(
         instance_uuid=UUID, domain_name='instance-0000002a',
         hostname='compute-1', at=at)
 
@@ -83,11 +84,11 @@ def test_each_new_notification_has_its_own_id():
 def test_notification_round_trips_through_a_plain_dict():
     n = notification()
 
-    assert notifier.Notification.from_dict(n.to_dict()) == n
+    assert notification_mod.Notification.from_dict(n.to_dict()) == n
 
 
 def test_other_events_can_be_reported():
-    n = notifier.Notification.new(UUID, 'vm', 'compute-1', 0,
+    n = notification_mod.Notification.new(UUID, 'vm', 'compute-1', 0,
                                   event='LIFECYCLE',
                                   vir_domain_event='STOPPED_FAILED')
 

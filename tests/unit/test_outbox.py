@@ -12,7 +12,7 @@ import textwrap
 import pytest
 from oslo_config import cfg
 
-from monitor import notifier
+from monitor import notification as notification_mod
 from monitor import outbox as outbox_mod
 from monitor.outbox import Outbox
 from monitor.outbox import OutboxError
@@ -23,7 +23,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
 
 
 def notification(n=1, at=1700000000.0):
-    return notifier.Notification.new(
+    return notification_mod.Notification.new(
         instance_uuid=f'00000000-0000-4000-8000-{n:012d}',
         domain_name=f'instance-{n:08x}', hostname='compute-1', at=at)
 
@@ -113,7 +113,7 @@ def test_a_delivered_entry_is_no_longer_pending(outbox):
     entry = outbox.enqueue(notification(), now=100.0)
     outbox.record_attempt_failed(entry.id, 101.0, 102.0, 'HTTP 503: busy')
 
-    done = outbox.mark_delivered(entry.id, notifier.OutcomeKind.DUPLICATE,
+    done = outbox.mark_delivered(entry.id, notification_mod.OutcomeKind.DUPLICATE,
                                  102.0)
 
     assert (done.status, done.outcome, done.attempts, done.finished_at) == (
@@ -228,9 +228,9 @@ def test_an_enqueued_notification_survives_sigkill(path):
     # no interpreter shutdown, no chance to flush anything.
     child = textwrap.dedent(f"""
         import os, signal, sys
-        from monitor import notifier, outbox
+        from monitor import notification as notification_mod, outbox
         box = outbox.Outbox({path!r}, max_size=10)
-        n = notifier.Notification.new('uuid-1', 'vm-1', 'compute-1', 0)
+        n = notification_mod.Notification.new('uuid-1', 'vm-1', 'compute-1', 0)
         box.enqueue(n, 100.0)
         sys.stdout.write(n.id)
         sys.stdout.flush()

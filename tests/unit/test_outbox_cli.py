@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from monitor import notifier
+from monitor import notification as notification_mod
 from monitor import outbox_cli
 from monitor.outbox import Outbox
 
@@ -25,7 +25,7 @@ def config_file(tmp_path, state):
 
 
 def notification(n):
-    return notifier.Notification.new(
+    return notification_mod.Notification.new(
         instance_uuid=f'00000000-0000-4000-8000-{n:012d}',
         domain_name=f'instance-{n:08x}', hostname='compute-1',
         at=1700000000.0)
