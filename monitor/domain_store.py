@@ -19,6 +19,7 @@ import dbm
 import importlib
 import os
 import sqlite3
+import sys
 import tempfile
 import time
 
@@ -217,6 +218,13 @@ def _wall_clock():
     return time.time()
 
 
+def _shared_keys(value):
+    # A decoded record (JSON, pickle) has its own copy of every field name:
+    # interned, thousands of records share one set.
+    return {sys.intern(k) if isinstance(k, str) else k: v
+            for k, v in value.items()}
+
+
 def _plain(record):
     # A record holds plain values only (numbers, strings, None), so a
     # shallow copy of its fields is a whole copy; dataclasses.asdict would
@@ -279,7 +287,7 @@ class DomainStore:
             now = self._clock()
             for uuid, value in zip(uuids, values):
                 if value is not dogpile_api.NO_VALUE:
-                    self._records[uuid] = value
+                    self._records[uuid] = _shared_keys(value)
                     self._written_at[uuid] = now
         else:
             # The creation time is needed to expire records on time; dogpile
@@ -287,7 +295,7 @@ class DomainStore:
             for uuid in uuids:
                 cached = self._region.get_value_metadata(self._key(uuid))
                 if cached is not None:
-                    self._records[uuid] = cached.payload
+                    self._records[uuid] = _shared_keys(cached.payload)
                     self._written_at[uuid] = cached.cached_time
         # Index entries whose record has expired stay: evict_missing()
         # drops them with the domain.
