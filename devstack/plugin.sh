@@ -76,9 +76,9 @@ function configure_guest_health_monitor {
     iniset "$GHM_CONF" monitor ping_timeout "$GHM_PING_TIMEOUT"
     iniset "$GHM_CONF" monitor failure_threshold "$GHM_FAILURE_THRESHOLD"
 
-    # dbm keeps the per-domain state across daemon restarts.
-    iniset "$GHM_CONF" cache backend dogpile.cache.dbm
-    iniset "$GHM_CONF" cache backend_argument "filename:$GHM_STATE_PATH/domains.dbm"
+    # sqlite keeps the per-domain state across daemon restarts.
+    iniset "$GHM_CONF" cache backend guest_health_monitor.sqlite
+    iniset "$GHM_CONF" cache backend_argument "filename:$GHM_STATE_PATH/domains.sqlite"
 
     iniset "$GHM_CONF" notifier auth_type password
     iniset "$GHM_CONF" notifier auth_url "$KEYSTONE_SERVICE_URI"

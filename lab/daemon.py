@@ -40,7 +40,7 @@ def write_config(path, options):
 
 def lab_options(work_dir, endpoint, hostname, **overrides):
     """Settings for the lab: fast timings, the local masakari-api, a
-    durable (dbm) state store under ``work_dir``."""
+    durable (sqlite) state store under ``work_dir``."""
     state = os.path.join(work_dir, 'state')
     options = {
         'DEFAULT': {'host': hostname, 'state_path': state, 'debug': 'true'},
@@ -49,9 +49,10 @@ def lab_options(work_dir, endpoint, hostname, **overrides):
                     'failure_threshold': '3'},
         'notifier': {'endpoint': endpoint, 'auth_type': 'none',
                      'request_timeout': '5'},
-        'cache': {'backend': 'dogpile.cache.dbm',
+        'cache': {'backend': 'guest_health_monitor.sqlite',
                   'backend_argument':
-                      ['filename:%s' % os.path.join(state, 'domains.dbm')]},
+                      ['filename:%s' % os.path.join(state,
+                                                    'domains.sqlite')]},
     }
     for key, value in overrides.items():
         section, _, option = key.partition('__')

@@ -124,13 +124,13 @@ def test_ghm_host_overrides_the_nova_compute_host(devstack):
     assert devstack.config()['DEFAULT']['host'] == 'compute-7.example.org'
 
 
-def test_state_and_dbm_cache_live_under_data_dir(devstack):
+def test_state_and_sqlite_cache_live_under_data_dir(devstack):
     devstack.run(*STACK)
 
     conf = devstack.config()
     assert conf['DEFAULT']['state_path'] == str(devstack.state_path)
     assert devstack.state_path.is_dir()
-    assert conf['cache']['backend'] == 'dogpile.cache.dbm'
+    assert conf['cache']['backend'] == 'guest_health_monitor.sqlite'
     kind, _, filename = conf['cache']['backend_argument'].partition(':')
     assert kind == 'filename'
     assert pathlib.Path(filename).parent == devstack.state_path
@@ -315,7 +315,7 @@ def test_unstack_stops_the_daemon(devstack):
 
 def test_clean_removes_config_and_state(devstack):
     devstack.run(*STACK)
-    (devstack.state_path / 'domains.dbm').write_text('state')
+    (devstack.state_path / 'domains.sqlite').write_text('state')
 
     devstack.run('unstack')
     devstack.run('clean')
