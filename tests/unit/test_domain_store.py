@@ -1,4 +1,5 @@
 import collections
+import dataclasses
 import dbm.dumb
 import os
 import stat
@@ -521,3 +522,19 @@ def test_other_backends_pass_the_check(tmp_path):
     domain_store.check_backend(make_conf(tmp_path))
     domain_store.check_backend(make_conf(
         tmp_path, backend='guest_health_monitor.sqlite'))
+
+
+def test_records_are_not_deep_copied(monkeypatch):
+    store = domain_store.DomainStore(
+        dogpile_region.make_region().configure('dogpile.cache.memory'),
+        namespace='h')
+
+    def deep_copy(*args, **kwargs):
+        raise AssertionError('dataclasses.asdict deep-copies every value')
+
+    monkeypatch.setattr(dataclasses, 'asdict', deep_copy)
+    with store.batch():
+        store.put(rec(UUID_A, 'a'))
+        store.put(rec(UUID_A, 'a', misses=1))
+    assert store.all() == [rec(UUID_A, 'a', misses=1)]
+    assert store.evict_missing(set()) == [rec(UUID_A, 'a', misses=1)]
