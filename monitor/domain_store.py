@@ -384,10 +384,11 @@ class DomainStore:
         self._changed()
 
     def _forget(self, uuid):
+        if uuid in self._records or uuid in self._indexed:
+            self._deleted.add(uuid)
         self._records.pop(uuid, None)
         self._written_at.pop(uuid, None)
         self._dirty.discard(uuid)
-        self._deleted.add(uuid)
         if uuid in self._indexed:
             self._indexed.discard(uuid)
             self._index_dirty = True

@@ -311,6 +311,7 @@ INDEX = 'guest-health-monitor:h:index'
 
 
 def test_put_of_an_unchanged_record_writes_nothing():
+    # Nor does deleting what the store does not hold.
     region, counting = counted_region()
     store = domain_store.DomainStore(region, namespace='h')
     store.put(rec(UUID_A, 'a', state=states.HEALTHY, last_ok=5.0))
@@ -318,6 +319,8 @@ def test_put_of_an_unchanged_record_writes_nothing():
     store.put(rec(UUID_A, 'a', state=states.HEALTHY, last_ok=5.0))
     with store.batch():
         store.put(rec(UUID_A, 'a', state=states.HEALTHY, last_ok=5.0))
+    assert counting.calls == []
+    store.delete(UUID_B)  # never stored
     assert counting.calls == []
     store.put(rec(UUID_A, 'a', state=states.HEALTHY, last_ok=6.0))
     assert counting.calls == [('set_multi', (key(UUID_A),))]
