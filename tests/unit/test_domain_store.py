@@ -311,7 +311,6 @@ INDEX = 'guest-health-monitor:h:index'
 
 
 def test_put_of_an_unchanged_record_writes_nothing():
-    # Nor does deleting what the store does not hold.
     region, counting = counted_region()
     store = domain_store.DomainStore(region, namespace='h')
     store.put(rec(UUID_A, 'a', state=states.HEALTHY, last_ok=5.0))
@@ -320,7 +319,7 @@ def test_put_of_an_unchanged_record_writes_nothing():
     with store.batch():
         store.put(rec(UUID_A, 'a', state=states.HEALTHY, last_ok=5.0))
     assert counting.calls == []
-    store.delete(UUID_B)  # never stored
+    store.delete(UUID_B)  # never stored: nothing to delete either
     assert counting.calls == []
     store.put(rec(UUID_A, 'a', state=states.HEALTHY, last_ok=6.0))
     assert counting.calls == [('set_multi', (key(UUID_A),))]
