@@ -52,14 +52,14 @@ DEFAULT_INTERFACES = ['internal', 'public']
 INTERFACES = ('public', 'internal', 'admin')
 
 NOTIFIER_OPTS = [
+    # Not marked deprecated_for_removal yet: oslo.config would warn on
+    # stderr at every start of the installations, test set-ups and tools
+    # that still write it.
     cfg.URIOpt('endpoint',
                schemes=['http', 'https'],
-               deprecated_for_removal=True,
-               deprecated_reason='Use endpoint_override, the name every '
-                                 'OpenStack service uses for a fixed URL '
-                                 'of another service.',
-               help='Deprecated alias of endpoint_override, used when '
-                    'endpoint_override is unset.'),
+               help='Deprecated alias of endpoint_override (the name every '
+                    'OpenStack service uses for a fixed URL of another '
+                    'service), used when endpoint_override is unset.'),
     cfg.FloatOpt('request_timeout',
                  default=10.0, min=0.1,
                  help='Total seconds one notification request to the HA '

@@ -615,7 +615,7 @@ def test_old_names_are_deprecated_aliases():
     [(_, opts)] = notifier.list_opts()
     by_name = {opt.dest: opt for opt in opts}
 
-    assert by_name['endpoint'].deprecated_for_removal
+    assert 'Deprecated alias of endpoint_override' in by_name['endpoint'].help
     assert [(d.name, d.group) for d in
             by_name['valid_interfaces'].deprecated_opts] == [
         ('interface', 'notifier')]
