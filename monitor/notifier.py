@@ -26,6 +26,7 @@ import http.client
 import json
 import logging
 import math
+import re
 import time
 import urllib.parse
 
@@ -212,6 +213,19 @@ def mask_url(url):
             netloc=f'{parts.username}:***@{netloc}'))
     except ValueError:
         return '<unparsable URL>'
+
+
+# user:password@ in any URL quoted in a message.
+_URL_PASSWORD = re.compile(r'(://[^/\s:@]*):[^/\s@]*@')
+
+
+def _scrub(text):
+    """``text`` with the password of every URL in it masked.
+
+    keystoneauth and requests quote the URL in their error messages, and
+    outcome messages are logged and kept in the outbox.
+    """
+    return _URL_PASSWORD.sub(r'\1:***@', text)
 
 
 # 4xx answers that say nothing about the notification itself: credentials
@@ -437,7 +451,9 @@ class MasakariClient:
         a peer trickling its headers hold the request for ever.
         """
         left = max(deadline - time.monotonic(), 0.001)
-        timer = eventlet.Timeout(left, _Deadline())
+        # eventlet's Timeout is a BaseException: no "except Exception" in
+        # keystoneauth, requests or urllib3 can swallow it.
+        timer = eventlet.Timeout(left)
         try:
             return self._adapter.request(
                 path, 'POST', json=body,
@@ -453,12 +469,20 @@ class MasakariClient:
                 stream=True,
                 # keystoneauth's response log would read the whole body.
                 log=False)
+        except eventlet.Timeout as e:
+            if e is not timer:
+                raise
+            raise _Deadline() from None
         finally:
             timer.cancel()
 
     def send(self, notification):
         """POST one notification; returns a DeliveryOutcome, never raises
         for HTTP, connection, catalog or authentication failures."""
+        outcome = self._send(notification)
+        return outcome._replace(message=_scrub(outcome.message))
+
+    def _send(self, notification):
         deadline = time.monotonic() + self._request_timeout
         try:
             response = self._post('/notifications', notification.body(),

@@ -202,6 +202,18 @@ def test_a_refused_connection_is_retried(tmp_path):
     assert f'127.0.0.1:{port}' in outcome.message
 
 
+def test_a_password_in_the_engine_url_never_reaches_the_message(tmp_path):
+    port = http_engine.refused_port()
+    conf = make_conf(tmp_path, endpoint_override=(
+        f'http://monitor:{PASSWORD}@127.0.0.1:{port}/v1'))
+
+    outcome = notifier.MasakariClient.from_conf(conf).send(notification())
+
+    assert outcome.kind == OutcomeKind.RETRY
+    assert f'monitor:***@127.0.0.1:{port}' in outcome.message
+    assert PASSWORD not in outcome.message
+
+
 def test_a_resend_carries_the_same_generated_time(engine, tmp_path):
     server = engine(http_engine.script(Response(503, b'busy'),
                                        Response(202, {})))
