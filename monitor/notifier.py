@@ -61,8 +61,10 @@ NOTIFIER_OPTS = [
                help='Deprecated alias of endpoint_override (the name every '
                     'OpenStack service uses for a fixed URL of another '
                     'service), used when endpoint_override is unset.'),
+    # The worker sends one request at a time: a longer one would only
+    # hold every other notification behind an engine that is not there.
     cfg.FloatOpt('request_timeout',
-                 default=10.0, min=0.1,
+                 default=10.0, min=0.1, max=600.0,
                  help='Total seconds one notification request to the HA '
                       'engine may take: getting a token when needed, '
                       'connecting, sending and reading the answer. An '
@@ -175,7 +177,8 @@ def check_options(conf):
         _check_url('endpoint_override', group.endpoint_override)
     if group.endpoint:
         _check_url('endpoint', group.endpoint)
-    if not engine_url(conf) and group.auth_type in (None, 'none'):
+    if not (engine_url(conf) or group.auth_section) and (
+            group.auth_type in (None, 'none')):
         # Without Keystone there is no service catalog to find the engine.
         raise OptionError('endpoint_override',
                           "required when [notifier] auth_type is unset or "

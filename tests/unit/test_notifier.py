@@ -693,6 +693,17 @@ def test_bad_notifier_options_are_named(tmp_path, opts, option):
     assert str(error).startswith(f'[notifier] {option}: ')
 
 
+def test_an_auth_section_may_hold_the_keystone_credentials(tmp_path):
+    notifier.check_options(make_conf(tmp_path, auth_section='keystone'))
+
+
+def test_request_timeout_is_bounded(tmp_path):
+    conf = make_conf(tmp_path, request_timeout=601)
+
+    with pytest.raises(cfg.ConfigFileValueError):
+        conf.notifier.request_timeout
+
+
 def test_a_password_in_a_bad_url_is_not_repeated(tmp_path):
     error = check_error(tmp_path,
                         endpoint_override='ftp://user:s3cret@engine/v1')
