@@ -451,7 +451,9 @@ class MasakariClient:
         Getting a token, connecting and reading the headers are bounded by
         a green timeout at ``deadline``: under the daemon's monkey-patching
         it interrupts any socket wait, where a per-read timeout would let
-        a peer trickling its headers hold the request for ever.
+        a peer trickling its headers hold the request for ever. Called from
+        a native thread (not the daemon's way: the delivery worker is a
+        green thread) only the per-read timeout bounds this phase.
         """
         left = max(deadline - time.monotonic(), 0.001)
         # eventlet's Timeout is a BaseException: no "except Exception" in
