@@ -88,7 +88,7 @@ function configure_guest_health_monitor {
     iniset "$GHM_CONF" notifier user_domain_name "$GHM_OS_DOMAIN_NAME"
     iniset "$GHM_CONF" notifier project_domain_name "$GHM_OS_DOMAIN_NAME"
     iniset "$GHM_CONF" notifier region_name "$REGION_NAME"
-    iniset "$GHM_CONF" notifier interface "$GHM_OS_INTERFACE"
+    iniset "$GHM_CONF" notifier valid_interfaces "$GHM_OS_INTERFACE"
     if [[ -n $GHM_MASAKARI_ENDPOINT ]]; then
         iniset "$GHM_CONF" notifier endpoint "$GHM_MASAKARI_ENDPOINT"
     fi

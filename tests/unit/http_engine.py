@@ -3,6 +3,8 @@
 A server answers each request with what its responder returns for it, and
 records every request it received. ``HANG`` makes it hold the request
 without answering until the server is closed, to exercise client timeouts.
+``Raw`` writes bytes as they are, chunk by chunk, for answers no HTTP
+library would produce: headers or bodies trickling in, endless bodies.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import http.server
 import json
 import socket
 import threading
+import time
 import typing
 
 HANG = object()
@@ -38,6 +41,23 @@ class Response(typing.NamedTuple):
         if isinstance(self.body, bytes):
             return self.body, 'text/plain'
         return json.dumps(self.body).encode(), 'application/json'
+
+
+class Raw(typing.NamedTuple):
+    """An answer written as raw bytes: ``chunks`` one after the other,
+    ``interval`` seconds apart, until they run out, the client hangs up,
+    or the server is closed. The server records how many bytes it wrote.
+    """
+
+    chunks: typing.Iterable[bytes]
+    interval: float = 0.0
+
+
+def raw_head(status, reason, headers=()):
+    """The status line and headers of a raw answer, blank line included."""
+    lines = [f'HTTP/1.1 {status} {reason}'] + [f'{k}: {v}'
+                                                for k, v in headers]
+    return ('\r\n'.join(lines) + '\r\n\r\n').encode()
 
 
 def reply(status, body=b'', headers=None):
@@ -75,6 +95,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             server.released.wait(_HANG_LIMIT)
             self.close_connection = True
             return
+        if isinstance(answer, Raw):
+            self.close_connection = True
+            server.record_written(self._write_raw(answer, server))
+            return
         body, content_type = answer.encoded()
         self.send_response(answer.status)
         self.send_header('Content-Type', content_type)
@@ -83,6 +107,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
+
+    def _write_raw(self, answer, server):
+        written = 0
+        give_up_at = time.monotonic() + _HANG_LIMIT
+        for chunk in answer.chunks:
+            if server.released.is_set() or time.monotonic() > give_up_at:
+                break
+            try:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+            except OSError:
+                break  # the client hung up
+            written += len(chunk)
+            if answer.interval:
+                server.released.wait(answer.interval)
+        return written
 
     do_GET = do_POST = do_PUT = do_DELETE = _handle
 
@@ -107,6 +147,8 @@ class HTTPServer:
         self.requests = []
         self.lock = threading.Lock()
         self.released = threading.Event()
+        self._written = []
+        self._written_changed = threading.Condition(self.lock)
         self._server = _Server(('127.0.0.1', 0), _Handler)
         self._server.owner = self
         self.port = self._server.server_address[1]
@@ -115,6 +157,19 @@ class HTTPServer:
                                         kwargs={'poll_interval': 0.05},
                                         daemon=True)
         self._thread.start()
+
+    def record_written(self, count):
+        with self._written_changed:
+            self._written.append(count)
+            self._written_changed.notify_all()
+
+    def written(self, answers=1):
+        """Bytes written for each of the first ``answers`` raw answers,
+        once the server has finished writing them."""
+        with self._written_changed:
+            self._written_changed.wait_for(
+                lambda: len(self._written) >= answers, _HANG_LIMIT)
+            return list(self._written)
 
     def close(self):
         self.released.set()

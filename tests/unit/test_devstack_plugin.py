@@ -174,7 +174,7 @@ def test_notifier_authenticates_as_the_masakari_service_user(devstack):
         'user_domain_name': 'Default',
         'project_domain_name': 'Default',
         'region_name': 'RegionTwo',
-        'interface': 'public',
+        'valid_interfaces': 'public',
     }
 
 
@@ -190,7 +190,8 @@ def test_notifier_credentials_can_be_overridden(devstack):
     notifier = devstack.config()['notifier']
     assert (notifier['username'], notifier['password'],
             notifier['project_name'], notifier['user_domain_name'],
-            notifier['project_domain_name'], notifier['interface']) == (
+            notifier['project_domain_name'],
+            notifier['valid_interfaces']) == (
         'ha-monitor', 'own-Pw-51d2', 'ha', 'Ops', 'Ops', 'internal')
 
 
