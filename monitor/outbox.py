@@ -24,6 +24,7 @@ import dataclasses
 import logging
 import os
 import sqlite3
+import stat
 import threading
 import time
 
@@ -321,12 +322,19 @@ def _prepare_path(path, create):
     outbox when ``create``."""
     directory = os.path.dirname(os.path.abspath(path))
     try:
-        size = os.stat(path).st_size
+        st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         size = None
     except OSError as e:
         raise OutboxError(f'cannot open the outbox {path}: '
                           f'{e.strerror}') from None
+    else:
+        if not stat.S_ISREG(st.st_mode):
+            # A directory or a device in the way: nothing of ours.
+            kind = 'a directory' if stat.S_ISDIR(st.st_mode) else 'not a file'
+            raise OutboxError(f'cannot create the outbox {path}: it is '
+                              f'{kind}')
+        size = st.st_size
     if size is None:
         if not create:
             raise OutboxError(f'no outbox at {path}')
