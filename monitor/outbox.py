@@ -283,9 +283,12 @@ def _create(path):
     created meanwhile.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    temporary = path + '.new'
-    # Leftovers of a creation that crashed; never linked to ``path``
-    # unless creation finished, and unlinking only removes that name.
+    # Named for this process, so that two processes creating at once
+    # never build in the same file. A crash here leaves a small file of
+    # that name, harmless; one of ours from an earlier process with the
+    # same PID goes now (unlinking only removes that name, even if it was
+    # linked to ``path``).
+    temporary = f'{path}.new-{os.getpid()}'
     for leftover in ('', '-journal', '-wal', '-shm'):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary + leftover)

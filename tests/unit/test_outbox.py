@@ -374,14 +374,15 @@ def test_a_failed_first_creation_leaves_no_file_behind(path, monkeypatch):
     assert not os.path.exists(path)
     monkeypatch.undo()
     Outbox(path, max_size=1).close()
-    assert not os.path.exists(path + '.new')
+    assert os.listdir(os.path.dirname(path)) == ['outbox.sqlite']
 
 
 def test_leftovers_of_an_interrupted_creation_do_not_stop_the_next(path):
     os.makedirs(os.path.dirname(path))
-    for leftover in ('.new', '.new-wal', '.new-journal'):
-        with open(path + leftover, 'wb') as f:
-            f.write(b'half-written' * 100)
+    for pid in (os.getpid(), 1):
+        for leftover in ('', '-wal', '-journal'):
+            with open(f'{path}.new-{pid}{leftover}', 'wb') as f:
+                f.write(b'half-written' * 100)
 
     box = Outbox(path, max_size=10)
     entry = box.enqueue(notification(), 100.0)
