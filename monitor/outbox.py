@@ -269,6 +269,12 @@ def _fsync(path):
         os.close(fd)
 
 
+def _remove_database(path):
+    for suffix in ('', '-journal', '-wal', '-shm'):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + suffix)
+
+
 def _create(path):
     """Create a new outbox at ``path`` in one step.
 
@@ -289,9 +295,7 @@ def _create(path):
     # same PID goes now (unlinking only removes that name, even if it was
     # linked to ``path``).
     temporary = f'{path}.new-{os.getpid()}'
-    for leftover in ('', '-journal', '-wal', '-shm'):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary + leftover)
+    _remove_database(temporary)
     fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         # State files name instances and hosts: keep them to the daemon,
@@ -299,25 +303,27 @@ def _create(path):
         os.fchmod(fd, 0o600)
     finally:
         os.close(fd)
-    conn = _connect(temporary)
     try:
-        conn.execute('PRAGMA journal_mode = WAL')
-        conn.execute('PRAGMA synchronous = FULL')
-        conn.execute('BEGIN IMMEDIATE')
-        for statement in _SCHEMA:
-            conn.execute(statement)
-        conn.execute(f'PRAGMA user_version = {_SCHEMA_VERSION:d}')
-        conn.execute('COMMIT')
+        conn = _connect(temporary)
+        try:
+            conn.execute('PRAGMA journal_mode = WAL')
+            conn.execute('PRAGMA synchronous = FULL')
+            conn.execute('BEGIN IMMEDIATE')
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute(f'PRAGMA user_version = {_SCHEMA_VERSION:d}')
+            conn.execute('COMMIT')
+        finally:
+            # The last connection checkpoints the WAL into the file.
+            conn.close()
+        _fsync(temporary)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process created it meanwhile: use theirs
+        _fsync(directory)
     finally:
-        # The last connection checkpoints the WAL into the file.
-        conn.close()
-    _fsync(temporary)
-    try:
-        os.link(temporary, path)
-    except FileExistsError:
-        pass
-    _fsync(directory)
-    os.unlink(temporary)
+        _remove_database(temporary)
 
 
 def _prepare_path(path, create):
