@@ -284,9 +284,11 @@ def _create(path):
     during the first start, and is therefore refused as the trace of a
     truncation, never taken for a first start. (Writing straight to
     ``path`` would leave an empty file if the daemon died before its first
-    commit: sqlite creates the file at open and writes it at commit.)
-    Linking, unlike renaming, never replaces a file another process
-    created meanwhile.
+    commit: sqlite creates the file at open and writes it at commit.
+    Earlier versions did write straight to ``path``; an empty file left by
+    a crash in the first milliseconds of their first start is refused as
+    well, since nothing tells it from a truncation.) Linking, unlike
+    renaming, never replaces a file another process created meanwhile.
     """
     directory = os.path.dirname(os.path.abspath(path))
     # Named for this process, so that two processes creating at once
