@@ -1,6 +1,7 @@
 """The durable outbox: what is stored, what is due, and what survives a
 restart or a SIGKILL."""
 
+import json
 import os
 import signal
 import sqlite3
@@ -274,29 +275,11 @@ def test_an_unusable_location_is_a_clear_error(tmp_path):
         Outbox(str(blocker / 'outbox.sqlite'), max_size=1)
 
 
-def test_a_file_that_is_not_a_database_is_a_clear_error(path):
-    os.makedirs(os.path.dirname(path))
-    with open(path, 'w') as f:
-        f.write('this is not sqlite' * 100)
-
-    with pytest.raises(OutboxError, match='cannot open the outbox'):
-        Outbox(path, max_size=1)
-
-
 def test_a_missing_outbox_is_not_created_when_told_not_to(path):
     with pytest.raises(OutboxError, match='no outbox at'):
         Outbox(path, max_size=1, create=False)
 
     assert not os.path.exists(os.path.dirname(path))
-
-
-def test_an_outbox_from_a_newer_version_is_refused(path):
-    Outbox(path, max_size=1).close()
-    with sqlite3.connect(path) as other:
-        other.execute('PRAGMA user_version = 99')
-
-    with pytest.raises(OutboxError, match='newer version'):
-        Outbox(path, max_size=1)
 
 
 def test_entries_far_in_the_future_are_due_after_the_clock_stepped_back(
@@ -333,6 +316,355 @@ def test_options_say_their_defaults():
 
     assert group == 'outbox'
     assert {o.dest: o.default for o in opts} == {
-        'max_pending': 1000, 'delivered_retention': 86400}
+        'max_pending': 1000, 'delivered_retention': 86400,
+        'dead_retention': 2592000}
     for opt in opts:
         assert f'Default {opt.default}' in opt.help
+
+
+# Integrity at start: whatever is at the path is either a sound outbox of
+# this version, or refused with what to do; never replaced, never altered.
+
+def file_bytes(path):
+    with open(path, 'rb') as f:
+        return f.read()
+
+
+def assert_refused(path, match):
+    before = file_bytes(path)
+
+    with pytest.raises(OutboxError, match=match) as error:
+        Outbox(path, max_size=10)
+
+    message = str(error.value)
+    assert path in message
+    assert 'move' in message and 'aside' in message
+    assert file_bytes(path) == before
+    return message
+
+
+def write_outbox_with_entries(path, count=20):
+    box = Outbox(path, max_size=100)
+    for n in range(count):
+        box.enqueue(notification(n), 100.0)
+    # Closing checkpoints the WAL: every page is in the main file.
+    box.close()
+
+
+def test_a_missing_outbox_is_created_in_one_step(path):
+    box = Outbox(path, max_size=10)
+    box.close()
+
+    # Built under a temporary name and linked in place: nothing of it
+    # stays behind.
+    assert sorted(os.listdir(os.path.dirname(path))) == ['outbox.sqlite']
+    with sqlite3.connect(path) as other:
+        assert other.execute('PRAGMA user_version').fetchone()[0] == 1
+        assert other.execute('PRAGMA journal_mode').fetchone()[0] == 'wal'
+
+
+def test_a_failed_first_creation_leaves_no_file_behind(path, monkeypatch):
+    # A file left empty (or schema-less) by a first start that failed or
+    # crashed would later look like a truncated outbox and be refused.
+    monkeypatch.setattr(outbox_mod, '_SCHEMA', ('CREATE TABLE broken (',))
+
+    with pytest.raises(OutboxError, match='outbox'):
+        Outbox(path, max_size=1)
+
+    assert os.listdir(os.path.dirname(path)) == []
+    monkeypatch.undo()
+    Outbox(path, max_size=1).close()
+    assert os.listdir(os.path.dirname(path)) == ['outbox.sqlite']
+
+
+def test_leftovers_of_an_interrupted_creation_do_not_stop_the_next(path):
+    os.makedirs(os.path.dirname(path))
+    for pid in (os.getpid(), 1):
+        for leftover in ('', '-wal', '-journal'):
+            with open(f'{path}.new-{pid}{leftover}', 'wb') as f:
+                f.write(b'half-written' * 100)
+
+    box = Outbox(path, max_size=10)
+    entry = box.enqueue(notification(), 100.0)
+
+    assert box.pending() == [entry]
+    box.close()
+
+
+def test_a_page_corrupted_outbox_is_refused(path):
+    write_outbox_with_entries(path)
+    with sqlite3.connect(path) as other:
+        page_size = other.execute('PRAGMA page_size').fetchone()[0]
+    with open(path, 'r+b') as f:
+        f.seek(page_size)  # page 2: the notifications table
+        f.write(b'\xa5' * page_size)
+
+    assert_refused(path, 'is corrupt .*quick_check')
+
+
+def test_a_zero_length_outbox_is_refused_not_recreated(path):
+    write_outbox_with_entries(path)
+    # What a truncation leaves: the notifications it held are gone.
+    os.truncate(path, 0)
+
+    message = assert_refused(path, r'is empty \(0 bytes\)')
+
+    assert 'truncated' in message
+    assert os.path.getsize(path) == 0
+
+
+def test_a_file_that_is_not_sqlite_is_refused(path):
+    os.makedirs(os.path.dirname(path))
+    with open(path, 'w') as f:
+        f.write('this is not sqlite' * 100)
+
+    assert_refused(path, 'is not an sqlite database')
+
+
+def test_another_applications_database_is_refused_and_left_untouched(path):
+    os.makedirs(os.path.dirname(path))
+    with sqlite3.connect(path) as other:
+        other.execute('CREATE TABLE users (name TEXT)')
+        other.execute("INSERT INTO users VALUES ('alice')")
+    other.close()
+
+    message = assert_refused(path, 'not an outbox of this monitor')
+
+    assert 'tables: users' in message
+
+
+@pytest.mark.parametrize('version', [99, 2])
+def test_an_outbox_from_a_newer_version_is_refused(path, version):
+    write_outbox_with_entries(path, count=1)
+    with sqlite3.connect(path) as other:
+        other.execute(f'PRAGMA user_version = {version}')
+    other.close()
+
+    assert_refused(path, f'newer version .*schema {version}')
+
+
+@pytest.mark.parametrize('version', [0, -1])
+def test_an_outbox_with_an_unknown_older_version_is_refused(path, version):
+    write_outbox_with_entries(path, count=1)
+    with sqlite3.connect(path) as other:
+        other.execute(f'PRAGMA user_version = {version}')
+    other.close()
+
+    assert_refused(path, f'not an outbox of this monitor .*user_version '
+                         f'{version}')
+
+
+def test_a_foreign_table_of_the_same_name_and_version_is_refused(path):
+    os.makedirs(os.path.dirname(path))
+    with sqlite3.connect(path) as other:
+        other.execute('CREATE TABLE notifications (id TEXT, body TEXT)')
+        other.execute('PRAGMA user_version = 1')
+    other.close()
+
+    assert_refused(path, 'not an outbox of this monitor')
+
+
+def test_a_write_ahead_log_without_its_outbox_is_refused(path):
+    box = Outbox(path, max_size=10)
+    box.enqueue(notification(), 100.0)
+    # While a connection is open, the commit is in outbox.sqlite-wal.
+    os.rename(path, path + '.moved')
+
+    # sqlite would replay that log into a new file.
+    with pytest.raises(OutboxError, match='-wal but no'):
+        Outbox(path, max_size=10)
+
+    assert not os.path.exists(path)
+    box.close()
+
+
+# Locks held by other processes: waited for in Python, bounded.
+
+@pytest.fixture
+def holder(path):
+    """Another connection holding the write lock, as a CLI or an sqlite3
+    shell would."""
+    Outbox(path, max_size=10).close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute('BEGIN IMMEDIATE')
+    yield conn
+    if conn.in_transaction:
+        conn.execute('ROLLBACK')
+    conn.close()
+
+
+def test_a_lock_held_elsewhere_is_waited_for_and_then_taken(path, holder):
+    pauses = []
+
+    def sleep(seconds):
+        pauses.append(seconds)
+        if len(pauses) == 3:
+            holder.execute('COMMIT')
+
+    box = Outbox(path, max_size=10, sleep=sleep)
+    entry = box.enqueue(notification(), 100.0)
+
+    assert len(pauses) == 3
+    assert box.pending() == [entry]
+    box.close()
+
+
+def test_a_lock_held_too_long_is_outbox_busy_and_changes_nothing(
+        path, holder):
+    box = Outbox(path, max_size=10, busy_wait=0.2)
+
+    with pytest.raises(outbox_mod.OutboxBusy, match='locked by another'):
+        box.enqueue(notification(), 100.0)
+
+    holder.execute('COMMIT')
+    assert box.pending() == []
+    box.close()
+
+
+def test_a_committed_delivery_stands_when_pruning_finds_the_lock_taken(
+        outbox, monkeypatch):
+    entry = outbox.enqueue(notification(), 100.0)
+
+    def busy(now):
+        raise outbox_mod.OutboxBusy(outbox.path, 30)
+    monkeypatch.setattr(outbox, 'prune', busy)
+
+    done = outbox.mark_delivered(entry.id, 'ACCEPTED', 101.0)
+
+    assert done.status == 'delivered'
+
+
+# The hub must keep running while another process holds the lock: under
+# eventlet a wait inside sqlite's C busy handler stops every green thread.
+HUB_CHILD = textwrap.dedent("""
+    import eventlet
+    eventlet.monkey_patch()
+    import json, subprocess, sys
+    from monitor import notification as notification_mod, outbox
+
+    path = sys.argv[1]
+    box = outbox.Outbox(path, max_size=10)
+    holder = subprocess.Popen(
+        [sys.executable, '-c',
+         'import sqlite3, sys\\n'
+         'c = sqlite3.connect(sys.argv[1], isolation_level=None)\\n'
+         'c.execute("BEGIN IMMEDIATE")\\n'
+         'print("locked", flush=True)\\n'
+         'sys.stdin.readline()\\n'
+         'c.execute("COMMIT")\\n', path],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == 'locked\\n'
+
+    ticks = [0]
+    def ticker():
+        while True:
+            ticks[0] += 1
+            eventlet.sleep(0.01)
+    eventlet.spawn(ticker)
+    eventlet.sleep(0)
+
+    n = notification_mod.Notification.new('uuid-1', 'vm-1', 'compute-1', 0)
+    seen = {}
+    def write():
+        seen['start'] = ticks[0]
+        try:
+            box.enqueue(n, 100.0)
+        except Exception as e:
+            seen['error'] = str(e)
+        seen['end'] = ticks[0]
+    writer = eventlet.spawn(write)
+    eventlet.sleep(1.0)  # the lock is held all along
+    seen['release'] = ticks[0]
+    waiting = not writer.dead
+    holder.stdin.write('release\\n')
+    holder.stdin.flush()
+    holder.wait()
+    writer.wait()
+    result = {
+        # Ticks while the writer waited and the lock was held.
+        'ticks_while_locked': min(seen['end'], seen['release'])
+                              - seen['start'],
+        'writer_waiting_at_release': waiting,
+        'writer_error': seen.get('error'),
+        'pending': [e.notification.domain_name for e in box.pending()]}
+    print(json.dumps(result))
+""")
+
+
+def test_waiting_for_a_lock_held_by_another_process_keeps_the_hub_running(
+        path):
+    proc = subprocess.run([sys.executable, '-c', HUB_CHILD, path],
+                          cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.splitlines()[-1])
+
+    # The writer was still waiting when the lock went, and other green
+    # threads ran all along; then the write went through.
+    assert result['ticks_while_locked'] > 0, result
+    assert result['writer_waiting_at_release'] is True, result
+    assert result['pending'] == ['vm-1'], result
+
+
+# Dead letters: kept for dead_retention, at most max_dead of them.
+
+def make_dead(box, n, at):
+    entry = box.enqueue(notification(n), at)
+    return box.mark_dead(entry.id, at, 'Host not found')
+
+
+def test_dead_letters_are_pruned_after_their_retention(path, caplog):
+    box = Outbox(path, max_size=10, dead_retention=100)
+    old = make_dead(box, 1, 100.0)
+    recent = make_dead(box, 2, 150.0)
+
+    caplog.set_level('INFO', logger='monitor.outbox')
+    assert box.prune(now=201.0) == 1
+
+    assert box.dead_letters() == [recent]
+    assert box.get(old.id) is None
+    [record] = caplog.records
+    assert record.levelname == 'INFO'
+    for part in (old.id, 'instance-00000001',
+                 old.notification.instance_uuid, 'dead_retention'):
+        assert part in record.getMessage()
+    box.close()
+
+
+def test_a_dead_retention_of_zero_keeps_dead_letters(path):
+    box = Outbox(path, max_size=10, dead_retention=0)
+    dead = make_dead(box, 1, 100.0)
+
+    assert box.prune(now=1e12) == 0
+
+    assert box.dead_letters() == [dead]
+    box.close()
+
+
+def test_delivering_prunes_dead_letters_past_their_retention(path):
+    box = Outbox(path, max_size=10, dead_retention=100)
+    old = make_dead(box, 1, 100.0)
+    entry = box.enqueue(notification(2), 300.0)
+
+    box.mark_delivered(entry.id, 'ACCEPTED', 300.0)
+
+    assert box.get(old.id) is None
+    box.close()
+
+
+def test_an_engine_refusing_everything_keeps_dead_letters_bounded(
+        path, caplog):
+    # Nothing is ever delivered, so pruning must come with each refusal.
+    box = Outbox(path, max_size=10, dead_retention=0, max_dead=2)
+    first = make_dead(box, 1, 100.0)
+    caplog.set_level('WARNING', logger='monitor.outbox')
+
+    later = [make_dead(box, n, 100.0 + n) for n in (2, 3)]
+
+    assert box.dead_letters() == later
+    assert box.get(first.id) is None
+    [record] = caplog.records
+    assert record.levelname == 'WARNING'
+    assert first.id in record.getMessage()
+    assert 'more than 2 dead letters' in record.getMessage()
+    box.close()

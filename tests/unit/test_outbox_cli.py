@@ -2,6 +2,7 @@
 and what it refused, and requeue refused notifications."""
 
 import io
+import json
 import os
 import time
 
@@ -119,3 +120,70 @@ def test_a_missing_config_file_is_a_configuration_error(tmp_path):
 
     assert status == 2
     assert 'nope.conf' in err
+
+
+def test_list_json_gives_every_field_under_stable_keys(config_file, outbox):
+    waiting = outbox.enqueue(notification(1), 1700000000.0)
+    outbox.record_attempt_failed(waiting.id, 1700000000.0, 1700000004.0,
+                                 'connection failed: Connection refused')
+    delivered = outbox.enqueue(notification(2), 1700000000.0)
+    outbox.mark_delivered(delivered.id, 'ACCEPTED', 1700000001.0)
+
+    status, out, _ = run(config_file, 'list', '--json')
+
+    assert status == 0
+    assert json.loads(out) == [{
+        'id': waiting.id,
+        'status': 'pending',
+        'domain_name': 'instance-00000001',
+        'instance_uuid': '00000000-0000-4000-8000-000000000001',
+        'hostname': 'compute-1',
+        'event': 'QEMU_GUEST_AGENT_ERROR',
+        'vir_domain_event': 'STOPPED_FAILED',
+        'generated_time': '2023-11-14T22:13:20Z',
+        'created_at': '2023-11-14T22:13:20Z',
+        'attempts': 1,
+        'last_attempt_at': '2023-11-14T22:13:20Z',
+        'next_attempt_at': '2023-11-14T22:13:24Z',
+        'last_error': 'connection failed: Connection refused',
+        'outcome': None,
+        'finished_at': None,
+    }]
+
+
+def test_dead_json_gives_the_engine_message_and_when(config_file, outbox):
+    entry = outbox.enqueue(notification(1), 1700000000.0)
+    outbox.mark_dead(entry.id, 1700000001.0,
+                     'Host with name compute-1 could not be found.')
+
+    status, out, _ = run(config_file, 'dead', '--json')
+
+    assert status == 0
+    [dead] = json.loads(out)
+    assert list(dead) == list(outbox_cli.JSON_KEYS)
+    assert (dead['id'], dead['status'], dead['outcome'], dead['attempts'],
+            dead['finished_at'], dead['next_attempt_at'],
+            dead['last_error']) == (
+        entry.id, 'dead', 'REJECTED', 1, '2023-11-14T22:13:21Z', None,
+        'Host with name compute-1 could not be found.')
+
+
+def test_empty_json_lists_are_empty_arrays(config_file, outbox):
+    assert json.loads(run(config_file, 'list', '--json')[1]) == []
+    assert json.loads(run(config_file, 'dead', '--json')[1]) == []
+
+
+def test_a_damaged_outbox_is_reported_without_a_traceback(config_file,
+                                                          state, outbox):
+    outbox.enqueue(notification(1), 1700000000.0)
+    outbox.close()
+    path = str(state / 'outbox.sqlite')
+    with open(path, 'r+b') as f:
+        f.seek(4096)  # page 2: the notifications table
+        f.write(b'\xa5' * 4096)
+
+    status, out, err = run(config_file, 'list')
+
+    assert (status, out) == (1, '')
+    assert f'the outbox {path} is corrupt' in err
+    assert 'aside' in err
