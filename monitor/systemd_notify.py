@@ -200,3 +200,23 @@ class WatchdogKeeper:
         self.beat()
         while not stop_event.wait(self.interval):
             self.beat()
+
+
+# libvirt's guest-sync wait before each command to an agent that once
+# timed out: the longest a healthy ping to a hung guest takes beyond
+# ping_timeout.
+GUEST_SYNC_FLOOR = 5.0
+
+
+def sweep_stall_after(interval, ping_timeout, reconnect_max_delay):
+    """Seconds without a finished round of the sweep loop after which the
+    loop counts as stuck.
+
+    Four times the longest healthy round (interval, or a ping to a hung
+    agent: ping_timeout plus libvirt's guest-sync floor), so that rounds
+    slowed by many hung agents queued behind ``max_concurrent_pings`` do
+    not count as stuck, plus the longest wait between two libvirt connect
+    attempts. 98 s at the defaults.
+    """
+    return (4 * (interval + ping_timeout + GUEST_SYNC_FLOOR)
+            + reconnect_max_delay)

@@ -231,3 +231,11 @@ def test_keeper_with_loop_progress_stops_feeding_a_stalled_loop(
     keeper.beat()
 
     assert systemd.messages() == ['WATCHDOG=1', 'WATCHDOG=1']
+
+
+def test_stall_threshold_leaves_room_for_hung_guests_and_reconnects():
+    # Defaults: interval 10, ping timeout 2, reconnect backoff up to 30 s.
+    assert systemd_notify.sweep_stall_after(10.0, 2, 30.0) == 98.0
+    # A longer interval or timeout widens it; the unit's 60 s WatchdogSec
+    # does not need to follow.
+    assert systemd_notify.sweep_stall_after(60.0, 10, 30.0) == 330.0
