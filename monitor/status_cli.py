@@ -61,7 +61,8 @@ def fetch(path, timeout=TIMEOUT):
     sock.settimeout(timeout)
     try:
         try:
-            sock.connect(path)
+            with status_server.addressable(path) as address:
+                sock.connect(address)
         except FileNotFoundError:
             raise NotRunning('no status socket at %s' % path)
         except ConnectionRefusedError:

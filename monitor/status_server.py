@@ -13,6 +13,7 @@ the document out); :class:`StatusServer` is the socket, served from one
 green thread.
 """
 
+import contextlib
 import errno
 import json
 import logging
@@ -39,8 +40,27 @@ MAX_CLIENTS = 4
 _MAX_PATH = 107
 
 
-class StatusServerError(Exception):
-    """The status socket cannot be served."""
+@contextlib.contextmanager
+def addressable(path):
+    """A name for the unix socket ``path`` that fits in sun_path.
+
+    A longer path (a deep state_path) is reached through the directory's
+    descriptor, /proc/self/fd/N/<name>, for as long as the context lasts.
+    """
+    if len(os.fsencode(path)) <= _MAX_PATH:
+        yield path
+        return
+    directory, name = os.path.split(path)
+    fd = os.open(directory or '.', os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield '/proc/self/fd/%d/%s' % (fd, name)
+    finally:
+        os.close(fd)
+
+
+class StatusServerError(OSError):
+    """The status socket cannot be served (an OSError, like the metrics
+    endpoint's: the daemon reports it at start as "Cannot start: ...")."""
 
 
 def socket_path(state_path):
@@ -149,11 +169,6 @@ class StatusServer:
         daemon still serves is not touched (two daemons on one state_path
         would share an outbox).
         """
-        if len(os.fsencode(self.path)) > _MAX_PATH:
-            raise StatusServerError(
-                'cannot serve status on %s: the path is longer than %d '
-                'bytes; use a shorter [DEFAULT] state_path'
-                % (self.path, _MAX_PATH))
         self._remove_stale()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         # The umask closes the window between bind and chmod; green
@@ -161,7 +176,8 @@ class StatusServer:
         # no files.
         old_umask = os.umask(0o177)
         try:
-            sock.bind(self.path)
+            with addressable(self.path) as address:
+                sock.bind(address)
             os.chmod(self.path, 0o600)
             sock.listen(16)
         except OSError as exc:
@@ -188,7 +204,8 @@ class StatusServer:
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         probe.settimeout(1.0)
         try:
-            probe.connect(self.path)
+            with addressable(self.path) as address:
+                probe.connect(address)
         except OSError as exc:
             if exc.errno != errno.ECONNREFUSED:
                 raise StatusServerError('cannot serve status on %s: %s'

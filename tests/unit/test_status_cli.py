@@ -149,6 +149,27 @@ def test_a_socket_left_by_a_dead_daemon_means_not_running(
     assert err.startswith('guest-health-monitor is not running')
 
 
+def test_a_state_path_longer_than_a_socket_address_works(tmp_path):
+    deep = tmp_path / ('x' * 100)
+    deep.mkdir()
+    server = status_server.StatusServer(
+        status_server.socket_path(str(deep)), lambda: {'domains': []},
+        poll=0.01)
+    server.listen()
+    stop = threading.Event()
+    thread = eventlet.spawn(server.serve, stop)
+    config = tmp_path / 'monitor.conf'
+    config.write_text(f'[DEFAULT]\nstate_path = {deep}\n')
+    try:
+        code, out, _ = run(str(config), '--json')
+    finally:
+        stop.set()
+        thread.wait()
+
+    assert code == 0
+    assert json.loads(out) == {'domains': []}
+
+
 def test_a_missing_state_path_means_not_running(tmp_path):
     config = tmp_path / 'monitor.conf'
     config.write_text(f'[DEFAULT]\nstate_path = {tmp_path / "nowhere"}\n')
