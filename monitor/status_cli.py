@@ -146,8 +146,8 @@ def format_table(document):
         lines.append(_table(('NAME', 'UUID', 'STATE', 'MISSES',
                              'LAST ANSWER', 'NOTIFICATION'), rows))
     if document.get('libvirt_connected') is False:
-        lines.append('libvirt is not connected: the states above are '
-                     'as of the last sweep.')
+        lines.append('libvirt is not connected; the daemon keeps trying. '
+                     'States are as of the last sweep.')
     return '\n'.join(lines)
 
 
