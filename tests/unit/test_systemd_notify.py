@@ -3,6 +3,7 @@ socket standing in for systemd's NOTIFY_SOCKET."""
 
 import os
 import socket
+import time
 import uuid
 
 import pytest
@@ -239,3 +240,51 @@ def test_stall_threshold_leaves_room_for_hung_guests_and_reconnects():
     # A longer interval or timeout widens it; the unit's 60 s WatchdogSec
     # does not need to follow.
     assert systemd_notify.sweep_stall_after(60.0, 10, 30.0) == 330.0
+
+
+# -- the daemon ---------------------------------------------------------------
+
+
+def receive_until(receiver, wanted, guard=30.0):
+    """Messages received until one equals ``wanted``; fail after ``guard``
+    seconds (a guard against hanging, not a timing assertion)."""
+    received = []
+    receiver.sock.settimeout(0.5)
+    deadline = time.monotonic() + guard
+    while time.monotonic() < deadline:
+        try:
+            message = receiver.sock.recv(4096).decode('utf-8')
+        except socket.timeout:
+            continue
+        received.append(message)
+        if message.split('\n')[0] == wanted:
+            return received
+    pytest.fail('no %s from the daemon; received %r' % (wanted, received))
+
+
+def test_the_daemon_is_ready_and_fed_while_libvirt_is_down_then_stopping(
+        tmp_path, monkeypatch):
+    from tests.unit import test_cmd
+
+    name = 'ghm-test-%s' % uuid.uuid4().hex
+    receiver = FakeSystemd('\0' + name)
+    monkeypatch.setenv('NOTIFY_SOCKET', '@' + name)
+    # Beats every 0.5 s.
+    monkeypatch.setenv('WATCHDOG_USEC', '1000000')
+    log = tmp_path / 'stderr.log'
+    try:
+        with test_cmd.daemon(test_cmd.write_conf(tmp_path), log) as proc:
+            # Ready although libvirt is unreachable: the daemon runs as
+            # intended and keeps retrying.
+            before_ready = receive_until(receiver, 'READY=1')
+            # The loop goes round (reconnect attempts), so it is fed.
+            receive_until(receiver, 'WATCHDOG=1')
+            receive_until(receiver, 'WATCHDOG=1')
+            assert test_cmd.terminate(proc) == 0, log.read_text()
+            stopping = receive_until(receiver, 'STOPPING=1')
+    finally:
+        receiver.close()
+
+    assert before_ready == [before_ready[-1]]
+    assert stopping[-1] == 'STOPPING=1'
+    assert 'Cannot connect to libvirt' in log.read_text()
