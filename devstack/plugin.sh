@@ -6,7 +6,8 @@
 # Dependencies (devstack provides them):
 # - functions-common and inc/ini-config (is_service_enabled, iniset, iniget,
 #   setup_develop, run_process, stop_process, get_python_exec_prefix, die)
-# - DATA_DIR, STACK_USER, SERVICE_PASSWORD, KEYSTONE_SERVICE_URI, REGION_NAME
+# - DATA_DIR, STACK_USER, SERVICE_PASSWORD, KEYSTONE_SERVICE_URI, REGION_NAME,
+#   ENABLE_DEBUG_LOG_LEVEL, LIBVIRT_GROUP
 # - devstack/settings of this repo, sourced by devstack beforehand
 #
 # Entry points, in the order devstack calls them:
@@ -50,8 +51,17 @@ function _ghm_compute_host {
     echo "$host"
 }
 
+# settings disabled Masakari's introspective monitor; if something enabled
+# it again, both monitors would notify for every dead guest.
+function _ghm_check_single_monitor {
+    if is_service_enabled masakari-introspectiveinstancemonitor; then
+        die $LINENO "guest-health-monitor replaces masakari-introspectiveinstancemonitor: both would ping the same guests and notify twice; remove 'enable_service masakari-introspectiveinstancemonitor' from local.conf or disable guest-health-monitor"
+    fi
+}
+
 function install_guest_health_monitor {
     _ghm_check_hypervisor
+    _ghm_check_single_monitor
     setup_develop "$GHM_DIR"
 }
 
@@ -61,13 +71,17 @@ function configure_guest_health_monitor {
     # Owned by the stack user like every devstack config dir, so that
     # local.conf [[post-config|"$GHM_CONF"]] sections can be merged into it.
     sudo install -d -o "$STACK_USER" -m 0750 "$GHM_CONF_DIR"
-    # The daemon runs as root and keeps its per-domain state here.
-    sudo install -d -m 0750 "$GHM_STATE_PATH"
+    # The daemon runs as the stack user and keeps its outbox, per-domain
+    # state and status socket here; files left by an earlier run as root
+    # become the stack user's too.
+    sudo install -d -o "$STACK_USER" -m 0750 "$GHM_STATE_PATH"
+    sudo chown -R "$STACK_USER" "$GHM_STATE_PATH"
 
     # Start from an empty file that is private before the password goes in.
     rm -f "$GHM_CONF"
     install -m 0640 /dev/null "$GHM_CONF"
 
+    iniset "$GHM_CONF" DEFAULT debug "$GHM_DEBUG"
     iniset "$GHM_CONF" DEFAULT state_path "$GHM_STATE_PATH"
 
     iniset "$GHM_CONF" libvirt connection_uri "$GHM_LIBVIRT_URI"
@@ -90,7 +104,7 @@ function configure_guest_health_monitor {
     iniset "$GHM_CONF" notifier region_name "$REGION_NAME"
     iniset "$GHM_CONF" notifier valid_interfaces "$GHM_OS_INTERFACE"
     if [[ -n $GHM_MASAKARI_ENDPOINT ]]; then
-        iniset "$GHM_CONF" notifier endpoint "$GHM_MASAKARI_ENDPOINT"
+        iniset "$GHM_CONF" notifier endpoint_override "$GHM_MASAKARI_ENDPOINT"
     fi
     if is_service_enabled tls-proxy; then
         iniset "$GHM_CONF" notifier cafile "$SSL_BUNDLE_FILE"
@@ -104,9 +118,11 @@ function start_guest_health_monitor {
     # only takes its final form when devstack starts n-cpu, after post-config.
     iniset "$GHM_CONF" DEFAULT host "$(_ghm_compute_host)"
 
-    # As root: qemu:///system only serves root (or the libvirt group), and
-    # run_process takes the user as an argument because it refuses sudo.
-    run_process guest-health-monitor "$bin_dir/guest-health-monitor --config-file $GHM_CONF" "" root
+    # Like nova-compute: the stack user, with libvirt's group as the
+    # process group, which qemu:///system serves read-write. devstack's
+    # unit sends SIGHUP on reload, which the daemon takes as "reopen logs,
+    # reapply the log level" and keeps monitoring.
+    run_process guest-health-monitor "$bin_dir/guest-health-monitor --config-file $GHM_CONF" "$GHM_LIBVIRT_GROUP" "$STACK_USER"
 }
 
 function stop_guest_health_monitor {

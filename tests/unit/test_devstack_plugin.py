@@ -10,6 +10,7 @@ import configparser
 import os
 import pathlib
 import pwd
+import re
 import shlex
 import socket
 import subprocess
@@ -18,7 +19,15 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 HARNESS = REPO / 'tests' / 'unit' / 'devstack_harness' / 'run_plugin.sh'
+DEVSTACK_FUNCTIONS = (REPO / 'tests' / 'unit' / 'devstack_harness'
+                      / 'devstack_functions.sh')
 UNIT_FILE = REPO / 'etc' / 'guest-health-monitor.service'
+NONROOT_DROP_IN = REPO / 'etc' / 'guest-health-monitor-nonroot.conf'
+STACK_USER = pwd.getpwuid(os.getuid()).pw_name
+INTROSPECTIVE = 'masakari-introspectiveinstancemonitor'
+# What the harness records about devstack's own state, not the plugin's
+# actions.
+BOOKKEEPING = ('define_plugin', 'enabled_services')
 
 SERVICE_PASSWORD = 'svc-Pw-7f3a9c'
 STACK = ['stack:install', 'stack:post-config', 'stack:extra']
@@ -44,7 +53,7 @@ class Devstack:
             'HARNESS_BIN_DIR': str(self.bin_dir),
             'DEST': str(root),
             'DATA_DIR': str(self.data_dir),
-            'STACK_USER': pwd.getpwuid(os.getuid()).pw_name,
+            'STACK_USER': STACK_USER,
             'ENABLED_SERVICES': 'key,n-api,n-cond,n-cpu,guest-health-monitor',
             'SERVICE_PASSWORD': SERVICE_PASSWORD,
             'SERVICE_PROJECT_NAME': 'service',
@@ -68,7 +77,19 @@ class Devstack:
         if not self.log.exists():
             return []
         rows = [line.split('\t') for line in self.log.read_text().splitlines()]
-        return [row for row in rows if name is None or row[0] == name]
+        if name is None:
+            return [row for row in rows if row[0] not in BOOKKEEPING]
+        return [row for row in rows if row[0] == name]
+
+    def enabled_services(self):
+        """devstack's ENABLED_SERVICES after the last run."""
+        return self.calls('enabled_services')[-1][1].split(',')
+
+    def other_plugin_settings(self, order, text):
+        """Another plugin's settings, read before or after this one's."""
+        path = self.root / f'other-settings-{order}'
+        path.write_text(text)
+        self.env[f'HARNESS_SETTINGS_{order.upper()}'] = str(path)
 
     def config(self):
         # oslo.config reads [DEFAULT] as a section of its own, not as
@@ -91,14 +112,102 @@ def test_install_develops_the_package_from_the_plugin_checkout(devstack):
     assert devstack.calls('setup_develop') == [['setup_develop', str(REPO)]]
 
 
-def test_extra_runs_the_console_script_as_root_with_the_config(devstack):
+def test_extra_runs_the_daemon_as_the_stack_user_in_libvirts_group(
+        devstack):
+    # Like nova-compute: devstack's LIBVIRT_GROUP owns libvirt's socket.
+    devstack.env['LIBVIRT_GROUP'] = 'libvirt-qemu-rw'
+
     devstack.run(*STACK)
 
     assert devstack.calls('run_process') == [[
         'run_process', 'guest-health-monitor',
         f'{devstack.bin_dir}/guest-health-monitor'
         f' --config-file {devstack.conf}',
-        '', 'root']]
+        'libvirt-qemu-rw', STACK_USER]]
+
+
+def test_the_libvirt_group_defaults_to_libvirt(devstack):
+    devstack.run(*STACK)
+
+    [call] = devstack.calls('run_process')
+    assert call[3:] == ['libvirt', STACK_USER]
+
+
+def test_state_path_belongs_to_the_stack_user(devstack):
+    devstack.run(*STACK)
+
+    sudo = devstack.calls('sudo')
+    assert ['sudo', 'install', '-d', '-o', STACK_USER, '-m', '0750',
+            str(devstack.state_path)] in sudo
+    # Files an earlier run as root left behind become the stack user's.
+    assert ['sudo', 'chown', '-R', STACK_USER,
+            str(devstack.state_path)] in sudo
+
+
+@pytest.mark.parametrize('level', ['True', 'False'])
+def test_debug_follows_devstacks_log_level(devstack, level):
+    devstack.env['ENABLE_DEBUG_LOG_LEVEL'] = level
+
+    devstack.run(*STACK)
+
+    assert devstack.config()['DEFAULT']['debug'] == level
+
+
+def test_debug_is_on_when_devstack_does_not_say(devstack):
+    # stackrc defaults ENABLE_DEBUG_LOG_LEVEL to True.
+    devstack.run(*STACK)
+
+    assert devstack.config()['DEFAULT']['debug'] == 'True'
+
+
+def test_settings_define_the_plugin(devstack):
+    devstack.run('stack:install')
+
+    assert devstack.calls('define_plugin') == [
+        ['define_plugin', 'guest-health-monitor']]
+
+
+def test_masakaris_introspective_monitor_is_disabled(devstack):
+    devstack.env['ENABLED_SERVICES'] += f',{INTROSPECTIVE}'
+
+    devstack.run(*STACK)
+
+    assert INTROSPECTIVE not in devstack.enabled_services()
+    assert 'guest-health-monitor' in devstack.enabled_services()
+
+
+@pytest.mark.parametrize('order', ['before', 'after'])
+def test_masakaris_settings_cannot_enable_it_again(devstack, order):
+    # Masakari's devstack settings enable its monitors; devstack reads the
+    # plugins' settings in enable_plugin order.
+    devstack.other_plugin_settings(
+        order, f'enable_service masakari-monitors {INTROSPECTIVE}\n')
+
+    devstack.run(*STACK)
+
+    assert INTROSPECTIVE not in devstack.enabled_services()
+    assert 'masakari-monitors' in devstack.enabled_services()
+
+
+def test_introspective_monitor_enabled_behind_devstacks_back_stops_the_stack(
+        devstack):
+    devstack.other_plugin_settings(
+        'after', f'ENABLED_SERVICES+=,{INTROSPECTIVE}\n')
+
+    result = devstack.run('stack:install', check=False)
+
+    assert result.returncode != 0
+    assert INTROSPECTIVE in result.stderr
+    assert 'notify twice' in result.stderr
+    assert devstack.calls('setup_develop') == []
+
+
+def test_introspective_monitor_is_left_alone_without_this_service(devstack):
+    devstack.env['ENABLED_SERVICES'] = f'key,n-cpu,{INTROSPECTIVE}'
+
+    devstack.run(*STACK)
+
+    assert INTROSPECTIVE in devstack.enabled_services()
 
 
 def test_host_is_the_one_nova_compute_registers_with(devstack):
@@ -195,14 +304,25 @@ def test_notifier_credentials_can_be_overridden(devstack):
         'ha-monitor', 'own-Pw-51d2', 'ha', 'Ops', 'Ops', 'internal')
 
 
-def test_endpoint_is_written_only_when_given(devstack):
+def test_endpoint_override_is_written_only_when_given(devstack):
     devstack.run(*STACK)
-    assert 'endpoint' not in devstack.config()['notifier']
+    assert 'endpoint_override' not in devstack.config()['notifier']
 
     devstack.env['GHM_MASAKARI_ENDPOINT'] = 'http://192.0.2.10/instance-ha/v1'
     devstack.run(*STACK)
-    assert (devstack.config()['notifier']['endpoint']
+    assert (devstack.config()['notifier']['endpoint_override']
             == 'http://192.0.2.10/instance-ha/v1')
+
+
+def test_only_keystoneauths_adapter_option_names_are_written(devstack):
+    # endpoint and interface are deprecated aliases in the daemon.
+    devstack.env['GHM_MASAKARI_ENDPOINT'] = 'http://192.0.2.10/instance-ha/v1'
+
+    devstack.run(*STACK)
+
+    notifier = devstack.config()['notifier']
+    assert 'endpoint' not in notifier
+    assert 'interface' not in notifier
 
 
 def test_tls_proxy_makes_the_notifier_trust_the_devstack_ca(devstack):
@@ -221,7 +341,7 @@ def test_restack_rewrites_the_config_from_scratch(devstack):
 
     devstack.run(*STACK)
 
-    assert 'endpoint' not in devstack.config()['notifier']
+    assert 'endpoint_override' not in devstack.config()['notifier']
 
 
 def test_config_file_and_dir_are_closed_to_other_users(devstack):
@@ -246,11 +366,28 @@ def test_password_stays_out_of_the_traced_output(devstack, password_var):
     assert '+ source' in result.stderr
 
 
-def test_every_option_written_is_one_the_daemon_registers(devstack):
-    # The oslo-config-generator entry point: the daemon's published options.
+def daemon_options():
+    """(section, option) of every option the daemon knows: those it
+    publishes for oslo-config-generator and those it registers at start
+    (library options such as oslo.log's may be published under their own
+    generator namespace)."""
+    from oslo_config import cfg
+
+    from monitor import config
     from monitor import opts
     known = {(getattr(group, 'name', group), opt.dest)
              for group, group_opts in opts.list_opts() for opt in group_opts}
+    conf = config.build_conf()
+    for key in conf:
+        if isinstance(conf[key], cfg.ConfigOpts.GroupAttr):
+            known.update((key, name) for name in conf[key])
+        else:
+            known.add(('DEFAULT', key))
+    return known
+
+
+def test_every_option_written_is_one_the_daemon_registers(devstack):
+    known = daemon_options()
     devstack.env['GHM_MASAKARI_ENDPOINT'] = 'http://192.0.2.10/instance-ha/v1'
     devstack.env['ENABLED_SERVICES'] += ',tls-proxy'
 
@@ -328,8 +465,10 @@ def test_clean_removes_config_and_state(devstack):
 
 def test_settings_default_to_the_documented_paths(devstack):
     del devstack.env['GHM_CONF_DIR']
+    devstack.env['HARNESS_FUNCTIONS'] = str(DEVSTACK_FUNCTIONS)
     result = subprocess.run(
-        ['bash', '-c', 'set -o nounset; source "$1"; '
+        ['bash', '-c', 'set -o nounset; source "$HARNESS_FUNCTIONS"; '
+         'source "$1"; '
          'printf "%s\\n" "$GHM_CONF" "$GHM_STATE_PATH" "$GHM_DIR"',
          'settings', str(REPO / 'devstack' / 'settings')],
         env=devstack.env, capture_output=True, text=True, check=True,
@@ -358,16 +497,82 @@ def test_unit_starts_the_console_script_with_the_default_config():
         '--config-file', '/etc/guest-health-monitor/guest-health-monitor.conf']
 
 
-def test_unit_is_a_simple_service_restarted_on_failure_after_libvirtd():
+def test_unit_runs_the_console_script_of_the_readmes_virtualenv():
+    readme = (REPO / 'README.md').read_text()
+    venvs = re.findall(r'python3 -m venv (\S+)', readme)
+    assert venvs, 'README.md no longer shows the virtualenv install'
+
+    argv = shlex.split(read_unit()['Service']['ExecStart'])
+
+    assert argv[0] == f'{venvs[0]}/bin/guest-health-monitor'
+
+
+def test_unit_is_a_notify_service_restarted_on_failure_after_libvirtd():
     unit = read_unit()
 
-    assert unit['Service']['Type'] == 'simple'
+    assert unit['Service']['Type'] == 'notify'
     assert unit['Service']['Restart'] == 'on-failure'
     assert 'libvirtd.service' in unit['Unit']['After'].split()
     # Ordering only: a libvirtd restart must not stop the monitor.
     assert 'Requires' not in unit['Unit']
     assert 'BindsTo' not in unit['Unit']
     assert unit['Install']['WantedBy'] == 'multi-user.target'
+
+
+def test_unit_does_not_restart_a_daemon_with_a_bad_config():
+    # Exit status 2 is the daemon's "invalid configuration".
+    from monitor import cmd
+
+    service = read_unit()['Service']
+
+    assert service['RestartPreventExitStatus'].split() == [
+        str(cmd.EXIT_CONFIG_ERROR)]
+
+
+def systemd_seconds(value):
+    units = {'ms': 0.001, 's': 1, 'sec': 1, 'min': 60, 'm': 60}
+    number, unit = re.fullmatch(r'(\d+)\s*([a-z]*)', value).groups()
+    return int(number) * units.get(unit or 's')
+
+
+def test_unit_watchdog_catches_a_frozen_process_before_a_stuck_loop():
+    from monitor import systemd_notify
+
+    watchdog = systemd_seconds(read_unit()['Service']['WatchdogSec'])
+
+    # Beats every WatchdogSec / 2: a hub held up for seconds (an fsync, a
+    # slow libvirt call) must not cost the daemon its life.
+    assert watchdog >= 30
+    # A process that is frozen altogether cannot stop beating earlier than
+    # a stuck loop does at the defaults; it should not be caught later.
+    assert watchdog <= systemd_notify.sweep_stall_after(10.0, 2, 30.0)
+
+
+def test_unit_reload_sends_sighup_to_the_daemon_only():
+    argv = shlex.split(read_unit()['Service']['ExecReload'])
+
+    assert os.path.basename(argv[0]) == 'kill'
+    assert argv[1:] == ['-HUP', '$MAINPID']
+
+
+def test_unit_has_a_logs_directory_for_log_dir():
+    service = read_unit()['Service']
+
+    assert service['LogsDirectory'] == 'guest-health-monitor'
+
+
+def test_nonroot_drop_in_runs_as_a_user_in_the_libvirt_group():
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str
+    with open(NONROOT_DROP_IN) as f:
+        parser.read_file(f)
+
+    assert parser.sections() == ['Service']
+    service = parser['Service']
+    assert service['User'] not in ('', 'root')
+    assert 'libvirt' in service['SupplementaryGroups'].split()
+    # The hardening of the unit stays: a drop-in only adds.
+    assert set(service) == {'User', 'Group', 'SupplementaryGroups'}
 
 
 def test_unit_runs_as_root_with_its_own_state_directory():

@@ -92,6 +92,45 @@ function iniget {
     ' "$1"
 }
 
+# As in devstack: a disabled service is remembered, and enable_service
+# refuses it afterwards (whatever the order plugins' settings are read in).
+function _cleanup_service_list {
+    echo "$1" | sed -e 's/,,*/,/g; s/^,//; s/,$//'
+}
+
+function enable_service {
+    local tmpsvcs=",${ENABLED_SERVICES},"
+    local service
+    for service in "$@"; do
+        if [[ ,${DISABLED_SERVICES:-}, =~ ,${service}, ]]; then
+            echo "WARNING: attempt to enable_service ${service} when it has been disabled" >&2
+            continue
+        fi
+        if ! is_service_enabled "$service"; then
+            tmpsvcs+="$service,"
+        fi
+    done
+    ENABLED_SERVICES=$(_cleanup_service_list "$tmpsvcs")
+}
+
+function disable_service {
+    local disabled_svcs="${DISABLED_SERVICES:-}"
+    local enabled_svcs=",${ENABLED_SERVICES},"
+    local service
+    for service in "$@"; do
+        disabled_svcs+=",$service"
+        if is_service_enabled "$service"; then
+            enabled_svcs=${enabled_svcs//,$service,/,}
+        fi
+    done
+    DISABLED_SERVICES=$(_cleanup_service_list "$disabled_svcs")
+    ENABLED_SERVICES=$(_cleanup_service_list "$enabled_svcs")
+}
+
+function define_plugin {
+    _harness_record define_plugin "$@"
+}
+
 function get_python_exec_prefix {
     echo "$HARNESS_BIN_DIR"
 }

@@ -1,0 +1,88 @@
+"""guest-health-monitor-status against the real daemon, real guests and the
+real masakari-api, with the default in-memory cache backend (its state is
+visible only through the daemon)."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from lab import REPO_ROOT
+
+
+def status_command():
+    candidate = os.path.join(os.path.dirname(sys.executable),
+                             'guest-health-monitor-status')
+    if os.path.exists(candidate):
+        return [candidate]
+    return [sys.executable, '-m', 'monitor.status_cli']
+
+
+def status(daemon, *args):
+    env = dict(os.environ)
+    env.setdefault('PYTHONPATH', REPO_ROOT)
+    return subprocess.run(
+        status_command() + ['--config-file', daemon.config_path, *args],
+        capture_output=True, text=True, env=env, timeout=30)
+
+
+def domain(daemon, uuid):
+    result = status(daemon, '--json')
+    assert result.returncode == 0, result.stderr
+    [entry] = [d for d in json.loads(result.stdout)['domains']
+               if d['uuid'] == uuid]
+    return entry
+
+
+def wait_for_state(daemon, uuid, state, timeout):
+    """Poll the status command; return every entry seen until ``state``."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while True:
+        seen.append(domain(daemon, uuid))
+        if seen[-1]['state'] == state:
+            return seen
+        assert time.monotonic() < deadline, (
+            'no %s for %s in %.0f s; states seen: %s\n%s'
+            % (state, uuid, timeout, [e['state'] for e in seen],
+               daemon.tail()))
+        time.sleep(0.3)
+
+
+def test_status_shows_a_crashed_guest_go_error_then_reported(
+        lab_guests, masakari, monitor_daemon):
+    victim, bystander = lab_guests(2)
+    daemon = monitor_daemon(cache__backend='dogpile.cache.memory',
+                            cache__backend_argument=[])
+    daemon.wait_for_log(r'Serving status on ', 30)
+    wait_for_state(daemon, victim.uuid, 'healthy', 60)
+    wait_for_state(daemon, bystander.uuid, 'healthy', 60)
+
+    victim.control('panic')
+    on_the_way = wait_for_state(daemon, victim.uuid, 'error', 20)
+    reported = wait_for_state(daemon, victim.uuid, 'reported', 30)[-1]
+
+    assert on_the_way[-1]['misses'] >= 1
+    assert reported['misses'] >= 3
+    assert reported['notification']['status'] == 'accepted'
+    assert reported['last_answer'] is not None
+    table = status(daemon)
+    assert table.returncode == 0, table.stderr
+    [line] = [row for row in table.stdout.splitlines()
+              if victim.uuid in row]
+    assert line.split()[:3] == [victim.name, victim.uuid, 'reported']
+    assert domain(daemon, bystander.uuid)['state'] == 'healthy'
+
+
+def test_status_says_the_daemon_is_not_running_once_it_stopped(
+        masakari, monitor_daemon):
+    daemon = monitor_daemon()
+    daemon.wait_for_log(r'Serving status on ', 30)
+    assert status(daemon).returncode == 0
+
+    assert daemon.stop() == 0
+    result = status(daemon)
+
+    assert result.returncode == 3
+    assert result.stderr.startswith('guest-health-monitor is not running')
