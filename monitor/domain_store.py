@@ -36,7 +36,10 @@ Possible values:
   a restart every domain starts over in discovery.
 * dogpile.cache.dbm: records are kept in a file and survive a restart, so a
   domain already reported is not reported again.
-* Any other registered dogpile.cache backend (memcached, redis, ...).
+* Any other registered dogpile.cache backend that keeps what is stored
+  (memcached, redis, ...). dogpile.cache.null is refused: it keeps nothing,
+  so no domain could ever count its missed pings. A backend whose Python
+  library is not installed is refused at start.
 
 Related options:
 
@@ -65,6 +68,7 @@ Related options:
         'expiration_time',
         default=0,
         min=0,
+        max=31536000,
         help="""
 Seconds after which an unchanged record is dropped and its domain starts over
 in discovery.
@@ -72,8 +76,9 @@ in discovery.
 Possible values:
 
 * 0 (default): never.
-* An integer > 0: seconds. Records are rewritten on every ping, so this only
-  drops the state of a daemon that was stopped for longer than that.
+* An integer from 1 to 31536000 (a year): seconds. Records are rewritten on
+  every ping, so this only drops the state of a daemon that was stopped for
+  longer than that.
 """),
 ]
 

@@ -54,9 +54,10 @@ NOTIFIER_OPTS = [
                     'catalog. Default: unset (any region). Ignored when '
                     'endpoint is set.'),
     cfg.FloatOpt('request_timeout',
-                 default=10.0, min=0.1,
+                 default=10.0, min=0.1, max=600.0,
                  help='Seconds to wait for the HA engine (connect and '
-                      'read) on each notification request. Default 10. '
+                      'read) on each notification request. From 0.1 to '
+                      '600 (ten minutes). Default 10. '
                       'Also bounds Keystone requests when the session '
                       'option "timeout" is unset.'),
 ]

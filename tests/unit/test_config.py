@@ -241,7 +241,9 @@ def test_endpoint_needed_without_keystone(write_conf, auth_type):
 
 def test_endpoint_from_the_catalog_with_keystone(write_conf):
     conf = load(write_conf(notifier={'endpoint': None,
-                                     'auth_type': 'password'}))
+                                     'auth_type': 'password',
+                                     'auth_url': 'http://127.0.0.1:9/v3',
+                                     'username': 'monitor'}))
     assert conf.notifier.endpoint is None
 
 
