@@ -220,8 +220,8 @@ def validate(conf):
         if spec is not None:
             _check_value(group, name, spec, value)
     for check in (_check_host, _check_state_path, _check_log_file,
-                  _check_libvirt_uri, _check_cache, _check_notifier_auth,
-                  _check_notifier_endpoint, _check_notifier_tls,
+                  _check_libvirt_uri, _check_cache, _check_notifier_endpoint,
+                  _check_notifier_auth, _check_notifier_tls,
                   _check_agent_channel_path_regex):
         check(conf)
 
@@ -569,6 +569,7 @@ def _check_notifier_auth(conf):
     except cfg.Error as exc:
         raise ConfigError(group, 'auth_type', str(exc)) from None
     if not name:
+        _require_endpoint(conf, None, name)
         return
     # The names of the installed plugins: loading an unknown one would log
     # a warning with a traceback before we can say what is wrong.
@@ -578,7 +579,7 @@ def _check_notifier_auth(conf):
                           "unknown authentication plugin '%s' (known: %s)"
                           % (name, ', '.join(sorted(known))))
     try:
-        notifier.load_auth(conf)
+        auth = notifier.load_auth(conf)
     except ks_exc.MissingRequiredOptions as exc:
         # Which options a plugin needs is only known once it is loaded.
         raise ConfigError(group, ', '.join(opt.dest for opt in exc.options),
@@ -595,6 +596,24 @@ def _check_notifier_auth(conf):
     if auth_url is not None and not _is_http_url(auth_url):
         raise ConfigError(group, 'auth_url',
                           "not an http(s) URL (got '%s')" % auth_url)
+    _require_endpoint(conf, auth, name)
+
+
+def _require_endpoint(conf, auth, name):
+    """Without a plugin that has a service catalog there is nowhere to
+    find the HA engine but [notifier] endpoint."""
+    from keystoneauth1 import plugin as ks_plugin
+
+    if conf.notifier.endpoint:
+        return
+    if auth is None or name == 'none':
+        raise ConfigError('notifier', 'endpoint',
+                          "required when [notifier] auth_type is unset "
+                          "or 'none'")
+    if isinstance(auth, ks_plugin.FixedEndpointPlugin):
+        raise ConfigError('notifier', 'endpoint',
+                          "required with auth_type '%s', which has no "
+                          "service catalog" % name)
 
 
 def _is_http_url(text):
@@ -604,16 +623,9 @@ def _is_http_url(text):
 
 def _check_notifier_endpoint(conf):
     endpoint = conf.notifier.endpoint
-    if endpoint:
-        if not _is_http_url(endpoint):
-            raise ConfigError('notifier', 'endpoint',
-                              "not an http(s) URL (got '%s')" % endpoint)
-    elif conf.notifier.auth_type in (None, '', 'none'):
-        # Without Keystone there is no service catalog to find the HA
-        # engine in.
+    if endpoint and not _is_http_url(endpoint):
         raise ConfigError('notifier', 'endpoint',
-                          "required when [notifier] auth_type is unset "
-                          "or 'none'")
+                          "not an http(s) URL (got '%s')" % endpoint)
 
 
 # What keystoneauth accepts for tls_min_version.
