@@ -171,12 +171,8 @@ def test_a_bad_value_is_refused_and_named(tmp_path, capsys, section, opt,
     ('monitor', 'ping_timeout', str(2 ** 31)),
     ('libvirt', 'keepalive_interval', str(2 ** 31)),
     ('monitor', 'max_concurrent_pings', '3000'),
-    ('notifier', 'request_timeout', 'inf'),
     ('outbox', 'retry_max_delay', 'nan'),
-    ('notifier', 'timeout', '-1'),
-    ('cache', 'backend', 'dogpile.cache.null'),
-    ('notifier', 'cafile', '/nonexistent/ca.pem'),
-    ('notifier', 'auth_url', 'abc'),
+    ('notifier', 'request_timeout', 'inf'),
 ])
 def test_the_console_script_refuses_it_in_one_line(tmp_path, section,
                                                    option, value):
