@@ -286,9 +286,6 @@ class _MaskingLogger:
             msg = msg % args
         self._logger.log(level, '%s', mask_credentials(msg))
 
-    def isEnabledFor(self, level):  # noqa: N802 (logging's name)
-        return self._logger.isEnabledFor(level)
-
 
 def unknown_options(conf):
     """[(section, option or None)] in the config files that the daemon does

@@ -678,3 +678,22 @@ def test_unknown_options_are_warned_about_once_each(write_conf, caplog):
                           'ignored'),
         (logging.WARNING, '[monitr] is not a known section; ignored'),
     ]
+
+
+# -- state kept outside state_path ------------------------------------------------
+
+def test_a_dbm_file_outside_the_state_path_is_state(write_conf, tmp_path):
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    for name in ('domains.dbm.dat', 'domains.dbm.dir', 'other.txt'):
+        (elsewhere / name).write_text('')
+    conf = load(write_conf(cache={
+        'backend': 'dogpile.cache.dbm',
+        'backend_argument': 'filename:%s' % (elsewhere / 'domains.dbm')}))
+    assert config.state_files(conf) == [str(elsewhere / 'domains.dbm.dat'),
+                                        str(elsewhere / 'domains.dbm.dir')]
+
+
+def test_no_state_files_outside_the_state_path_by_default(write_conf):
+    conf = load(write_conf(cache={'backend': 'dogpile.cache.dbm'}))
+    assert config.state_files(conf) == []
