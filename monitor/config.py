@@ -141,6 +141,10 @@ def load(argv=None, default_config_files=None):
     except cfg.RequiredOptError as exc:
         raise ConfigError(exc.group.name if exc.group else None,
                           exc.opt_name, 'required option is not set')
+    except cfg.ConfigFileParseError as exc:
+        # oslo.config's text quotes the line, which may hold a password.
+        raise ConfigError(None, None, _parse_error_text(
+            argv, default_config_files) or 'cannot parse %s' % exc.config_file)
     except cfg.Error as exc:
         raise ConfigError(None, None, str(exc))
     except (OSError, UnicodeDecodeError) as exc:
@@ -185,6 +189,22 @@ def _file_problem(path):
         return exc.strerror or str(exc)
     except UnicodeDecodeError as exc:
         return 'not UTF-8 text (byte %d)' % exc.start
+    return None
+
+
+def _parse_error_text(argv, default_config_files):
+    """Where and why a config file cannot be parsed, without its line."""
+    files, dirs = _config_file_arguments(argv, default_config_files)
+    for directory in dirs:
+        files = files + sorted(glob.glob(os.path.join(directory, '*.conf')))
+    for path in files:
+        try:
+            cfg.ConfigParser(path, {}).parse()
+        except cfg.ParseError as exc:
+            return 'configuration file %s, line %d: %s' % (
+                path, exc.lineno, exc.msg)
+        except (OSError, UnicodeDecodeError):
+            continue
     return None
 
 

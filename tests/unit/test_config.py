@@ -278,6 +278,16 @@ def test_unparsable_config_file(tmp_path):
     assert 'broken.conf' in str(excinfo.value)
 
 
+def test_a_parse_error_does_not_quote_the_line(write_conf, tmp_path):
+    path = tmp_path / 'broken.conf'
+    path.write_text('[notifier]\npassword pw-s3cret-without-equals\n')
+    with pytest.raises(config.ConfigError) as excinfo:
+        load(str(path))
+    assert str(excinfo.value) == (
+        "configuration file %s, line 2: No ':' or '=' found in assignment"
+        % path)
+
+
 def test_config_error_text():
     assert str(config.ConfigError('monitor', 'interval',
                                   'must be greater than 0 (got -1)')) == \
