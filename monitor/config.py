@@ -84,7 +84,7 @@ class ConfigError(Exception):
 
 # user:password@ in any URL, and password-like query parameters.
 _URL_PASSWORD = re.compile(
-    r'(?P<prefix>[A-Za-z][A-Za-z0-9+.-]*://[^/@:\s\'"]*):[^/@\s\'"]*@')
+    r'(?P<prefix>[A-Za-z][A-Za-z0-9+.-]*://[^/@:\s\'"]*):[^/\s\'"]*@')
 _QUERY_SECRET = re.compile(
     r'(?P<prefix>[?&;](?:[A-Za-z_]*(?:password|passwd|secret|token)'
     r'[A-Za-z_]*)=)[^&;#\s\'"]*', re.IGNORECASE)

@@ -335,6 +335,7 @@ def test_options_that_look_secret_are_secret():
     ('qemu+tls://h/system?password=pa55&x=1',
      'qemu+tls://h/system?password=***&x=1'),
     ('http://user@engine/v1', 'http://user@engine/v1'),
+    ('http://u:p@ss@engine/v1@x', 'http://u:***@engine/v1@x'),
     ('qemu:///system', 'qemu:///system'),
 ])
 def test_mask_credentials(text, masked):
