@@ -1,15 +1,29 @@
-"""The ``guest-health-monitor`` console script."""
+"""The ``guest-health-monitor`` console script.
+
+Every start-up problem ends the process with one line and no traceback:
+exit status 2 for a configuration the operator must fix (naming
+``[section] option``), 1 for anything else that stops the daemon before
+it runs.
+"""
 
 import logging
+import os
 import signal
 import sys
 
 from monitor import config
 from monitor import logs
+from monitor import state_dir
 
 LOG = logging.getLogger('monitor')
 
 EXIT_CONFIG_ERROR = 2
+EXIT_START_ERROR = 1
+
+# The state and the log say which guests failed and when and where the HA
+# engine is: nothing the daemon creates is for other users. Files are 0600
+# and directories 0700 whatever umask the daemon was started with.
+UMASK = 0o077
 
 
 def _config_error(exc):
@@ -18,13 +32,39 @@ def _config_error(exc):
     return EXIT_CONFIG_ERROR
 
 
+def _prepare(argv):
+    """Load the configuration, take the state directory, set up logging.
+
+    :raises config.ConfigError: a configuration problem.
+    :raises state_dir.InUse: another daemon uses the state directory.
+    :raises OSError: the state directory cannot be locked or fixed.
+    """
+    conf = config.load(argv)
+    # Held until the process exits, however it exits.
+    state_dir.lock(conf.state_path)
+    state_dir.restrict_modes(conf.state_path, config.state_files(conf))
+    try:
+        logs.setup(conf)
+    except OSError as exc:
+        raise config.ConfigError(None, 'log_file', 'cannot write %s: %s'
+                                 % (conf.log_file, exc.strerror or exc))
+    return conf
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    os.umask(UMASK)
     try:
-        conf = config.load(argv)
+        conf = _prepare(argv)
     except config.ConfigError as exc:
         return _config_error(exc)
-    logs.setup(conf)
+    except state_dir.InUse as exc:
+        sys.stderr.write('guest-health-monitor: %s\n' % exc)
+        return EXIT_CONFIG_ERROR
+    except OSError as exc:
+        sys.stderr.write('guest-health-monitor: cannot start: %s\n'
+                         % config.mask_credentials(str(exc)))
+        return EXIT_START_ERROR
 
     # Green threads only from here on: the scheduler, the event
     # dispatcher and the delivery worker. libvirt calls run in native
@@ -33,26 +73,24 @@ def main(argv=None):
     eventlet.monkey_patch()
     from eventlet import tpool
     from keystoneauth1 import exceptions as ks_exc
+    from oslo_config import cfg
 
-    from monitor import notifier
     from monitor import outbox
     from monitor import service as service_mod
     tpool.set_num_threads(conf.monitor.max_concurrent_pings + 2)
 
     LOG.info('guest-health-monitor starting on host %s', conf.host)
     config.log_effective_settings(conf, LOG)
+    config.warn_unknown_options(conf, LOG)
     try:
         service = service_mod.MonitorService(conf)
-    except ks_exc.MissingRequiredOptions as exc:
-        # Which options an authentication plugin needs is only known once
-        # it is loaded.
-        return _config_error(config.ConfigError(
-            conf.notifier.auth_section or notifier.GROUP,
-            ', '.join(opt.dest for opt in exc.options),
-            "required by auth_type '%s'" % conf.notifier.auth_type))
-    except (OSError, ValueError, outbox.OutboxError) as exc:
-        LOG.error('Cannot start: %s', exc)
-        return 1
+    except (OSError, ValueError, TypeError, ImportError, cfg.Error,
+            ks_exc.ClientException, outbox.OutboxError) as exc:
+        # Expected at start (a port in use, an unusable outbox, a backend
+        # that fails to build): one line; the stack only when debugging.
+        LOG.debug('Start-up failure', exc_info=True)
+        LOG.error('Cannot start: %s', config.mask_credentials(str(exc)))
+        return EXIT_START_ERROR
 
     def _stop(signum, _frame):
         LOG.info('Received %s; stopping', signal.Signals(signum).name)

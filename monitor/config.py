@@ -7,14 +7,18 @@ cannot express, and turns every problem into one :class:`ConfigError` that
 names the option.
 """
 
+import argparse
 import glob
 import logging
+import math
 import os
 import re
 import socket
+import ssl
 import urllib.parse
 
 from oslo_config import cfg
+from oslo_config import types
 
 PROJECT = 'guest-health-monitor'
 PROG = 'guest-health-monitor'
@@ -37,8 +41,9 @@ Possible values:
         'state_path',
         default='/var/lib/guest-health-monitor',
         help="""
-Directory for the daemon's persistent state. It is created if missing and
-must be writable.
+Directory for the daemon's persistent state. It is created if missing (mode
+0700) and must be writable. Only one daemon may use it at a time: it holds
+an exclusive lock on guest-health-monitor.lock in it, which names its PID.
 
 Possible values:
 
@@ -70,10 +75,32 @@ class ConfigError(Exception):
         super().__init__(group, option, message)
 
     def __str__(self):
+        # Messages may quote values; a URL among them keeps no password.
+        message = mask_credentials(self.message)
         if self.option is None:
-            return self.message
-        return '[%s] %s: %s' % (self.group or 'DEFAULT', self.option,
-                                self.message)
+            return message
+        return '[%s] %s: %s' % (self.group or 'DEFAULT', self.option, message)
+
+
+# user:password@ in any URL, and password-like query parameters.
+_URL_PASSWORD = re.compile(
+    r'(?P<prefix>[A-Za-z][A-Za-z0-9+.-]*://[^/@:\s\'"]*):[^/\s\'"]*@')
+_QUERY_SECRET = re.compile(
+    r'(?P<prefix>[?&;](?:[A-Za-z_]*(?:password|passwd|secret|token)'
+    r'[A-Za-z_]*)=)[^&;#\s\'"]*', re.IGNORECASE)
+MASK = '***'
+
+
+def mask_credentials(text):
+    """``text`` with the password of every URL in it masked.
+
+    ``https://user:pass@host/v1`` becomes ``https://user:***@host/v1``;
+    query parameters such as ``?password=x`` lose their value too.
+    """
+    if not text:
+        return text
+    text = _URL_PASSWORD.sub(r'\g<prefix>:' + MASK + '@', str(text))
+    return _QUERY_SECRET.sub(r'\g<prefix>' + MASK, text)
 
 
 def build_conf():
@@ -105,6 +132,7 @@ def load(argv=None, default_config_files=None):
         given (default: oslo.config's search for the project).
     :raises ConfigError: any problem, naming the option where there is one.
     """
+    _check_config_files(argv, default_config_files)
     conf = build_conf()
     try:
         conf(args=argv, project=PROJECT, prog=PROG, version=_version(),
@@ -113,33 +141,230 @@ def load(argv=None, default_config_files=None):
     except cfg.RequiredOptError as exc:
         raise ConfigError(exc.group.name if exc.group else None,
                           exc.opt_name, 'required option is not set')
+    except cfg.ConfigFileParseError as exc:
+        # oslo.config's text quotes the line, which may hold a password.
+        raise ConfigError(None, None, _parse_error_text(
+            argv, default_config_files) or 'cannot parse %s' % exc.config_file)
     except cfg.Error as exc:
         raise ConfigError(None, None, str(exc))
+    except (OSError, UnicodeDecodeError) as exc:
+        # _check_config_files saw the files just before; they changed.
+        raise ConfigError(None, None,
+                          'cannot read the configuration: %s' % exc)
     validate(conf)
     return conf
+
+
+def _config_file_arguments(argv, default_config_files):
+    """The config files and directories the command line names, else the
+    default files, as oslo.config will read them."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument('--config-file', action='append', default=[])
+    parser.add_argument('--config-dir', action='append', default=[])
+    try:
+        known, _rest = parser.parse_known_args(argv)
+    except SystemExit:
+        # A malformed command line; oslo.config says what is wrong.
+        return [], []
+    files = known.config_file
+    if not files and not known.config_dir:
+        if default_config_files is None:
+            files = cfg.find_config_files(project=PROJECT, prog=PROG)
+        else:
+            files = list(default_config_files)
+    return files, known.config_dir
+
+
+def _file_problem(path):
+    """Why ``path`` cannot be read as a config file, or None."""
+    if os.path.isdir(path):
+        return 'is a directory'
+    try:
+        with open(path, 'rb') as stream:
+            stream.read().decode('utf-8')
+    except FileNotFoundError:
+        # oslo.config reports missing files itself.
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    except UnicodeDecodeError as exc:
+        return 'not UTF-8 text (byte %d)' % exc.start
+    return None
+
+
+def _parse_error_text(argv, default_config_files):
+    """Where and why a config file cannot be parsed, without its line."""
+    files, dirs = _config_file_arguments(argv, default_config_files)
+    for directory in dirs:
+        files = files + sorted(glob.glob(os.path.join(directory, '*.conf')))
+    for path in files:
+        try:
+            cfg.ConfigParser(path, {}).parse()
+        except cfg.ParseError as exc:
+            return 'configuration file %s, line %d: %s' % (
+                path, exc.lineno, exc.msg)
+        except (OSError, UnicodeDecodeError):
+            continue
+    return None
+
+
+def _check_config_files(argv, default_config_files):
+    files, dirs = _config_file_arguments(argv, default_config_files)
+    for directory in dirs:
+        if os.path.exists(directory) and not os.path.isdir(directory):
+            raise ConfigError(None, None, 'configuration directory %s is '
+                              'not a directory' % directory)
+        files = files + sorted(glob.glob(os.path.join(directory, '*.conf')))
+    for path in files:
+        problem = _file_problem(path)
+        if problem:
+            raise ConfigError(None, None, 'configuration file %s: %s'
+                              % (path, problem))
 
 
 def validate(conf):
     """Read every registered option and run the cross checks.
 
+    Loads the authentication plugin, registering its options on ``conf``.
+
     :raises ConfigError: on the first problem found.
     """
+    specs = _option_specs()
     for group, name in _registered_options(conf):
         try:
-            _value(conf, group, name)
+            value = _value(conf, group, name)
         except cfg.Error as exc:
-            raise ConfigError(group, name, _value_error_text(conf, group,
-                                                             name, exc))
-    for check in (_check_host, _check_state_path, _check_libvirt_uri,
-                  _check_cache, _check_notifier_auth_type,
-                  _check_notifier_endpoint,
+            raise ConfigError(group, name, _value_error_text(
+                conf, group, name, exc, specs.get((group, name))))
+        spec = specs.get((group, name))
+        if spec is not None:
+            _check_value(group, name, spec, value)
+    for check in (_check_host, _check_state_path, _check_log_file,
+                  _check_libvirt_uri, _check_cache, _check_notifier_endpoint,
+                  _check_notifier_auth, _check_notifier_tls,
                   _check_agent_channel_path_regex):
         check(conf)
 
 
+# Bounds of numeric options this project does not define (keystoneauth's
+# session options), checked like the min/max of its own.
+FOREIGN_BOUNDS = {
+    ('notifier', 'timeout'): (0.1, 600.0),
+}
+
+
+def _option_specs():
+    """{(group or None, dest): Opt} for every option the daemon lists."""
+    from monitor import opts
+
+    specs = {}
+    for group, group_opts in opts.list_opts():
+        name = getattr(group, 'name', group)
+        for opt in group_opts:
+            specs[(None if name == 'DEFAULT' else name, opt.dest)] = opt
+    return specs
+
+
+def _check_value(group, name, opt, value):
+    """What oslo.config types let through: nan, inf, empty values."""
+    if value is None or value == '' or value == ['']:
+        # Options without a default are optional: empty means unset. Every
+        # other option has a value the daemon relies on.
+        if opt.default is not None:
+            raise ConfigError(group, name, 'must not be empty')
+        return
+    if isinstance(opt.type, types.Float) and not math.isfinite(value):
+        # nan passes every min/max comparison; 'interval = nan' would make
+        # the scheduler spin.
+        raise ConfigError(group, name, 'must be a finite number (got %s)'
+                          % ('a secret value' if opt.secret else value))
+    bounds = FOREIGN_BOUNDS.get((group, name))
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        raise ConfigError(group, name, 'must be from %s to %s (got %s)'
+                          % (bounds[0], bounds[1], value))
+
+
 def log_effective_settings(conf, logger):
-    """Log every option at INFO; options marked secret are masked."""
-    conf.log_opt_values(logger, logging.INFO)
+    """Log every option at INFO.
+
+    Options marked secret are masked by oslo.config; the password of any
+    URL among the values (endpoint, connection_uri, auth_url) is masked
+    here.
+    """
+    conf.log_opt_values(_MaskingLogger(logger), logging.INFO)
+
+
+class _MaskingLogger:
+    """The little of a logger that ``log_opt_values`` uses, masking URL
+    credentials in each line."""
+
+    def __init__(self, logger):
+        self._logger = logger
+
+    def log(self, level, msg, *args):
+        if args:
+            msg = msg % args
+        self._logger.log(level, '%s', mask_credentials(msg))
+
+
+def unknown_options(conf):
+    """[(section, option or None)] in the config files that the daemon does
+    not know: an option misspelt in a known section, or a section no option
+    group has (option None). Call after :func:`validate`, which registers
+    the authentication plugin's options."""
+    known_names = _known_names(conf)
+    unknown = []
+    for section, values in _file_sections(conf).items():
+        if section != 'DEFAULT' and section not in known_names:
+            unknown.append((section, None))
+            continue
+        known = known_names[section]
+        for key in values:
+            if key.replace('-', '_') not in known:
+                unknown.append((section, key))
+    return unknown
+
+
+def warn_unknown_options(conf, logger):
+    """One WARNING line per option or section :func:`unknown_options`
+    finds."""
+    for section, option in unknown_options(conf):
+        if option is None:
+            logger.warning('[%s] is not a known section; ignored', section)
+        else:
+            logger.warning('[%s] %s is not a known option; ignored',
+                           section, option)
+
+
+def _known_names(conf):
+    """{section: names an option may be written as}, DEFAULT included."""
+    known = {'DEFAULT': set()}
+    groups = []
+    for key in conf:
+        if isinstance(_safe_value(conf, None, key), cfg.ConfigOpts.GroupAttr):
+            groups.append(key)
+        else:
+            known['DEFAULT'].add(key)
+    for group in groups:
+        known[group] = set(conf[group])
+    from monitor import opts
+
+    for group, group_opts in opts.list_opts():
+        names = known.setdefault(getattr(group, 'name', group), set())
+        for opt in group_opts:
+            names.add(opt.dest)
+            for old in opt.deprecated_opts:
+                if old.group in (None, getattr(group, 'name', group)) and (
+                        old.name):
+                    names.add(old.name.replace('-', '_'))
+    return known
+
+
+def _safe_value(conf, group, name):
+    try:
+        return _value(conf, group, name)
+    except cfg.Error:
+        return None
 
 
 def _registered_options(conf):
@@ -167,19 +392,24 @@ def _value(conf, group, name):
     return conf[group][name]
 
 
-def _value_error_text(conf, group, name, exc):
-    text = str(exc)
-    # oslo.config: 'Value for option X from <where> is not valid: <why>'
-    marker = ' is not valid: '
-    if marker in text:
-        text = text.split(marker, 1)[1]
-    text = text.rstrip('.')
-    if len(text) > 1 and text[0].isupper() and text[1].islower():
-        text = text[0].lower() + text[1:]
-    if not _is_secret(group, name):
-        raw = _raw_value(conf, group, name)
-        if raw is not None:
-            text += ' (got %s)' % raw
+def _value_error_text(conf, group, name, exc, opt=None):
+    if _is_secret(group, name):
+        # oslo.config's text quotes the value.
+        return 'not a valid value (the value is secret and not shown)'
+    if opt is not None and isinstance(opt.type, types.URI):
+        text = 'not a URL (%s)' % ', '.join(opt.type.schemes or ['any'])
+    else:
+        text = str(exc)
+        # oslo.config: 'Value for option X from <where> is not valid: <why>'
+        marker = ' is not valid: '
+        if marker in text:
+            text = text.split(marker, 1)[1]
+        text = text.rstrip('.')
+        if len(text) > 1 and text[0].isupper() and text[1].islower():
+            text = text[0].lower() + text[1:]
+    raw = _raw_value(conf, group, name)
+    if raw is not None:
+        text += ' (got %s)' % raw
     return text
 
 
@@ -205,24 +435,28 @@ def _config_files(conf):
     return files
 
 
+def _file_sections(conf):
+    """{section: {option: [values]}} merged over the config files."""
+    merged = {}
+    for path in _config_files(conf):
+        sections = {}
+        try:
+            cfg.ConfigParser(path, sections).parse()
+        except (OSError, UnicodeDecodeError, cfg.ParseError):
+            continue
+        for section, values in sections.items():
+            merged.setdefault(section, {}).update(values)
+    return merged
+
+
 def _raw_value(conf, group, name):
     """The option's text as last written in the config files, if found.
 
     Only used to show the operator what was wrong; oslo.config does not
     keep the raw text of a value it cannot convert.
     """
-    section = group or 'DEFAULT'
-    found = None
-    for path in _config_files(conf):
-        sections = {}
-        try:
-            cfg.ConfigParser(path, sections).parse()
-        except (OSError, cfg.ParseError):
-            continue
-        values = sections.get(section, {}).get(name)
-        if values:
-            found = values[-1]
-    return found
+    values = _file_sections(conf).get(group or 'DEFAULT', {}).get(name)
+    return values[-1] if values else None
 
 
 def _check_host(conf):
@@ -234,16 +468,40 @@ def _check_state_path(conf):
     path = conf.state_path
     if not path:
         raise ConfigError(None, 'state_path', 'must not be empty')
+    if not os.path.isabs(path):
+        raise ConfigError(None, 'state_path',
+                          'must be an absolute path (got %s)' % path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise ConfigError(None, 'state_path',
                           '%s exists and is not a directory' % path)
     try:
-        os.makedirs(path, mode=0o750, exist_ok=True)
+        # What the daemon keeps says which guests failed and when.
+        os.makedirs(path, mode=0o700, exist_ok=True)
     except OSError as exc:
         raise ConfigError(None, 'state_path', 'cannot create %s: %s'
                           % (path, exc.strerror or exc))
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(None, 'state_path', '%s is not writable' % path)
+
+
+def _check_log_file(conf):
+    path = conf.log_file
+    if not path:
+        return
+    if not os.path.isabs(path):
+        raise ConfigError(None, 'log_file',
+                          'must be an absolute path (got %s)' % path)
+    if os.path.isdir(path):
+        raise ConfigError(None, 'log_file', '%s is a directory' % path)
+    try:
+        # Opened (and created) now as the log handler will open it, so that
+        # a wrong directory or permission is said here and not as a
+        # traceback from the logging module.
+        with open(path, 'a'):
+            pass
+    except OSError as exc:
+        raise ConfigError(None, 'log_file', 'cannot write %s: %s'
+                          % (path, exc.strerror or exc))
 
 
 # scheme://rest, where the scheme may carry a transport: qemu+ssh://...
@@ -258,48 +516,196 @@ def _check_libvirt_uri(conf):
             "not a libvirt URI like qemu:///system (got '%s')" % uri)
 
 
+# Backends that keep nothing: with them no domain could ever count its
+# missed pings, so no failure would ever be reported.
+STATELESS_BACKENDS = frozenset({'dogpile.cache.null'})
+
+# Backends whose construction only imports their client library and opens
+# no connection (clients connect on first use): building a throwaway region
+# at start is safe and finds a missing library or a bad argument.
+_LAZY_BACKENDS = frozenset({
+    'dogpile.cache.memory', 'dogpile.cache.memory_pickle',
+    'dogpile.cache.memcached', 'dogpile.cache.pylibmc',
+    'dogpile.cache.bmemcached', 'dogpile.cache.pymemcache',
+    'dogpile.cache.redis', 'dogpile.cache.redis_sentinel',
+})
+
+
 def _check_cache(conf):
     # Imported here like in build_conf(): domain_store owns these options.
+    from dogpile.cache import region as dogpile_region
+
     from monitor import domain_store
 
-    if not domain_store.known_backend(conf.cache.backend):
+    backend = conf.cache.backend
+    if backend in STATELESS_BACKENDS:
         raise ConfigError('cache', 'backend',
-                          "unknown dogpile.cache backend '%s'"
-                          % conf.cache.backend)
+                          '%s keeps nothing: no missed ping could ever be '
+                          'counted and no failure reported' % backend)
+    if not domain_store.known_backend(backend):
+        raise ConfigError('cache', 'backend',
+                          "unknown dogpile.cache backend '%s'" % backend)
     try:
         domain_store.parse_backend_arguments(conf.cache.backend_argument)
-    except ValueError as exc:
-        raise ConfigError('cache', 'backend_argument', str(exc))
+    except ValueError:
+        # The message would quote the value, which may hold a password.
+        raise ConfigError('cache', 'backend_argument',
+                          'expected key:value') from None
+    if backend not in _LAZY_BACKENDS:
+        return
+    try:
+        dogpile_region.make_region().configure(
+            backend, arguments=domain_store.region_arguments(conf))
+    except ImportError as exc:
+        raise ConfigError('cache', 'backend',
+                          '%s cannot be used: its Python library is not '
+                          'installed (%s)' % (backend, exc)) from None
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ConfigError('cache', 'backend_argument',
+                          'not accepted by %s (%s: %s)'
+                          % (backend, type(exc).__name__, exc)) from None
 
 
-def _check_notifier_auth_type(conf):
+def _check_notifier_auth(conf):
+    from keystoneauth1 import exceptions as ks_exc
     from keystoneauth1 import loading as ks_loading
 
-    name = conf.notifier.auth_type
-    if not name or conf.notifier.auth_section:
+    from monitor import notifier
+
+    section = conf.notifier.auth_section
+    if section:
+        if section not in _file_sections(conf):
+            raise ConfigError('notifier', 'auth_section',
+                              'no [%s] section in the configuration files'
+                              % section)
+        if section not in conf:
+            ks_loading.register_auth_conf_options(conf, section)
+    group = section or notifier.GROUP
+    try:
+        name = conf[group].auth_type
+    except cfg.Error as exc:
+        raise ConfigError(group, 'auth_type', str(exc)) from None
+    if not name:
+        _require_endpoint(conf, None, name)
         return
     # The names of the installed plugins: loading an unknown one would log
     # a warning with a traceback before we can say what is wrong.
     known = ks_loading.get_available_plugin_names()
     if name not in known:
-        raise ConfigError('notifier', 'auth_type',
+        raise ConfigError(group, 'auth_type',
                           "unknown authentication plugin '%s' (known: %s)"
                           % (name, ', '.join(sorted(known))))
+    try:
+        auth = notifier.load_auth(conf)
+    except ks_exc.MissingRequiredOptions as exc:
+        # Which options a plugin needs is only known once it is loaded.
+        raise ConfigError(group, ', '.join(opt.dest for opt in exc.options),
+                          "required by auth_type '%s'" % name) from None
+    except cfg.Error as exc:
+        option = getattr(exc, 'opt_name', None) or 'auth_type'
+        raise ConfigError(group, option, "not valid for auth_type '%s'"
+                          % name) from None
+    except (ks_exc.ClientException, ValueError, TypeError) as exc:
+        # e.g. v3applicationcredential without an id or a name and user.
+        raise ConfigError(group, 'auth_type', '%s: %s' % (name, exc)) \
+            from None
+    auth_url = _safe_value(conf, group, 'auth_url')
+    if auth_url is not None and not _is_http_url(auth_url):
+        raise ConfigError(group, 'auth_url',
+                          "not an http(s) URL (got '%s')" % auth_url)
+    _require_endpoint(conf, auth, name)
+
+
+def _require_endpoint(conf, auth, name):
+    """Without a plugin that has a service catalog there is nowhere to
+    find the HA engine but [notifier] endpoint."""
+    from keystoneauth1 import plugin as ks_plugin
+
+    if conf.notifier.endpoint:
+        return
+    if auth is None or name == 'none':
+        raise ConfigError('notifier', 'endpoint',
+                          "required when [notifier] auth_type is unset "
+                          "or 'none'")
+    if isinstance(auth, ks_plugin.FixedEndpointPlugin):
+        raise ConfigError('notifier', 'endpoint',
+                          "required with auth_type '%s', which has no "
+                          "service catalog" % name)
+
+
+def _is_http_url(text):
+    url = urllib.parse.urlparse(text)
+    return url.scheme in ('http', 'https') and bool(url.netloc)
 
 
 def _check_notifier_endpoint(conf):
     endpoint = conf.notifier.endpoint
-    if endpoint:
-        url = urllib.parse.urlparse(endpoint)
-        if url.scheme not in ('http', 'https') or not url.netloc:
-            raise ConfigError('notifier', 'endpoint',
-                              "not an http(s) URL (got '%s')" % endpoint)
-    elif conf.notifier.auth_type in (None, 'none'):
-        # Without Keystone there is no service catalog to find the HA
-        # engine in.
+    if endpoint and not _is_http_url(endpoint):
         raise ConfigError('notifier', 'endpoint',
-                          "required when [notifier] auth_type is unset "
-                          "or 'none'")
+                          "not an http(s) URL (got '%s')" % endpoint)
+
+
+# What keystoneauth accepts for tls_min_version.
+TLS_VERSIONS = ('1.2', '1.3')
+
+
+def _check_notifier_tls(conf):
+    """The TLS files exist, are readable and hold what they should: else
+    every notification would fail at send time, long after start."""
+    group = conf.notifier
+    for option in ('cafile', 'certfile', 'keyfile'):
+        path = group[option]
+        if not path:
+            continue
+        problem = _readable_file_problem(path)
+        if problem:
+            raise ConfigError('notifier', option, '%s %s' % (path, problem))
+    if group.keyfile and not group.certfile:
+        raise ConfigError('notifier', 'keyfile',
+                          'set without [notifier] certfile')
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if group.cafile:
+        try:
+            context.load_verify_locations(cafile=group.cafile)
+        except ssl.SSLError as exc:
+            raise ConfigError('notifier', 'cafile', '%s holds no usable '
+                              'CA certificate (%s)'
+                              % (group.cafile, exc.reason or exc)) from None
+    if group.certfile:
+        try:
+            # A key that needs a pass phrase cannot be used by a daemon;
+            # the callback keeps OpenSSL from asking on the terminal.
+            context.load_cert_chain(group.certfile, group.keyfile,
+                                    password=lambda: b'')
+        except ssl.SSLError as exc:
+            option = 'keyfile' if group.keyfile else 'certfile'
+            raise ConfigError('notifier', option, 'no usable certificate '
+                              'and private key (%s)'
+                              % (exc.reason or exc)) from None
+    if group.tls_ciphers:
+        try:
+            context.set_ciphers(group.tls_ciphers)
+        except ssl.SSLError:
+            raise ConfigError('notifier', 'tls_ciphers',
+                              "OpenSSL knows no cipher in '%s'"
+                              % group.tls_ciphers) from None
+    if group.tls_min_version and group.tls_min_version not in TLS_VERSIONS:
+        raise ConfigError('notifier', 'tls_min_version',
+                          "must be one of %s (got '%s')"
+                          % (', '.join(TLS_VERSIONS), group.tls_min_version))
+
+
+def _readable_file_problem(path):
+    if not os.path.exists(path):
+        return 'does not exist'
+    if not os.path.isfile(path):
+        return 'is not a regular file'
+    try:
+        with open(path, 'rb'):
+            pass
+    except OSError as exc:
+        return 'cannot be read: %s' % (exc.strerror or exc)
+    return None
 
 
 def _check_agent_channel_path_regex(conf):
@@ -311,3 +717,20 @@ def _check_agent_channel_path_regex(conf):
     except re.error as exc:
         raise ConfigError('monitor', 'agent_channel_path_regex',
                           'not a valid regular expression: %s' % exc)
+
+
+def state_files(conf):
+    """Paths outside state_path where the daemon keeps state: a dbm file
+    given by [cache] backend_argument filename, with dbm's and dogpile's
+    companion files."""
+    from monitor import domain_store
+
+    if conf.cache.backend != domain_store.DBM_BACKEND:
+        return []
+    filename = domain_store.region_arguments(conf).get('filename')
+    if not filename:
+        return []
+    directory = os.path.dirname(os.path.abspath(filename))
+    if os.path.realpath(directory) == os.path.realpath(conf.state_path):
+        return []
+    return sorted(glob.glob(glob.escape(filename) + '*'))

@@ -30,14 +30,14 @@ GROUP = outbox_mod.GROUP
 
 RETRY_OPTS = [
     cfg.FloatOpt('retry_initial_delay',
-                 default=1.0, min=0.1,
+                 default=1.0, min=0.1, max=3600.0,
                  help='Seconds between the first failed attempt to deliver '
                       'a notification to the HA engine and the next one. '
-                      'Default 1.\n\n'
+                      'From 0.1 to 3600. Default 1.\n\n'
                       'Related options: retry_backoff_factor, '
                       'retry_max_delay.'),
     cfg.FloatOpt('retry_max_delay',
-                 default=60.0, min=1.0,
+                 default=60.0, min=1.0, max=86400.0,
                  help='Upper bound in seconds of the delay between two '
                       'delivery attempts of one notification. Delivery is '
                       'retried for as long as the HA engine is unavailable; '
@@ -45,9 +45,9 @@ RETRY_OPTS = [
                       '403, 404, 405, 408, 409 and 429) stops it. '
                       'Default 60.'),
     cfg.FloatOpt('retry_backoff_factor',
-                 default=2.0, min=1.0,
+                 default=2.0, min=1.0, max=10.0,
                  help='Factor applied to the retry delay after each failed '
-                      'attempt. Default 2.'),
+                      'attempt. From 1 to 10. Default 2.'),
     cfg.FloatOpt('retry_jitter',
                  default=0.2, min=0.0, max=1.0,
                  help='Fraction of each retry delay removed at random, so '

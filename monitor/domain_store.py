@@ -62,7 +62,10 @@ Possible values:
 * dogpile.cache.dbm: a dbm file, only where Python has dbm.gnu or
   dbm.ndbm. Refused at start when Python would fall back to dbm.dumb,
   which is far too slow beyond a few hundred domains.
-* Any other registered dogpile.cache backend (memcached, redis, ...).
+* Any other registered dogpile.cache backend that keeps what is stored
+  (memcached, redis, ...). dogpile.cache.null is refused: it keeps nothing,
+  so no domain could ever count its missed pings. A backend whose Python
+  library is not installed is refused at start.
 
 Related options:
 
@@ -93,6 +96,7 @@ Related options:
         'expiration_time',
         default=0,
         min=0,
+        max=31536000,
         help="""
 Seconds after which an unchanged record is dropped and its domain starts over
 in discovery.
@@ -100,7 +104,7 @@ in discovery.
 Possible values:
 
 * 0 (default): never.
-* An integer > 0: seconds. A record the daemon still holds is written again
+* An integer from 1 to 31536000 (a year): seconds. A record the daemon still holds is written again
   once it is half that old, even when unchanged, so this only drops the
   state of a daemon that was stopped for longer than that (or of a domain
   the daemon no longer touched, such as a paused one).

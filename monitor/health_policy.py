@@ -34,6 +34,7 @@ OPTS = [
         'failure_threshold',
         default=3,
         min=1,
+        max=1000,
         help="""
 Number of consecutive missed pings after which a guest is reported to the HA
 engine. The notification is sent on exactly this miss: with 3, the third
@@ -41,7 +42,7 @@ consecutive miss reports the guest.
 
 Possible values:
 
-* An integer >= 1. Default 3.
+* An integer from 1 to 1000. Default 3.
 
 Related options:
 
@@ -52,6 +53,7 @@ Related options:
         'discovery_timeout',
         default=0,
         min=0,
+        max=86400,
         help="""
 Seconds a restarted guest whose agent had answered before may take for its
 agent to answer again, after which it is reported to the HA engine.
@@ -62,12 +64,14 @@ from discovery: it may simply not run an agent.
 Possible values:
 
 * 0 (default): wait in discovery for ever, like Masakari's monitor.
-* An integer > 0: seconds, counted from the restart or resume.
+* An integer from 1 to 86400 (a day): seconds, counted from the restart or
+  resume.
 """),
     cfg.IntOpt(
         'agent_disconnect_grace',
         default=30,
         min=0,
+        max=3600,
         help="""
 Seconds after libvirt reports that a guest's agent disconnected from its
 channel during which missed pings are not counted. This covers an agent being
@@ -76,7 +80,7 @@ answers ends the grace at once.
 
 Possible values:
 
-* An integer >= 0. Default 30. 0 counts every miss.
+* An integer from 0 to 3600. Default 30. 0 counts every miss.
 
 Related options:
 

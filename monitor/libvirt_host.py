@@ -34,24 +34,28 @@ LIBVIRT_OPTS = [
                     'Possible values: any libvirt URI with the QEMU driver, '
                     'e.g. qemu:///system or qemu+tls://host/system.'),
     cfg.IntOpt('keepalive_interval',
-               default=5, min=0,
+               default=5, min=0, max=3600,
                help='Seconds between libvirt keepalive probes on the '
-                    'connection; 0 disables keepalive. Default 5.\n\n'
+                    'connection; 0 disables keepalive. At most 3600: '
+                    'libvirt takes a C int and a dead connection should be '
+                    'noticed within the hour. Default 5.\n\n'
                     'Related options: keepalive_count.'),
     cfg.IntOpt('keepalive_count',
-               default=5, min=1,
+               default=5, min=1, max=100,
                help='Number of unanswered keepalive probes after which '
                     'libvirt closes the connection (and the monitor '
-                    'reconnects). Default 5.'),
+                    'reconnects). From 1 to 100. Default 5.'),
     cfg.FloatOpt('reconnect_initial_delay',
-                 default=1.0, min=0.1,
+                 default=1.0, min=0.1, max=3600.0,
                  help='Seconds to wait before the first reconnection '
                       'attempt after libvirt became unreachable; doubled '
-                      'after each failure. Default 1.'),
+                      'after each failure. From 0.1 to 3600. Default 1.'),
     cfg.FloatOpt('reconnect_max_delay',
-                 default=30.0, min=1.0,
+                 default=30.0, min=1.0, max=3600.0,
                  help='Upper bound in seconds of the delay between '
-                      'reconnection attempts. Default 30.'),
+                      'reconnection attempts. From 1 to 3600: the host is '
+                      'not watched while libvirt is unreachable. '
+                      'Default 30.'),
 ]
 
 

@@ -19,6 +19,7 @@ OPTS = [
         'mass_failure_min_domains',
         default=3,
         min=1,
+        max=100000,
         help="""
 Smallest number of domains missing their ping in one sweep that can trip the
 host-wide mass-failure breaker.
@@ -29,7 +30,7 @@ Guests still failing after it clears are reported then.
 
 Possible values:
 
-* An integer >= 1. Default 3.
+* An integer from 1 to 100000. Default 3.
 
 Related options:
 

@@ -70,7 +70,8 @@ NOTIFIER_OPTS = [
                       'connecting, sending and reading the answer. An '
                       'engine or proxy that answers slowly (even one byte '
                       'at a time) is cut off at this deadline and the '
-                      'notification is retried. Default 10. Also bounds '
+                      'notification is retried. From 0.1 to 600 (ten minutes). '
+                      'Default 10. Also bounds '
                       'each Keystone request when the session option '
                       '"timeout" is unset.'),
 ]

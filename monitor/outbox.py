@@ -55,18 +55,18 @@ BUSY_WAIT = 30.0
 
 OUTBOX_OPTS = [
     cfg.IntOpt('max_pending',
-               default=1000, min=1,
+               default=1000, min=1, max=1000000,
                help='Maximum number of notifications waiting for delivery '
                     'to the HA engine. When reached, new notifications are '
                     'refused with an error in the log (never dropped '
-                    'silently). Default 1000.'),
+                    'silently). From 1 to 1000000. Default 1000.'),
     cfg.IntOpt('delivered_retention',
-               default=86400, min=0,
+               default=86400, min=0, max=31536000,
                help='Seconds a delivered notification is kept in the '
                     'outbox (for inspection) before it is pruned. '
-                    'Default 86400 (one day).'),
+                    'From 0 to 31536000 (a year). Default 86400 (one day).'),
     cfg.IntOpt('dead_retention',
-               default=2592000, min=0,
+               default=2592000, min=0, max=31536000,
                help='Seconds a dead letter (a notification the HA engine '
                     'refused for good) is kept for an operator to inspect '
                     'and requeue with "guest-health-monitor-outbox retry" '

@@ -29,22 +29,29 @@ LOG = logging.getLogger(__name__)
 
 SCHEDULER_OPTS = [
     cfg.FloatOpt('interval',
-                 default=10.0, min=0.5,
+                 default=10.0, min=0.5, max=86400.0,
                  help='Seconds between the starts of two sweeps; each '
-                      'sweep pings every monitored guest once. Default 10.'
+                      'sweep pings every monitored guest once. From 0.5 to '
+                      '86400 (a day). Default 10.'
                       '\n\nRelated options: ping_timeout, '
                       'failure_threshold.'),
     cfg.IntOpt('ping_timeout',
-               default=2, min=1,
+               default=2, min=1, max=3600,
                help='Seconds to wait for one guest-ping answer. libvirt '
                     'rounds this to whole seconds and, once an agent has '
                     'timed out, adds its own guest-sync wait of at least 5 '
-                    's to every later command to that guest. Default 2.'),
+                    's to every later command to that guest. From 1 to '
+                    '3600: libvirt takes a C int, and a longer wait only '
+                    'hides a dead guest. Default 2.'),
     cfg.IntOpt('max_concurrent_pings',
-               default=5, min=1,
+               default=5, min=1, max=64,
                help='Most guest-pings in flight at once. libvirtd serves '
                     'at most max_client_requests (default 5) calls per '
                     'client connection at a time; raise both together. '
+                    'Each ping in flight holds one native thread here and '
+                    'one of libvirtd\'s worker threads (max_workers, '
+                    'default 20), so more than 64 only queues calls in '
+                    'libvirtd and starves its other clients. From 1 to 64. '
                     'Default 5.'),
 ]
 

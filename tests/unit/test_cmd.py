@@ -7,6 +7,7 @@ libvirt daemon or leaves 127.0.0.1.
 """
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -165,4 +166,92 @@ def test_an_unreachable_libvirt_is_said_once_and_sigterm_stops(tmp_path,
     assert 'Eventlet is deprecated' not in text
     # The effective settings are logged, the password never.
     assert 'notifier.endpoint' in text
+    assert PASSWORD not in text
+
+
+@pytest.mark.parametrize('group, option, value, text', [
+    ('DEFAULT', 'log_file', '/nonexistent-dir/ghm.log',
+     '[DEFAULT] log_file: cannot write /nonexistent-dir/ghm.log'),
+    ('cache', 'backend', 'dogpile.cache.memcached',
+     '[cache] backend: dogpile.cache.memcached cannot be used'),
+    ('notifier', 'auth_type', 'v3applicationcredential',
+     '[notifier] auth_type: v3applicationcredential: '),
+    ('notifier', 'auth_section', 'keystone',
+     '[notifier] auth_section: no [keystone] section'),
+])
+def test_start_up_failures_that_used_to_be_tracebacks(tmp_path, group,
+                                                      option, value, text):
+    if option == 'backend' and importlib.util.find_spec('memcache'):
+        pytest.skip('the memcached library is installed here')
+    proc = run(write_conf(tmp_path, **{group: {option: value}}))
+
+    assert_quiet_failure(proc, 2, text)
+    assert proc.stderr.count('\n') == 1
+
+
+@pytest.mark.parametrize('content', [None, b'[DEFAULT]\nhost = \xff\n'],
+                         ids=['directory', 'not-utf8'])
+def test_a_config_path_that_cannot_be_read_is_named(tmp_path, content):
+    path = tmp_path / 'ghm.conf'
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    proc = run(str(path))
+
+    assert_quiet_failure(proc, 2, 'configuration file %s: ' % path)
+    assert proc.stderr.count('\n') == 1
+
+
+def state_modes(state):
+    modes = {}
+    for entry in os.scandir(state):
+        modes[entry.name] = entry.stat(follow_symlinks=False).st_mode & 0o777
+    return modes
+
+
+def test_one_daemon_per_state_path_with_private_files(tmp_path):
+    state = tmp_path / 'state'
+    state.mkdir()
+    os.chmod(state, 0o755)
+    # Left by a daemon that ran with a lax umask.
+    (state / 'guest-health-monitor.lock').write_text('')
+    os.chmod(state / 'guest-health-monitor.lock', 0o755)
+    conf_path = write_conf(
+        tmp_path,
+        DEFAULT={'host': 'compute-1', 'state_path': str(state)},
+        monitor={'interval': '1', 'intervall': '5'},
+        cache={'backend': 'dogpile.cache.dbm',
+               'backend_argument': 'filename:%s' % (state / 'domains.dbm')},
+        notifier={'endpoint': 'http://monitor:%s@127.0.0.1:9/v1'
+                  % PASSWORD})
+    log = tmp_path / 'first.log'
+    # The daemon inherits it; whatever it creates must still be private.
+    old_umask = os.umask(0)
+    try:
+        with daemon(conf_path, log) as first:
+            wait_for(log, 'Cannot connect to libvirt')
+            second = run(conf_path)
+            modes = state_modes(state)
+            lock_text = (state / 'guest-health-monitor.lock').read_text()
+            status = terminate(first)
+    finally:
+        os.umask(old_umask)
+
+    assert_quiet_failure(
+        second, 2, 'guest-health-monitor: another guest-health-monitor '
+                   '(PID %d) already uses state_path %s\n'
+                   % (first.pid, state))
+    assert lock_text == '%d\n' % first.pid
+    assert os.stat(state).st_mode & 0o777 == 0o700
+    assert 'outbox.sqlite' in modes, modes
+    assert any(name.startswith('domains.dbm') for name in modes), modes
+    assert all(
+        mode == (0o700 if os.path.isdir(state / name) else 0o600)
+        for name, mode in modes.items()), modes
+    text = log.read_text()
+    assert status == 0, text
+    assert 'WARNING monitor: [monitor] intervall is not a known option; ' \
+        'ignored' in text
+    assert 'http://monitor:***@127.0.0.1:9/v1' in text
     assert PASSWORD not in text
