@@ -51,8 +51,8 @@ Possible values:
 
 Related options:
 
-* [cache] backend, [cache] backend_argument: the dbm store defaults to
-  <state_path>/domains.dbm.
+* [cache] backend, [cache] backend_argument: the sqlite store
+  (guest_health_monitor.sqlite) defaults to <state_path>/domains.sqlite.
 """),
 ]
 
@@ -551,6 +551,13 @@ def _check_cache(conf):
         # The message would quote the value, which may hold a password.
         raise ConfigError('cache', 'backend_argument',
                           'expected key:value') from None
+    try:
+        # dbm where Python would fall back to dbm.dumb, a sqlite file that
+        # cannot be opened. Opening the sqlite file before the state lock
+        # is held is harmless: sqlite serializes writers on its own.
+        domain_store.check_backend(conf)
+    except ValueError as exc:
+        raise ConfigError('cache', 'backend', str(exc)) from None
     if backend not in _LAZY_BACKENDS:
         return
     try:
@@ -618,17 +625,20 @@ def _check_notifier_auth(conf):
 
 def _require_endpoint(conf, auth, name):
     """Without a plugin that has a service catalog there is nowhere to
-    find the HA engine but [notifier] endpoint."""
+    find the HA engine but [notifier] endpoint_override (or its
+    deprecated name endpoint)."""
     from keystoneauth1 import plugin as ks_plugin
 
-    if conf.notifier.endpoint:
+    from monitor import notifier
+
+    if notifier.engine_url(conf):
         return
     if auth is None or name == 'none':
-        raise ConfigError('notifier', 'endpoint',
+        raise ConfigError('notifier', 'endpoint_override',
                           "required when [notifier] auth_type is unset "
                           "or 'none'")
     if isinstance(auth, ks_plugin.FixedEndpointPlugin):
-        raise ConfigError('notifier', 'endpoint',
+        raise ConfigError('notifier', 'endpoint_override',
                           "required with auth_type '%s', which has no "
                           "service catalog" % name)
 
@@ -639,10 +649,14 @@ def _is_http_url(text):
 
 
 def _check_notifier_endpoint(conf):
-    endpoint = conf.notifier.endpoint
-    if endpoint and not _is_http_url(endpoint):
-        raise ConfigError('notifier', 'endpoint',
-                          "not an http(s) URL (got '%s')" % endpoint)
+    # The notifier owns the cross checks of its options (URLs, the
+    # interfaces, whether a URL is needed at all).
+    from monitor import notifier
+
+    try:
+        notifier.check_options(conf)
+    except notifier.OptionError as exc:
+        raise ConfigError(exc.group, exc.option, exc.reason) from None
 
 
 # What keystoneauth accepts for tls_min_version.
@@ -720,12 +734,13 @@ def _check_agent_channel_path_regex(conf):
 
 
 def state_files(conf):
-    """Paths outside state_path where the daemon keeps state: a dbm file
-    given by [cache] backend_argument filename, with dbm's and dogpile's
-    companion files."""
+    """Paths outside state_path where the daemon keeps state: a dbm or
+    sqlite file given by [cache] backend_argument filename, with its
+    companion files (dbm's .dat/.dir, sqlite's -wal/-shm)."""
     from monitor import domain_store
 
-    if conf.cache.backend != domain_store.DBM_BACKEND:
+    if conf.cache.backend not in (domain_store.DBM_BACKEND,
+                                  domain_store.SQLITE_BACKEND):
         return []
     filename = domain_store.region_arguments(conf).get('filename')
     if not filename:

@@ -170,6 +170,10 @@ def check_backend(conf):
         _check_dbm(region_arguments(conf)['filename'])
     elif backend == SQLITE_BACKEND:
         filename = region_arguments(conf)['filename']
+        if not os.path.exists(filename):
+            # Created by the daemon once it holds the state directory's
+            # lock; nothing is written there during validation.
+            return
         try:
             sqlite_cache.SQLiteBackend({'filename': filename}).close()
         except (OSError, sqlite3.Error) as exc:

@@ -72,7 +72,7 @@ def assert_quiet_failure(proc, status, text):
     ('libvirt', 'connection_uri', 'not a uri'),
     ('cache', 'backend', 'dogpile.cache.nosuchbackend'),
     ('notifier', 'auth_type', 'no-such-plugin'),
-    ('notifier', 'endpoint', None),
+    ('notifier', 'endpoint', 'not-a-url'),
 ])
 def test_a_bad_option_is_named_and_exits_2(tmp_path, group, option, value):
     proc = run(write_conf(tmp_path, **{group: {option: value}}))
@@ -221,8 +221,9 @@ def test_one_daemon_per_state_path_with_private_files(tmp_path):
         tmp_path,
         DEFAULT={'host': 'compute-1', 'state_path': str(state)},
         monitor={'interval': '1', 'intervall': '5'},
-        cache={'backend': 'dogpile.cache.dbm',
-               'backend_argument': 'filename:%s' % (state / 'domains.dbm')},
+        cache={'backend': 'guest_health_monitor.sqlite',
+               'backend_argument':
+                   'filename:%s' % (state / 'domains.sqlite')},
         notifier={'endpoint': 'http://monitor:%s@127.0.0.1:9/v1'
                   % PASSWORD})
     log = tmp_path / 'first.log'
@@ -245,7 +246,7 @@ def test_one_daemon_per_state_path_with_private_files(tmp_path):
     assert lock_text == '%d\n' % first.pid
     assert os.stat(state).st_mode & 0o777 == 0o700
     assert 'outbox.sqlite' in modes, modes
-    assert any(name.startswith('domains.dbm') for name in modes), modes
+    assert any(name.startswith('domains.sqlite') for name in modes), modes
     assert all(
         mode == (0o700 if os.path.isdir(state / name) else 0o600)
         for name, mode in modes.items()), modes

@@ -74,11 +74,11 @@ def test_values_from_the_file_are_used(write_conf):
     conf = load(write_conf(
         monitor={'failure_threshold': 5, 'mass_failure_ratio': 0.25,
                  'agent_channel_path_regex': r'^/var/lib/libvirt/qemu/'},
-        cache={'backend': 'dogpile.cache.dbm',
-               'backend_argument': ['filename:/tmp/x.dbm']}))
+        cache={'backend': 'guest_health_monitor.sqlite',
+               'backend_argument': ['filename:/tmp/x.sqlite']}))
     assert conf.monitor.failure_threshold == 5
     assert conf.monitor.mass_failure_ratio == 0.25
-    assert conf.cache.backend_argument == ['filename:/tmp/x.dbm']
+    assert conf.cache.backend_argument == ['filename:/tmp/x.sqlite']
 
 
 def test_state_path_is_created(write_conf, state_path):
@@ -236,7 +236,7 @@ def test_https_endpoint(write_conf):
 def test_endpoint_needed_without_keystone(write_conf, auth_type):
     error = load_error(write_conf(notifier={'endpoint': None,
                                             'auth_type': auth_type}))
-    assert str(error) == ("[notifier] endpoint: required when "
+    assert str(error) == ("[notifier] endpoint_override: required when "
                           "[notifier] auth_type is unset or 'none'")
 
 
@@ -244,7 +244,8 @@ def test_endpoint_needed_with_a_plugin_without_catalog(write_conf):
     error = load_error(write_conf(notifier={
         'endpoint': None, 'auth_type': 'http_basic', 'username': 'monitor',
         'password': 'basic-s3cret'}))
-    assert str(error) == ("[notifier] endpoint: required with auth_type "
+    assert str(error) == ("[notifier] endpoint_override: required with "
+                          "auth_type "
                           "'http_basic', which has no service catalog")
 
 
@@ -446,10 +447,10 @@ def test_a_backend_without_its_library_is_refused(write_conf, backend,
     assert library in str(error)
 
 
-def test_the_dbm_backend_is_accepted(write_conf, state_path):
-    conf = load(write_conf(cache={'backend': 'dogpile.cache.dbm'}))
-    assert conf.cache.backend == 'dogpile.cache.dbm'
-    # Validation builds no dbm file: the daemon does, once it holds the
+def test_the_sqlite_backend_is_accepted(write_conf, state_path):
+    conf = load(write_conf(cache={'backend': 'guest_health_monitor.sqlite'}))
+    assert conf.cache.backend == 'guest_health_monitor.sqlite'
+    # Validation builds no state file: the daemon does, once it holds the
     # state directory.
     assert os.listdir(state_path) == []
 
@@ -693,18 +694,17 @@ def test_unknown_options_are_warned_about_once_each(write_conf, caplog):
 
 # -- state kept outside state_path ------------------------------------------------
 
-def test_a_dbm_file_outside_the_state_path_is_state(write_conf, tmp_path):
+def test_a_state_file_outside_the_state_path_is_state(write_conf, tmp_path):
     elsewhere = tmp_path / 'elsewhere'
     elsewhere.mkdir()
-    for name in ('domains.dbm.dat', 'domains.dbm.dir', 'other.txt'):
+    for name in ('domains.sqlite-wal', 'other.txt'):
         (elsewhere / name).write_text('')
     conf = load(write_conf(cache={
-        'backend': 'dogpile.cache.dbm',
-        'backend_argument': 'filename:%s' % (elsewhere / 'domains.dbm')}))
-    assert config.state_files(conf) == [str(elsewhere / 'domains.dbm.dat'),
-                                        str(elsewhere / 'domains.dbm.dir')]
+        'backend': 'guest_health_monitor.sqlite',
+        'backend_argument': 'filename:%s' % (elsewhere / 'domains.sqlite')}))
+    assert config.state_files(conf) == [str(elsewhere / 'domains.sqlite-wal')]
 
 
 def test_no_state_files_outside_the_state_path_by_default(write_conf):
-    conf = load(write_conf(cache={'backend': 'dogpile.cache.dbm'}))
+    conf = load(write_conf(cache={'backend': 'guest_health_monitor.sqlite'}))
     assert config.state_files(conf) == []

@@ -46,6 +46,7 @@ FREE_TEXT = {
     ('monitor', 'agent_channel_name'),
     ('monitor', 'agent_channel_path_regex'),
     ('notifier', 'service_type'),
+    ('notifier', 'service_name'),
     ('notifier', 'region_name'),
     ('notifier', 'system_scope'),
     ('notifier', 'domain_id'),
