@@ -11,6 +11,9 @@ LOG = logging.getLogger('monitor')
 
 EXIT_CONFIG_ERROR = 2
 
+# Seconds between two looks for a stop signal.
+_SIGNAL_POLL = 0.2
+
 
 def _config_error(exc):
     sys.stderr.write('guest-health-monitor: invalid configuration: %s\n'
@@ -54,15 +57,24 @@ def main(argv=None):
         LOG.error('Cannot start: %s', exc)
         return 1
 
+    # The handler runs between two bytecodes of whatever is current in the
+    # main thread, the eventlet hub included: logging (a green lock) or
+    # setting a green event there would switch greenlets from inside the
+    # hub ("Cannot switch to MAINLOOP from MAINLOOP") or wedge it. It only
+    # records the signal; the main green thread polls for it.
+    signals = []
+
     def _stop(signum, _frame):
-        LOG.info('Received %s; stopping', signal.Signals(signum).name)
-        service.stop()
+        signals.append(signum)
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     service.start()
-    while not service.stop_event.is_set():
-        service.stop_event.wait(1.0)
+    while not signals and not service.stop_event.is_set():
+        service.stop_event.wait(_SIGNAL_POLL)
+    if signals:
+        LOG.info('Received %s; stopping', signal.Signals(signals[0]).name)
+    service.stop()
     # A ping in flight ends within one ping timeout; do not wait longer.
     service.wait(grace=conf.monitor.ping_timeout)
     service.close()

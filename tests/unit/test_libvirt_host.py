@@ -228,6 +228,7 @@ def test_unreadable_xml_skips_the_domain_and_is_logged_once(
 
     first = by_uuid(connected.list_domains())
     second = by_uuid(connected.list_domains())
+    connected.log_notes()
 
     assert set(first) == set(second) == {PLAIN, PAUSED}
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -244,18 +245,21 @@ def test_a_domain_vanishing_while_listed_is_skipped(connected, monkeypatch):
     transient = conn.createXML(
         domain('transient', 'aaaaaaaa-0000-4000-8000-000000000005',
                devices=agent_channel()), 0)
-    real = libvirt.virConnect.listAllDomains
+    real = libvirt.virConnect.getAllDomainStats
 
-    def list_then_vanish(self, flags=0):
-        domains = real(self, flags)
+    def list_then_vanish(self, stats=0, flags=0):
+        domains = real(self, stats, flags)
         transient.destroy()  # a transient domain is gone for good
         return domains
 
-    monkeypatch.setattr(libvirt.virConnect, 'listAllDomains',
+    monkeypatch.setattr(libvirt.virConnect, 'getAllDomainStats',
                         list_then_vanish)
 
     assert set(by_uuid(connected.list_domains())) == {
         PLAIN, WITH_AGENT, PAUSED}
+    [note] = [n for n in connected.drain_notes() if n.stage != 'connect']
+    assert (note.uuid, note.kind, note.error) == (
+        'aaaaaaaa-0000-4000-8000-000000000005', 'vanished', False)
 
 
 def test_listing_without_a_connection_is_unavailable(host):
