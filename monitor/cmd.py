@@ -15,6 +15,23 @@ EXIT_CONFIG_ERROR = 2
 _SIGNAL_POLL = 0.2
 
 
+class StopSignals:
+    """The SIGTERM/SIGINT handler: records the signal, nothing else.
+
+    A handler runs between two bytecodes of whatever is current in the
+    main thread, the eventlet hub included: logging (a green lock) or
+    setting a green event there would switch greenlets from inside the
+    hub ("Cannot switch to MAINLOOP from MAINLOOP") or wedge it. The main
+    green thread polls :attr:`received` instead.
+    """
+
+    def __init__(self):
+        self.received = []
+
+    def __call__(self, signum, _frame):
+        self.received.append(signum)
+
+
 def _config_error(exc):
     sys.stderr.write('guest-health-monitor: invalid configuration: %s\n'
                      % exc)
@@ -57,23 +74,15 @@ def main(argv=None):
         LOG.error('Cannot start: %s', exc)
         return 1
 
-    # The handler runs between two bytecodes of whatever is current in the
-    # main thread, the eventlet hub included: logging (a green lock) or
-    # setting a green event there would switch greenlets from inside the
-    # hub ("Cannot switch to MAINLOOP from MAINLOOP") or wedge it. It only
-    # records the signal; the main green thread polls for it.
-    signals = []
-
-    def _stop(signum, _frame):
-        signals.append(signum)
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    signals = StopSignals()
+    signal.signal(signal.SIGTERM, signals)
+    signal.signal(signal.SIGINT, signals)
     service.start()
-    while not signals and not service.stop_event.is_set():
+    while not signals.received and not service.stop_event.is_set():
         service.stop_event.wait(_SIGNAL_POLL)
-    if signals:
-        LOG.info('Received %s; stopping', signal.Signals(signals[0]).name)
+    if signals.received:
+        LOG.info('Received %s; stopping',
+                 signal.Signals(signals.received[0]).name)
     service.stop()
     # A ping in flight ends within one ping timeout; do not wait longer.
     service.wait(grace=conf.monitor.ping_timeout)
