@@ -346,23 +346,26 @@ class LibvirtHost:
         started_at = time.time()
         t0 = self._clock()
         uuid = getattr(info, 'uuid', info)
+        looked_up = []
         try:
-            outcome, detail = self._ping(info, timeout)
+            outcome, detail = self._ping(info, timeout, looked_up)
         except Exception as exc:  # per-domain boundary: this domain only
             # Not the guest's miss: a reply we failed to handle or a
             # binding that raised says nothing about the guest, and
             # counting it would report healthy guests.
             kind = type(exc).__name__
             detail = '%s: %s' % (kind, _exception_text(exc))
-            self._note(STAGE_PING, uuid, getattr(info, 'name', None), kind,
-                       detail)
+            name = getattr(info, 'name', None)
+            if name is None and looked_up:
+                name = _name_of(looked_up[0])
+            self._note(STAGE_PING, uuid, name, kind, detail)
             return ping_outcome.PingResult(Outcome.ERROR, detail, started_at,
                                            self._clock() - t0, kind)
         self._fine(uuid, STAGE_PING)
         return ping_outcome.PingResult(outcome, detail, started_at,
                                        self._clock() - t0)
 
-    def _ping(self, info, timeout):
+    def _ping(self, info, timeout, looked_up):
         conn = self._conn
         if conn is None:
             return Outcome.DISCONNECTED, 'not connected to libvirt'
@@ -371,6 +374,7 @@ class LibvirtHost:
             dom = getattr(info, 'dom', None)
             if dom is None:
                 dom = conn.lookupByUUIDString(getattr(info, 'uuid', info))
+                looked_up.append(dom)
             if (self._faulty_stage == STAGE_PING
                     and dom.name() == self._faulty_name):
                 raise _hook_fault()
@@ -488,6 +492,13 @@ def _exception_text(exc):
     # the log.
     text = str(exc) or type(exc).__name__
     return text if len(text) <= 200 else text[:200] + '...'
+
+
+def _name_of(dom):
+    try:
+        return dom.name()
+    except Exception:  # only for a log line about an error already caught
+        return None
 
 
 def _is_crashed(dom):

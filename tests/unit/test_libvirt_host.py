@@ -758,3 +758,12 @@ def test_the_fault_hook_is_read_from_the_environment(monkeypatch, tmp_path):
 def test_a_fault_hook_with_an_unknown_stage_is_refused(uri):
     with pytest.raises(ValueError, match='list or ping'):
         libvirt_host.LibvirtHost(uri, AGENT, faulty_domain='vm-1:xml')
+
+
+def test_an_error_pinging_by_uuid_still_names_the_domain(connected, agent):
+    agent(error=RecursionError('deep'))
+
+    connected.ping(WITH_AGENT, 2)
+
+    [note] = notes_of(connected)
+    assert (note.uuid, note.name) == (WITH_AGENT, 'with-agent')
