@@ -165,11 +165,11 @@ class LibvirtHost:
         # change when it is restarted (new id), so its XML is parsed once
         # per run, not once per sweep.
         self._channels = {}
-        # (uuid, stage, kind) of the errors already noted as first, so
-        # that a domain failing every sweep is logged once. Plain set
-        # operations: atomic under the GIL, no lock needed between the
-        # native threads of a listing and of pings.
-        self._failing = set()
+        # (uuid, stage) -> kind of the error last noted, so that a domain
+        # failing the same way every sweep is logged once. Single dict
+        # operations are atomic under the GIL: no lock is needed between
+        # the native threads of a listing and of pings.
+        self._failing = {}
         self._notes = collections.deque(maxlen=_MAX_NOTES)
         self._faulty_name, self._faulty_stage = _parse_fault_hook(
             faulty_domain)
@@ -403,25 +403,22 @@ class LibvirtHost:
     # -- notes: made in native threads, logged by the green side ----------
 
     def _note(self, stage, uuid, name, kind, text, error=True):
-        key = (uuid, stage, kind)
-        first = key not in self._failing
+        key = (uuid, stage)
+        first = self._failing.get(key) != kind
         if error and uuid is not None:
-            self._failing.add(key)
+            self._failing[key] = kind
         self._notes.append(DomainNote(stage, uuid, name, kind, text, error,
                                       first))
 
     def _fine(self, uuid, *stages):
         """``uuid`` went through these stages without an error: its next
         error there is news again."""
-        if not self._failing:
-            return
-        for key in [k for k in list(self._failing)
-                    if k[0] == uuid and k[1] in stages]:
-            self._failing.discard(key)
+        for stage in stages:
+            self._failing.pop((uuid, stage), None)
 
     def _forget_failures(self, listed):
         for key in [k for k in list(self._failing) if k[0] not in listed]:
-            self._failing.discard(key)
+            self._failing.pop(key, None)
 
     def drain_notes(self):
         """Every note made since the last call (green side)."""
