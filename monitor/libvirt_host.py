@@ -284,6 +284,9 @@ class LibvirtHost:
                 self._note(STAGE_XML, uuid, name, exc.kind, exc.text)
                 continue
             except Exception as exc:  # per-domain boundary: skip this one
+                # A domain that cannot even tell its UUID is noted under
+                # None, kept while listings keep meeting such a domain.
+                listed.add(uuid)
                 self._note(STAGE_LIST, uuid, name, type(exc).__name__,
                            _exception_text(exc))
                 continue
@@ -405,7 +408,7 @@ class LibvirtHost:
     def _note(self, stage, uuid, name, kind, text, error=True):
         key = (uuid, stage)
         first = self._failing.get(key) != kind
-        if error and uuid is not None:
+        if error:
             self._failing[key] = kind
         self._notes.append(DomainNote(stage, uuid, name, kind, text, error,
                                       first))

@@ -767,3 +767,16 @@ def test_an_error_pinging_by_uuid_still_names_the_domain(connected, agent):
 
     [note] = notes_of(connected)
     assert (note.uuid, note.name) == (WITH_AGENT, 'with-agent')
+
+
+def test_a_domain_that_cannot_tell_its_uuid_is_warned_about_once(
+        connected, monkeypatch, caplog):
+    caplog.set_level(logging.WARNING, logger='monitor')
+    raising_for(monkeypatch, libvirt.virDomain, 'UUIDString', WITH_AGENT,
+                UnicodeDecodeError('utf-8', b'\xff', 0, 1, 'bad uuid'))
+
+    for _ in range(3):
+        connected.list_domains()
+    connected.log_notes()
+
+    assert len(caplog.records) == 1
