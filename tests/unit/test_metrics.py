@@ -429,8 +429,9 @@ class FakeHost:
             raise libvirt_host.LibvirtUnavailable('connection reset')
         return list(self.domains)
 
-    def ping(self, uuid, timeout):
-        outcome = self.outcomes.get(uuid, Outcome.OK)
+    def ping(self, info, timeout):
+        # The DomainInfo of the listing, or a bare UUID.
+        outcome = self.outcomes.get(getattr(info, 'uuid', info), Outcome.OK)
         return PingResult(outcome, outcome.value, time.time(), 0.0)
 
 

@@ -460,6 +460,38 @@ def test_a_scrape_shows_what_the_sweeps_and_deliveries_did(tmp_path, serve):
     assert scrape.value(P + 'mass_failure_breaker_tripped') == 0
 
 
+def test_a_domain_whose_ping_raises_is_counted_but_never_reported(tmp_path,
+                                                                  serve):
+    m = metrics.MonitorMetrics()
+    region = dogpile_region.make_region().configure('dogpile.cache.memory')
+    store = domain_store.DomainStore(region, namespace='compute-1')
+    box = outbox_mod.Outbox(str(tmp_path / 'outbox.sqlite'), max_size=10)
+    breaker = mass_failure.MassFailureBreaker(3, 0.5)
+    tracker = domain_tracker.DomainTracker(
+        store, health_policy.HealthPolicy(3, 0, 0), breaker, box,
+        'compute-1', metrics=m)
+    host = FakeHost([domain(1), domain(2), domain(3)])
+    scheduler = scheduler_mod.Scheduler(
+        host, tracker, interval=1.0, ping_timeout=1, max_concurrent_pings=4,
+        execute=lambda f, *a: f(*a), metrics=m)
+    m.watch(store=store, outbox=box, scheduler=scheduler, breaker=breaker)
+    server = serve(metrics_server.make_app(
+        m, metrics_server.scheduler_health(scheduler)))
+
+    scheduler.ensure_connected()
+    scheduler.sweep()                           # all three answer
+    host.outcomes = {domain(1).uuid: Outcome.ERROR}
+    for _ in range(5):
+        scheduler.sweep()
+    scrape = exposition.parse(get(server.port, '/metrics')[2])
+    box.close()
+
+    assert scrape.value(P + 'pings_total', outcome='error') == 5
+    assert scrape.value(P + 'pings_total', outcome='missed') == 0
+    assert scrape.value(P + 'notifications_queued_total') == 0
+    assert scrape.value(P + 'domains', state='healthy') == 3
+
+
 # -- the service and the daemon -------------------------------------------------------
 
 
