@@ -25,6 +25,26 @@ EXIT_START_ERROR = 1
 # and directories 0700 whatever umask the daemon was started with.
 UMASK = 0o077
 
+# Seconds between two looks for a stop signal.
+_SIGNAL_POLL = 0.2
+
+
+class StopSignals:
+    """The SIGTERM/SIGINT handler: records the signal, nothing else.
+
+    A handler runs between two bytecodes of whatever is current in the
+    main thread, the eventlet hub included: logging (a green lock) or
+    setting a green event there would switch greenlets from inside the
+    hub ("Cannot switch to MAINLOOP from MAINLOOP") or wedge it. The main
+    green thread polls :attr:`received` instead.
+    """
+
+    def __init__(self):
+        self.received = []
+
+    def __call__(self, signum, _frame):
+        self.received.append(signum)
+
 
 def _config_error(exc):
     sys.stderr.write('guest-health-monitor: invalid configuration: %s\n'
@@ -92,15 +112,16 @@ def main(argv=None):
         LOG.error('Cannot start: %s', config.mask_credentials(str(exc)))
         return EXIT_START_ERROR
 
-    def _stop(signum, _frame):
-        LOG.info('Received %s; stopping', signal.Signals(signum).name)
-        service.stop()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    signals = StopSignals()
+    signal.signal(signal.SIGTERM, signals)
+    signal.signal(signal.SIGINT, signals)
     service.start()
-    while not service.stop_event.is_set():
-        service.stop_event.wait(1.0)
+    while not signals.received and not service.stop_event.is_set():
+        service.stop_event.wait(_SIGNAL_POLL)
+    if signals.received:
+        LOG.info('Received %s; stopping',
+                 signal.Signals(signals.received[0]).name)
+    service.stop()
     # A ping in flight ends within one ping timeout; do not wait longer.
     service.wait(grace=conf.monitor.ping_timeout)
     service.close()

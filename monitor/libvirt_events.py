@@ -50,6 +50,12 @@ class ConnectionClosed(typing.NamedTuple):
     conn: object = None
 
 
+class EventLost(typing.NamedTuple):
+    """A libvirt event that could not be read in the native thread."""
+    kind: str
+    text: str
+
+
 _loop_started = False
 
 
@@ -99,18 +105,24 @@ class EventBridge:
             pass
 
     def _on_lifecycle(self, _conn, dom, event, detail, _opaque):
-        self._put(lifecycle.DomainEvent(dom.UUIDString(), dom.name(),
-                                        _KIND_LIFECYCLE, event, detail,
-                                        self._clock()))
+        self._put_event(dom, _KIND_LIFECYCLE, event, detail)
 
     def _on_reboot(self, _conn, dom, _opaque):
-        self._put(lifecycle.DomainEvent(dom.UUIDString(), dom.name(),
-                                        _KIND_REBOOT, 0, 0, self._clock()))
+        self._put_event(dom, _KIND_REBOOT, 0, 0)
 
     def _on_agent(self, _conn, dom, state, reason, _opaque):
-        self._put(lifecycle.DomainEvent(dom.UUIDString(), dom.name(),
-                                        _KIND_AGENT, state, reason,
-                                        self._clock()))
+        self._put_event(dom, _KIND_AGENT, state, reason)
+
+    def _put_event(self, dom, kind, event, detail):
+        try:
+            item = lifecycle.DomainEvent(dom.UUIDString(), dom.name(), kind,
+                                         event, detail, self._clock())
+        except Exception as exc:  # per-event boundary in libvirt's thread
+            # An exception escaping a callback would be printed by libvirt
+            # from its own thread; the green side logs it instead, and the
+            # next listing stands in for the lost event.
+            item = EventLost(kind, '%s: %s' % (type(exc).__name__, exc))
+        self._put(item)
 
     def on_connection_closed(self, reason, conn=None):
         self._put(ConnectionClosed(reason, self._clock(), conn))

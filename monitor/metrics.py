@@ -268,6 +268,9 @@ SWEEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0, 15.0,
                  30.0, 60.0)
 
 PING_OUTCOMES = tuple(o.value for o in Outcome)
+# The stages of libvirt_host (kept here as values: metrics must not import
+# the libvirt edge).
+DOMAIN_ERROR_STAGES = ('list', 'xml', 'ping')
 # Label values are lower case, as Prometheus conventions have them.
 DELIVERY_RESULTS = (notification_mod.OutcomeKind.ACCEPTED.value.lower(),
                     notification_mod.OutcomeKind.DUPLICATE.value.lower())
@@ -293,7 +296,8 @@ class MonitorMetrics:
             PREFIX + 'pings_total',
             'Guest-pings by outcome: ok (answered), missed (counts towards '
             'the failure threshold), not_running, gone, no_agent, '
-            'disconnected (libvirt lost; nobody\'s miss).',
+            'disconnected (libvirt lost; nobody\'s miss), error (something '
+            'unexpected raised for that domain; not a miss).',
             labels={'outcome': PING_OUTCOMES})
         self.domains = r.gauge(
             PREFIX + 'domains',
@@ -335,6 +339,13 @@ class MonitorMetrics:
         self.libvirt_reconnects = r.counter(
             PREFIX + 'libvirt_reconnects_total',
             'Connections to libvirt made again after the first one.')
+        self.domain_errors = r.counter(
+            PREFIX + 'domain_errors_total',
+            'Unexpected errors raised for one domain, by stage: list '
+            '(describing it; the domain is skipped), xml (reading its '
+            'XML; not monitored), ping (pinging it; not counted as a '
+            'miss). Each domain is named once in the log.',
+            labels={'stage': DOMAIN_ERROR_STAGES})
         self.mass_failure_breaker_tripped = r.gauge(
             PREFIX + 'mass_failure_breaker_tripped',
             '1 while the mass-failure breaker holds back notifications, '
@@ -371,6 +382,10 @@ class MonitorMetrics:
 
     def libvirt_reconnected(self):
         self.libvirt_reconnects.inc()
+
+    def domain_error(self, stage):
+        """Something unexpected was raised for one domain at ``stage``."""
+        self.domain_errors.inc(stage=stage)
 
     # -- values read at scrape time -----------------------------------------
 

@@ -25,6 +25,12 @@ class Outcome(enum.Enum):
     NO_AGENT = 'no_agent'
     # libvirt itself was unreachable: nobody's miss.
     DISCONNECTED = 'disconnected'
+    # Something unexpected was raised for this domain (by the binding, or
+    # while handling its reply). Not counted as a miss: it says nothing
+    # about the guest, and an error that hit every domain (a binding bug,
+    # an upgrade) would otherwise report every healthy guest on the host.
+    # It is logged and counted (domain_errors_total) for the operator.
+    ERROR = 'error'
 
 
 class PingResult(typing.NamedTuple):
@@ -32,6 +38,13 @@ class PingResult(typing.NamedTuple):
     detail: str
     started_at: float
     duration: float
+    # For Outcome.ERROR: the exception type name, e.g. 'RecursionError'.
+    error_kind: typing.Optional[str] = None
+
+
+# A healthy reply is 15 bytes; anything far longer is garbage, and is not
+# worth parsing (a hostile agent could send megabytes of nested arrays).
+MAX_REPLY_CHARS = 4096
 
 
 # libvirt error codes (virErrorNumber) and domains (virErrorDomain).
@@ -101,9 +114,13 @@ def classify_reply(reply):
     A healthy agent answers ``{"return": {}}``. Anything else means the
     agent channel is carrying garbage, which is as bad as no answer.
     """
+    if isinstance(reply, (str, bytes)) and len(reply) > MAX_REPLY_CHARS:
+        return Outcome.MISSED, 'agent reply of %d characters: %.80r' % (
+            len(reply), reply)
     try:
         decoded = json.loads(reply) if reply is not None else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
+        # ValueError covers integers beyond Python's digit limit too.
         return Outcome.MISSED, 'agent reply is not JSON: %.80r' % (reply,)
     if isinstance(decoded, dict) and 'return' in decoded:
         return Outcome.OK, 'ok'

@@ -63,7 +63,7 @@ class MonitorService:
                            breaker=self.tracker.breaker)
         self.metrics_server = metrics_server.MetricsServer.from_conf(
             conf, metrics_server.make_app(
-                self.metrics, lambda: self.scheduler.connected))
+                self.metrics, metrics_server.scheduler_health(self.scheduler)))
         if self.metrics_server is not None:
             # Bound now, so that a port in use stops the daemon at start
             # with the address in the error, like any other bad setting.
@@ -88,7 +88,10 @@ class MonitorService:
 
     def dispatch(self, item):
         """Apply one item from libvirt's event thread."""
-        if isinstance(item, libvirt_events.ConnectionClosed):
+        if isinstance(item, libvirt_events.EventLost):
+            LOG.warning('A libvirt %s event could not be read (%s); the '
+                        'next listing stands in for it', item.kind, item.text)
+        elif isinstance(item, libvirt_events.ConnectionClosed):
             if item.conn is not None and item.conn is not self.host.connection:
                 LOG.debug('Ignoring the close of a connection already '
                           'replaced')
@@ -106,6 +109,8 @@ class MonitorService:
                     self.dispatch(item)
                 except Exception:  # loop boundary: log and keep going
                     LOG.exception('Unexpected error applying %r', item)
+            # What the libvirt calls in native threads had to say.
+            self.host.log_notes(self.metrics)
 
     # -- lifecycle ------------------------------------------------------------------
 

@@ -256,3 +256,50 @@ def test_one_daemon_per_state_path_with_private_files(tmp_path):
         'ignored' in text
     assert 'http://monitor:***@127.0.0.1:9/v1' in text
     assert PASSWORD not in text
+
+
+def test_the_stop_signal_handler_never_switches_greenlets():
+    # A signal handler can run inside the eventlet hub itself. Were it to
+    # log while a green thread holds the handler's lock (green once the
+    # daemon monkey-patches), it would have to switch away from the hub:
+    # "Cannot switch to MAINLOOP from MAINLOOP".
+    import logging
+
+    import eventlet
+    from eventlet import hubs
+    from eventlet.green import threading as green_threading
+
+    from monitor import cmd
+
+    log_handler = logging.Handler()
+    log_handler.lock = green_threading.RLock()
+    log_handler.emit = lambda record: None
+    logger = logging.getLogger('monitor')
+    logger.addHandler(log_handler)
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    stop = cmd.StopSignals()
+    outcome = []
+
+    def hold_the_log_lock():
+        with log_handler.lock:
+            eventlet.sleep(0.2)
+
+    def signal_arrives_in_the_hub():
+        try:
+            stop(signal.SIGTERM, None)
+            outcome.append('returned')
+        except BaseException as exc:  # whatever it is, the test says it
+            outcome.append(repr(exc))
+
+    try:
+        holder = eventlet.spawn(hold_the_log_lock)
+        eventlet.sleep(0)
+        hubs.get_hub().schedule_call_global(0, signal_arrives_in_the_hub)
+        holder.wait()
+    finally:
+        logger.removeHandler(log_handler)
+        logger.setLevel(old_level)
+
+    assert outcome == ['returned']
+    assert stop.received == [signal.SIGTERM]

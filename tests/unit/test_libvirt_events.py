@@ -209,6 +209,33 @@ json.dump(result, sys.stdout)
 """
 
 
+class VanishingDomain:
+    """A domain object whose every question raises, as for a domain
+    undefined while its event was on the way."""
+
+    def UUIDString(self):
+        raise libvirt.libvirtError('Domain not found')
+
+    def name(self):
+        raise UnicodeDecodeError('utf-8', b'\xff', 0, 1, 'bad name')
+
+
+def test_an_event_that_cannot_be_read_is_queued_as_lost_not_raised(bridge,
+                                                                  conn):
+    def callbacks():
+        bridge._on_lifecycle(conn, VanishingDomain(),
+                             lifecycle.VIR_DOMAIN_EVENT_STOPPED, 1, None)
+        bridge._on_reboot(conn, conn.lookupByName(NAME), None)
+
+    in_native_thread(callbacks)
+
+    lost, reboot = bridge.drain()
+    assert isinstance(lost, libvirt_events.EventLost)
+    assert lost.kind == lifecycle.KIND_LIFECYCLE
+    assert 'libvirtError' in lost.text
+    assert reboot.kind == lifecycle.KIND_REBOOT
+
+
 def test_it_works_in_the_daemon_where_eventlet_patches_os():
     # The daemon calls eventlet.monkey_patch(): os.read and os.write turn
     # green and would wait in the hub instead of raising BlockingIOError.

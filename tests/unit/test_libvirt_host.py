@@ -228,6 +228,7 @@ def test_unreadable_xml_skips_the_domain_and_is_logged_once(
 
     first = by_uuid(connected.list_domains())
     second = by_uuid(connected.list_domains())
+    connected.log_notes()
 
     assert set(first) == set(second) == {PLAIN, PAUSED}
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -244,18 +245,21 @@ def test_a_domain_vanishing_while_listed_is_skipped(connected, monkeypatch):
     transient = conn.createXML(
         domain('transient', 'aaaaaaaa-0000-4000-8000-000000000005',
                devices=agent_channel()), 0)
-    real = libvirt.virConnect.listAllDomains
+    real = libvirt.virConnect.getAllDomainStats
 
-    def list_then_vanish(self, flags=0):
-        domains = real(self, flags)
+    def list_then_vanish(self, stats=0, flags=0):
+        domains = real(self, stats, flags)
         transient.destroy()  # a transient domain is gone for good
         return domains
 
-    monkeypatch.setattr(libvirt.virConnect, 'listAllDomains',
+    monkeypatch.setattr(libvirt.virConnect, 'getAllDomainStats',
                         list_then_vanish)
 
     assert set(by_uuid(connected.list_domains())) == {
         PLAIN, WITH_AGENT, PAUSED}
+    [note] = [n for n in connected.drain_notes() if n.stage != 'connect']
+    assert (note.uuid, note.kind, note.error) == (
+        'aaaaaaaa-0000-4000-8000-000000000005', 'vanished', False)
 
 
 def test_listing_without_a_connection_is_unavailable(host):
@@ -421,3 +425,358 @@ def test_a_crashed_domain_is_a_miss_not_a_stopped_one(crashed_host, agent):
     result = crashed_host.ping(CRASHED, 2)
     assert result.outcome is Outcome.MISSED
     assert 'crashed' in result.detail
+
+
+# -- one libvirt call for the listing, none for a ping's lookup ------------------
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Count calls of some libvirt methods, by name."""
+    counts = {}
+
+    def count(cls, name):
+        real = getattr(cls, name)
+
+        def counting(*args, **kwargs):
+            counts[name] = counts.get(name, 0) + 1
+            return real(*args, **kwargs)
+        monkeypatch.setattr(cls, name, counting)
+
+    for name in ('state', 'XMLDesc'):
+        count(libvirt.virDomain, name)
+    for name in ('getAllDomainStats', 'listAllDomains', 'lookupByUUIDString'):
+        count(libvirt.virConnect, name)
+    return counts
+
+
+def test_one_call_lists_every_active_domain_with_its_state(connected, calls):
+    connected.list_domains()
+    calls.clear()
+
+    infos = by_uuid(connected.list_domains())
+
+    assert calls == {'getAllDomainStats': 1}
+    assert infos[PAUSED].paused and infos[WITH_AGENT].running
+
+
+def test_a_ping_reuses_the_domain_object_of_the_listing(connected, agent,
+                                                        calls):
+    stand_in = agent(reply='{"return": {}}')
+    info = by_uuid(connected.list_domains())[WITH_AGENT]
+    calls.clear()
+
+    result = connected.ping(info, 2)
+
+    assert result.outcome is Outcome.OK
+    assert calls == {}
+    assert stand_in.calls[0][0] == WITH_AGENT
+
+
+def test_the_domain_object_is_not_part_of_the_listed_value(connected):
+    info = by_uuid(connected.list_domains())[PLAIN]
+    assert info.dom is not None
+    assert info == libvirt_host.DomainInfo(PLAIN, 'plain', True, False, None)
+    assert 'dom' not in repr(info)
+
+
+def test_a_driver_without_bulk_stats_is_listed_domain_by_domain(
+        connected, monkeypatch):
+    def no_bulk_stats(self, stats=0, flags=0):
+        raise libvirt_error(libvirt.VIR_ERR_NO_SUPPORT, 0, 'not supported')
+
+    monkeypatch.setattr(libvirt.virConnect, 'getAllDomainStats',
+                        no_bulk_stats)
+
+    infos = by_uuid(connected.list_domains())
+    assert set(infos) == {PLAIN, WITH_AGENT, PAUSED}
+    assert infos[PAUSED].paused
+
+
+# -- one domain's trouble is that domain's alone ----------------------------------
+
+UNEXPECTED = [
+    UnicodeDecodeError('utf-8', b'\xff', 0, 1, 'invalid start byte'),
+    RecursionError('maximum recursion depth exceeded'),
+    OverflowError('int too large to convert'),
+    ValueError('Exceeds the limit (4300 digits) for integer string'),
+    KeyError('state.state'),
+    UnboundLocalError("local variable 'dom' referenced before assignment"),
+]
+
+
+def raising_for(monkeypatch, cls, method, uuid, exc):
+    """Make ``cls.method`` raise ``exc`` for the domain ``uuid`` only."""
+    real = getattr(cls, method)
+    real_uuid = libvirt.virDomain.UUIDString
+
+    def maybe_raise(dom, *args, **kwargs):
+        if real_uuid(dom) == uuid:
+            raise exc
+        return real(dom, *args, **kwargs)
+
+    monkeypatch.setattr(cls, method, maybe_raise)
+
+
+def notes_of(host):
+    return [n for n in host.drain_notes() if n.stage != 'connect']
+
+
+@pytest.mark.parametrize('exc', UNEXPECTED, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize('method', ['UUIDString', 'name', 'ID', 'XMLDesc'])
+def test_anything_raised_describing_one_domain_skips_that_domain_only(
+        connected, monkeypatch, method, exc):
+    raising_for(monkeypatch, libvirt.virDomain, method, WITH_AGENT, exc)
+
+    infos = by_uuid(connected.list_domains())
+
+    assert set(infos) == {PLAIN, PAUSED}
+    [note] = notes_of(connected)
+    assert (note.stage, note.kind, note.error) == (
+        'list', type(exc).__name__, True)
+
+
+@pytest.mark.parametrize('exc', UNEXPECTED, ids=lambda e: type(e).__name__)
+def test_anything_raised_asking_one_domain_for_its_state_skips_it(
+        connected, monkeypatch, exc):
+    # A bulk-stats record without a state makes the listing ask the
+    # domain itself.
+    real = libvirt.virConnect.getAllDomainStats
+
+    def without_state(self, stats=0, flags=0):
+        return [(dom, {} if dom.UUIDString() == WITH_AGENT else record)
+                for dom, record in real(self, stats, flags)]
+
+    monkeypatch.setattr(libvirt.virConnect, 'getAllDomainStats',
+                        without_state)
+    raising_for(monkeypatch, libvirt.virDomain, 'state', WITH_AGENT, exc)
+
+    assert set(by_uuid(connected.list_domains())) == {PLAIN, PAUSED}
+    assert [n.kind for n in notes_of(connected)] == [type(exc).__name__]
+
+
+@pytest.mark.parametrize('exc', UNEXPECTED, ids=lambda e: type(e).__name__)
+def test_anything_raised_reading_one_domain_xml_skips_it(connected,
+                                                         monkeypatch, exc):
+    real = libvirt_host.domain_xml.find_agent_channel
+
+    def find(xml, *args):
+        if 'with-agent' in xml:
+            raise exc
+        return real(xml, *args)
+
+    monkeypatch.setattr(libvirt_host.domain_xml, 'find_agent_channel', find)
+
+    assert set(by_uuid(connected.list_domains())) == {PLAIN, PAUSED}
+    [note] = notes_of(connected)
+    assert (note.stage, note.kind) == ('xml', type(exc).__name__)
+
+
+@pytest.mark.parametrize('xml', [
+    '<domain>' + '<a>' * 100000 + '</a>' * 100000 + '</domain>',
+    b'<domain><name>\xff\xfe</name></domain>',
+    '<domain><name>x</name><devices><channel type="unix"><target '
+    'type="virtio" name="org.qemu.guest_agent.0"/>',
+], ids=['deeply-nested', 'not-utf-8', 'truncated'])
+def test_hostile_domain_xml_skips_that_domain_only(connected, monkeypatch,
+                                                   xml):
+    real = libvirt.virDomain.XMLDesc
+    monkeypatch.setattr(
+        libvirt.virDomain, 'XMLDesc',
+        lambda dom, flags=0: xml if dom.UUIDString() == WITH_AGENT
+        else real(dom, flags))
+
+    assert set(by_uuid(connected.list_domains())) == {PLAIN, PAUSED}
+    assert [n.stage for n in notes_of(connected)] == ['xml']
+
+
+@pytest.mark.parametrize('exc', UNEXPECTED, ids=lambda e: type(e).__name__)
+def test_anything_raised_by_the_agent_command_is_an_error_not_a_miss(
+        connected, agent, exc):
+    agent(error=exc)
+    info = by_uuid(connected.list_domains())[WITH_AGENT]
+
+    result = connected.ping(info, 2)
+
+    assert result.outcome is Outcome.ERROR
+    assert result.error_kind == type(exc).__name__
+    [note] = notes_of(connected)
+    assert (note.stage, note.uuid, note.name, note.kind) == (
+        'ping', WITH_AGENT, 'with-agent', type(exc).__name__)
+
+
+@pytest.mark.parametrize('exc', UNEXPECTED, ids=lambda e: type(e).__name__)
+def test_anything_raised_looking_a_domain_up_is_an_error(connected, agent,
+                                                         monkeypatch, exc):
+    agent(reply='{"return": {}}')
+
+    def lookup(self, uuid):
+        raise exc
+
+    monkeypatch.setattr(libvirt.virConnect, 'lookupByUUIDString', lookup)
+
+    assert connected.ping(WITH_AGENT, 2).outcome is Outcome.ERROR
+
+
+def test_anything_raised_classifying_a_reply_is_an_error(connected, agent,
+                                                          monkeypatch):
+    agent(reply='{"return": {}}')
+
+    def classify(reply):
+        raise OverflowError('cannot classify')
+
+    monkeypatch.setattr(libvirt_host.ping_outcome, 'classify_reply',
+                        classify)
+
+    result = connected.ping(WITH_AGENT, 2)
+    assert (result.outcome, result.error_kind) == (Outcome.ERROR,
+                                                    'OverflowError')
+
+
+@pytest.mark.parametrize('reply', [
+    '[' * 100000 + ']' * 100000,
+    '{"return": %s}' % ('9' * 100000),
+    '{"return": {}, "x": "%s"}' % ('a' * 1000000),
+], ids=['deeply-nested', 'huge-number', 'huge'])
+def test_a_hostile_agent_reply_is_a_miss_and_never_raises(connected, agent,
+                                                          reply):
+    agent(reply=reply)
+    assert connected.ping(WITH_AGENT, 2).outcome is Outcome.MISSED
+
+
+def test_one_domain_raising_leaves_the_others_pinged(connected, monkeypatch):
+    replies = {WITH_AGENT: RecursionError('deep'), PLAIN: '{"return": {}}',
+               PAUSED: '{"return": {}}'}
+
+    def command(dom, command, timeout, flags):
+        reply = replies[dom.UUIDString()]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    monkeypatch.setattr(libvirt_host.libvirt_qemu, 'qemuAgentCommand',
+                        command)
+
+    outcomes = {info.uuid: connected.ping(info, 2).outcome
+                for info in connected.list_domains()}
+
+    assert outcomes == {WITH_AGENT: Outcome.ERROR, PLAIN: Outcome.OK,
+                        PAUSED: Outcome.OK}
+
+
+# -- logged by the green side, once per domain and kind ------------------------------
+
+
+class Counting:
+    def __init__(self):
+        self.stages = []
+
+    def domain_error(self, stage):
+        self.stages.append(stage)
+
+
+def test_an_error_is_logged_once_per_domain_and_kind_and_always_counted(
+        connected, agent, caplog):
+    caplog.set_level(logging.DEBUG, logger='monitor')
+    agent(error=RecursionError('deep'))
+    info = by_uuid(connected.list_domains())[WITH_AGENT]
+    counted = Counting()
+
+    for _ in range(3):
+        connected.ping(info, 2)
+    connected.log_notes(counted)
+
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert 'with-agent' in warnings[0] and WITH_AGENT in warnings[0]
+    assert 'RecursionError' in warnings[0]
+    assert counted.stages == ['ping'] * 3
+
+
+def test_an_error_after_a_recovery_is_logged_again(connected, agent,
+                                                   caplog):
+    caplog.set_level(logging.WARNING, logger='monitor')
+    info = by_uuid(connected.list_domains())[WITH_AGENT]
+
+    for error in (RecursionError('deep'), None, RecursionError('deep')):
+        agent(error=error, reply='{"return": {}}')
+        connected.ping(info, 2)
+    connected.log_notes()
+
+    assert len(caplog.records) == 2
+
+
+def test_notes_wait_for_the_green_side_and_are_logged_there(connected,
+                                                            agent, caplog):
+    caplog.set_level(logging.DEBUG, logger='monitor')
+    agent(error=RecursionError('deep'))
+
+    connected.ping(WITH_AGENT, 2)
+
+    assert caplog.records == []
+    connected.log_notes()
+    assert caplog.records
+
+
+# -- the test hook: one domain whose libvirt answers raise -------------------------
+
+
+def test_the_fault_hook_makes_one_named_domain_raise_when_pinged(uri, agent):
+    agent(reply='{"return": {}}')
+    host = libvirt_host.LibvirtHost(uri, AGENT, faulty_domain='with-agent')
+    host.connect()
+    try:
+        outcomes = {info.name: host.ping(info, 2).outcome
+                    for info in host.list_domains()}
+    finally:
+        host.close()
+    assert outcomes == {'with-agent': Outcome.ERROR, 'plain': Outcome.OK,
+                        'paused': Outcome.OK}
+
+
+def test_the_fault_hook_can_make_the_listing_raise(uri):
+    host = libvirt_host.LibvirtHost(uri, AGENT,
+                                    faulty_domain='with-agent:list')
+    host.connect()
+    try:
+        assert set(by_uuid(host.list_domains())) == {PLAIN, PAUSED}
+    finally:
+        host.close()
+
+
+def test_the_fault_hook_is_read_from_the_environment(monkeypatch, tmp_path):
+    from tests.unit import test_metrics_server
+    monkeypatch.setenv(libvirt_host.FAULTY_DOMAIN_ENV, 'vm-1:list')
+    conf = test_metrics_server.conf_with(tmp_path)
+
+    host = libvirt_host.LibvirtHost.from_conf(conf)
+
+    assert (host._faulty_name, host._faulty_stage) == ('vm-1', 'list')
+
+
+def test_a_fault_hook_with_an_unknown_stage_is_refused(uri):
+    with pytest.raises(ValueError, match='list or ping'):
+        libvirt_host.LibvirtHost(uri, AGENT, faulty_domain='vm-1:xml')
+
+
+def test_an_error_pinging_by_uuid_still_names_the_domain(connected, agent):
+    agent(error=RecursionError('deep'))
+
+    connected.ping(WITH_AGENT, 2)
+
+    [note] = notes_of(connected)
+    assert (note.uuid, note.name) == (WITH_AGENT, 'with-agent')
+
+
+def test_a_domain_that_cannot_tell_its_uuid_is_warned_about_once(
+        connected, monkeypatch, caplog):
+    caplog.set_level(logging.WARNING, logger='monitor')
+    raising_for(monkeypatch, libvirt.virDomain, 'UUIDString', WITH_AGENT,
+                UnicodeDecodeError('utf-8', b'\xff', 0, 1, 'bad uuid'))
+
+    for _ in range(3):
+        connected.list_domains()
+    connected.log_notes()
+
+    assert len(caplog.records) == 1

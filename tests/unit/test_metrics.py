@@ -261,6 +261,7 @@ def test_every_daemon_metric_is_prefixed_and_parses():
         'libvirt_connected': 'gauge',
         'libvirt_reconnects_total': 'counter',
         'mass_failure_breaker_tripped': 'gauge',
+        'domain_errors_total': 'counter',
     } == {name[len(P):]: kind for name, (kind, _)
           in parsed.families.items()}
 
@@ -271,9 +272,29 @@ def test_no_daemon_metric_has_a_per_domain_label():
     for metric in m.registry._metrics.values():
         labels.update(metric.label_names)
         for label in metric.label_names:
-            assert len(metric._allowed[label]) <= len(states.ALL_STATES) + 2
+            # A few values each, fixed in the code, never one per domain.
+            assert len(metric._allowed[label]) <= 8
 
-    assert labels == {'outcome', 'state', 'from', 'to', 'result'}
+    assert labels == {'outcome', 'state', 'from', 'to', 'result', 'stage'}
+
+
+def test_errors_raised_for_one_domain_are_counted_by_stage():
+    m = metrics.MonitorMetrics()
+
+    m.domain_error('ping')
+    m.domain_error('ping')
+    m.domain_error('xml')
+
+    parsed = exposition.parse(m.render())
+    assert parsed.series(P + 'domain_errors_total') == {
+        frozenset({('stage', 'list')}): 0,
+        frozenset({('stage', 'xml')}): 1,
+        frozenset({('stage', 'ping')}): 2}
+
+
+def test_the_error_stages_are_those_of_the_libvirt_edge():
+    from monitor import libvirt_host
+    assert metrics.DOMAIN_ERROR_STAGES == libvirt_host.STAGES
 
 
 def test_a_sweep_counts_itself_its_duration_and_its_pings():
@@ -292,7 +313,7 @@ def test_a_sweep_counts_itself_its_duration_and_its_pings():
         frozenset({('outcome', o.value)}): n for o, n in [
             (Outcome.OK, 2), (Outcome.MISSED, 1), (Outcome.NOT_RUNNING, 0),
             (Outcome.GONE, 0), (Outcome.NO_AGENT, 0),
-            (Outcome.DISCONNECTED, 1)]}
+            (Outcome.DISCONNECTED, 1), (Outcome.ERROR, 0)]}
 
 
 def test_only_changes_of_state_are_transitions():
@@ -408,8 +429,9 @@ class FakeHost:
             raise libvirt_host.LibvirtUnavailable('connection reset')
         return list(self.domains)
 
-    def ping(self, uuid, timeout):
-        outcome = self.outcomes.get(uuid, Outcome.OK)
+    def ping(self, info, timeout):
+        # The DomainInfo of the listing, or a bare UUID.
+        outcome = self.outcomes.get(getattr(info, 'uuid', info), Outcome.OK)
         return PingResult(outcome, outcome.value, time.time(), 0.0)
 
 

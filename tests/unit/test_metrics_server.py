@@ -74,7 +74,7 @@ class Health:
         self.ok = False
 
     def __call__(self):
-        return self.ok
+        return (True, 'ok') if self.ok else (False, 'libvirt not connected')
 
 
 # -- what it answers ----------------------------------------------------------------
@@ -93,7 +93,7 @@ def test_metrics_are_served_in_the_prometheus_text_format(serve):
     assert exposition.parse(body).value(P + 'sweeps_total') == 1
 
 
-def test_healthz_follows_the_libvirt_connection(serve):
+def test_healthz_says_why_the_monitor_is_not_healthy(serve):
     health = Health()
     server = serve(metrics_server.make_app(metrics.MonitorMetrics(),
                                            health))
@@ -102,8 +102,145 @@ def test_healthz_follows_the_libvirt_connection(serve):
     health.ok = True
     up = get(server.port, '/healthz')
 
-    assert down[0] == 503 and 'libvirt not connected' in down[2]
+    assert down[0] == 503 and down[2] == 'libvirt not connected\n'
     assert up[0] == 200 and up[2] == 'ok\n'
+
+
+def test_healthz_fails_loudly_when_health_cannot_be_told(serve, caplog):
+    def broken():
+        raise AttributeError('no last_progress_at')
+
+    server = serve(metrics_server.make_app(metrics.MonitorMetrics(), broken))
+
+    status, _, body = get(server.port, '/healthz')
+
+    assert status == 503 and 'see the daemon log' in body
+    assert any('last_progress_at' in r.exc_text for r in caplog.records
+               if r.exc_text)
+
+
+# -- liveness: a monitor that stopped completing rounds is not healthy -----------
+
+INTERVAL, PING_TIMEOUT = 10.0, 2
+BOUND = metrics_server.progress_bound(INTERVAL, PING_TIMEOUT)
+
+
+def live(connected=True, last_progress_at=None, now=1000.0, started_at=990.0):
+    return metrics_server.liveness(connected, last_progress_at, now,
+                                   INTERVAL, PING_TIMEOUT, started_at)
+
+
+def test_the_progress_bound_leaves_room_for_an_overrun_round():
+    assert BOUND == 3 * 10 + 2 * (2 + 5) + 30 == 74
+    # Longer than a round with a hung agent (interval, ping timeout and
+    # libvirt's 5 s guest-sync floor) followed by a whole interval.
+    assert BOUND > 2 * INTERVAL + PING_TIMEOUT + 5
+
+
+def test_a_monitor_without_libvirt_is_not_live():
+    assert live(connected=False, last_progress_at=999.0) == (
+        False, 'libvirt not connected')
+
+
+def test_a_monitor_that_completed_a_round_recently_is_live():
+    assert live(last_progress_at=1000.0 - BOUND) == (True, 'ok')
+
+
+def test_a_monitor_whose_last_round_is_older_than_the_bound_is_not_live():
+    ok, reason = live(last_progress_at=1000.0 - BOUND - 1)
+    assert not ok
+    assert reason == 'no round of pings completed for 75 s (bound 74 s)'
+
+
+def test_the_first_round_gets_the_bound_from_the_start():
+    assert live(last_progress_at=None, started_at=1000.0 - BOUND)[0]
+    assert not live(last_progress_at=None, started_at=1000.0 - BOUND - 1)[0]
+
+
+class FakeScheduler:
+    interval = INTERVAL
+    ping_timeout = PING_TIMEOUT
+    connected = True
+    last_progress_at = None
+
+
+class Clock:
+    def __init__(self):
+        self.now = 500.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_the_scheduler_health_reads_the_scheduler_on_each_call():
+    scheduler, clock = FakeScheduler(), Clock()
+    health = metrics_server.scheduler_health(scheduler, clock=clock)
+
+    clock.now += BOUND
+    assert health() == (True, 'ok')
+    clock.now += 1
+    assert health()[0] is False
+    scheduler.last_progress_at = clock.now
+    assert health() == (True, 'ok')
+    scheduler.connected = False
+    assert health() == (False, 'libvirt not connected')
+
+
+# -- clients that connect and say nothing ------------------------------------------
+
+
+def idle_clients(port, count):
+    socks = []
+    for _ in range(count):
+        sock = eventlet.connect(('127.0.0.1', port))
+        socks.append(sock)
+    eventlet.sleep(0.1)  # let the server accept them all
+    return socks
+
+
+def test_healthz_answers_with_fifty_idle_clients_connected(serve):
+    health = Health()
+    health.ok = True
+    server = serve(metrics_server.make_app(metrics.MonitorMetrics(), health))
+    socks = idle_clients(server.port, 50)
+    try:
+        assert get(server.port, '/healthz')[:1] == (200,)
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_a_full_server_sheds_the_client_idle_longest(serve):
+    health = Health()
+    health.ok = True
+    server = serve(metrics_server.make_app(metrics.MonitorMetrics(), health),
+                   max_connections=4)
+    socks = idle_clients(server.port, 4)
+    try:
+        status = get(server.port, '/healthz')[0]
+        # The first idle client was shut down to make room.
+        socks[0].settimeout(5)
+        shed = socks[0].recv(1)
+        socks[-1].settimeout(0.2)
+        with pytest.raises(socket.timeout):
+            socks[-1].recv(1)
+    finally:
+        for sock in socks:
+            sock.close()
+
+    assert status == 200
+    assert shed == b''
+
+
+def test_an_idle_client_is_let_go_after_the_read_timeout(serve):
+    server = serve(metrics_server.make_app(metrics.MonitorMetrics(),
+                                           Health()), read_timeout=0.2)
+    [sock] = idle_clients(server.port, 1)
+    try:
+        sock.settimeout(5)
+        assert sock.recv(1) == b''
+    finally:
+        sock.close()
 
 
 @pytest.mark.parametrize('path', ['/', '/metrics/', '/metric',
@@ -283,7 +420,8 @@ def test_a_scrape_shows_what_the_sweeps_and_deliveries_did(tmp_path, serve):
         host, tracker, interval=1.0, ping_timeout=1, max_concurrent_pings=4,
         execute=lambda f, *a: f(*a), metrics=m)
     m.watch(store=store, outbox=box, scheduler=scheduler, breaker=breaker)
-    server = serve(metrics_server.make_app(m, lambda: scheduler.connected))
+    server = serve(metrics_server.make_app(
+        m, metrics_server.scheduler_health(scheduler)))
 
     scheduler.ensure_connected()
     scheduler.sweep()                           # all three answer
@@ -320,6 +458,38 @@ def test_a_scrape_shows_what_the_sweeps_and_deliveries_did(tmp_path, serve):
     assert scrape.value(P + 'libvirt_connected') == 1
     assert scrape.value(P + 'libvirt_reconnects_total') == 0
     assert scrape.value(P + 'mass_failure_breaker_tripped') == 0
+
+
+def test_a_domain_whose_ping_raises_is_counted_but_never_reported(tmp_path,
+                                                                  serve):
+    m = metrics.MonitorMetrics()
+    region = dogpile_region.make_region().configure('dogpile.cache.memory')
+    store = domain_store.DomainStore(region, namespace='compute-1')
+    box = outbox_mod.Outbox(str(tmp_path / 'outbox.sqlite'), max_size=10)
+    breaker = mass_failure.MassFailureBreaker(3, 0.5)
+    tracker = domain_tracker.DomainTracker(
+        store, health_policy.HealthPolicy(3, 0, 0), breaker, box,
+        'compute-1', metrics=m)
+    host = FakeHost([domain(1), domain(2), domain(3)])
+    scheduler = scheduler_mod.Scheduler(
+        host, tracker, interval=1.0, ping_timeout=1, max_concurrent_pings=4,
+        execute=lambda f, *a: f(*a), metrics=m)
+    m.watch(store=store, outbox=box, scheduler=scheduler, breaker=breaker)
+    server = serve(metrics_server.make_app(
+        m, metrics_server.scheduler_health(scheduler)))
+
+    scheduler.ensure_connected()
+    scheduler.sweep()                           # all three answer
+    host.outcomes = {domain(1).uuid: Outcome.ERROR}
+    for _ in range(5):
+        scheduler.sweep()
+    scrape = exposition.parse(get(server.port, '/metrics')[2])
+    box.close()
+
+    assert scrape.value(P + 'pings_total', outcome='error') == 5
+    assert scrape.value(P + 'pings_total', outcome='missed') == 0
+    assert scrape.value(P + 'notifications_queued_total') == 0
+    assert scrape.value(P + 'domains', state='healthy') == 3
 
 
 # -- the service and the daemon -------------------------------------------------------
