@@ -90,7 +90,7 @@ def test_evict_missing_removes_and_returns_gone_domains(store):
 def test_stored_values_are_plain_dicts(tmp_path):
     region = dogpile_region.make_region().configure('dogpile.cache.memory')
     store = domain_store.DomainStore(region, namespace='h')
-    store.put(rec(UUID_A, 'a', state=states.REPORTED, notified_at=3.0))
+    store.put(rec(UUID_A, 'a', state=states.REPORTED, failing_since=3.0))
     keys = list(region.backend._cache)
     values = [region.get(key) for key in keys]
     assert all(isinstance(v, (dict, list)) for v in values)
@@ -112,9 +112,9 @@ def test_dbm_store_survives_a_restart(tmp_path):
     conf = make_conf(tmp_path, backend='dogpile.cache.dbm')
     first = domain_store.DomainStore.from_conf(conf)
     reported = rec(UUID_A, 'guest-a', state=states.REPORTED, misses=4,
-                   last_ok=100.0, ever_healthy=True, notified_at=140.0)
+                   last_ok=100.0, ever_healthy=True, failing_since=130.0)
     queued = rec(UUID_B, 'guest-b', state=states.ERROR, misses=3,
-                 ever_healthy=True, notification_id='n-7')
+                 ever_healthy=True, failing_since=150.0)
     first.put(reported)
     first.put(queued)
     first.put(rec(UUID_C, 'guest-c'))
