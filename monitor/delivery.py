@@ -5,8 +5,10 @@ time, oldest first, and records what became of it: delivered (the engine
 accepted it or already had it), retried later with capped exponential
 backoff, or kept as a dead letter when the engine refused it for good.
 
-It runs in one (green or native) thread; the rest of the daemon enqueues
-into the outbox and calls ``wake`` so the first attempt is immediate.
+It needs only the outbox and the engine client: what became of each
+notification is written to the outbox, which is where the rest of the
+daemon reads it. It runs in one (green or native) thread; whoever enqueues
+sets the wake-up event shared with it, so the first attempt is immediate.
 Everything time-related goes through the injected clock, so tests drive
 ``run_once`` without sleeping.
 """
@@ -20,6 +22,7 @@ import time
 
 from oslo_config import cfg
 
+from monitor import crash_points
 from monitor import metrics as metrics_mod
 from monitor import outbox as outbox_mod
 from monitor.notification import OutcomeKind
@@ -111,23 +114,22 @@ def _cause(outcome):
 
 
 class DeliveryWorker:
-    """Sends due outbox entries with ``client`` and records the outcomes.
+    """Sends due outbox entries with ``client`` and records the outcomes
+    in the outbox.
 
-    ``on_accepted(notification)`` is called once the engine has the
-    notification (ACCEPTED or DUPLICATE), after the outbox recorded it;
-    ``on_rejected(notification)`` once it became a dead letter.
+    ``wakeup`` is a ``threading.Event`` also given to whoever enqueues
+    (the tracker): setting it starts a pass at once. One is made when not
+    given.
     """
 
-    def __init__(self, outbox, client, on_accepted, clock=time.time,
-                 retry_policy=None, on_rejected=None, metrics=None):
+    def __init__(self, outbox, client, clock=time.time, retry_policy=None,
+                 metrics=None, wakeup=None):
         self.outbox = outbox
         self._client = client
-        self._on_accepted = on_accepted
-        self._on_rejected = on_rejected or (lambda notification: None)
         self._clock = clock
         self._policy = retry_policy or RetryPolicy()
         self.metrics = metrics or metrics_mod.MonitorMetrics()
-        self._wake_event = threading.Event()
+        self._wake_event = threading.Event() if wakeup is None else wakeup
         self._stop_event = None
         self._outage = None
         # After a failed attempt nothing is sent before this time: when the
@@ -136,11 +138,11 @@ class DeliveryWorker:
         self._engine_retry_at = 0.0
 
     @classmethod
-    def from_conf(cls, conf, outbox, client, on_accepted, clock=time.time,
-                  on_rejected=None, metrics=None):
-        return cls(outbox, client, on_accepted, clock=clock,
-                   retry_policy=RetryPolicy.from_conf(conf),
-                   on_rejected=on_rejected, metrics=metrics)
+    def from_conf(cls, conf, outbox, client, clock=time.time, metrics=None,
+                  wakeup=None):
+        return cls(outbox, client, clock=clock,
+                   retry_policy=RetryPolicy.from_conf(conf), metrics=metrics,
+                   wakeup=wakeup)
 
     def wake(self):
         """Start a pass now instead of at the next scheduled attempt.
@@ -196,6 +198,7 @@ class DeliveryWorker:
             if self._stop_event is not None and self._stop_event.is_set():
                 break
             outcome = self._client.send(entry.notification)
+            crash_points.reached(crash_points.AFTER_POST)
             at = self._clock() if now is None else now
             after = self._record(entry, outcome, at)
             results.append((after, outcome))
@@ -228,9 +231,9 @@ class DeliveryWorker:
                       attempt, outcome.message, n.id, n.id)
             dead = self.outbox.mark_dead(n.id, now, outcome.message)
             self.metrics.notification_rejected()
-            self._notify(self._on_rejected, n)
             return dead
         updated = self.outbox.mark_delivered(n.id, outcome.kind, now)
+        crash_points.reached(crash_points.AFTER_MARK_DELIVERED)
         self.metrics.notification_delivered(outcome.kind)
         if outcome.kind == OutcomeKind.ACCEPTED:
             LOG.info('HA engine accepted the notification for domain %s '
@@ -242,17 +245,7 @@ class DeliveryWorker:
                         '%s (%s) generated at %s (attempt %d): %s',
                         n.domain_name, n.instance_uuid, n.generated_time,
                         attempt, outcome.message)
-        self._notify(self._on_accepted, n)
         return updated
-
-    @staticmethod
-    def _notify(callback, n):
-        try:
-            callback(n)
-        except Exception:  # loop boundary: the other entries still go out
-            LOG.exception('Handling the outcome of the notification for '
-                          'domain %s (%s) failed', n.domain_name,
-                          n.instance_uuid)
 
     def _note_failure(self, now, notification, outcome):
         cause = _cause(outcome)

@@ -4,6 +4,10 @@ A record holds plain values only (the state is a name, never a machine), so
 any dogpile backend can keep it, including ones that pickle (dbm, file) and
 let the state survive a daemon restart. Records are treated as immutable:
 the health policy returns new ones with :func:`dataclasses.replace`.
+
+A record holds health facts only. What became of a notification (queued,
+delivered, dead) is the outbox's alone: a copy kept here would disagree
+with it after a crash between the two writes.
 """
 
 import dataclasses
@@ -32,10 +36,11 @@ class DomainRecord:
     paused: bool = False
     # Epoch seconds of the last agent disconnect event, while disconnected.
     agent_disconnected_at: typing.Optional[float] = None
-    # Notification queued in the outbox, not yet accepted by the engine.
-    notification_id: typing.Optional[str] = None
-    # Epoch seconds at which the engine accepted the last notification.
-    notified_at: typing.Optional[float] = None
+    # Epoch seconds at which the current failure began: the first counted
+    # miss, or the restart whose agent did not come back within the
+    # discovery timeout. None while nothing fails. A notification created
+    # at or after this time for this domain belongs to this incident.
+    failing_since: typing.Optional[float] = None
 
     def to_dict(self):
         """The record as a plain dict, the form kept in the store."""
@@ -47,7 +52,8 @@ class DomainRecord:
 
         Keys this version does not know are ignored and missing optional
         ones take their defaults, so a store written by an older or newer
-        release still loads.
+        release still loads (older records carry ``notification_id`` and
+        ``notified_at``, facts the outbox now owns).
         """
         known = {field.name for field in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})

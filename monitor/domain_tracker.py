@@ -1,17 +1,23 @@
 """Applies what the libvirt edge saw to the per-domain health records.
 
 This is the bookkeeping between the I/O edges: it takes a domain listing,
-a round of ping results, libvirt events and delivery confirmations, runs
-them through the health policy and the mass-failure breaker, keeps the
-domain store up to date, logs one line per state change and queues a
-notification in the outbox when the policy asks for one. It does no I/O of
-its own beyond the store and the outbox it is given, so tests drive it
-with plain values.
+a round of ping results and libvirt events, runs them through the health
+policy and the mass-failure breaker, keeps the domain store up to date,
+logs one line per state change and queues a notification in the outbox
+when the policy asks for one. It does no I/O of its own beyond the store
+and the outbox it is given, so tests drive it with plain values.
+
+The outbox alone knows what became of each notification. The tracker reads
+it (never copies it) at every sweep and event, so a domain turns
+``reported`` when the tracker next looks after the delivery, whatever
+crashed in between, and nobody calls back into the tracker.
 """
 
 import logging
 import time
 
+from monitor import crash_points
+from monitor import health_policy
 from monitor import lifecycle
 from monitor import metrics as metrics_mod
 from monitor import notification as notification_mod
@@ -36,13 +42,16 @@ _ACTION_EFFECT = {
 class DomainTracker:
 
     def __init__(self, store, policy, breaker, outbox, hostname,
-                 wake_delivery=None, clock=time.time, metrics=None):
+                 delivery_wakeup=None, clock=time.time, metrics=None):
+        """``delivery_wakeup`` (a ``threading.Event`` shared with the
+        delivery worker) is set after each enqueue, so the first attempt
+        is made at once."""
         self.store = store
         self.policy = policy
         self.breaker = breaker
         self.outbox = outbox
         self.hostname = hostname
-        self.wake_delivery = wake_delivery or (lambda: None)
+        self._delivery_wakeup = delivery_wakeup
         self._clock = clock
         self.metrics = metrics or metrics_mod.MonitorMetrics()
         # UUIDs of listed domains without an agent channel, so that we
@@ -53,6 +62,11 @@ class DomainTracker:
         # the XML shows a channel: not monitored while they stay listed,
         # instead of being re-added and dropped again every sweep.
         self._agent_refused = set()
+        # Records of domains that stopped or vanished, by UUID, with the
+        # time they did, kept for the policy's hard_reboot_window: a
+        # domain that runs again meanwhile (destroy + start) keeps its
+        # history. Held here, not in the store: they are not monitored.
+        self._stopped = {}
 
     # -- listing ------------------------------------------------------------
 
@@ -79,6 +93,8 @@ class DomainTracker:
             live.add(info.uuid)
             record = self.store.get(info.uuid)
             if record is None:
+                record = self._restore(info.uuid, now, 'listed again')
+            if record is None:
                 record = self.policy.new_record(info.uuid, info.name, now)
                 self.store.put(record)
                 LOG.info('Monitoring domain %s (%s): waiting for its guest '
@@ -94,8 +110,10 @@ class DomainTracker:
                     self.policy.should_ping(record, now):
                 to_ping.append(info)
         for record in self.store.evict_missing(live):
+            self._hold(record, now)
             LOG.info('Domain %s (%s) is no longer running on this host; '
                      'forgetting it', record.name, record.uuid)
+        self._expire_stopped(now)
         # A domain that left the listing is looked at afresh (and said
         # again) when it runs here again.
         self._unmonitored &= listed
@@ -120,6 +138,7 @@ class DomainTracker:
         misses.
         """
         now = self._now(now)
+        facts = self._outbox_facts()
         current = {}
         for uuid, result in results.items():
             record = self.store.get(uuid)
@@ -130,6 +149,10 @@ class DomainTracker:
                 # The ping started before the domain was re-armed
                 # (rebooted, resumed): it says nothing about this run.
                 continue
+            # A delivery since the last look makes the domain reported
+            # before its result counts (and it no longer counts for the
+            # breaker).
+            record = self._see_delivery(record, facts, now)
             current[uuid] = (record, result)
 
         # Only domains answering until now count for the breaker: a host
@@ -145,11 +168,13 @@ class DomainTracker:
         held = self.breaker.evaluate(len(counted), missed)
 
         for record, result in current.values():
-            self._apply_result(record, result, held, now)
+            self._apply_result(record, result, held, now,
+                               facts.get(record.uuid,
+                                         health_policy.NOTHING_QUEUED))
         self.tick(now)
         return held
 
-    def _apply_result(self, record, result, held, now):
+    def _apply_result(self, record, result, held, now, facts):
         outcome = result.outcome
         if outcome is Outcome.OK:
             self._apply_verdict(self.policy.ping_ok(record, now), now)
@@ -158,9 +183,11 @@ class DomainTracker:
                 return
             LOG.debug('Domain %s (%s) missed a ping: %s', record.name,
                       record.uuid, result.detail)
-            self._apply_verdict(self.policy.ping_missed(record, now), now)
+            self._apply_verdict(self.policy.ping_missed(record, now, facts),
+                                now)
         elif outcome is Outcome.GONE:
             self.store.delete(record.uuid)
+            self._hold(record, now)
             LOG.info('Domain %s (%s) disappeared; forgetting it',
                      record.name, record.uuid)
         elif outcome is Outcome.NO_AGENT:
@@ -172,10 +199,16 @@ class DomainTracker:
         # NOT_RUNNING and DISCONNECTED are nobody's miss.
 
     def tick(self, now=None):
-        """Run the policy's timers (discovery timeout) on every record."""
+        """Look at the outbox for every record (deliveries make failing
+        domains reported) and run the policy's timers (discovery
+        timeout)."""
         now = self._now(now)
+        facts = self._outbox_facts()
         for record in self.store.all():
-            verdict = self.policy.tick(record, now)
+            record = self._see_delivery(record, facts, now)
+            verdict = self.policy.tick(
+                record, now, facts.get(record.uuid,
+                                       health_policy.NOTHING_QUEUED))
             if verdict.notify or verdict.record != record:
                 self._apply_verdict(verdict, now)
 
@@ -208,18 +241,24 @@ class DomainTracker:
         action = lifecycle.action_for(event)
         if record is None:
             # Not (yet) monitored: the next listing picks it up. A new run
-            # may have the agent libvirt refused before.
+            # may have the agent libvirt refused before. A domain that
+            # stopped moments ago (hard reboot) is taken back with its
+            # history.
             if action is lifecycle.Action.REARM:
                 self._agent_refused.discard(event.uuid)
+                self._restore(event.uuid, now, lifecycle.describe(event))
             return
         if action is lifecycle.Action.IGNORE:
             return
+        facts = self._outbox_facts(event.uuid)
+        record = self._see_delivery(record, facts, now)
         self._apply_action(record, action, now, lifecycle.describe(event))
 
     def _apply_action(self, record, action, now, why, quiet=False):
         verdict = self.policy.apply_lifecycle(record, action, now)
         if verdict is None:
             self.store.delete(record.uuid)
+            self._hold(record, now)
             LOG.info('Domain %s (%s) stopped (%s); forgetting it',
                      record.name, record.uuid, why)
             return None
@@ -243,7 +282,7 @@ class DomainTracker:
                      verdict.reason)
             self.metrics.state_changed(verdict.old_state, verdict.new_state)
         if verdict.notify:
-            record = self._queue_notification(record, verdict.reason, now)
+            self._queue_notification(record, verdict.reason, now)
         self.store.put(record)
 
     def _queue_notification(self, record, reason, now):
@@ -253,54 +292,95 @@ class DomainTracker:
         try:
             self.outbox.enqueue(notification, now)
         except outbox_mod.OutboxFull as exc:
-            # Loud, and the record stays un-notified so the next miss
-            # tries again once the outbox has room.
+            # Loud; nothing is queued, so the policy asks again on the
+            # next miss, once the outbox may have room.
             LOG.error('Cannot queue the notification for domain %s (%s): '
                       '%s', record.name, record.uuid, exc)
-            return record
+            return
+        crash_points.reached(crash_points.AFTER_ENQUEUE)
         LOG.warning('Domain %s (%s) failed (%s): notification %s queued '
                     'for the HA engine', record.name, record.uuid, reason,
                     notification.id)
         self.metrics.notification_queued()
-        self.wake_delivery()
-        return self.policy.notification_queued(record, notification.id, now)
+        if self._delivery_wakeup is not None:
+            self._delivery_wakeup.set()
+
+    def _outbox_facts(self, uuid=None):
+        """{uuid: OutboxFacts} for every domain the outbox holds
+        notifications for (only ``uuid``'s when given)."""
+        pending = {}
+        finished = {}
+        for entry in self.outbox.latest_per_domain(uuid):
+            key = entry.notification.instance_uuid
+            if entry.status == outbox_mod.PENDING:
+                pending[key] = entry
+            else:
+                finished[key] = entry
+        facts = {}
+        for key in pending.keys() | finished.keys():
+            p, f = pending.get(key), finished.get(key)
+            facts[key] = health_policy.OutboxFacts(
+                pending_id=None if p is None else p.id,
+                finished_id=None if f is None else f.id,
+                finished_created_at=None if f is None else f.created_at,
+                finished_dead=f is not None and f.status == outbox_mod.DEAD)
+        return facts
+
+    def _see_delivery(self, record, facts, now):
+        verdict = self.policy.delivery_seen(
+            record, facts.get(record.uuid, health_policy.NOTHING_QUEUED), now)
+        if verdict.record == record:
+            return record
+        self._apply_verdict(verdict, now)
+        return verdict.record
+
+    # -- stopped domains (hard reboot) ------------------------------------------
+
+    def _hold(self, record, now):
+        if self.policy.hard_reboot_window > 0:
+            self._stopped[record.uuid] = (record, now)
+
+    def _expire_stopped(self, now):
+        window = self.policy.hard_reboot_window
+        for uuid, (_record, since) in list(self._stopped.items()):
+            if now - since > window:
+                del self._stopped[uuid]
+
+    def _restore(self, uuid, now, why):
+        """Take back the record of a domain that stopped within the hard
+        reboot window, re-armed; None when there is none."""
+        held = self._stopped.pop(uuid, None)
+        if held is None:
+            return None
+        record, since = held
+        if now - since > self.policy.hard_reboot_window:
+            return None
+        verdict = self.policy.apply_lifecycle(record, lifecycle.Action.REARM,
+                                              now)
+        LOG.info('Domain %s (%s) runs again %.0f s after it stopped (%s); '
+                 'keeping its history: waiting for its guest agent to '
+                 'answer', record.name, record.uuid, now - since, why)
+        if verdict.old_state != verdict.new_state:
+            self.metrics.state_changed(verdict.old_state, verdict.new_state)
+        self.store.put(verdict.record)
+        return verdict.record
+
+    # -- start-up ----------------------------------------------------------------
 
     def adopt_pending(self, entries, now=None):
-        """Tie notifications still pending from before a restart to their
-        domains.
+        """Say which notifications from before a restart are still
+        pending.
 
-        The outbox is synced on every write, the domain store may not be
-        (or may be in memory): without this a guest whose crash is already
-        queued could be counted and notified a second time.
+        Nothing is copied: the policy reads the outbox itself, so a
+        pending notification is never queued a second time, whatever the
+        domain store kept.
         """
-        now = self._now(now)
         for entry in entries:
             n = entry.notification
-            record = self.store.get(n.instance_uuid)
-            if record is None:
-                record = self.policy.new_record(n.instance_uuid,
-                                                n.domain_name, now)
-            if record.notification_id != n.id:
-                self.store.put(self.policy.notification_queued(record, n.id,
-                                                               now))
-
-    def notification_accepted(self, notification, now=None):
-        """The HA engine took ``notification``: mark its domain reported."""
-        self._delivery_ended(notification, self.policy.notification_accepted,
-                             now)
-
-    def notification_rejected(self, notification, now=None):
-        """The HA engine refused ``notification`` for good (dead letter)."""
-        self._delivery_ended(notification, self.policy.notification_dropped,
-                             now)
-
-    def _delivery_ended(self, notification, policy_step, now):
-        now = self._now(now)
-        record = self.store.get(notification.instance_uuid)
-        if record is None:
-            return
-        verdict = policy_step(record, notification.id, now)
-        self._apply_verdict(verdict._replace(notify=False), now)
+            LOG.info('Notification %s for domain %s (%s), generated at %s, '
+                     'is still pending from before the restart (%d '
+                     'attempt(s) so far)', n.id, n.domain_name,
+                     n.instance_uuid, n.generated_time, entry.attempts)
 
     def _now(self, now):
         return self._clock() if now is None else now

@@ -6,16 +6,28 @@ the record, and returns a new one (inside a :class:`Verdict` when the state
 may change). Storing records, pinging and queueing notifications are the
 caller's business.
 
-Notifications. A verdict with ``notify=True`` asks the caller to queue one
-notification now and then record it with :meth:`notification_queued`. While
-a notification is queued no other one is asked for: the outbox is durable and
-always delivers it, because the failure it reports was real even if the guest
-has come back since. When the engine accepts it
-(:meth:`notification_accepted`) a failing domain moves to ``reported``, where
-it stays until its agent answers again or it is restarted. The request to
-notify is repeated on every further miss until a notification is queued, so
-one that the caller held back (mass-failure breaker) or lost (daemon killed
-before queueing) is asked for again while the guest is still dead.
+Notifications. The record holds health facts only; what became of the
+notifications is the outbox's, and the caller passes it in as
+:class:`OutboxFacts`. An *incident* is one failure of one domain: it begins
+at the record's ``failing_since`` (the first counted miss, or the restart
+whose agent never came back) and ends when the guest answers again or is
+restarted. A notification belongs to the incident when it was created at or
+after that time for this domain.
+
+A verdict with ``notify=True`` asks the caller to queue one notification
+now. The request is repeated on every further miss while the outbox holds
+neither a pending notification for the domain nor a delivered (or dead)
+one for the incident, so one that the caller held back (mass-failure
+breaker) or could not queue (outbox full) is asked for again while the
+guest is still dead, and one already queued or delivered before a crash is
+never asked for twice. While any notification for the domain is pending no
+other one is asked for: the outbox always delivers it, because the failure
+it reports was real even if the guest has come back since.
+
+``reported`` is derived from the outbox: :meth:`delivery_seen` moves a
+failing domain there once the outbox holds a delivered (or dead-lettered)
+notification of its incident, whenever the caller looks, so a crash between
+the outbox's write and the record's loses nothing.
 """
 
 import dataclasses
@@ -86,6 +98,28 @@ Related options:
 
 * failure_threshold
 """),
+    cfg.IntOpt(
+        'hard_reboot_window',
+        default=120,
+        min=0,
+        max=3600,
+        help="""
+Seconds the history of a stopped or vanished domain is kept. A domain that
+runs again within this time (a destroy followed by a start, as in Nova's
+hard reboot) keeps what was known about it, in particular that its agent
+answered before, so the discovery timeout still applies when its agent never
+comes back. After this time the domain is forgotten and, should it run here
+again, starts over as a new domain.
+
+Possible values:
+
+* An integer from 0 to 3600. Default 120. 0 forgets a stopped domain at
+  once.
+
+Related options:
+
+* discovery_timeout
+"""),
 ]
 
 
@@ -95,6 +129,22 @@ def register_opts(conf):
 
 def list_opts():
     return [(GROUP, OPTS)]
+
+
+class OutboxFacts(typing.NamedTuple):
+    """What the outbox holds for one domain: the only notification facts
+    the policy reads. Times are epoch seconds."""
+
+    # Id of the newest notification waiting for delivery, if any.
+    pending_id: typing.Optional[str] = None
+    # The newest notification the engine has (delivered) or refused for
+    # good (dead letter), if any, and when it was created.
+    finished_id: typing.Optional[str] = None
+    finished_created_at: typing.Optional[float] = None
+    finished_dead: bool = False
+
+
+NOTHING_QUEUED = OutboxFacts()
 
 
 class Verdict(typing.NamedTuple):
@@ -116,19 +166,21 @@ def _misses_text(misses):
 class HealthPolicy:
 
     def __init__(self, failure_threshold, discovery_timeout=0,
-                 agent_disconnect_grace=30):
+                 agent_disconnect_grace=30, hard_reboot_window=120):
         if failure_threshold < 1:
             raise ValueError('failure_threshold must be at least 1, got %s'
                              % failure_threshold)
         self.failure_threshold = failure_threshold
         self.discovery_timeout = discovery_timeout
         self.agent_disconnect_grace = agent_disconnect_grace
+        self.hard_reboot_window = hard_reboot_window
 
     @classmethod
     def from_conf(cls, conf):
         return cls(conf.monitor.failure_threshold,
                    discovery_timeout=conf.monitor.discovery_timeout,
-                   agent_disconnect_grace=conf.monitor.agent_disconnect_grace)
+                   agent_disconnect_grace=conf.monitor.agent_disconnect_grace,
+                   hard_reboot_window=conf.monitor.hard_reboot_window)
 
     def new_record(self, uuid, name, now):
         """A record for a domain seen for the first time."""
@@ -141,14 +193,12 @@ class HealthPolicy:
 
     def ping_ok(self, record, now):
         new_state = states.next_state(record.state, states.GUEST_PINGABLE)
-        changes = dict(state=new_state, misses=0, last_ok=now,
-                       ever_healthy=True, agent_disconnected_at=None,
-                       discovery_since=None)
-        if record.state == states.REPORTED:
-            # Re-armed: a later failure is a new incident and is reported
-            # again. A queued notification is kept (see module doc).
-            changes['notified_at'] = None
-        new = dataclasses.replace(record, **changes)
+        # The incident, if any, ends here: a later failure is a new one and
+        # is reported again. A queued notification is kept (module doc).
+        new = dataclasses.replace(
+            record, state=new_state, misses=0, last_ok=now,
+            ever_healthy=True, agent_disconnected_at=None,
+            discovery_since=None, failing_since=None)
         if record.state == states.DISCOVERY:
             reason = 'guest agent answered'
         elif record.misses:
@@ -158,7 +208,7 @@ class HealthPolicy:
             reason = 'guest agent answered again'
         return Verdict(new, record.state, new_state, False, reason)
 
-    def ping_missed(self, record, now):
+    def ping_missed(self, record, now, facts=NOTHING_QUEUED):
         if record.paused:
             return self._unchanged(record, 'miss not counted: domain paused')
         if record.state in (states.DISCOVERY, states.REPORTED):
@@ -177,76 +227,87 @@ class HealthPolicy:
                    self.agent_disconnect_grace))
         new_state = states.next_state(record.state, states.GUEST_NOT_PINGABLE)
         misses = record.misses + 1
-        new = dataclasses.replace(record, state=new_state, misses=misses)
+        failing_since = record.failing_since
+        if failing_since is None:
+            failing_since = now
+        new = dataclasses.replace(record, state=new_state, misses=misses,
+                                  failing_since=failing_since)
         reason = _misses_text(misses)
         notify = False
         if misses >= self.failure_threshold:
-            if record.notification_id is None:
+            already = self._already_notified(new, facts)
+            if already is None:
                 notify = True
                 reason += ' (failure threshold %d)' % self.failure_threshold
             else:
-                reason += '; notification %s already queued' % (
-                    record.notification_id)
+                reason += '; ' + already
         return Verdict(new, record.state, new_state, notify, reason)
 
-    def tick(self, record, now):
+    def tick(self, record, now, facts=NOTHING_QUEUED):
         """Timers: the discovery timeout of a restarted guest."""
         if (self.discovery_timeout > 0
                 and record.state == states.DISCOVERY
                 and record.ever_healthy
                 and not record.paused
-                and record.notification_id is None
                 and record.discovery_since is not None
                 and now - record.discovery_since >= self.discovery_timeout):
-            return Verdict(
-                record, record.state, record.state, True,
-                'agent did not come back within %d s after restart'
-                % self.discovery_timeout)
+            # The incident is this run of the guest: it began at the
+            # restart.
+            new = dataclasses.replace(record,
+                                      failing_since=record.discovery_since)
+            if self._already_notified(new, facts) is None:
+                return Verdict(
+                    new, record.state, record.state, True,
+                    'agent did not come back within %d s after restart'
+                    % self.discovery_timeout)
         return self._unchanged(record, 'no timer due')
 
-    def notification_queued(self, record, notification_id, now):
-        return dataclasses.replace(record, notification_id=notification_id)
+    def delivery_seen(self, record, facts, now):
+        """Derive ``reported`` from the outbox: a failing domain whose
+        incident has a delivered or dead-lettered notification is reported.
 
-    def notification_accepted(self, record, notification_id, now):
-        """The engine accepted a notification queued for this domain."""
-        if record.notification_id != notification_id:
-            return self._unchanged(
-                record, 'notification %s is not the one queued (%s)'
-                % (notification_id, record.notification_id))
-        new = dataclasses.replace(record, notification_id=None,
-                                  notified_at=now)
-        if record.state in (states.ERROR, states.DISCOVERY):
-            new_state = states.next_state(record.state, states.REPORT)
-            new = dataclasses.replace(new, state=new_state)
-            return Verdict(new, record.state, new_state, False,
-                           'HA engine accepted notification %s'
-                           % notification_id)
-        return Verdict(new, record.state, record.state, False,
-                       'HA engine accepted notification %s; guest answers '
-                       'again meanwhile' % notification_id)
-
-    def notification_dropped(self, record, notification_id, now):
-        """The engine rejected this domain's notification for good.
-
-        The incident is closed as if reported: asking again on every
-        miss would only pile up identical dead letters and error lines
-        (a rejection is a configuration problem, e.g. an unknown host,
-        that the next request will not fix). The dead letter stays in the
-        outbox for operators to requeue; the domain is re-armed as usual
-        when its guest answers again or it is restarted.
+        A dead letter closes the incident as if reported: asking again on
+        every miss would only pile up identical dead letters and error
+        lines (a rejection is a configuration problem, e.g. an unknown
+        host, that the next request will not fix). It stays in the outbox
+        for operators to requeue; the domain is re-armed as usual when its
+        guest answers again or it is restarted.
         """
-        if record.notification_id != notification_id:
-            return self._unchanged(
-                record, 'notification %s is not the one queued (%s)'
-                % (notification_id, record.notification_id))
-        new = dataclasses.replace(record, notification_id=None)
-        new_state = record.state
-        if record.state in (states.ERROR, states.DISCOVERY):
-            new_state = states.next_state(record.state, states.REPORT)
-            new = dataclasses.replace(new, state=new_state)
-        return Verdict(new, record.state, new_state, False,
-                       'HA engine rejected notification %s; kept as a dead '
-                       'letter' % notification_id)
+        if (record.state not in (states.ERROR, states.DISCOVERY)
+                or not self._incident_has(record, facts)):
+            return self._unchanged(record, 'not reported')
+        new_state = states.next_state(record.state, states.REPORT)
+        new = dataclasses.replace(record, state=new_state)
+        if facts.finished_dead:
+            reason = ('HA engine rejected notification %s; kept as a dead '
+                      'letter' % facts.finished_id)
+        else:
+            reason = 'HA engine accepted notification %s' % facts.finished_id
+        return Verdict(new, record.state, new_state, False, reason)
+
+    def _already_notified(self, record, facts):
+        """Why no notification may be asked for now, or None."""
+        if facts.pending_id is not None:
+            return 'notification %s already queued' % facts.pending_id
+        if self._incident_has(record, facts):
+            return 'notification %s already delivered' % facts.finished_id
+        return None
+
+    @staticmethod
+    def _incident_has(record, facts):
+        """True when the outbox's newest finished notification for the
+        domain belongs to the record's current incident."""
+        start = record.failing_since
+        if start is None and record.state == states.DISCOVERY:
+            # Only the discovery timeout notifies from discovery, for
+            # this run of the guest.
+            start = record.discovery_since
+        if start is None or facts.finished_id is None:
+            return False
+        # A wall clock that stepped back between the first miss and the
+        # notification makes this False: one notification too many rather
+        # than a failure never reported.
+        return facts.finished_created_at >= start
 
     def apply_lifecycle(self, record, action, now):
         """Apply a :class:`lifecycle.Action`; None means forget the domain."""
@@ -256,8 +317,7 @@ class HealthPolicy:
             new = domain_record.DomainRecord(
                 uuid=record.uuid, name=record.name, state=states.DISCOVERY,
                 discovery_since=now, last_ok=record.last_ok,
-                ever_healthy=record.ever_healthy,
-                notification_id=record.notification_id)
+                ever_healthy=record.ever_healthy)
             return Verdict(new, record.state, new.state, False,
                            're-armed: waiting for the agent to answer')
         if action is lifecycle.Action.PARK:

@@ -651,3 +651,22 @@ class Outbox:
                 f'UPDATE notifications SET {assignments} WHERE id = ?',
                 (*params, id))
             return self._get(id)
+
+    def latest_per_domain(self, instance_uuid=None):
+        """The newest pending entry and the newest finished (delivered or
+        dead) entry of each domain, oldest first; only ``instance_uuid``'s
+        when given.
+
+        This is what the health policy needs to know of a domain's
+        notifications; the outbox is their only record.
+        """
+        where, params = '', (PENDING,)
+        if instance_uuid is not None:
+            where, params = 'WHERE instance_uuid = ? ', (instance_uuid,
+                                                         PENDING)
+        with self._lock:
+            rows = self._conn.execute(
+                _SELECT + ' WHERE seq IN (SELECT MAX(seq) FROM notifications '
+                f'{where}GROUP BY instance_uuid, status = ?) ORDER BY seq',
+                params).fetchall()
+        return [_entry(r) for r in rows]

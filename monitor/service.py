@@ -40,17 +40,19 @@ class MonitorService:
         self.store = domain_store.DomainStore.from_conf(conf)
         self.outbox = outbox_mod.Outbox.from_conf(conf)
         self.client = notifier.MasakariClient.from_conf(conf)
+        # Set by the tracker after each enqueue, waited on by the delivery
+        # worker: the first attempt goes out at once. Neither knows the
+        # other; what became of a notification is read from the outbox.
+        delivery_wakeup = threading.Event()
         self.tracker = domain_tracker.DomainTracker(
             self.store,
             health_policy.HealthPolicy.from_conf(conf),
             mass_failure.MassFailureBreaker.from_conf(conf),
-            self.outbox, conf.host, clock=clock, metrics=self.metrics)
+            self.outbox, conf.host, delivery_wakeup=delivery_wakeup,
+            clock=clock, metrics=self.metrics)
         self.delivery = delivery.DeliveryWorker.from_conf(
-            conf, self.outbox, self.client,
-            on_accepted=self.tracker.notification_accepted,
-            on_rejected=self.tracker.notification_rejected,
-            metrics=self.metrics)
-        self.tracker.wake_delivery = self.delivery.wake
+            conf, self.outbox, self.client, metrics=self.metrics,
+            wakeup=delivery_wakeup)
         self.host = libvirt_host.LibvirtHost.from_conf(conf)
         self.events = libvirt_events.EventBridge(clock=clock)
         self.scheduler = scheduler_mod.Scheduler.from_conf(

@@ -1,6 +1,7 @@
 """The delivery worker: what it does with each answer of the HA engine, its
 retry schedule, what it logs, and its loop."""
 
+import inspect
 import logging
 import threading
 import time
@@ -32,29 +33,20 @@ REFUSED = DeliveryOutcome(OutcomeKind.RETRY, None,
 
 
 class ScriptedClient:
-    """Answers with ``outcomes`` in turn, then repeats the last one."""
+    """Answers with ``outcomes`` in turn, then repeats the last one; sets
+    ``event`` after each send."""
 
     def __init__(self, *outcomes):
         self.outcomes = list(outcomes)
         self.sent = []
+        self.event = threading.Event()
 
     def send(self, notification):
         self.sent.append(notification)
+        self.event.set()
         if len(self.outcomes) > 1:
             return self.outcomes.pop(0)
         return self.outcomes[0]
-
-
-class Accepted:
-    """The on_accepted callback: records what it was called with."""
-
-    def __init__(self):
-        self.calls = []
-        self.event = threading.Event()
-
-    def __call__(self, notification):
-        self.calls.append(notification)
-        self.event.set()
 
 
 def notification(n=1, at=1700000000.0):
@@ -74,39 +66,49 @@ def outbox(tmp_path):
     box.close()
 
 
-def worker_with(outbox, client, on_accepted=None, policy=NO_JITTER):
-    return DeliveryWorker(outbox, client, on_accepted or Accepted(),
-                          retry_policy=policy)
+def worker_with(outbox, client, policy=NO_JITTER):
+    return DeliveryWorker(outbox, client, retry_policy=policy)
+
+
+def test_the_worker_needs_only_the_outbox_and_the_engine_client():
+    # What became of a notification is written to the outbox, where the
+    # rest of the daemon reads it: no callback into the tracker.
+    required = [name for name, p in
+                inspect.signature(DeliveryWorker).parameters.items()
+                if p.default is inspect.Parameter.empty]
+    assert required == ['outbox', 'client']
+    assert not [name for name in
+                inspect.signature(DeliveryWorker).parameters
+                if name.startswith('on_')]
 
 
 # -- outcomes --------------------------------------------------------------
 
-def test_an_accepted_notification_is_delivered_and_reported_once(outbox):
+def test_an_accepted_notification_is_delivered_and_sent_once(outbox):
     n = notification()
     outbox.enqueue(n, 100.0)
-    accepted = Accepted()
-    worker = worker_with(outbox, ScriptedClient(ACCEPTED), accepted)
+    client = ScriptedClient(ACCEPTED)
+    worker = worker_with(outbox, client)
 
     [(entry, outcome)] = worker.run_once(now=100.0)
 
     assert outcome == ACCEPTED
     assert (entry.status, entry.outcome, entry.attempts) == (
         'delivered', 'ACCEPTED', 1)
-    assert accepted.calls == [n]
+    assert outbox.get(n.id) == entry
     assert worker.run_once(now=1000.0) == []
-    assert accepted.calls == [n]
+    assert client.sent == [n]
 
 
 def test_a_duplicate_counts_as_delivered(outbox, caplog):
     n = notification()
     outbox.enqueue(n, 100.0)
-    accepted = Accepted()
-    worker = worker_with(outbox, ScriptedClient(DUPLICATE), accepted)
+    worker = worker_with(outbox, ScriptedClient(DUPLICATE))
 
     [(entry, _)] = worker.run_once(now=100.0)
 
     assert (entry.status, entry.outcome) == ('delivered', 'DUPLICATE')
-    assert accepted.calls == [n]
+    assert outbox.get(n.id) == entry
     [record] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert 'is duplicate' in record.getMessage()
     assert n.domain_name in record.getMessage()
@@ -116,18 +118,13 @@ def test_a_rejected_notification_becomes_a_logged_dead_letter(outbox,
                                                               caplog):
     n = notification()
     outbox.enqueue(n, 100.0)
-    accepted = Accepted()
-    rejected = Accepted()
     client = ScriptedClient(REJECTED)
-    worker = DeliveryWorker(outbox, client, accepted, retry_policy=NO_JITTER,
-                            on_rejected=rejected)
+    worker = worker_with(outbox, client)
 
     [(entry, _)] = worker.run_once(now=100.0)
 
     assert (entry.status, entry.last_error) == ('dead', REJECTED.message)
     assert outbox.dead_letters() == [entry]
-    assert accepted.calls == []
-    assert rejected.calls == [n]
     [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
     message = record.getMessage()
     for part in (REJECTED.message, n.domain_name, n.instance_uuid, n.id,
@@ -250,39 +247,21 @@ def test_a_failing_engine_holds_the_whole_queue_until_the_next_attempt(
     assert outbox.pending() == []
 
 
-def test_on_accepted_is_called_once_per_notification(outbox):
+def test_each_notification_is_sent_until_delivered_then_never_again(
+        outbox):
     first, second = notification(1), notification(2)
     outbox.enqueue(first, 100.0)
     outbox.enqueue(second, 100.0)
-    accepted = Accepted()
     # first: busy (holding second back), then both accepted.
-    worker = worker_with(outbox, ScriptedClient(BUSY, ACCEPTED, ACCEPTED),
-                         accepted)
+    client = ScriptedClient(BUSY, ACCEPTED, ACCEPTED)
+    worker = worker_with(outbox, client)
 
     for now in (100.0, 101.0, 102.0, 200.0, 1000.0):
         worker.run_once(now=now)
 
-    assert accepted.calls == [first, second]
-
-
-def test_a_failing_on_accepted_does_not_hold_up_the_others(outbox, caplog):
-    first, second = notification(1), notification(2)
-    outbox.enqueue(first, 100.0)
-    outbox.enqueue(second, 100.0)
-    calls = []
-
-    def on_accepted(n):
-        calls.append(n)
-        if n == first:
-            raise KeyError(n.instance_uuid)
-    worker = worker_with(outbox, ScriptedClient(ACCEPTED), on_accepted)
-
-    results = worker.run_once(now=100.0)
-
-    assert [e.status for e, _ in results] == ['delivered', 'delivered']
-    assert calls == [first, second]
-    [record] = [r for r in caplog.records if r.exc_info]
-    assert first.domain_name in record.getMessage()
+    assert client.sent == [first, first, second]
+    assert [outbox.get(n.id).status for n in (first, second)] == [
+        'delivered', 'delivered']
 
 
 def test_pending_entries_are_replayed_unchanged_after_a_restart(tmp_path):
@@ -300,14 +279,12 @@ def test_pending_entries_are_replayed_unchanged_after_a_restart(tmp_path):
         before.close()  # the daemon stops (or dies) here
 
         after = Outbox(path, max_size=10)
-        accepted = Accepted()
-        [(entry, outcome)] = worker_with(after, client, accepted).run_once(
-            now=5000.0)
+        [(entry, outcome)] = worker_with(after, client).run_once(now=5000.0)
         after.close()
 
     assert outcome.kind == OutcomeKind.ACCEPTED
     assert (entry.status, entry.attempts) == ('delivered', 2)
-    assert accepted.calls == [n]
+    assert entry.notification == n
     first, second = (r.json() for r in server.requests)
     assert first == second == n.body()
     assert second['notification']['generated_time'] == '2023-11-14T22:13:20Z'
@@ -385,22 +362,24 @@ class Loop:
         return not self.thread.is_alive()
 
 
-def test_wake_sends_at_once_and_stop_returns_at_once(outbox):
+def test_the_shared_wakeup_sends_at_once_and_stop_returns_at_once(outbox):
     # An idle worker sleeps delivery.IDLE_POLL (30 s); both waits below
-    # are far shorter, so they only succeed if wake() does its job.
-    accepted = Accepted()
-    worker = DeliveryWorker(outbox, ScriptedClient(ACCEPTED), accepted)
+    # are far shorter, so they only succeed if the wake-up does its job.
+    # The enqueuer (the tracker) holds the same event, not the worker.
+    wakeup = threading.Event()
+    client = ScriptedClient(ACCEPTED)
+    worker = DeliveryWorker(outbox, client, wakeup=wakeup)
     first, second = notification(1), notification(2)
     outbox.enqueue(first, time.time())
     loop = Loop(worker)
-    assert accepted.event.wait(10)
-    accepted.event.clear()
+    assert client.event.wait(10)
+    client.event.clear()
 
     outbox.enqueue(second, time.time())
-    worker.wake()
+    wakeup.set()
 
-    assert accepted.event.wait(10)
-    assert accepted.calls == [first, second]
+    assert client.event.wait(10)
+    assert client.sent == [first, second]
     assert loop.stop()
 
 
@@ -411,14 +390,17 @@ def test_the_loop_survives_an_unexpected_error(outbox, caplog):
                 self.sent.append(notification)
                 raise RuntimeError('surprise')
             return super().send(notification)
-    accepted = Accepted()
-    worker = DeliveryWorker(outbox, FlakyClient(ACCEPTED), accepted,
+    n = notification()
+    worker = DeliveryWorker(outbox, FlakyClient(ACCEPTED),
                             retry_policy=RetryPolicy(max_delay=0.05))
-    outbox.enqueue(notification(), time.time())
+    outbox.enqueue(n, time.time())
 
     loop = Loop(worker)
 
-    assert accepted.event.wait(10)
+    deadline = time.monotonic() + 10
+    while outbox.get(n.id).status != 'delivered':
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     assert loop.stop()
     [record] = [r for r in caplog.records if r.exc_info]
     assert 'Delivery pass failed' in record.getMessage()

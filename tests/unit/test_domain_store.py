@@ -95,7 +95,7 @@ def test_evict_missing_removes_and_returns_gone_domains(store):
 def test_stored_values_are_plain_dicts(tmp_path):
     region = dogpile_region.make_region().configure('dogpile.cache.memory')
     store = domain_store.DomainStore(region, namespace='h')
-    store.put(rec(UUID_A, 'a', state=states.REPORTED))
+    store.put(rec(UUID_A, 'a', state=states.REPORTED, failing_since=3.0))
     keys = list(region.backend._cache)
     values = [region.get(key) for key in keys]
     assert all(isinstance(v, (dict, list)) for v in values)
@@ -134,9 +134,9 @@ def test_store_survives_a_restart(tmp_path, backend, filename):
     conf = make_conf(tmp_path, backend=backend)
     first = domain_store.DomainStore.from_conf(conf)
     reported = rec(UUID_A, 'guest-a', state=states.REPORTED, misses=4,
-                   last_ok=100.0, ever_healthy=True)
+                   last_ok=100.0, ever_healthy=True, failing_since=130.0)
     queued = rec(UUID_B, 'guest-b', state=states.ERROR, misses=3,
-                 ever_healthy=True)
+                 ever_healthy=True, failing_since=150.0)
     first.put(reported)
     with first.batch():
         first.put(queued)

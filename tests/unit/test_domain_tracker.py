@@ -1,6 +1,6 @@
-"""The tracker between the edges: listings, ping rounds, libvirt events and
-delivery outcomes applied to the per-domain records, with the real policy,
-breaker, store and outbox."""
+"""The tracker between the edges: listings, ping rounds and libvirt events
+applied to the per-domain records, and what the outbox says became of their
+notifications, with the real policy, breaker, store and outbox."""
 
 import logging
 
@@ -128,19 +128,38 @@ def outbox(tmp_path):
     box.close()
 
 
+class Wakes(list):
+    """The delivery wake-up event shared with the worker: counts sets."""
+
+    def set(self):
+        self.append(True)
+
+
 @pytest.fixture
 def wakes():
-    return []
+    return Wakes()
 
 
 def make_tracker(store, outbox, wakes, threshold=3, discovery_timeout=0,
-                 min_domains=3, ratio=0.5):
+                 min_domains=3, ratio=0.5, hard_reboot_window=120):
     return domain_tracker.DomainTracker(
         store,
-        health_policy.HealthPolicy(threshold, discovery_timeout, GRACE),
+        health_policy.HealthPolicy(threshold, discovery_timeout, GRACE,
+                                   hard_reboot_window),
         mass_failure.MassFailureBreaker(min_domains, ratio),
-        outbox, HOST, wake_delivery=lambda: wakes.append(True),
+        outbox, HOST, delivery_wakeup=wakes,
         clock=lambda: pytest.fail('the tracker read the wall clock'))
+
+
+ACCEPTED = notification_mod.OutcomeKind.ACCEPTED
+
+
+def deliver(host, index=-1):
+    """The delivery worker's part: the engine took a pending notification
+    (the newest by default); only the outbox records it."""
+    entry = host.outbox.pending()[index]
+    host.outbox.mark_delivered(entry.id, ACCEPTED, host.now)
+    return entry
 
 
 @pytest.fixture
@@ -247,7 +266,7 @@ def test_the_third_consecutive_miss_queues_exactly_one_notification(
     assert host.pending() == [(uuid(1), name(1), HOST)]
     assert wakes == [True]
     entry = host.outbox.pending()[0]
-    assert host.record(1).notification_id == entry.id
+    assert entry.created_at == host.now + 0.05
     assert entry.notification.generated_time == notification_mod.format_time(
         host.now + 0.05)
 
@@ -381,10 +400,7 @@ def test_an_answer_after_the_report_re_arms_for_a_new_incident(host,
                                                                tracker):
     healthy(host, 1)
     host.sweeps(3, [listed(1)], default=MISSED)
-    first = host.outbox.pending()[0].notification
-    tracker.notification_accepted(first, now=host.now)
-    host.outbox.mark_delivered(first.id, notification_mod.OutcomeKind.ACCEPTED,
-                               host.now)
+    first = deliver(host)
 
     host.sweep([listed(1)])
     assert host.state(1) == H
@@ -448,10 +464,8 @@ def test_guests_already_reported_do_not_hold_a_new_failure(host, tracker):
     for n in (1, 2):
         dead = {uuid(m): MISSED for m in range(1, n + 1)}
         host.sweeps(3, domains, dead)
-        entry = host.outbox.pending()[-1]
-        tracker.notification_accepted(entry.notification, now=host.now)
-        host.outbox.mark_delivered(entry.id, notification_mod.OutcomeKind.ACCEPTED,
-                                   host.now)
+        deliver(host)
+        tracker.tick(now=host.now)
     assert [host.state(n) for n in (1, 2)] == [R, R]
 
     host.sweeps(3, domains, {uuid(n): MISSED for n in (1, 2, 3)})
@@ -544,6 +558,78 @@ def test_a_stopped_domain_is_forgotten(host, log):
     assert name(1) in log()[-1] and uuid(1) in log()[-1]
 
 
+STOPPED = lifecycle.VIR_DOMAIN_EVENT_STOPPED
+STARTED = lifecycle.VIR_DOMAIN_EVENT_STARTED
+
+
+def test_a_hard_reboot_keeps_the_domains_history(store, outbox, wakes, log):
+    # Nova's hard reboot: destroy, then start the same UUID again.
+    host = Host(make_tracker(store, outbox, wakes, discovery_timeout=60),
+                store, outbox)
+    healthy(host, 1)
+    host.event(lifecycle_event(1, STOPPED, 2))
+    assert host.record(1) is None  # not monitored while stopped
+
+    host.event(lifecycle_event(1, STARTED, 0), dt=5)
+
+    record = host.record(1)
+    assert (record.state, record.ever_healthy) == (D, True)
+    assert any('runs again 5 s after it stopped' in line
+               and uuid(1) in line for line in log())
+    # Its agent never comes back: the discovery timeout still applies.
+    host.sweeps(7, [listed(1)], default=MISSED)
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+
+
+def test_a_domain_listed_again_within_the_window_keeps_its_history(host):
+    # Both events were missed (libvirt unreachable): the listing tells.
+    healthy(host, 1)
+    host.sweep([])
+    assert host.record(1) is None
+    host.sweep([listed(1)], default=MISSED)
+    assert (host.state(1), host.record(1).ever_healthy) == (D, True)
+
+
+def test_a_domain_stopped_for_longer_than_the_window_starts_afresh(
+        store, outbox, wakes):
+    host = Host(make_tracker(store, outbox, wakes, hard_reboot_window=120),
+                store, outbox)
+    healthy(host, 1)
+    host.event(lifecycle_event(1, STOPPED, 2))
+
+    host.event(lifecycle_event(1, STARTED, 0), dt=121)
+    host.sweep([listed(1)], default=MISSED)
+
+    assert (host.state(1), host.record(1).ever_healthy) == (D, False)
+
+
+def test_a_zero_window_forgets_a_stopped_domain_at_once(store, outbox,
+                                                       wakes):
+    host = Host(make_tracker(store, outbox, wakes, hard_reboot_window=0),
+                store, outbox)
+    healthy(host, 1)
+    host.event(lifecycle_event(1, STOPPED, 2))
+    host.event(lifecycle_event(1, STARTED, 0), dt=0)
+    host.sweep([listed(1)], default=MISSED)
+    assert host.record(1).ever_healthy is False
+
+
+def test_a_restart_after_a_report_is_a_new_incident(host):
+    healthy(host, 1, 2, 3)
+    domains = [listed(n) for n in (1, 2, 3)]
+    host.sweeps(3, domains, {uuid(1): MISSED})
+    deliver(host)
+    host.sweep(domains, {uuid(1): MISSED})
+    assert host.state(1) == R
+
+    host.event(lifecycle_event(1, STOPPED, 2))
+    host.event(lifecycle_event(1, STARTED, 0))
+    host.sweep(domains)
+    host.sweeps(3, domains, {uuid(1): MISSED})
+
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+
+
 def test_a_suspended_domain_is_parked(host):
     healthy(host, 1)
     host.event(lifecycle_event(1, lifecycle.VIR_DOMAIN_EVENT_SUSPENDED))
@@ -592,13 +678,7 @@ def test_a_crash_event_changes_nothing(host):
     assert host.state(1) == H
 
 
-# -- a restart of the daemon -----------------------------------------------------------
-
-def restart(store, outbox, wakes):
-    tracker = make_tracker(store, outbox, wakes)
-    tracker.adopt_pending(outbox.pending(), now=T0 + 1000)
-    return tracker
-
+# -- reported, derived from the outbox ------------------------------------------------
 
 def failed_once(host):
     healthy(host, 1, 2, 3)
@@ -606,104 +686,107 @@ def failed_once(host):
     assert len(host.outbox.pending()) == 1
 
 
-def test_a_pending_notification_is_not_queued_again_after_a_restart(
-        host, store, outbox, wakes):
+def test_a_delivery_makes_the_domain_reported_at_the_next_sweep(host, log):
     failed_once(host)
-    # The daemon died before the new record reached the store.
-    record = store.get(uuid(1))
-    store.put(record.__class__(**dict(record.to_dict(),
-                                      notification_id=None)))
+    entry = deliver(host)
+    assert host.state(1) == E  # nobody calls the tracker back
 
-    host.tracker = restart(store, outbox, wakes)
-    host.sweeps(5, [listed(n) for n in (1, 2, 3)], {uuid(1): MISSED})
-
-    assert len(outbox.pending()) == 1
-
-
-def test_a_pending_notification_is_adopted_when_the_store_lost_it(
-        host, outbox, wakes):
-    failed_once(host)
-    entry = outbox.pending()[0]
-
-    fresh = make_store()  # an in-memory store starts empty
-    host.store = fresh
-    host.tracker = restart(fresh, outbox, wakes)
-
-    assert fresh.get(uuid(1)).notification_id == entry.id
-    host.sweeps(5, [listed(n) for n in (1, 2, 3)], {uuid(1): MISSED})
-    assert len(outbox.pending()) == 1
-
-    host.tracker.notification_accepted(entry.notification, now=host.now)
-    assert host.state(1) == R
-
-
-def test_adopting_is_idempotent(host, store, outbox, wakes):
-    failed_once(host)
-    before = store.get(uuid(1))
-    restart(store, outbox, wakes)
-    assert store.get(uuid(1)) == before
-
-
-# -- delivery outcomes -------------------------------------------------------------------
-
-def test_an_accepted_notification_moves_error_to_reported(host, tracker,
-                                                          log):
-    failed_once(host)
-    entry = host.outbox.pending()[0]
-
-    tracker.notification_accepted(entry.notification, now=host.now)
+    host.sweep([listed(n) for n in (1, 2, 3)], {uuid(1): MISSED})
 
     assert host.state(1) == R
-    assert host.record(1).notification_id is None
-    assert host.record(1).notified_at == host.now
     assert ('Domain %s (%s): error -> reported (HA engine accepted '
             'notification %s)' % (name(1), uuid(1), entry.id)) in log()
 
 
-def test_a_reported_guest_is_not_reported_again_while_dead(host, tracker):
+def test_a_delivery_is_seen_at_the_next_event(host, log):
     failed_once(host)
-    entry = host.outbox.pending()[0]
-    tracker.notification_accepted(entry.notification, now=host.now)
-    host.outbox.mark_delivered(entry.id, notification_mod.OutcomeKind.ACCEPTED,
-                               host.now)
+    deliver(host)
+
+    host.event(agent_event(1, AGENT_DISCONNECTED))
+
+    assert host.state(1) == R
+    assert any('error -> reported' in line for line in log())
+
+
+def test_a_reported_guest_is_not_reported_again_while_dead(host):
+    failed_once(host)
+    deliver(host)
 
     host.sweeps(10, [listed(n) for n in (1, 2, 3)], {uuid(1): MISSED})
 
     assert host.state(1) == R
     assert host.outbox.pending() == []
+    assert len(host.outbox.latest_per_domain(uuid(1))) == 1
 
 
-def test_a_rejected_notification_closes_the_incident(host, tracker):
+def test_a_rejected_notification_closes_the_incident(host, log):
     failed_once(host)
     entry = host.outbox.pending()[0]
     host.outbox.mark_dead(entry.id, host.now, 'unknown host')
+    domains = [listed(n) for n in (1, 2, 3)]
 
-    tracker.notification_rejected(entry.notification, now=host.now)
+    host.sweeps(10, domains, {uuid(1): MISSED})
 
     assert host.state(1) == R
-    domains = [listed(n) for n in (1, 2, 3)]
-    host.sweeps(10, domains, {uuid(1): MISSED})
     assert host.outbox.pending() == []
-
+    assert ('Domain %s (%s): error -> reported (HA engine rejected '
+            'notification %s; kept as a dead letter)'
+            % (name(1), uuid(1), entry.id)) in log()
     # The guest answers again: a later failure is a new incident.
     host.sweep(domains)
     host.sweeps(3, domains, {uuid(1): MISSED})
     assert host.pending() == [(uuid(1), name(1), HOST)]
 
 
-def test_outcomes_for_unknown_domains_or_other_notifications_change_nothing(
-        host, tracker):
-    failed_once(host)
-    before = host.record(1)
+def test_notifications_of_other_domains_or_earlier_incidents_change_nothing(
+        host):
+    healthy(host, 1, 2, 3)
+    domains = [listed(n) for n in (1, 2, 3)]
+    earlier = notification_mod.Notification.new(uuid(1), name(1), HOST, T0)
     stranger = notification_mod.Notification.new(uuid(9), name(9), HOST, T0)
-    other = notification_mod.Notification.new(uuid(1), name(1), HOST, T0)
+    for n in (earlier, stranger):
+        host.outbox.enqueue(n, T0)
+        host.outbox.mark_delivered(n.id, ACCEPTED, T0)
 
-    for notification in (stranger, other):
-        tracker.notification_accepted(notification, now=host.now)
-        tracker.notification_rejected(notification, now=host.now)
+    host.sweeps(3, domains, {uuid(1): MISSED})
 
-    assert host.record(1) == before
+    assert host.state(1) == E
+    assert host.pending() == [(uuid(1), name(1), HOST)]
     assert host.record(9) is None
+
+
+# -- a restart of the daemon ----------------------------------------------------------
+
+def restart(host, store, outbox, wakes):
+    """The daemon starts again: new tracker, the store it had (dbm) or an
+    empty one (memory), the same outbox file."""
+    host.store = store
+    host.tracker = make_tracker(store, outbox, wakes)
+    host.tracker.adopt_pending(outbox.pending(), now=host.now)
+    host.tracker.libvirt_connected(now=host.now)
+
+
+def failing_until_queued(host, store):
+    healthy(host, 1, 2, 3)
+    domains = [listed(n) for n in (1, 2, 3)]
+    host.sweeps(3, domains, {uuid(1): MISSED})
+    assert len(host.outbox.pending()) == 1
+
+
+def test_pending_notifications_are_logged_at_start_not_copied(
+        host, store, outbox, wakes, caplog):
+    failing_until_queued(host, store)
+    entry = outbox.pending()[0]
+    before = store.get(uuid(1))
+    caplog.set_level(logging.INFO, logger='monitor')
+
+    restart(host, store, outbox, wakes)
+
+    assert store.get(uuid(1)).state == before.state
+    [line] = [r.getMessage() for r in caplog.records
+              if 'still pending' in r.getMessage()]
+    for part in (entry.id, name(1), uuid(1)):
+        assert part in line
 
 
 def test_a_full_outbox_is_an_error_and_the_next_miss_tries_again(
@@ -723,7 +806,6 @@ def test_a_full_outbox_is_an_error_and_the_next_miss_tries_again(
     assert len(errors) == 1
     assert name(1) in errors[0] and uuid(1) in errors[0]
     assert 'outbox full' in errors[0]
-    assert host.record(1).notification_id is None
     assert wakes == []
 
     full.mark_delivered(blocker.id, notification_mod.OutcomeKind.ACCEPTED, host.now)
@@ -771,8 +853,7 @@ def test_every_state_change_is_one_line_naming_the_domain(host, tracker,
     caplog.set_level(logging.INFO, logger='monitor')
     healthy(host, 1)
     host.sweeps(3, [listed(1)], default=MISSED)
-    entry = host.outbox.pending()[0]
-    tracker.notification_accepted(entry.notification, now=host.now)
+    deliver(host)
     host.sweep([listed(1)])
 
     lines = [r.getMessage() for r in caplog.records

@@ -30,23 +30,40 @@ def healthy(**changes):
     return record(**base)
 
 
+F = health_policy.OutboxFacts
+
+
 class Guest:
-    """Drives one record through the policy the way the daemon does:
-    a notification asked for is queued at once."""
+    """Drives one record through the policy the way the daemon does: a
+    notification asked for is queued at once in a small outbox (a list of
+    [id, created_at, status]) whose facts the policy is shown."""
 
     def __init__(self, pol, rec=None, now=T0):
         self.policy = pol
         self.record = rec or pol.new_record(UUID, 'instance-00000001', now)
         self.now = now
         self.notified = []
+        self.outbox = []
+
+    def facts(self):
+        pending = [n for n in self.outbox if n[2] == 'pending']
+        finished = [n for n in self.outbox if n[2] != 'pending']
+        facts = F()
+        if pending:
+            facts = facts._replace(pending_id=pending[-1][0])
+        if finished:
+            facts = facts._replace(
+                finished_id=finished[-1][0],
+                finished_created_at=finished[-1][1],
+                finished_dead=finished[-1][2] == 'dead')
+        return facts
 
     def _apply(self, verdict):
         self.record = verdict.record
         if verdict.notify:
             notification_id = 'n-%d' % (len(self.notified) + 1)
             self.notified.append((self.now, verdict.reason))
-            self.record = self.policy.notification_queued(
-                self.record, notification_id, self.now)
+            self.outbox.append([notification_id, self.now, 'pending'])
         return verdict
 
     def ok(self, dt=10):
@@ -55,11 +72,13 @@ class Guest:
 
     def miss(self, dt=10):
         self.now += dt
-        return self._apply(self.policy.ping_missed(self.record, self.now))
+        return self._apply(self.policy.ping_missed(self.record, self.now,
+                                                   self.facts()))
 
     def tick(self, dt=10):
         self.now += dt
-        return self._apply(self.policy.tick(self.record, self.now))
+        return self._apply(self.policy.tick(self.record, self.now,
+                                            self.facts()))
 
     def event(self, action, dt=1):
         self.now += dt
@@ -67,10 +86,20 @@ class Guest:
         self.record = verdict.record
         return verdict
 
-    def accepted(self, dt=1):
+    def accepted(self, dt=1, status='delivered'):
+        """The engine takes the oldest pending notification; the daemon
+        then looks at the outbox."""
         self.now += dt
-        return self._apply(self.policy.notification_accepted(
-            self.record, self.record.notification_id, self.now))
+        [first, *_] = [n for n in self.outbox if n[2] == 'pending']
+        first[2] = status
+        return self.look()
+
+    def rejected(self, dt=1):
+        return self.accepted(dt, status='dead')
+
+    def look(self):
+        return self._apply(self.policy.delivery_seen(
+            self.record, self.facts(), self.now))
 
 
 # -- new records -------------------------------------------------------------
@@ -93,7 +122,7 @@ def test_threshold_must_be_positive():
     record(),
     healthy(),
     healthy(state=E, misses=2),
-    healthy(state=R, misses=7, notified_at=T0 - 5),
+    healthy(state=R, misses=7, failing_since=T0 - 50),
 ])
 def test_an_answer_makes_any_state_healthy_and_resets_the_count(start):
     verdict = policy().ping_ok(start, T0 + 1)
@@ -104,6 +133,7 @@ def test_an_answer_makes_any_state_healthy_and_resets_the_count(start):
     assert verdict.record.last_ok == T0 + 1
     assert verdict.record.ever_healthy is True
     assert verdict.record.discovery_since is None
+    assert verdict.record.failing_since is None
 
 
 def test_an_answer_ends_an_agent_disconnect():
@@ -112,22 +142,19 @@ def test_an_answer_ends_an_agent_disconnect():
         is None
 
 
-def test_an_answer_after_a_report_re_arms_notification():
-    start = healthy(state=R, misses=4, notified_at=T0 - 5)
-    assert policy().ping_ok(start, T0).record.notified_at is None
-
-
-def test_an_answer_keeps_a_queued_notification():
-    # The failure was real; the outbox delivers it anyway.
-    start = healthy(state=E, misses=3, notification_id='n-1')
-    assert policy().ping_ok(start, T0).record.notification_id == 'n-1'
+def test_the_first_counted_miss_starts_the_incident():
+    guest = Guest(policy(threshold=3))
+    guest.ok()
+    first = guest.miss()
+    assert first.record.failing_since == guest.now
+    assert guest.miss().record.failing_since == first.record.failing_since
 
 
 @pytest.mark.parametrize('start,new_state,misses', [
     (record(), D, 0),                             # still booting
     (healthy(), E, 1),
     (healthy(state=E, misses=1), E, 2),
-    (healthy(state=R, misses=3, notified_at=T0), R, 3),
+    (healthy(state=R, misses=3, failing_since=T0), R, 3),
 ])
 def test_a_miss_in_each_state(start, new_state, misses):
     verdict = policy(threshold=5).ping_missed(start, T0 + 1)
@@ -144,8 +171,8 @@ def test_policy_never_mutates_its_input():
     pol.ping_missed(start, T0)
     pol.ping_ok(start, T0)
     pol.tick(start, T0 + 10_000)
-    pol.notification_queued(start, 'n-1', T0)
-    pol.notification_accepted(start, None, T0)
+    pol.delivery_seen(start, F(finished_id='n-1', finished_created_at=T0),
+                      T0)
     for action in A:
         pol.apply_lifecycle(start, action, T0)
     assert start == snapshot
@@ -200,6 +227,7 @@ def test_one_notification_per_incident_then_reported():
         guest.miss()
     assert len(guest.notified) == 1
     assert guest.record.state == E  # until the engine accepts
+    assert guest.look().new_state == E  # queued is not reported
     verdict = guest.accepted()
     assert (verdict.old_state, verdict.new_state) == (E, R)
     for _ in range(10):
@@ -219,7 +247,41 @@ def test_a_recovered_guest_that_fails_again_is_notified_again():
     for _ in range(3):
         guest.miss()
     assert len(guest.notified) == 2
-    assert guest.record.notification_id == 'n-2'
+    assert guest.outbox[-1][:2] == ['n-2', guest.now]
+
+
+def test_reported_is_derived_from_the_outbox_whenever_the_caller_looks():
+    # The engine took the notification but the record was never told (the
+    # daemon died in between): whoever looks next sees it reported, and
+    # never asks for a second notification.
+    guest = Guest(policy(threshold=3))
+    guest.ok()
+    for _ in range(3):
+        guest.miss()
+    guest.outbox[0][2] = 'delivered'
+    assert guest.record.state == E
+    for _ in range(5):
+        assert guest.miss().notify is False
+    verdict = guest.look()
+    assert (verdict.old_state, verdict.new_state) == (E, R)
+    assert verdict.reason == 'HA engine accepted notification n-1'
+    # Recovered, then failing again: a new incident, notified again.
+    guest.ok()
+    for _ in range(3):
+        guest.miss()
+    assert len(guest.notified) == 2
+
+
+def test_a_delivery_from_an_earlier_incident_does_not_report_this_one():
+    guest = Guest(policy(threshold=2))
+    guest.ok()
+    guest.miss()
+    guest.miss()
+    guest.accepted()
+    guest.ok()
+    guest.miss()
+    assert guest.look().new_state == E
+    assert guest.miss().notify is True
 
 
 def test_no_second_notification_while_one_is_still_queued():
@@ -233,8 +295,11 @@ def test_no_second_notification_while_one_is_still_queued():
     verdicts = [guest.miss() for _ in range(5)]
     assert not any(v.notify for v in verdicts)
     assert 'n-1 already queued' in verdicts[-1].reason
-    assert guest.accepted().new_state == R
     assert len(guest.notified) == 1
+    # The first one delivered, the second failure is still unreported:
+    # it gets its own notification.
+    assert guest.accepted().new_state == E
+    assert guest.miss().notify is True
 
 
 def test_a_miss_past_the_threshold_asks_again_until_one_is_queued():
@@ -246,8 +311,12 @@ def test_a_miss_past_the_threshold_asks_again_until_one_is_queued():
     assert third.notify
     fourth = pol.ping_missed(third.record, T0 + 10)
     assert fourth.notify
-    queued = pol.notification_queued(fourth.record, 'n-1', T0 + 10)
-    assert not pol.ping_missed(queued, T0 + 20).notify
+    queued = F(pending_id='n-1')
+    assert not pol.ping_missed(fourth.record, T0 + 20, queued).notify
+    delivered = F(finished_id='n-1', finished_created_at=T0 + 10)
+    fifth = pol.ping_missed(fourth.record, T0 + 20, delivered)
+    assert not fifth.notify
+    assert 'n-1 already delivered' in fifth.reason
 
 
 # -- discovery ----------------------------------------------------------------
@@ -282,10 +351,24 @@ def test_discovery_timeout_after_a_reboot():
     assert verdict.reason == \
         'agent did not come back within 60 s after restart'
     assert verdict.new_state == D
-    # Queued: no second one.
+    # Queued: no second one, nor once delivered.
     assert guest.tick().notify is False
     assert len(guest.notified) == 1
     assert guest.accepted().new_state == R
+    assert guest.tick().notify is False
+    assert len(guest.notified) == 1
+
+
+def test_a_discovery_timeout_delivered_before_the_record_knew_is_reported():
+    # The daemon died after queueing: the record never learnt when the
+    # incident began. The restart's notification is its own anyway.
+    pol = policy(discovery_timeout=60)
+    rec = healthy(state=D, discovery_since=T0)
+    delivered = F(finished_id='n-1', finished_created_at=T0 + 60)
+    assert pol.tick(rec, T0 + 120, delivered).notify is False
+    assert pol.delivery_seen(rec, delivered, T0 + 120).new_state == R
+    before = F(finished_id='n-0', finished_created_at=T0 - 1)
+    assert pol.tick(rec, T0 + 120, before).notify is True
 
 
 def test_an_agent_back_in_time_cancels_the_discovery_timeout():
@@ -308,7 +391,7 @@ def test_no_discovery_timeout_while_parked():
 def test_tick_does_nothing_outside_discovery():
     pol = policy(discovery_timeout=1)
     for rec in (healthy(), healthy(state=E, misses=1),
-                healthy(state=R, notified_at=T0)):
+                healthy(state=R, failing_since=T0)):
         verdict = pol.tick(rec, T0 + 3600)
         assert verdict.notify is False
         assert verdict.record == rec
@@ -354,15 +437,14 @@ def test_forget_returns_none():
 
 def test_rearm_starts_over_in_discovery_keeping_what_must_survive():
     start = healthy(state=E, misses=2, paused=True,
-                    agent_disconnected_at=T0 - 1, notification_id='n-1',
-                    notified_at=T0 - 100)
+                    agent_disconnected_at=T0 - 1, failing_since=T0 - 20)
     verdict = policy().apply_lifecycle(start, A.REARM, T0 + 5)
     assert (verdict.old_state, verdict.new_state) == (E, D)
     assert verdict.notify is False
     assert verdict.record == domain_record.DomainRecord(
         UUID, 'instance-00000001', state=D, misses=0, last_ok=T0,
         discovery_since=T0 + 5, ever_healthy=True, paused=False,
-        agent_disconnected_at=None, notification_id='n-1', notified_at=None)
+        agent_disconnected_at=None, failing_since=None)
 
 
 def test_rearm_of_a_never_healthy_guest_stays_never_healthy():
@@ -430,53 +512,51 @@ def test_ignore_changes_nothing():
 
 # -- notifications ------------------------------------------------------------
 
-def test_notification_queued_records_the_id():
-    rec = policy().notification_queued(healthy(state=E, misses=3), 'n-9', T0)
-    assert rec.notification_id == 'n-9'
-    assert rec.state == E
-
-
 @pytest.mark.parametrize('state', [E, D])
-def test_accepted_notification_reports_a_failing_domain(state):
-    start = healthy(state=state, misses=3, notification_id='n-1')
-    verdict = policy().notification_accepted(start, 'n-1', T0 + 2)
+def test_a_delivered_notification_of_the_incident_reports_the_domain(state):
+    start = healthy(state=state, misses=3, failing_since=T0,
+                    discovery_since=T0 if state == D else None)
+    facts = F(finished_id='n-1', finished_created_at=T0 + 20)
+    verdict = policy().delivery_seen(start, facts, T0 + 22)
     assert (verdict.old_state, verdict.new_state) == (state, R)
-    assert verdict.record.state == R
-    assert verdict.record.notification_id is None
-    assert verdict.record.notified_at == T0 + 2
+    assert verdict.record == dataclasses.replace(start, state=R)
     assert verdict.notify is False
 
 
-def test_accepted_after_the_guest_came_back_keeps_it_healthy():
-    start = healthy(notification_id='n-1')
-    verdict = policy().notification_accepted(start, 'n-1', T0 + 2)
-    assert (verdict.old_state, verdict.new_state) == (H, H)
-    assert verdict.record.notification_id is None
-    assert verdict.record.notified_at == T0 + 2
-
-
-def test_accepting_another_notification_changes_nothing():
-    start = healthy(state=E, misses=3, notification_id='n-2')
-    verdict = policy().notification_accepted(start, 'n-1', T0)
+@pytest.mark.parametrize('facts', [
+    F(),
+    F(pending_id='n-2'),
+    F(finished_id='n-1', finished_created_at=T0 - 1),  # earlier incident
+])
+def test_nothing_delivered_for_the_incident_reports_nothing(facts):
+    start = healthy(state=E, misses=3, failing_since=T0)
+    verdict = policy().delivery_seen(start, facts, T0 + 30)
     assert verdict.record == start
     assert verdict.new_state == E
 
 
+def test_a_delivery_seen_after_the_guest_came_back_keeps_it_healthy():
+    start = healthy()
+    verdict = policy().delivery_seen(
+        start, F(finished_id='n-1', finished_created_at=T0 + 1), T0 + 2)
+    assert (verdict.old_state, verdict.new_state) == (H, H)
+    assert verdict.record == start
+
+
 def test_a_rejected_notification_closes_the_incident_without_a_flood():
-    pol = policy(threshold=3)
-    start = healthy(state=E, misses=3, notification_id='n-1')
-    dropped = pol.notification_dropped(start, 'n-1', T0)
-    assert dropped.record.notification_id is None
-    assert dropped.record.notified_at is None
+    guest = Guest(policy(threshold=3))
+    guest.ok()
+    for _ in range(3):
+        guest.miss()
+    dropped = guest.rejected()
     assert (dropped.old_state, dropped.new_state) == (E, R)
-    assert pol.ping_missed(dropped.record, T0 + 10).notify is False
-    back = pol.ping_ok(dropped.record, T0 + 20).record
-    assert back.state == H
-    again = pol.ping_missed(pol.ping_missed(pol.ping_missed(
-        back, T0 + 30).record, T0 + 40).record, T0 + 50)
-    assert again.notify is True
-    other = pol.notification_dropped(start, 'n-0', T0)
-    assert other.record == start
+    assert dropped.reason == ('HA engine rejected notification n-1; kept '
+                              'as a dead letter')
+    assert guest.miss().notify is False
+    assert guest.ok().record.state == H
+    guest.miss()
+    guest.miss()
+    assert guest.miss().notify is True
 
 
 # -- configuration ------------------------------------------------------------
@@ -487,7 +567,8 @@ def test_from_conf_uses_the_monitor_options():
     conf([], default_config_files=[])
     pol = health_policy.HealthPolicy.from_conf(conf)
     assert (pol.failure_threshold, pol.discovery_timeout,
-            pol.agent_disconnect_grace) == (3, 0, 30)
+            pol.agent_disconnect_grace, pol.hard_reboot_window) == (
+                3, 0, 30, 120)
     conf.set_override('failure_threshold', 5, group='monitor')
     assert health_policy.HealthPolicy.from_conf(conf).failure_threshold == 5
 
@@ -499,3 +580,6 @@ def test_option_bounds():
     assert by_name['failure_threshold'].type.min == 1
     assert by_name['discovery_timeout'].type.min == 0
     assert by_name['agent_disconnect_grace'].type.min == 0
+    assert (by_name['hard_reboot_window'].type.min,
+            by_name['hard_reboot_window'].type.max) == (0, 3600)
+    assert 'Default 120' in by_name['hard_reboot_window'].help

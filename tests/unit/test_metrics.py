@@ -547,8 +547,9 @@ def test_the_tracker_counts_transitions_and_queued_notifications(outbox):
     sweep(tracker, vms, T0)
     for n in range(1, 4):
         sweep(tracker, vms, T0 + 10 * n, missed={domain(1).uuid})
-    tracker.notification_accepted(outbox.pending()[0].notification,
-                                  now=T0 + 40)
+    outbox.mark_delivered(outbox.pending()[0].id, OutcomeKind.ACCEPTED,
+                          T0 + 40)
+    tracker.tick(now=T0 + 41)
 
     def transitions(old, new):
         return m.state_transitions.value(**{'from': old, 'to': new})
@@ -594,7 +595,7 @@ def test_the_delivery_worker_counts_each_outcome(outbox):
         DeliveryOutcome(OutcomeKind.RETRY, 503, 'HTTP 503'),
         DeliveryOutcome(OutcomeKind.ACCEPTED, 202, ''))
     worker = delivery.DeliveryWorker(
-        outbox, client, on_accepted=lambda n: None, metrics=m,
+        outbox, client, metrics=m,
         retry_policy=delivery.RetryPolicy(jitter=0.0))
 
     worker.run_once(now=T0)

@@ -668,3 +668,21 @@ def test_an_engine_refusing_everything_keeps_dead_letters_bounded(
     assert first.id in record.getMessage()
     assert 'more than 2 dead letters' in record.getMessage()
     box.close()
+
+
+def test_latest_per_domain_is_the_newest_pending_and_finished_of_each(
+        outbox):
+    a1, a2, a3 = (notification(1, at=t) for t in (1.0, 2.0, 3.0))
+    b1 = notification(2)
+    for i, n in enumerate((a1, b1, a2, a3)):
+        outbox.enqueue(n, 100.0 + i)
+    outbox.mark_delivered(a1.id, notification_mod.OutcomeKind.ACCEPTED, 110.0)
+    outbox.mark_dead(a2.id, 111.0, 'unknown host')
+
+    latest = outbox.latest_per_domain()
+
+    assert [(e.id, e.status) for e in latest] == [
+        (b1.id, 'pending'), (a2.id, 'dead'), (a3.id, 'pending')]
+    assert [(e.id, e.status) for e in outbox.latest_per_domain(
+        a1.instance_uuid)] == [(a2.id, 'dead'), (a3.id, 'pending')]
+    assert outbox.latest_per_domain('no-such-domain') == []

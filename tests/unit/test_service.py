@@ -15,6 +15,8 @@ from monitor import libvirt_events
 from monitor import lifecycle
 from monitor import service as service_mod
 from monitor import states
+from monitor.ping_outcome import Outcome
+from monitor.ping_outcome import PingResult
 
 AGENT_UUID = 'bbbbbbbb-0000-4000-8000-000000000001'
 PLAIN_UUID = 'bbbbbbbb-0000-4000-8000-000000000002'
@@ -195,3 +197,22 @@ def test_a_driver_without_agent_commands_monitors_nothing_quietly(service,
     assert len([line for line in about if PLAIN_UUID in line]) == 1
     assert len([line for line in about if AGENT_UUID in line
                 and 'not monitored' in line]) == 1
+
+
+def test_a_queued_notification_wakes_the_delivery_worker(service):
+    # Wired at construction through one shared event: nothing is patched
+    # in afterwards, and the worker knows nothing of the tracker.
+    service.store.put(domain_record.DomainRecord(
+        AGENT_UUID, 'with-agent', state=states.HEALTHY, ever_healthy=True,
+        last_ok=1.0))
+    wakeup = service.delivery._wake_event
+    assert not wakeup.is_set()
+
+    for n in range(3):
+        service.tracker.apply_round(
+            {AGENT_UUID: PingResult(Outcome.MISSED, 'test', 10.0 + n, 1.0)},
+            now=11.0 + n)
+
+    assert [e.notification.instance_uuid
+            for e in service.outbox.pending()] == [AGENT_UUID]
+    assert wakeup.is_set()
