@@ -106,7 +106,10 @@ def build_snapshot(records, entries, host, now, libvirt_connected=None):
     """The status document.
 
     :param records: the monitored domains' records (DomainRecord).
-    :param entries: outbox entries to show (pending and dead letters).
+    :param entries: outbox entries to show: the newest pending and the
+        newest delivered or dead one of each domain
+        (``Outbox.latest_per_domain``), which alone says what became of a
+        domain's notifications.
     :param host: this host's name as sent to the HA engine.
     :param now: epoch seconds.
     :param libvirt_connected: whether the daemon is connected to libvirt,
@@ -116,18 +119,7 @@ def build_snapshot(records, entries, host, now, libvirt_connected=None):
     domains = []
     for record in sorted(records, key=lambda r: (r.name, r.uuid)):
         entry = notifications.get(record.uuid)
-        if entry is not None and (entry.finished_at is None
-                                  or record.notified_at is None
-                                  or entry.finished_at >= record.notified_at):
-            shown = _notification_view(entry)
-        elif record.notified_at is not None:
-            # Accepted notifications leave the outbox's listings; the
-            # record keeps when the engine took the last one.
-            shown = {'id': None, 'status': 'accepted',
-                     'at': _when(record.notified_at), 'attempts': None,
-                     'last_error': None}
-        else:
-            shown = None
+        shown = None if entry is None else _notification_view(entry)
         domains.append({
             'name': record.name,
             'uuid': record.uuid,

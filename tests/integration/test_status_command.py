@@ -65,7 +65,7 @@ def test_status_shows_a_crashed_guest_go_error_then_reported(
 
     assert on_the_way[-1]['misses'] >= 1
     assert reported['misses'] >= 3
-    assert reported['notification']['status'] == 'accepted'
+    assert reported['notification']['status'] == 'delivered'
     assert reported['last_answer'] is not None
     table = status(daemon)
     assert table.returncode == 0, table.stderr

@@ -103,29 +103,35 @@ def test_a_pending_notification_wins_over_an_older_dead_letter():
     assert snapshot['domains'][0]['notification']['id'] == 'n-1'
 
 
-def test_an_accepted_notification_is_shown_from_the_record():
+def test_an_accepted_notification_is_shown_from_the_outbox():
+    accepted = entry(status=outbox_mod.DELIVERED, created_at=NOW - 70,
+                     finished_at=NOW - 60, attempts=1, last_error=None)
+
     snapshot = status_server.build_snapshot(
-        [record(state=states.REPORTED, notified_at=NOW - 60)], [],
-        host='c1', now=NOW)
+        [record(state=states.REPORTED)], [accepted], host='c1', now=NOW)
 
     assert snapshot['domains'][0]['notification'] == {
-        'id': None, 'status': 'accepted',
-        'at': notification_mod.format_time(NOW - 60), 'attempts': None,
+        'id': 'n-1', 'status': 'delivered',
+        'at': notification_mod.format_time(NOW - 60), 'attempts': 1,
         'last_error': None}
 
 
 def test_the_latest_finished_notification_is_shown():
     dead = entry(id='n-9', status=outbox_mod.DEAD, created_at=NOW - 100,
                  finished_at=NOW - 90, last_error='400 unknown host')
+    older_accepted = entry(id='n-8', status=outbox_mod.DELIVERED,
+                           created_at=NOW - 3700, finished_at=NOW - 3600)
+    newer_accepted = entry(id='n-10', status=outbox_mod.DELIVERED,
+                           created_at=NOW - 20, finished_at=NOW - 10)
 
-    newer_dead = status_server.build_snapshot(
-        [record(notified_at=NOW - 3600)], [dead], host='c1', now=NOW)
-    newer_accepted = status_server.build_snapshot(
-        [record(notified_at=NOW - 10)], [dead], host='c1', now=NOW)
+    dead_last = status_server.build_snapshot(
+        [record()], [older_accepted, dead], host='c1', now=NOW)
+    accepted_last = status_server.build_snapshot(
+        [record()], [dead, newer_accepted], host='c1', now=NOW)
 
-    assert newer_dead['domains'][0]['notification']['status'] == 'dead'
-    assert newer_accepted['domains'][0]['notification']['status'] == (
-        'accepted')
+    assert dead_last['domains'][0]['notification']['status'] == 'dead'
+    assert accepted_last['domains'][0]['notification']['status'] == (
+        'delivered')
 
 
 def test_notifications_of_other_domains_are_not_shown():
