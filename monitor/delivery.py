@@ -164,6 +164,11 @@ class DeliveryWorker:
             try:
                 self.run_once()
                 timeout = self._idle_timeout()
+            except outbox_mod.OutboxBusy as exc:
+                # Another process (the operators' tool) holds the outbox:
+                # expected, and nothing was changed; try again shortly.
+                LOG.warning('Delivery pass postponed: %s', exc)
+                timeout = self._policy.initial_delay
             except Exception:  # loop boundary: never stop delivering
                 LOG.exception('Delivery pass failed; next pass in %.0f s',
                               self._policy.max_delay)

@@ -291,9 +291,9 @@ class DomainTracker:
             hostname=self.hostname, at=now)
         try:
             self.outbox.enqueue(notification, now)
-        except outbox_mod.OutboxFull as exc:
+        except (outbox_mod.OutboxFull, outbox_mod.OutboxBusy) as exc:
             # Loud; nothing is queued, so the policy asks again on the
-            # next miss, once the outbox may have room.
+            # next miss, once the outbox has room or its lock is free.
             LOG.error('Cannot queue the notification for domain %s (%s): '
                       '%s', record.name, record.uuid, exc)
             return

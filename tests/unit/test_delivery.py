@@ -13,6 +13,7 @@ from oslo_config import cfg
 from monitor import delivery
 from monitor import notification as notification_mod
 from monitor import notifier
+from monitor import outbox as outbox_mod
 from monitor.delivery import DeliveryWorker
 from monitor.delivery import RetryPolicy
 from monitor.notification import DeliveryOutcome
@@ -404,6 +405,31 @@ def test_the_loop_survives_an_unexpected_error(outbox, caplog):
     assert loop.stop()
     [record] = [r for r in caplog.records if r.exc_info]
     assert 'Delivery pass failed' in record.getMessage()
+
+
+def test_an_outbox_locked_elsewhere_postpones_the_pass_without_a_trace(
+        outbox, caplog):
+    class LockedOnce(ScriptedClient):
+        def send(self, notification):
+            if not self.sent:
+                self.sent.append(notification)
+                raise outbox_mod.OutboxBusy(outbox.path, 30)
+            return super().send(notification)
+    n = notification()
+    worker = DeliveryWorker(outbox, LockedOnce(ACCEPTED),
+                            retry_policy=RetryPolicy(initial_delay=0.05))
+    outbox.enqueue(n, time.time())
+
+    loop = Loop(worker)
+
+    deadline = time.monotonic() + 10
+    while outbox.get(n.id).status != 'delivered':
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert loop.stop()
+    assert not [r for r in caplog.records if r.exc_info]
+    assert any('postponed' in r.getMessage() and 'locked' in r.getMessage()
+               for r in caplog.records if r.levelno == logging.WARNING)
 
 
 def test_a_pass_ends_early_when_the_daemon_stops(outbox):

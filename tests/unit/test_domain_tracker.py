@@ -3,6 +3,7 @@ applied to the per-domain records, and what the outbox says became of their
 notifications, with the real policy, breaker, store and outbox."""
 
 import logging
+import sqlite3
 
 import pytest
 from dogpile.cache import region as dogpile_region
@@ -814,6 +815,36 @@ def test_a_full_outbox_is_an_error_and_the_next_miss_tries_again(
     assert host.pending() == [(uuid(1), name(1), HOST)]
     assert wakes == [True]
     full.close()
+
+
+def test_an_outbox_locked_elsewhere_is_an_error_and_the_next_miss_tries_again(
+        host, tmp_path, wakes, caplog):
+    path = str(tmp_path / 'locked.sqlite')
+    locked = outbox_mod.Outbox(path, max_size=10, busy_wait=0.05)
+    host.outbox = locked
+    host.tracker.outbox = locked
+    healthy(host, 1, 2, 3)
+    domains = [listed(n) for n in (1, 2, 3)]
+    host.sweeps(2, domains, {uuid(1): MISSED})
+    # The operators' tool (another connection) holds the write lock.
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute('BEGIN IMMEDIATE')
+
+    host.sweep(domains, {uuid(1): MISSED})
+
+    errors = [r.getMessage() for r in caplog.records
+              if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert name(1) in errors[0] and 'locked' in errors[0]
+    assert wakes == []
+
+    other.execute('ROLLBACK')
+    other.close()
+    host.sweep(domains, {uuid(1): MISSED})
+
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+    assert wakes == [True]
+    locked.close()
 
 
 # -- timers ------------------------------------------------------------------------
