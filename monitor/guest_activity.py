@@ -277,3 +277,82 @@ def _evidence_text(disk, sent, seconds, vcpu_busy):
     if vcpu_busy is not None:
         text += ' (vCPUs %.0f%% busy)' % (vcpu_busy * 100)
     return text
+
+
+class Judgement(typing.NamedTuple):
+    assessment: Assessment
+    # True: the guest is working; do not notify now.
+    hold: bool
+    # True on the first hold of an incident: log it and count it, once.
+    newly_active: bool
+
+
+class SilentPeriods:
+    """The silent period of each domain whose agent misses pings.
+
+    Kept in memory by the caller (the tracker), no I/O: after a daemon
+    restart a period starts again at the next miss, and until it has two
+    snapshots the verdict is UNKNOWN, so the guest is reported as without
+    corroboration.
+
+    The caller's part, for one domain:
+
+    * :meth:`missed` on every counted miss, with that domain's counters
+      (None when the stats call gave none): the first one opens the
+      period;
+    * :meth:`judge` when the health policy asks to notify, after
+      :meth:`missed` for the same miss; ``hold`` means do not queue the
+      notification now (the policy asks again on the next miss, which is
+      judged over the time since this one, so a guest that stops working
+      later is still reported);
+    * :meth:`ended` when its agent answers again or it is re-armed or
+      forgotten.
+    """
+
+    def __init__(self, enabled=True, floors=NoiseFloors()):
+        self.enabled = enabled
+        self.floors = floors
+        # uuid -> DomainCounters at the start of the period being judged.
+        self._start = {}
+        # UUIDs already found active in their current incident.
+        self._active = set()
+
+    @classmethod
+    def from_conf(cls, conf):
+        return cls(conf.monitor.corroborate_with_io,
+                   NoiseFloors.from_conf(conf))
+
+    def missed(self, uuid, counters):
+        if counters is not None and uuid not in self._start:
+            self._start[uuid] = counters
+
+    def judge(self, uuid, counters):
+        if not self.enabled:
+            return Judgement(Assessment(Activity.UNKNOWN,
+                                        'I/O corroboration is off'),
+                             False, False)
+        assessment = assess(self._start.get(uuid), counters, self.floors)
+        if assessment.activity is not Activity.ACTIVE:
+            return Judgement(assessment, False, False)
+        # Judge the next miss over the time since this one: work done
+        # before now must not vouch for a guest that has died since.
+        self._start[uuid] = counters
+        newly_active = uuid not in self._active
+        self._active.add(uuid)
+        return Judgement(assessment, True, newly_active)
+
+    def ended(self, uuid):
+        self._start.pop(uuid, None)
+        self._active.discard(uuid)
+
+    def keep_only(self, uuids):
+        """Drop the periods of domains not in ``uuids`` (gone from the
+        host)."""
+        uuids = set(uuids)
+        for uuid in set(self._start) - uuids:
+            del self._start[uuid]
+        self._active &= uuids
+
+    def __contains__(self, uuid):
+        """True while a silent period is open for ``uuid``."""
+        return uuid in self._start

@@ -227,3 +227,120 @@ def test_options_are_listed_for_the_sample_config():
     assert {opt.dest for opt in opts} == {
         'corroborate_with_io', 'io_noise_disk_requests',
         'io_noise_sent_packets'}
+
+
+# -- silent periods: what the tracker keeps between misses ----------------------------
+
+def writing(at, writes):
+    return counters(at=at, disks=[disk(writes=writes)])
+
+
+def test_the_first_miss_opens_the_period_and_the_threshold_judges_it():
+    periods = ga.SilentPeriods(floors=FLOORS)
+
+    periods.missed(UUID, writing(0, 0))
+    periods.missed(UUID, writing(5, 10))
+    judgement = periods.judge(UUID, writing(10, 20))
+
+    assert judgement.hold is True
+    assert judgement.newly_active is True
+    assert judgement.assessment.disk_requests == 20
+
+
+def test_a_silent_guest_is_not_held():
+    periods = ga.SilentPeriods(floors=FLOORS)
+    periods.missed(UUID, writing(0, 7))
+
+    judgement = periods.judge(UUID, writing(10, 7))
+
+    assert judgement.hold is False
+    assert judgement.assessment.activity is A.SILENT
+
+
+def test_an_active_guest_is_logged_and_counted_once_per_incident():
+    periods = ga.SilentPeriods(floors=FLOORS)
+    periods.missed(UUID, writing(0, 0))
+
+    first = periods.judge(UUID, writing(10, 20))
+    periods.missed(UUID, writing(15, 40))
+    second = periods.judge(UUID, writing(15, 40))
+
+    assert (first.hold, first.newly_active) == (True, True)
+    assert (second.hold, second.newly_active) == (True, False)
+
+
+def test_a_guest_that_stops_working_later_is_reported():
+    periods = ga.SilentPeriods(floors=FLOORS)
+    periods.missed(UUID, writing(0, 0))
+    assert periods.judge(UUID, writing(10, 50)).hold is True
+
+    # It panics: no more writes since the last judgement, though the
+    # period as a whole saw plenty.
+    judgement = periods.judge(UUID, writing(15, 50))
+
+    assert judgement.hold is False
+    assert judgement.assessment.disk_requests == 0
+
+
+def test_a_new_incident_is_logged_again():
+    periods = ga.SilentPeriods(floors=FLOORS)
+    periods.missed(UUID, writing(0, 0))
+    periods.judge(UUID, writing(10, 20))
+
+    periods.ended(UUID)
+    periods.missed(UUID, writing(100, 20))
+    judgement = periods.judge(UUID, writing(110, 40))
+
+    assert UUID in periods
+    assert (judgement.hold, judgement.newly_active) == (True, True)
+
+
+def test_without_counters_at_the_first_miss_the_next_ones_open_the_period():
+    periods = ga.SilentPeriods(floors=FLOORS)
+
+    periods.missed(UUID, None)
+    assert UUID not in periods
+    assert periods.judge(UUID, writing(5, 20)).hold is False
+    periods.missed(UUID, writing(5, 20))
+    judgement = periods.judge(UUID, writing(10, 40))
+
+    assert judgement.hold is True
+
+
+def test_a_threshold_of_one_has_no_period_to_judge():
+    periods = ga.SilentPeriods(floors=FLOORS)
+
+    periods.missed(UUID, writing(0, 5))
+    judgement = periods.judge(UUID, writing(0, 5))
+
+    assert judgement.hold is False
+
+
+def test_with_corroboration_off_nothing_is_held():
+    periods = ga.SilentPeriods(enabled=False, floors=FLOORS)
+    periods.missed(UUID, writing(0, 0))
+
+    judgement = periods.judge(UUID, writing(10, 500))
+
+    assert judgement.hold is False
+    assert judgement.assessment.reason == 'I/O corroboration is off'
+
+
+def test_periods_of_domains_gone_from_the_host_are_dropped():
+    other = '99999999-0000-4000-8000-000000000009'
+    periods = ga.SilentPeriods(floors=FLOORS)
+    periods.missed(UUID, writing(0, 0))
+    periods.missed(other, counters(uuid=other))
+
+    periods.keep_only([other])
+
+    assert UUID not in periods
+    assert other in periods
+
+
+def test_silent_periods_follow_the_options():
+    periods = ga.SilentPeriods.from_conf(conf_with(
+        corroborate_with_io=False, io_noise_disk_requests=7))
+
+    assert periods.enabled is False
+    assert periods.floors == ga.NoiseFloors(7, 10)
