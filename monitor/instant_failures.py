@@ -29,18 +29,23 @@ The contract the tracker follows, so that one failure is notified once:
 1. Call :func:`decide` for every domain event, before the event's
    lifecycle action is applied (a stopped event forgets the record), with
    the record's health state (None: no record, the domain is not
-   monitored) and whether a notification is queued for it.
-2. When it says notify, queue the notification and record it as the
-   threshold miss would: the record enters the failing state (``healthy``
-   -> ``error``; ``discovery`` stays), ``misses`` = failure threshold, and
-   the notification's id is recorded (``HealthPolicy.notification_queued``).
-   The engine's acceptance then moves it to ``reported`` as usual.
+   monitored) and what the health policy knows of notifications for it:
+   a pending one, or one of the current incident delivered or refused
+   (the reason text the policy gives, or simply True; falsy for none).
+2. When it says notify, queue the notification and record the incident
+   as the threshold miss would: the record enters the failing state
+   (``healthy`` -> ``error``; ``discovery`` stays), ``misses`` = failure
+   threshold, and the incident's start (``failing_since``) is the event's
+   time unless it began earlier, so that the notification, created now,
+   belongs to it. The engine's acceptance then makes the domain
+   ``reported`` as for any other failure.
 3. From then on the same incident is never notified again: the health
-   policy asks for no notification while one is queued or the domain is
-   ``reported`` (later misses, a crashed domain's pings), and :func:`decide`
-   declines for the same reasons (a repeated watchdog, the stopped event
-   that follows a crash). A later incident starts when the guest answers
-   again or is restarted, as for any other failure.
+   policy asks for no notification while one is pending or one of the
+   incident is delivered (later misses, a crashed domain's pings), and
+   :func:`decide` declines for the same reasons (a repeated watchdog, the
+   stopped event that follows a crash) and for a ``reported`` domain. A
+   later incident starts when the guest answers again or is restarted, as
+   for any other failure.
 """
 
 import typing
@@ -106,21 +111,23 @@ def failure_of(event):
     return None
 
 
-def decide(event, state, notification_queued):
+def decide(event, state, already_notified):
     """Whether ``event`` must be notified now.
 
     :param state: the domain record's health state, None without a record.
-    :param notification_queued: a notification for the domain is in the
-        outbox, not yet accepted (the record's ``notification_id``).
+    :param already_notified: falsy when the outbox holds neither a pending
+        notification for the domain nor a delivered or refused one of its
+        current incident; else True or the policy's text saying which.
     """
     failure = failure_of(event)
     if failure is None:
         return Decision(False, 'no failure')
     if state is None:
         return Decision(False, '%s; domain not monitored' % failure)
-    if notification_queued:
-        return Decision(False, '%s; a notification is already queued'
-                        % failure)
+    if already_notified:
+        if already_notified is True:
+            already_notified = 'a notification is already queued'
+        return Decision(False, '%s; %s' % (failure, already_notified))
     if state == states.REPORTED:
         return Decision(False, '%s; already reported' % failure)
     return Decision(True, failure)

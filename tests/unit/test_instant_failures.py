@@ -1,11 +1,8 @@
 """Failures libvirt reports itself are notified at once, and once."""
 
-import dataclasses
-
 import libvirt
 import pytest
 
-from monitor import health_policy
 from monitor import instant_failures as inst
 from monitor import lifecycle
 from monitor import states
@@ -117,7 +114,7 @@ def test_reboot_and_agent_events_are_no_failure(kind):
 @pytest.mark.parametrize('state', [states.HEALTHY, states.ERROR,
                                    states.DISCOVERY])
 def test_a_failure_of_a_monitored_domain_is_notified_now(state):
-    decision = inst.decide(PANICKED, state, notification_queued=False)
+    decision = inst.decide(PANICKED, state, already_notified=False)
 
     assert decision == inst.Decision(
         True, 'guest kernel panicked (reported by its pvpanic device)')
@@ -126,7 +123,7 @@ def test_a_failure_of_a_monitored_domain_is_notified_now(state):
 def test_not_while_a_notification_is_queued():
     # The sweep reached the threshold first, or an earlier event of the
     # same incident (a watchdog fires again every period).
-    decision = inst.decide(PANICKED, states.ERROR, notification_queued=True)
+    decision = inst.decide(PANICKED, states.ERROR, already_notified=True)
 
     assert decision == inst.Decision(
         False, 'guest kernel panicked (reported by its pvpanic device); '
@@ -137,14 +134,14 @@ def test_not_once_the_incident_is_reported():
     event = lifecycle_event(libvirt.VIR_DOMAIN_EVENT_STOPPED,
                             libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED)
 
-    decision = inst.decide(event, states.REPORTED, notification_queued=False)
+    decision = inst.decide(event, states.REPORTED, already_notified=False)
 
     assert decision == inst.Decision(
         False, 'guest crashed and libvirt stopped it; already reported')
 
 
 def test_not_for_a_domain_that_is_not_monitored():
-    decision = inst.decide(PANICKED, None, notification_queued=False)
+    decision = inst.decide(PANICKED, None, already_notified=False)
 
     assert decision.notify is False
     assert decision.reason.endswith('; domain not monitored')
@@ -157,37 +154,26 @@ def test_an_event_that_is_no_failure_is_never_notified():
         False, 'no failure')
 
 
-def test_one_crash_seen_by_event_and_by_the_sweep_is_notified_once():
-    # The contract with the health policy as it stands: the event's
-    # notification is recorded as the threshold miss would be; the sweep's
-    # later misses of the crashed guest, a repeated watchdog and the
-    # stopped event that follows all find the incident notified.
-    policy = health_policy.HealthPolicy(failure_threshold=3)
-    record = dataclasses.replace(policy.new_record(UUID, 'vm', 0.0),
-                                 state=states.HEALTHY, ever_healthy=True)
-    notified = []
+def test_the_policys_words_say_what_was_already_notified():
+    decision = inst.decide(PANICKED, states.ERROR,
+                           'notification n-1 already queued')
 
-    decision = inst.decide(PANICKED, record.state,
-                           record.notification_id is not None)
-    notified.append(decision.notify)
-    record = dataclasses.replace(record, state=states.ERROR,
-                                 misses=policy.failure_threshold)
-    record = policy.notification_queued(record, 'n-1', 1.0)
+    assert decision == inst.Decision(
+        False, 'guest kernel panicked (reported by its pvpanic device); '
+               'notification n-1 already queued')
 
-    verdict = policy.ping_missed(record, 2.0)
-    notified.append(verdict.notify)
-    record = verdict.record
-    notified.append(inst.decide(
-        watchdog_event(libvirt.VIR_DOMAIN_EVENT_WATCHDOG_NONE), record.state,
-        record.notification_id is not None).notify)
-    record = policy.notification_accepted(record, 'n-1', 3.0).record
-    assert record.state == states.REPORTED
-    verdict = policy.ping_missed(record, 4.0)
-    notified.append(verdict.notify)
-    notified.append(inst.decide(
-        lifecycle_event(libvirt.VIR_DOMAIN_EVENT_STOPPED,
-                        libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED),
-        verdict.record.state,
-        verdict.record.notification_id is not None).notify)
 
-    assert notified == [True, False, False, False, False]
+def test_one_crash_seen_by_its_events_is_notified_once():
+    # The panic, then the watchdog firing again and the stopped event of
+    # on_crash=destroy: once the first is queued, the others find it.
+    stopped = lifecycle_event(libvirt.VIR_DOMAIN_EVENT_STOPPED,
+                              libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED)
+    watchdog = watchdog_event(libvirt.VIR_DOMAIN_EVENT_WATCHDOG_NONE)
+    state, notified, decisions = states.HEALTHY, False, []
+    for event in (PANICKED, watchdog, watchdog, stopped):
+        decision = inst.decide(event, state, notified)
+        decisions.append(decision.notify)
+        if decision.notify:
+            state, notified = states.ERROR, True
+
+    assert decisions == [True, False, False, False]
