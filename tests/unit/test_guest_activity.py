@@ -3,6 +3,7 @@
 import pytest
 from oslo_config import cfg
 
+from monitor import config
 from monitor import guest_activity as ga
 
 A = ga.Activity
@@ -218,6 +219,26 @@ def test_negative_floors_are_refused():
 
     with pytest.raises(ValueError):
         conf.set_override('io_noise_disk_requests', -1, group='monitor')
+
+
+@pytest.mark.parametrize('option,value', [
+    ('corroborate_with_io', 'maybe'),
+    ('io_noise_disk_requests', '-1'),
+    ('io_noise_sent_packets', 'ten'),
+])
+def test_a_bad_value_stops_the_daemon_naming_the_option(tmp_path, option,
+                                                         value):
+    path = tmp_path / 'ghm.conf'
+    path.write_text('[DEFAULT]\nstate_path = %s\n[notifier]\n'
+                    'endpoint = http://127.0.0.1:15868/v1\n'
+                    '[monitor]\n%s = %s\n'
+                    % (tmp_path / 'state', option, value))
+
+    with pytest.raises(config.ConfigError) as failure:
+        config.load(['--config-file', str(path)], default_config_files=[])
+
+    assert str(failure.value).startswith('[monitor] %s: ' % option)
+    assert str(failure.value).endswith('(got %s)' % value)
 
 
 def test_options_are_listed_for_the_sample_config():
