@@ -40,7 +40,7 @@ GUEST_DIR = os.path.join(LAB_CACHE, 'guest')
 KERNEL = os.path.join(GUEST_DIR, 'kernel')
 INITRD = os.path.join(GUEST_DIR, 'initramfs.gz')
 # panic=0: a crashed kernel stays down (no reboot), as a hung production
-# guest would; the domain has no pvpanic device, so libvirt keeps
+# guest would; without a pvpanic device (the default) libvirt keeps
 # reporting it running.
 KERNEL_CMDLINE = 'console=ttyS0 panic=0 quiet'
 
