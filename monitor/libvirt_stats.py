@@ -15,6 +15,14 @@ domains' counters intact; only a lost connection raises.
 another job holds (migration, snapshot) instead of waiting for it, so a
 busy domain cannot stall the caller. Those counters are then missing, which
 ``guest_activity`` treats as nothing to compare.
+
+NOWAIT does not bound the call itself: block counters come from QEMU's
+monitor, and libvirt waits for a QEMU process that does not answer (stuck
+on lost storage) without a timeout, holding up the whole list. The caller
+therefore waits for :func:`collect` at most a bounded time (the ping
+timeout is enough: it is one round trip per domain), keeps at most one call
+in flight, and treats a late answer as no counters, which reports the
+guest as without corroboration.
 """
 
 import time
