@@ -50,7 +50,7 @@ LIBVIRT_LOG_DIR = '/var/log/libvirt/qemu'
 
 CONTROL_COMMANDS = frozenset([
     'agent-hang', 'agent-resume', 'agent-kill', 'agent-start',
-    'disk-writer', 'panic', 'reboot', 'poweroff',
+    'disk-writer', 'watchdog-hang', 'panic', 'reboot', 'poweroff',
 ])
 # The optional data disk (Guest(disk=True)): sparse raw file, virtio-blk.
 DATA_DISK_MIB = 8
@@ -119,7 +119,7 @@ def console_log_path(name):
 
 
 def domain_xml(name, uuid, memory_mib=MEMORY_MIB, pvpanic=False,
-               disk=False):
+               disk=False, watchdog=False):
     """The libvirt domain XML of one lab guest.
 
     ``pvpanic``: a pvpanic device (``<panic model='isa'/>``), so that a
@@ -127,6 +127,8 @@ def domain_xml(name, uuid, memory_mib=MEMORY_MIB, pvpanic=False,
     kept in the 'crashed' state (on_crash=preserve), as a failed guest the
     operator can still inspect, instead of vanishing. ``disk``: a small
     virtio-blk data disk (/dev/vda in the guest) for 'disk-writer'.
+    ``watchdog``: an i6300esb watchdog whose firing libvirt only reports
+    (action none), for 'watchdog-hang'.
     """
     domain = etree.Element('domain', type='qemu')
     etree.SubElement(domain, 'name').text = name
@@ -169,6 +171,9 @@ def domain_xml(name, uuid, memory_mib=MEMORY_MIB, pvpanic=False,
         etree.SubElement(data, 'target', dev='vda', bus='virtio')
     if pvpanic:
         etree.SubElement(devices, 'panic', model='isa')
+    if watchdog:
+        etree.SubElement(devices, 'watchdog', model='i6300esb',
+                         action='none')
 
     etree.SubElement(devices, 'controller', type='usb', model='none')
     etree.SubElement(devices, 'memballoon', model='none')
@@ -282,13 +287,14 @@ class Guest:
     """One lab domain: its libvirt handle, agent access and fault controls."""
 
     def __init__(self, conn, name=None, uuid=None, memory_mib=MEMORY_MIB,
-                 pvpanic=False, disk=False):
+                 pvpanic=False, disk=False, watchdog=False):
         self.conn = conn
         self.name = name or next_name()
         self.uuid = uuid or str(uuid_lib.uuid4())
         self.memory_mib = memory_mib
         self.pvpanic = pvpanic
         self.disk = disk
+        self.watchdog = watchdog
         self.dom = None
         self.started_at = None
         self.boot_seconds = None
@@ -311,7 +317,8 @@ class Guest:
                 image.truncate(DATA_DISK_MIB << 20)
         self.dom = self.conn.defineXML(
             domain_xml(self.name, self.uuid, self.memory_mib,
-                       pvpanic=self.pvpanic, disk=self.disk))
+                       pvpanic=self.pvpanic, disk=self.disk,
+                       watchdog=self.watchdog))
         return self
 
     def start(self):

@@ -1,7 +1,8 @@
 """What libvirt itself shows of a failing guest, on real QEMU guests.
 
 A guest with a pvpanic device reports its panic as a crashed lifecycle
-event and is kept 'crashed'; a guest whose agent hangs while it keeps
+event and is kept 'crashed'; a watchdog device that is no longer fed
+raises libvirt's watchdog event; a guest whose agent hangs while it keeps
 writing to its disk shows its block counters growing in libvirt's bulk
 stats, while a panicked guest's stand still though its vCPU spins. These
 are the facts the instant failures and the I/O corroboration stand on.
@@ -33,9 +34,9 @@ IO_TIMEOUT = 60.0
 
 
 @pytest.fixture
-def lifecycle_events(libvirt_lab):
-    """Lifecycle events of every domain, as DomainEvents, from a real
-    libvirt event loop (started before this connection is opened)."""
+def domain_events(libvirt_lab):
+    """Lifecycle and watchdog events of every domain, as DomainEvents, from
+    a real libvirt event loop (started before this connection is opened)."""
     libvirt_events.start_event_loop()
     conn = guests.connect()
     seen = collections.deque()
@@ -45,31 +46,41 @@ def lifecycle_events(libvirt_lab):
             dom.UUIDString(), dom.name(), lifecycle.KIND_LIFECYCLE, event,
             detail, time.time()))
 
-    callback = conn.domainEventRegisterAny(
-        None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, on_lifecycle, None)
+    def on_watchdog(_conn, dom, action, _opaque):
+        seen.append(lifecycle.DomainEvent(
+            dom.UUIDString(), dom.name(), instant_failures.KIND_WATCHDOG,
+            action, 0, time.time()))
+
+    callbacks = [
+        conn.domainEventRegisterAny(
+            None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, on_lifecycle, None),
+        conn.domainEventRegisterAny(
+            None, libvirt.VIR_DOMAIN_EVENT_ID_WATCHDOG, on_watchdog, None),
+    ]
     yield seen
-    conn.domainEventDeregisterAny(callback)
+    for callback in callbacks:
+        conn.domainEventDeregisterAny(callback)
     conn.close()
 
 
-def wait_event(seen, uuid, event, timeout=EVENT_TIMEOUT):
+def wait_event(seen, uuid, kind, event, timeout=EVENT_TIMEOUT):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for item in list(seen):
-            if item.uuid == uuid and item.event == event:
+            if (item.uuid, item.kind, item.event) == (uuid, kind, event):
                 return item
         time.sleep(0.1)
-    raise AssertionError('no lifecycle event %d for %s within %.0f s; saw %s'
-                         % (event, uuid, timeout, list(seen)))
+    raise AssertionError('no %s event %d for %s within %.0f s; saw %s'
+                         % (kind, event, uuid, timeout, list(seen)))
 
 
 def test_pvpanic_guest_panic_is_a_crashed_event_and_state(
-        lab_guests, lifecycle_events):
+        lab_guests, domain_events):
     guest, = lab_guests(1, pvpanic=True)
 
     guest.control('panic')
 
-    crashed = wait_event(lifecycle_events, guest.uuid,
+    crashed = wait_event(domain_events, guest.uuid, lifecycle.KIND_LIFECYCLE,
                          libvirt.VIR_DOMAIN_EVENT_CRASHED)
     assert crashed.detail == libvirt.VIR_DOMAIN_EVENT_CRASHED_PANICKED
     assert guest.wait_state(libvirt.VIR_DOMAIN_CRASHED, EVENT_TIMEOUT) == (
@@ -79,6 +90,22 @@ def test_pvpanic_guest_panic_is_a_crashed_event_and_state(
             True, 'guest kernel panicked (reported by its pvpanic device)'))
     counters = libvirt_stats.collect(guest.conn, [guest.dom]).counters
     assert counters[guest.uuid].state == guest_activity.CRASHED
+
+
+def test_a_watchdog_no_longer_fed_raises_the_watchdog_event(
+        lab_guests, domain_events):
+    guest, = lab_guests(1, watchdog=True)
+
+    guest.control('watchdog-hang')
+
+    fired = wait_event(domain_events, guest.uuid,
+                       instant_failures.KIND_WATCHDOG,
+                       libvirt.VIR_DOMAIN_EVENT_WATCHDOG_NONE)
+    assert instant_failures.decide(fired, states.HEALTHY, False) == (
+        instant_failures.Decision(True,
+                                  'watchdog fired (no action configured)'))
+    # Action none: libvirt only reports it; the guest runs on.
+    assert guest.state()[0] == libvirt.VIR_DOMAIN_RUNNING
 
 
 def all_counters(conn):
