@@ -16,8 +16,14 @@ LAB_CACHE=${LAB_CACHE:-/var/cache/guest-health-monitor-lab}
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=$LAB_CACHE/guest
 DEBS=$LAB_CACHE/debs
+# virtio_blk: the optional data disk (disk-writer); pvpanic and pvpanic-mmio:
+# the optional <panic model='isa'/> device, which Linux 5.12 and later drive
+# through pvpanic-mmio (ACPI QEMU0001) on top of the shared pvpanic module;
+# watchdog and i6300esb: the optional <watchdog model='i6300esb'/> device.
+# Without those devices the modules load and stay idle.
 MODULES=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev
-         virtio_pci virtio_console)
+         virtio_pci virtio_console virtio_blk pvpanic pvpanic-mmio
+         watchdog i6300esb)
 QEMU_GA=/usr/sbin/qemu-ga
 BUSYBOX=/bin/busybox
 

@@ -40,7 +40,7 @@ GUEST_DIR = os.path.join(LAB_CACHE, 'guest')
 KERNEL = os.path.join(GUEST_DIR, 'kernel')
 INITRD = os.path.join(GUEST_DIR, 'initramfs.gz')
 # panic=0: a crashed kernel stays down (no reboot), as a hung production
-# guest would; the domain has no pvpanic device, so libvirt keeps
+# guest would; without a pvpanic device (the default) libvirt keeps
 # reporting it running.
 KERNEL_CMDLINE = 'console=ttyS0 panic=0 quiet'
 
@@ -50,8 +50,10 @@ LIBVIRT_LOG_DIR = '/var/log/libvirt/qemu'
 
 CONTROL_COMMANDS = frozenset([
     'agent-hang', 'agent-resume', 'agent-kill', 'agent-start',
-    'panic', 'reboot', 'poweroff',
+    'disk-writer', 'watchdog-hang', 'panic', 'reboot', 'poweroff',
 ])
+# The optional data disk (Guest(disk=True)): sparse raw file, virtio-blk.
+DATA_DISK_MIB = 8
 # How long the guest's init may take to answer a control command: it polls
 # its port once a second and may be slow while other guests boot.
 CONTROL_TIMEOUT = 10.0
@@ -108,12 +110,26 @@ def control_socket_path(name):
     return os.path.join(RUN_DIR, '%s.control.sock' % name)
 
 
+def data_disk_path(name):
+    return os.path.join(RUN_DIR, '%s.disk.img' % name)
+
+
 def console_log_path(name):
     return os.path.join(CONSOLE_DIR, '%s.log' % name)
 
 
-def domain_xml(name, uuid, memory_mib=MEMORY_MIB):
-    """The libvirt domain XML of one lab guest."""
+def domain_xml(name, uuid, memory_mib=MEMORY_MIB, pvpanic=False,
+               disk=False, watchdog=False):
+    """The libvirt domain XML of one lab guest.
+
+    ``pvpanic``: a pvpanic device (``<panic model='isa'/>``), so that a
+    guest panic reaches libvirt as a crashed event; the domain is then
+    kept in the 'crashed' state (on_crash=preserve), as a failed guest the
+    operator can still inspect, instead of vanishing. ``disk``: a small
+    virtio-blk data disk (/dev/vda in the guest) for 'disk-writer'.
+    ``watchdog``: an i6300esb watchdog whose firing libvirt only reports
+    (action none), for 'watchdog-hang'.
+    """
     domain = etree.Element('domain', type='qemu')
     etree.SubElement(domain, 'name').text = name
     etree.SubElement(domain, 'uuid').text = uuid
@@ -131,7 +147,8 @@ def domain_xml(name, uuid, memory_mib=MEMORY_MIB):
 
     etree.SubElement(domain, 'on_poweroff').text = 'destroy'
     etree.SubElement(domain, 'on_reboot').text = 'restart'
-    etree.SubElement(domain, 'on_crash').text = 'destroy'
+    etree.SubElement(domain, 'on_crash').text = (
+        'preserve' if pvpanic else 'destroy')
 
     devices = etree.SubElement(domain, 'devices')
     serial = etree.SubElement(devices, 'serial', type='file')
@@ -146,6 +163,17 @@ def domain_xml(name, uuid, memory_mib=MEMORY_MIB):
     etree.SubElement(control, 'source', mode='bind',
                      path=control_socket_path(name))
     etree.SubElement(control, 'target', type='virtio', name=CONTROL_CHANNEL)
+
+    if disk:
+        data = etree.SubElement(devices, 'disk', type='file', device='disk')
+        etree.SubElement(data, 'driver', name='qemu', type='raw')
+        etree.SubElement(data, 'source', file=data_disk_path(name))
+        etree.SubElement(data, 'target', dev='vda', bus='virtio')
+    if pvpanic:
+        etree.SubElement(devices, 'panic', model='isa')
+    if watchdog:
+        etree.SubElement(devices, 'watchdog', model='i6300esb',
+                         action='none')
 
     etree.SubElement(devices, 'controller', type='usb', model='none')
     etree.SubElement(devices, 'memballoon', model='none')
@@ -183,6 +211,7 @@ def remove_domain(dom):
                   libvirt.VIR_ERR_NO_DOMAIN)
     _ignore_codes(dom.undefine, libvirt.VIR_ERR_NO_DOMAIN)
     _remove(control_socket_path(name))
+    _remove(data_disk_path(name))
 
 
 def lab_domains(conn):
@@ -223,8 +252,9 @@ def cleanup(conn):
     if domains:
         with futures.ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(remove_domain, domains))
-    for path in _run_files(RUN_DIR, '.sock'):
-        _remove(path)
+    for suffix in ('.sock', '.img'):
+        for path in _run_files(RUN_DIR, suffix):
+            _remove(path)
     names = sorted(dom.name() for dom in domains)
     if names:
         LOG.info('removed lab domains %s in %.1f s', ', '.join(names),
@@ -256,11 +286,15 @@ def _ensure_run_dirs():
 class Guest:
     """One lab domain: its libvirt handle, agent access and fault controls."""
 
-    def __init__(self, conn, name=None, uuid=None, memory_mib=MEMORY_MIB):
+    def __init__(self, conn, name=None, uuid=None, memory_mib=MEMORY_MIB,
+                 pvpanic=False, disk=False, watchdog=False):
         self.conn = conn
         self.name = name or next_name()
         self.uuid = uuid or str(uuid_lib.uuid4())
         self.memory_mib = memory_mib
+        self.pvpanic = pvpanic
+        self.disk = disk
+        self.watchdog = watchdog
         self.dom = None
         self.started_at = None
         self.boot_seconds = None
@@ -278,8 +312,13 @@ class Guest:
 
     def define(self):
         _ensure_run_dirs()
+        if self.disk:
+            with open(data_disk_path(self.name), 'wb') as image:
+                image.truncate(DATA_DISK_MIB << 20)
         self.dom = self.conn.defineXML(
-            domain_xml(self.name, self.uuid, self.memory_mib))
+            domain_xml(self.name, self.uuid, self.memory_mib,
+                       pvpanic=self.pvpanic, disk=self.disk,
+                       watchdog=self.watchdog))
         return self
 
     def start(self):

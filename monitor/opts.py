@@ -18,6 +18,7 @@ OPTION_MODULES = (
     'monitor.scheduler',
     'monitor.health_policy',
     'monitor.mass_failure',
+    'monitor.guest_activity',
     'monitor.domain_xml',
     'monitor.domain_store',
     'monitor.notifier',
