@@ -9,6 +9,7 @@ libvirt daemon or leaves 127.0.0.1.
 import contextlib
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -58,9 +59,17 @@ def run(conf_path):
                           capture_output=True, text=True, timeout=60)
 
 
-def assert_quiet_failure(proc, status, text):
-    assert proc.returncode == status, proc.stderr
-    assert text in proc.stderr
+def log_lines(text, level):
+    """The log lines at ``level`` (oslo.log's format: date time pid
+    LEVEL logger [-] message)."""
+    return [line for line in text.splitlines()
+            if re.match(r'\S+ \S+ \d+ %s ' % level, line)]
+
+
+def assert_quiet_failure(proc, status, text, stream='stderr'):
+    output = getattr(proc, stream)
+    assert proc.returncode == status, proc.stderr + proc.stdout
+    assert text in output
     assert 'Traceback' not in proc.stderr
     assert 'Eventlet is deprecated' not in proc.stderr
     assert PASSWORD not in proc.stderr + proc.stdout
@@ -102,17 +111,20 @@ def test_an_unusable_outbox_is_a_clear_error(tmp_path):
     (tmp_path / 'state' / 'outbox.sqlite').mkdir(parents=True)
     proc = run(write_conf(tmp_path))
 
-    assert_quiet_failure(proc, 1, 'Cannot start: cannot create the outbox')
+    # Logged: the log goes to standard output without a log file.
+    assert_quiet_failure(proc, 1, 'Cannot start: cannot create the outbox',
+                         stream='stdout')
 
 
 @contextlib.contextmanager
-def daemon(conf_path, log):
-    """Run the console script with its stderr in ``log``; yield the
-    process, killed on the way out if a test left it running."""
-    with open(log, 'w') as stderr:
-        proc = subprocess.Popen(COMMAND + ['--config-file', conf_path],
-                                cwd=REPO, stdout=subprocess.DEVNULL,
-                                stderr=stderr)
+def daemon(conf_path, log, args=()):
+    """Run the console script with its output (the log without a log
+    file, then on standard output) in ``log``; yield the process, killed
+    on the way out if a test left it running."""
+    with open(log, 'w') as output:
+        proc = subprocess.Popen(
+            COMMAND + ['--config-file', conf_path] + list(args), cwd=REPO,
+            stdout=output, stderr=subprocess.STDOUT)
     try:
         yield proc
     finally:
@@ -156,7 +168,7 @@ def test_an_unreachable_libvirt_is_said_once_and_sigterm_stops(tmp_path,
 
     text = log.read_text()
     assert status == 0, text
-    errors = [line for line in text.splitlines() if ' ERROR ' in line]
+    errors = log_lines(text, 'ERROR')
     assert len(errors) == 1, text
     assert 'Cannot connect to libvirt' in errors[0]
     assert 'no-libvirtd.sock' in errors[0]
@@ -252,7 +264,7 @@ def test_one_daemon_per_state_path_with_private_files(tmp_path):
         for name, mode in modes.items()), modes
     text = log.read_text()
     assert status == 0, text
-    assert 'WARNING monitor: [monitor] intervall is not a known option; ' \
+    assert 'WARNING monitor [-] [monitor] intervall is not a known option; ' \
         'ignored' in text
     assert 'http://monitor:***@127.0.0.1:9/v1' in text
     assert PASSWORD not in text
@@ -278,7 +290,7 @@ def test_the_stop_signal_handler_never_switches_greenlets():
     logger.addHandler(log_handler)
     old_level = logger.level
     logger.setLevel(logging.DEBUG)
-    stop = cmd.StopSignals()
+    stop = cmd.SignalRecorder()
     outcome = []
 
     def hold_the_log_lock():
