@@ -13,6 +13,7 @@ import configparser
 import logging
 import logging.handlers
 import os
+import sys
 import syslog
 
 from oslo_log import handlers as oslo_handlers
@@ -209,7 +210,20 @@ def setup(conf, version='unknown'):
                           'cannot write %s: %s' % (
                               log_file_path(conf),
                               exc.strerror or exc)) from None
+    if not (log_file_path(conf) or conf.use_stderr or conf.use_journal
+            or conf.log_config_append):
+        _stdout_to_stderr()
     apply_levels(conf)
+
+
+def _stdout_to_stderr():
+    """oslo.log logs to standard output when given no destination; the
+    daemon has always logged to standard error then, like most daemons,
+    which keeps standard output free and the two apart."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and \
+                getattr(handler, 'stream', None) is sys.stdout:
+            handler.setStream(sys.stderr)
 
 
 class MaskingFormatter(logging.Formatter):

@@ -355,3 +355,16 @@ def test_a_log_file_that_cannot_be_reopened_keeps_the_old_one(
 def test_without_log_files_nothing_is_reopened(write_conf):
     logs.setup(load(write_conf()))
     assert logs.reopen_files() == []
+
+
+@pytest.mark.parametrize('defaults', [{}, {'use_stderr': 'true'}],
+                         ids=['no-destination', 'use_stderr'])
+def test_without_a_destination_the_log_goes_to_stderr(write_conf, capsys,
+                                                       defaults):
+    logs.setup(load(write_conf(**defaults)))
+
+    logging.getLogger('monitor.test').warning('where am I')
+
+    captured = capsys.readouterr()
+    assert 'where am I' in captured.err
+    assert 'where am I' not in captured.out
