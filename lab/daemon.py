@@ -63,8 +63,10 @@ def lab_options(work_dir, endpoint, hostname, **overrides):
 class MonitorDaemon:
     """One guest-health-monitor process with its config and log."""
 
-    def __init__(self, work_dir, options):
+    def __init__(self, work_dir, options, args=()):
         self.work_dir = work_dir
+        # Command-line options after --config-file (--log-file, --debug).
+        self.args = list(args)
         os.makedirs(work_dir, exist_ok=True)
         self.config_path = os.path.join(work_dir, 'monitor.conf')
         self.log_path = os.path.join(work_dir, 'monitor.log')
@@ -77,7 +79,8 @@ class MonitorDaemon:
         env = dict(os.environ, PYTHONUNBUFFERED='1')
         env.setdefault('PYTHONPATH', REPO_ROOT)
         self.proc = subprocess.Popen(
-            console_script() + ['--config-file', self.config_path],
+            console_script() + ['--config-file', self.config_path]
+            + self.args,
             stdout=self._log, stderr=subprocess.STDOUT, env=env,
             cwd=self.work_dir, start_new_session=True)
         return self

@@ -11,9 +11,12 @@ import os
 import signal
 import sys
 
+from oslo_config import cfg
+
 from monitor import config
 from monitor import logs
 from monitor import state_dir
+from monitor import systemd_notify
 
 LOG = logging.getLogger('monitor')
 
@@ -29,8 +32,8 @@ UMASK = 0o077
 _SIGNAL_POLL = 0.2
 
 
-class StopSignals:
-    """The SIGTERM/SIGINT handler: records the signal, nothing else.
+class SignalRecorder:
+    """A signal handler that records the signal, nothing else.
 
     A handler runs between two bytecodes of whatever is current in the
     main thread, the eventlet hub included: logging (a green lock) or
@@ -44,6 +47,14 @@ class StopSignals:
 
     def __call__(self, signum, _frame):
         self.received.append(signum)
+
+    def take(self):
+        """The signals recorded since the last take, oldest first."""
+        taken = []
+        while self.received:
+            # pop() is atomic: a signal recorded meanwhile is kept.
+            taken.append(self.received.pop(0))
+        return taken
 
 
 def _config_error(exc):
@@ -65,15 +76,56 @@ def _prepare(argv):
     state_dir.restrict_modes(conf.state_path, config.state_files(conf))
     try:
         logs.setup(conf)
-    except OSError as exc:
-        raise config.ConfigError(None, 'log_file', 'cannot write %s: %s'
-                                 % (conf.log_file, exc.strerror or exc))
+    except logs.OptionError as exc:
+        raise config.ConfigError(None, exc.option, exc.reason) from None
     return conf
+
+
+def reload_on_hup(conf, argv, notifier):
+    """What SIGHUP asks for; the daemon keeps running whatever happens.
+
+    Reopens the log files (logrotate moved them away), then re-reads the
+    configuration files: when they are valid as a whole, the options that
+    may change while running (``debug``, ``log_config_append``) take
+    effect, and oslo.config warns about changed ones that need a restart;
+    when they are not, the running configuration stays and the problem is
+    logged naming the option. systemd hears RELOADING=1 before and
+    READY=1 after.
+    """
+    notifier.reloading()
+    reopened = logs.reopen_files()
+    try:
+        # The whole configuration as a start would check it: mutating in
+        # place reads only what changed, and a bad value would then break
+        # every later read of that option.
+        config.load(argv)
+    except config.ConfigError as exc:
+        LOG.error('Not reloading on SIGHUP: invalid configuration: %s; '
+                  'keeping the running configuration', exc)
+    else:
+        try:
+            conf.mutate_config_files()
+            logs.apply_levels(conf)
+        except (cfg.Error, logs.LogConfigError) as exc:
+            # The files changed between the check and the reading, or a
+            # logging configuration file did not apply.
+            LOG.error('Not reloading on SIGHUP: %s; keeping the running '
+                      'configuration', config.mask_credentials(str(exc)))
+        else:
+            LOG.info('Reloaded on SIGHUP: log level %s, %s',
+                     logs.level_name(),
+                     '%d log file(s) reopened' % len(reopened)
+                     if reopened else 'no log file to reopen')
+    notifier.ready()
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     os.umask(UMASK)
+    # SIGHUP's default action ends the process (status 129, which systemd
+    # counts as a clean exit): record it from the very start.
+    reloads = SignalRecorder()
+    signal.signal(signal.SIGHUP, reloads)
     try:
         conf = _prepare(argv)
     except config.ConfigError as exc:
@@ -93,7 +145,6 @@ def main(argv=None):
     eventlet.monkey_patch()
     from eventlet import tpool
     from keystoneauth1 import exceptions as ks_exc
-    from oslo_config import cfg
 
     from monitor import outbox
     from monitor import service as service_mod
@@ -112,15 +163,20 @@ def main(argv=None):
         LOG.error('Cannot start: %s', config.mask_credentials(str(exc)))
         return EXIT_START_ERROR
 
-    signals = StopSignals()
-    signal.signal(signal.SIGTERM, signals)
-    signal.signal(signal.SIGINT, signals)
+    stops = SignalRecorder()
+    signal.signal(signal.SIGTERM, stops)
+    signal.signal(signal.SIGINT, stops)
+    notifier = systemd_notify.SystemdNotifier.from_environ()
     service.start()
-    while not signals.received and not service.stop_event.is_set():
+    while not stops.received and not service.stop_event.is_set():
         service.stop_event.wait(_SIGNAL_POLL)
-    if signals.received:
+        if reloads.take() and not stops.received:
+            # Several SIGHUPs since the last look need one reload.
+            reload_on_hup(conf, argv, notifier)
+    notifier.close()
+    if stops.received:
         LOG.info('Received %s; stopping',
-                 signal.Signals(signals.received[0]).name)
+                 signal.Signals(stops.received[0]).name)
     service.stop()
     # A ping in flight ends within one ping timeout; do not wait longer.
     service.wait(grace=conf.monitor.ping_timeout)

@@ -8,13 +8,16 @@ names the option.
 """
 
 import argparse
+import contextlib
 import glob
+import io
 import logging
 import math
 import os
 import re
 import socket
 import ssl
+import sys
 import urllib.parse
 
 from oslo_config import cfg
@@ -135,9 +138,7 @@ def load(argv=None, default_config_files=None):
     _check_config_files(argv, default_config_files)
     conf = build_conf()
     try:
-        conf(args=argv, project=PROJECT, prog=PROG, version=_version(),
-             default_config_files=default_config_files,
-             validate_default_values=True)
+        _parse(conf, argv, default_config_files)
     except cfg.RequiredOptError as exc:
         raise ConfigError(exc.group.name if exc.group else None,
                           exc.opt_name, 'required option is not set')
@@ -153,6 +154,38 @@ def load(argv=None, default_config_files=None):
                           'cannot read the configuration: %s' % exc)
     validate(conf)
     return conf
+
+
+# What oslo.config writes before exiting when a config file gives a
+# command-line option (debug, use_journal, ...) a value of the wrong type.
+_CLI_VALUE_ERROR = re.compile(
+    r'^argument --(?P<name>[\w-]+): Invalid (?P<type>\w+) value:'
+    r' ?(?P<value>.*)$')
+
+
+def _parse(conf, argv, default_config_files):
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            conf(args=argv, project=PROJECT, prog=PROG, version=_version(),
+                 default_config_files=default_config_files,
+                 validate_default_values=True)
+    except SystemExit as exc:
+        match = _CLI_VALUE_ERROR.match(stderr.getvalue().strip())
+        if exc.code == 1 and match:
+            name = match['name'].replace('-', '_')
+            value = 'a secret value' if _is_secret(None, name) else \
+                match['value']
+            if not value:
+                raise ConfigError(None, name, 'must not be empty') from None
+            raise ConfigError(None, name, 'not a valid %s value (got %s)'
+                              % (match['type'].lower(), value)) from None
+        raise
+    finally:
+        # Usage errors, --help's neighbours and warnings logged while
+        # parsing go where they were going.
+        if not _CLI_VALUE_ERROR.match(stderr.getvalue().strip()):
+            sys.stderr.write(stderr.getvalue())
 
 
 def _config_file_arguments(argv, default_config_files):
@@ -250,7 +283,20 @@ def validate(conf):
 # session options), checked like the min/max of its own.
 FOREIGN_BOUNDS = {
     ('notifier', 'timeout'): (0.1, 600.0),
+    # oslo.log's: a rotation needs an interval, a file count and a size.
+    (None, 'log_rotate_interval'): (1, 2 ** 31 - 1),
+    (None, 'max_logfile_count'): (1, 10000),
+    (None, 'max_logfile_size_mb'): (1, 1024 * 1024),
+    (None, 'rate_limit_interval'): (0, 2 ** 31 - 1),
+    (None, 'rate_limit_burst'): (0, 2 ** 31 - 1),
 }
+
+# Options with a default for which empty is a value of its own: no suffix
+# on debug lines; rate limiting for every level.
+EMPTY_ALLOWED = frozenset({
+    (None, 'logging_debug_format_suffix'),
+    (None, 'rate_limit_except_level'),
+})
 
 
 def _option_specs():
@@ -258,7 +304,7 @@ def _option_specs():
     from monitor import opts
 
     specs = {}
-    for group, group_opts in opts.list_opts():
+    for group, group_opts in opts.all_opts():
         name = getattr(group, 'name', group)
         for opt in group_opts:
             specs[(None if name == 'DEFAULT' else name, opt.dest)] = opt
@@ -267,7 +313,12 @@ def _option_specs():
 
 def _check_value(group, name, opt, value):
     """What oslo.config types let through: nan, inf, empty values."""
-    if value is None or value == '' or value == ['']:
+    if (group, name) in EMPTY_ALLOWED:
+        return
+    # An empty list where the default lists something: what
+    # default_log_levels = (nothing) gives.
+    if value is None or value == '' or value == [''] or (
+            value == [] and opt.default):
         # Options without a default are optional: empty means unset. Every
         # other option has a value the daemon relies on.
         if opt.default is not None:
@@ -349,7 +400,7 @@ def _known_names(conf):
         known[group] = set(conf[group])
     from monitor import opts
 
-    for group, group_opts in opts.list_opts():
+    for group, group_opts in opts.all_opts():
         names = known.setdefault(getattr(group, 'name', group), set())
         for opt in group_opts:
             names.add(opt.dest)
@@ -416,7 +467,7 @@ def _value_error_text(conf, group, name, exc, opt=None):
 def _is_secret(group, name):
     from monitor import opts
 
-    for opt_group, group_opts in opts.list_opts():
+    for opt_group, group_opts in opts.all_opts():
         group_name = getattr(opt_group, 'name', opt_group)
         if group_name == (group or 'DEFAULT'):
             for opt in group_opts:
@@ -485,23 +536,14 @@ def _check_state_path(conf):
 
 
 def _check_log_file(conf):
-    path = conf.log_file
-    if not path:
-        return
-    if not os.path.isabs(path):
-        raise ConfigError(None, 'log_file',
-                          'must be an absolute path (got %s)' % path)
-    if os.path.isdir(path):
-        raise ConfigError(None, 'log_file', '%s is a directory' % path)
+    # Imported here like in build_conf(): logs owns the logging options
+    # and knows how oslo.log uses them (log_dir, log_config_append, ...).
+    from monitor import logs
+
     try:
-        # Opened (and created) now as the log handler will open it, so that
-        # a wrong directory or permission is said here and not as a
-        # traceback from the logging module.
-        with open(path, 'a'):
-            pass
-    except OSError as exc:
-        raise ConfigError(None, 'log_file', 'cannot write %s: %s'
-                          % (path, exc.strerror or exc))
+        logs.check_options(conf)
+    except logs.OptionError as exc:
+        raise ConfigError(None, exc.option, exc.reason) from None
 
 
 # scheme://rest, where the scheme may carry a transport: qemu+ssh://...

@@ -6,6 +6,7 @@ modules are imported only when asked for, so importing this one stays cheap
 and a broken module fails with its own name at that point.
 """
 
+import functools
 import importlib
 
 from oslo_config import cfg
@@ -26,6 +27,11 @@ OPTION_MODULES = (
     'monitor.delivery',
     'monitor.metrics_server',
 )
+
+# Libraries whose options the daemon registers. Each publishes them under
+# its own oslo-config-generator namespace (etc/oslo-config-generator.conf
+# lists it), so list_opts() leaves them out and the sample shows them once.
+LIBRARY_NAMESPACES = ('oslo.log',)
 
 # Help for groups whose options come from several modules.
 GROUP_HELP = {
@@ -68,6 +74,41 @@ def list_opts():
                                                      help=GROUP_HELP[name]))
             merged.setdefault(name, []).extend(module_opts)
     return [(groups.get(name, name), merged[name]) for name in merged]
+
+
+def library_opts():
+    """[(group, [opts])] of the libraries in LIBRARY_NAMESPACES, as they
+    publish them to oslo-config-generator."""
+    return list(_library_opts())
+
+
+# Entry points are found by scanning every installed distribution; the
+# libraries' option lists do not change while the process runs.
+@functools.lru_cache(maxsize=None)
+def _library_opts():
+    from importlib import metadata
+
+    listed = []
+    points = metadata.entry_points(group='oslo.config.opts')
+    for namespace in LIBRARY_NAMESPACES:
+        found = [point for point in points if point.name == namespace]
+        if not found:
+            raise ImportError('no oslo.config.opts entry point %s: is the '
+                              'library installed?' % namespace)
+        for group, group_opts in found[0].load()():
+            listed.append((group or 'DEFAULT', list(group_opts)))
+    return tuple(listed)
+
+
+def all_opts():
+    """Every option the daemon reads: list_opts() and library_opts()."""
+    merged = {}
+    groups = {}
+    for group, group_opts in list_opts() + library_opts():
+        name = _group_name(group)
+        groups.setdefault(name, group)
+        merged.setdefault(name, []).extend(group_opts)
+    return [(groups[name], merged[name]) for name in merged]
 
 
 def register_all(conf):

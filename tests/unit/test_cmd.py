@@ -9,13 +9,18 @@ libvirt daemon or leaves 127.0.0.1.
 import contextlib
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
+
+from monitor import cmd
+from tests.unit.test_logs import saved_logging  # noqa: F401 (a fixture)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -58,8 +63,15 @@ def run(conf_path):
                           capture_output=True, text=True, timeout=60)
 
 
+def log_lines(text, level):
+    """The log lines at ``level`` (oslo.log's format: date time pid
+    LEVEL logger [-] message)."""
+    return [line for line in text.splitlines()
+            if re.match(r'\S+ \S+ \d+ %s ' % level, line)]
+
+
 def assert_quiet_failure(proc, status, text):
-    assert proc.returncode == status, proc.stderr
+    assert proc.returncode == status, proc.stderr + proc.stdout
     assert text in proc.stderr
     assert 'Traceback' not in proc.stderr
     assert 'Eventlet is deprecated' not in proc.stderr
@@ -106,13 +118,13 @@ def test_an_unusable_outbox_is_a_clear_error(tmp_path):
 
 
 @contextlib.contextmanager
-def daemon(conf_path, log):
+def daemon(conf_path, log, args=()):
     """Run the console script with its stderr in ``log``; yield the
     process, killed on the way out if a test left it running."""
     with open(log, 'w') as stderr:
-        proc = subprocess.Popen(COMMAND + ['--config-file', conf_path],
-                                cwd=REPO, stdout=subprocess.DEVNULL,
-                                stderr=stderr)
+        proc = subprocess.Popen(
+            COMMAND + ['--config-file', conf_path] + list(args), cwd=REPO,
+            stdout=subprocess.DEVNULL, stderr=stderr)
     try:
         yield proc
     finally:
@@ -128,14 +140,15 @@ def terminate(proc):
 
 
 def wait_for(path, text, guard=30.0):
-    """Wait until ``text`` appears in the file; fail after ``guard`` s."""
+    """Wait until ``text`` appears in the file (which may not exist
+    yet); fail after ``guard`` s."""
     deadline = time.monotonic() + guard
     while time.monotonic() < deadline:
-        if text in path.read_text():
+        if path.exists() and text in path.read_text():
             return
         time.sleep(0.05)
     pytest.fail('%r never appeared in the log:\n%s'
-                % (text, path.read_text()))
+                % (text, path.read_text() if path.exists() else '(none)'))
 
 
 @pytest.mark.parametrize('notifier', [
@@ -156,7 +169,7 @@ def test_an_unreachable_libvirt_is_said_once_and_sigterm_stops(tmp_path,
 
     text = log.read_text()
     assert status == 0, text
-    errors = [line for line in text.splitlines() if ' ERROR ' in line]
+    errors = log_lines(text, 'ERROR')
     assert len(errors) == 1, text
     assert 'Cannot connect to libvirt' in errors[0]
     assert 'no-libvirtd.sock' in errors[0]
@@ -252,7 +265,7 @@ def test_one_daemon_per_state_path_with_private_files(tmp_path):
         for name, mode in modes.items()), modes
     text = log.read_text()
     assert status == 0, text
-    assert 'WARNING monitor: [monitor] intervall is not a known option; ' \
+    assert 'WARNING monitor [-] [monitor] intervall is not a known option; ' \
         'ignored' in text
     assert 'http://monitor:***@127.0.0.1:9/v1' in text
     assert PASSWORD not in text
@@ -278,7 +291,7 @@ def test_the_stop_signal_handler_never_switches_greenlets():
     logger.addHandler(log_handler)
     old_level = logger.level
     logger.setLevel(logging.DEBUG)
-    stop = cmd.StopSignals()
+    stop = cmd.SignalRecorder()
     outcome = []
 
     def hold_the_log_lock():
@@ -303,3 +316,156 @@ def test_the_stop_signal_handler_never_switches_greenlets():
 
     assert outcome == ['returned']
     assert stop.received == [signal.SIGTERM]
+
+
+# -- SIGHUP --------------------------------------------------------------------
+
+def rewrite(conf_path, old, new):
+    with open(conf_path) as f:
+        text = f.read()
+    assert old in text
+    with open(conf_path, 'w') as f:
+        f.write(text.replace(old, new))
+
+
+@pytest.fixture
+def systemd():
+    from tests.unit.test_systemd_notify import FakeSystemd
+
+    name = 'ghm-test-%s' % uuid.uuid4().hex
+    receiver = FakeSystemd('\0' + name)
+    receiver.notify_socket = '@' + name
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def running_conf(tmp_path, saved_logging):  # noqa: F811
+    """(conf, argv, log file) of a daemon set up as main() sets it up."""
+    from monitor import config
+    from monitor import logs
+
+    log_file = tmp_path / 'ghm.log'
+    argv = ['--config-file', write_conf(
+        tmp_path, DEFAULT={'log_file': str(log_file), 'debug': 'false'})]
+    conf = config.load(argv)
+    logs.setup(conf)
+    return conf, argv, log_file
+
+
+def test_reload_applies_debug_reopens_the_log_and_tells_systemd(
+        running_conf, systemd):
+    import logging
+
+    from monitor import systemd_notify
+
+    conf, argv, log_file = running_conf
+    rewrite(argv[1], 'debug = false', 'debug = true')
+    notifier = systemd_notify.SystemdNotifier(systemd.notify_socket)
+
+    cmd.reload_on_hup(conf, argv, notifier)
+    notifier.close()
+
+    assert conf.debug is True
+    assert logging.getLogger().level == logging.DEBUG
+    # The HTTP exchanges with the engine too, not only the root.
+    assert logging.getLogger('urllib3.connectionpool').getEffectiveLevel() \
+        == logging.DEBUG
+    text = log_file.read_text()
+    assert 'INFO monitor [-] Reloaded on SIGHUP: log level DEBUG, 1 log ' \
+        'file(s) reopened' in text
+    assert log_lines(text, 'ERROR') == []
+    [reloading, ready] = systemd.messages()
+    assert reloading.startswith('RELOADING=1\nMONOTONIC_USEC=')
+    assert ready == 'READY=1'
+
+
+def test_a_config_broken_before_the_reload_keeps_the_running_one(
+        running_conf, systemd):
+    import logging
+
+    from monitor import systemd_notify
+
+    conf, argv, log_file = running_conf
+    rewrite(argv[1], 'debug = false', 'debug = maybe')
+    notifier = systemd_notify.SystemdNotifier(systemd.notify_socket)
+
+    cmd.reload_on_hup(conf, argv, notifier)
+    notifier.close()
+
+    assert conf.debug is False
+    assert logging.getLogger().level == logging.INFO
+    [error] = log_lines(log_file.read_text(), 'ERROR')
+    assert 'Not reloading on SIGHUP: invalid configuration: [DEFAULT] ' \
+        'debug: not a valid boolean value (got maybe); keeping the ' \
+        'running configuration' in error
+    assert 'Reloaded' not in log_file.read_text()
+    assert systemd.messages()[-1] == 'READY=1'
+
+
+def test_a_change_that_needs_a_restart_is_warned_about(running_conf):
+    from monitor import systemd_notify
+
+    conf, argv, log_file = running_conf
+    rewrite(argv[1], 'interval = 1', 'interval = 5')
+
+    cmd.reload_on_hup(conf, argv, systemd_notify.SystemdNotifier(None))
+
+    assert conf.monitor.interval == 1
+    assert any('Ignoring change to immutable option monitor.interval' in line
+               for line in log_lines(log_file.read_text(), 'WARNING'))
+
+
+def test_sighup_reloads_and_the_daemon_keeps_running(tmp_path, systemd,
+                                                     monkeypatch):
+    log_file = tmp_path / 'ghm.log'
+    conf_path = write_conf(tmp_path, DEFAULT={'log_file': str(log_file),
+                                              'debug': 'false'})
+    monkeypatch.setenv('NOTIFY_SOCKET', systemd.notify_socket)
+    output = tmp_path / 'output.log'
+    with daemon(conf_path, output) as proc:
+        wait_for(log_file, 'Cannot connect to libvirt')
+        # What logrotate does, and an operator turning debug on.
+        os.rename(log_file, tmp_path / 'ghm.log.1')
+        rewrite(conf_path, 'debug = false', 'debug = true')
+        systemd.messages()
+        proc.send_signal(signal.SIGHUP)
+        wait_for(log_file, 'Reloaded on SIGHUP')
+        after_reload = systemd.messages()
+        # A broken file on the next reload: kept running, said why.
+        rewrite(conf_path, 'debug = true', 'debug = maybe')
+        proc.send_signal(signal.SIGHUP)
+        wait_for(log_file, 'Not reloading on SIGHUP')
+        running = proc.poll() is None
+        status = terminate(proc)
+
+    text = log_file.read_text()
+    assert running, text
+    assert status == 0, text
+    assert 'Reloaded on SIGHUP: log level DEBUG, 1 log file(s) reopened' \
+        in text
+    assert 'Reloaded on SIGHUP' not in (tmp_path / 'ghm.log.1').read_text()
+    [error] = [line for line in log_lines(text, 'ERROR')
+               if 'SIGHUP' in line]
+    assert '[DEFAULT] debug: not a valid boolean value (got maybe)' in error
+    assert text.rstrip().endswith('guest-health-monitor stopped')
+    assert 'Traceback' not in text + output.read_text()
+    reload_messages = [m.split('\n')[0] for m in after_reload
+                       if not m.startswith('WATCHDOG=1')]
+    assert reload_messages == ['RELOADING=1', 'READY=1']
+
+
+def test_log_file_and_debug_on_the_command_line(tmp_path):
+    log_file = tmp_path / 'cli.log'
+    output = tmp_path / 'output.log'
+    with daemon(write_conf(tmp_path), output,
+                args=['--log-file', str(log_file), '--debug']) as proc:
+        wait_for(log_file, 'Cannot connect to libvirt')
+        status = terminate(proc)
+
+    text = log_file.read_text()
+    assert status == 0, text
+    assert log_lines(text, 'DEBUG'), text
+    assert 'guest-health-monitor stopped' in text
+    # The log goes to the file only.
+    assert output.read_text() == ''

@@ -595,7 +595,7 @@ def test_an_unusable_log_file_is_named(write_conf, tmp_path, where, problem):
 def test_a_relative_log_file_is_refused(write_conf):
     error = load_error(write_conf(DEFAULT={'log_file': 'ghm.log'}))
     assert str(error) == ('[DEFAULT] log_file: must be an absolute path '
-                          '(got ghm.log)')
+                          'unless log_dir is set (got ghm.log)')
 
 
 def test_a_relative_state_path_is_refused(write_conf):

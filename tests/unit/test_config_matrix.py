@@ -63,6 +63,15 @@ FREE_TEXT = {
     ('notifier', 'user_domain_id'),
     ('notifier', 'user_domain_name'),
     ('notifier', 'password'),
+    # oslo.log's format strings: any text is a format.
+    ('DEFAULT', 'log_date_format'),
+    ('DEFAULT', 'logging_context_format_string'),
+    ('DEFAULT', 'logging_default_format_string'),
+    ('DEFAULT', 'logging_debug_format_suffix'),
+    ('DEFAULT', 'logging_exception_prefix'),
+    ('DEFAULT', 'logging_user_identity_format'),
+    ('DEFAULT', 'instance_format'),
+    ('DEFAULT', 'instance_uuid_format'),
 }
 
 # Unset is a valid choice for these even though they are empty: the
@@ -84,15 +93,19 @@ BASE = {
 
 
 def daemon_options():
-    """(section, Opt) of every option the daemon registers or lists (the
-    password plugin's options are registered when the plugin loads)."""
-    for group, group_opts in opts.list_opts():
+    """(section, Opt) of every option the daemon registers or lists, its
+    libraries' (oslo.log) included (the password plugin's options are
+    registered when the plugin loads)."""
+    for group, group_opts in opts.all_opts():
         section = getattr(group, 'name', group)
         for opt in group_opts:
             yield section, opt
 
 
 def is_accepted(section, opt, value):
+    group = None if section == 'DEFAULT' else section
+    if value == '' and (group, opt.dest) in config.EMPTY_ALLOWED:
+        return True
     if (section, opt.dest) in FREE_TEXT:
         return value != '' or opt.default is None
     # Empty means unset for an option without a default; a URL option

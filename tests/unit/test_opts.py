@@ -119,3 +119,17 @@ def test_the_shipped_sample_config_is_up_to_date(tmp_path):
     with open(shipped) as f:
         assert fresh.read_text() == f.read(), \
             'etc/guest-health-monitor.conf.sample is stale: run make genconfig'
+
+
+def test_oslo_log_options_are_read_and_listed_under_their_own_namespace():
+    own = {opt.dest for group, group_opts in opts.list_opts()
+           for opt in group_opts}
+    every = {opt.dest for group, group_opts in opts.all_opts()
+             for opt in group_opts}
+    # Validated with the daemon's own, listed once in the sample.
+    assert {'debug', 'log_file', 'log_dir', 'use_journal', 'use_syslog',
+            'log_config_append', 'default_log_levels'} <= every - own
+    root = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    with open(os.path.join(root, 'etc', 'oslo-config-generator.conf')) as f:
+        assert 'namespace = oslo.log\n' in f.read()
