@@ -71,6 +71,7 @@ Related options:
         'io_noise_disk_requests',
         default=4,
         min=0,
+        max=1000000,
         help="""
 Disk requests (reads, writes and flushes of all the guest's disks together)
 between the first missed ping and the failure threshold that still count as
@@ -80,7 +81,8 @@ flushes).
 
 Possible values:
 
-* An integer >= 0. Default 4. 0: any disk request shows activity.
+* An integer from 0 to 1000000. Default 4. 0: any disk request shows
+  activity.
 
 Related options:
 
@@ -90,6 +92,7 @@ Related options:
         'io_noise_sent_packets',
         default=10,
         min=0,
+        max=1000000,
         help="""
 Packets sent by the guest (all interfaces together) between the first
 missed ping and the failure threshold that still count as noise; more mean
@@ -100,7 +103,7 @@ for guests that get a lot of traffic.
 
 Possible values:
 
-* An integer >= 0. Default 10.
+* An integer from 0 to 1000000. Default 10.
 
 Related options:
 
