@@ -59,8 +59,9 @@ PING_OUTCOMES = tuple(o.value for o in Outcome)
 # Label values are lower case, as Prometheus conventions have them.
 DELIVERY_RESULTS = (notification_mod.OutcomeKind.ACCEPTED.value.lower(),
                     notification_mod.OutcomeKind.DUPLICATE.value.lower())
-# Where handling one domain went wrong without stopping the sweep.
-DOMAIN_ERROR_STAGES = ('listing', 'xml', 'lookup', 'ping', 'classify')
+# The stages of libvirt_host (kept here as values: metrics must not import
+# the libvirt edge).
+DOMAIN_ERROR_STAGES = ('list', 'xml', 'ping')
 
 
 @functools.lru_cache(maxsize=1)
@@ -189,7 +190,8 @@ class MonitorMetrics:
             PREFIX + 'pings_total',
             'Guest-pings by outcome: ok (answered), missed (counts towards '
             'the failure threshold), not_running, gone, no_agent, '
-            'disconnected (libvirt lost; nobody\'s miss).',
+            'disconnected (libvirt lost; nobody\'s miss), error (something '
+            'unexpected raised for that domain; not a miss).',
             'outcome', PING_OUTCOMES)
         self.domains = self._read_at_scrape(
             PREFIX + 'domains',
@@ -238,9 +240,10 @@ class MonitorMetrics:
             'else 0.')
         self.domain_errors = self._counter(
             PREFIX + 'domain_errors_total',
-            'Errors met while handling a single domain in a sweep, by '
-            'stage: listing, xml, lookup, ping, classify. The log names '
-            'the domain.',
+            'Unexpected errors raised for one domain, by stage: list '
+            '(describing it; the domain is skipped), xml (reading its '
+            'XML; not monitored), ping (pinging it; not counted as a '
+            'miss). Each domain is named once in the log.',
             'stage', DOMAIN_ERROR_STAGES)
         self.build_info = prometheus_client.Gauge(
             PREFIX + 'build_info',
@@ -306,8 +309,8 @@ class MonitorMetrics:
         self.libvirt_reconnects.inc()
 
     def domain_error(self, stage):
-        """Handling one domain failed at ``stage``, one of
-        DOMAIN_ERROR_STAGES."""
+        """Something unexpected was raised for one domain at ``stage``,
+        one of DOMAIN_ERROR_STAGES."""
         if stage not in DOMAIN_ERROR_STAGES:
             raise ValueError('%r is not a domain error stage' % (stage,))
         self.domain_errors.labels(stage).inc()
