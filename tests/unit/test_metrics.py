@@ -1,10 +1,11 @@
-"""The metrics registry, its Prometheus text rendering, the daemon's own
-metric set, and what the scheduler, the tracker and the delivery worker
-count."""
+"""The daemon's metric set: what it exposes, on which registry, and what
+the scheduler, the tracker and the delivery worker count."""
 
-import math
+import logging
+import sqlite3
 import time
 
+import prometheus_client
 import pytest
 from dogpile.cache import region as dogpile_region
 
@@ -30,271 +31,225 @@ from tests.unit import exposition
 P = metrics.PREFIX
 
 
-# -- the text format ------------------------------------------------------------
-
-
-@pytest.mark.parametrize('value,text', [
-    (0, '0'), (3, '3'), (2.0, '2'), (0.025, '0.025'), (-1.5, '-1.5'),
-    (1e20, '1e+20'), (math.inf, '+Inf'), (-math.inf, '-Inf'),
-    (math.nan, 'NaN'),
-])
-def test_values_are_written_as_prometheus_reads_them(value, text):
-    assert metrics.format_value(value) == text
-
-
-def test_help_escapes_backslash_and_newline_only():
-    assert metrics.escape_help('a\\b\nc "d"') == 'a\\\\b\\nc "d"'
-
-
-def test_label_values_escape_backslash_quote_and_newline():
-    assert (metrics.escape_label_value('a\\b"c\nd')
-            == 'a\\\\b\\"c\\nd')
-
-
-def test_a_family_is_help_then_type_then_its_samples():
-    registry = metrics.Registry()
-    registry.counter('jobs_total', 'Jobs done.\nAll of them.',
-                     labels={'kind': ('a', 'b')})
-
-    assert registry.render() == (
-        '# HELP jobs_total Jobs done.\\nAll of them.\n'
-        '# TYPE jobs_total counter\n'
-        'jobs_total{kind="a"} 0\n'
-        'jobs_total{kind="b"} 0\n')
-
-
-def test_escaped_label_values_read_back_unchanged():
-    odd = 'back\\slash "quoted"\nnext line'
-    registry = metrics.Registry()
-    registry.counter('odd_total', 'Odd labels.', labels={'v': (odd,)})
-
-    parsed = exposition.parse(registry.render())
-
-    assert parsed.value('odd_total', v=odd) == 0
-
-
-def test_families_render_in_declaration_order():
-    registry = metrics.Registry()
-    registry.gauge('zeta', 'Last letter.').set(1)
-    registry.counter('alpha_total', 'First letter.')
-
-    text = registry.render()
-
-    assert text.index('zeta') < text.index('alpha_total')
-
-
-# -- counters ----------------------------------------------------------------------
-
-
-def test_a_counter_shows_every_declared_series_at_zero():
-    registry = metrics.Registry()
-    registry.counter('c_total', 'C.', labels={'x': ('a', 'b'),
-                                              'y': ('1', '2')})
-
-    parsed = exposition.parse(registry.render())
-
-    assert len(parsed.series('c_total')) == 4
-    assert set(parsed.series('c_total').values()) == {0}
-
-
-def test_a_counter_with_no_initial_series_shows_them_once_used():
-    registry = metrics.Registry()
-    counter = registry.counter('c_total', 'C.', labels={'x': ('a', 'b')},
-                               initial=())
-    assert exposition.parse(registry.render()).series('c_total') == {}
-
-    counter.inc(x='b')
-
-    parsed = exposition.parse(registry.render())
-    assert parsed.series('c_total') == {frozenset({('x', 'b')}): 1}
-
-
-def test_a_counter_only_goes_up():
-    counter = metrics.Counter('c_total', 'C.')
-    counter.inc()
-    counter.inc(2.5)
-    counter.inc(0)
-
-    with pytest.raises(ValueError, match='cannot decrease'):
-        counter.inc(-1)
-    assert counter.value() == 3.5
-
-
-def test_a_label_value_not_declared_makes_no_series():
-    counter = metrics.Counter('c_total', 'C.', labels={'x': ('a',)})
-
-    with pytest.raises(ValueError, match="'some-domain-uuid'"):
-        counter.inc(x='some-domain-uuid')
-    assert counter.samples() == [('c_total', [('x', 'a')], 0)]
-
-
-@pytest.mark.parametrize('labels', [{}, {'y': 'a'}, {'x': 'a', 'y': 'a'}])
-def test_labels_must_be_exactly_the_declared_ones(labels):
-    counter = metrics.Counter('c_total', 'C.', labels={'x': ('a',)})
-
-    with pytest.raises(ValueError, match='takes labels'):
-        counter.inc(**labels)
-
-
-@pytest.mark.parametrize('name', ['', '1st', 'with-dash', 'sp ace'])
-def test_metric_names_are_checked(name):
-    with pytest.raises(ValueError, match='invalid metric name'):
-        metrics.Counter(name, 'C.')
-
-
-@pytest.mark.parametrize('label', ['1x', 'with-dash', '__reserved'])
-def test_label_names_are_checked(label):
-    with pytest.raises(ValueError, match='invalid label name'):
-        metrics.Counter('c_total', 'C.', labels={label: ('a',)})
-
-
-def test_a_name_is_declared_once():
-    registry = metrics.Registry()
-    registry.counter('c_total', 'C.')
-
-    with pytest.raises(ValueError, match='declared twice'):
-        registry.gauge('c_total', 'Again.')
-
-
-# -- gauges ------------------------------------------------------------------------
-
-
-def test_a_gauge_goes_up_and_down():
-    gauge = metrics.Gauge('g', 'G.')
-    gauge.set(5)
-    gauge.set(2)
-
-    assert gauge.value() == 2
-
-
-def test_a_gauge_never_set_has_no_sample():
-    registry = metrics.Registry()
-    registry.gauge('g', 'G.')
-
-    assert registry.render() == '# HELP g G.\n# TYPE g gauge\n'
-
-
-def test_a_collected_gauge_is_read_at_each_render():
-    level = [1]
-    registry = metrics.Registry()
-    registry.gauge('level', 'Level.', collect=lambda: level[0])
-
-    first = exposition.parse(registry.render()).value('level')
-    level[0] = 7
-    second = exposition.parse(registry.render()).value('level')
-
-    assert (first, second) == (1, 7)
-
-
-def test_a_collected_gauge_with_a_label_takes_plain_keys():
-    registry = metrics.Registry()
-    registry.gauge('things', 'Things.', labels={'colour': ('red', 'blue')},
-                   collect=lambda: {'red': 2, ('blue',): 3})
-
-    parsed = exposition.parse(registry.render())
-
-    assert parsed.value('things', colour='red') == 2
-    assert parsed.value('things', colour='blue') == 3
-
-
-def test_a_collected_gauge_refuses_undeclared_values():
-    gauge = metrics.Gauge('things', 'Things.', labels={'colour': ('red',)},
-                          collect=lambda: {'green': 1})
-
-    with pytest.raises(ValueError, match="'green'"):
-        gauge.samples()
-
-
-# -- histograms --------------------------------------------------------------------
-
-
-def test_histogram_buckets_are_cumulative_and_end_at_inf():
-    registry = metrics.Registry()
-    histogram = registry.histogram('d_seconds', 'D.', (1, 0.1))
-    for value in (0.05, 0.1, 0.5, 3):
-        histogram.observe(value)
-
-    parsed = exposition.parse(registry.render())
-
-    assert parsed.series('d_seconds_bucket') == {
-        frozenset({('le', '0.1')}): 2,  # an upper bound is inclusive
-        frozenset({('le', '1')}): 3,
-        frozenset({('le', '+Inf')}): 4,
-    }
-    assert parsed.value('d_seconds_sum') == pytest.approx(3.65)
-    assert parsed.value('d_seconds_count') == 4
-    assert histogram.count == 4
-
-
-def test_an_empty_histogram_shows_zero_counts():
-    registry = metrics.Registry()
-    registry.histogram('d_seconds', 'D.', (1,))
-
-    parsed = exposition.parse(registry.render())
-
-    assert parsed.value('d_seconds_count') == 0
-    assert parsed.value('d_seconds_sum') == 0
-    assert parsed.value('d_seconds_bucket', le='+Inf') == 0
-
-
-# -- the daemon's metric set -------------------------------------------------------
-
-
-def test_every_daemon_metric_is_prefixed_and_parses():
+def value(m, name, **labels):
+    """One sample of ``m`` as its registry holds it (None: no such
+    series)."""
+    return m.registry.get_sample_value(P + name, labels)
+
+
+# -- what a scrape shows ------------------------------------------------------------
+
+
+DAEMON_FAMILIES = {
+    'sweeps_total': 'counter',
+    'sweep_duration_seconds': 'histogram',
+    'last_sweep_duration_seconds': 'gauge',
+    'pings_total': 'counter',
+    'domains': 'gauge',
+    'state_transitions_total': 'counter',
+    'notifications_queued_total': 'counter',
+    'notifications_delivered_total': 'counter',
+    'notification_attempts_failed_total': 'counter',
+    'notifications_rejected_total': 'counter',
+    'outbox_pending': 'gauge',
+    'outbox_dead_letters': 'gauge',
+    'libvirt_connected': 'gauge',
+    'libvirt_reconnects_total': 'counter',
+    'mass_failure_breaker_tripped': 'gauge',
+    'domain_errors_total': 'counter',
+    'build_info': 'gauge',
+}
+
+
+def test_a_scrape_is_the_daemon_set_then_the_process_metrics():
     parsed = exposition.parse(metrics.MonitorMetrics().render())
 
-    assert parsed.families
-    assert all(name.startswith(P) for name in parsed.families)
-    assert {
-        'sweeps_total': 'counter',
-        'sweep_duration_seconds': 'histogram',
-        'last_sweep_duration_seconds': 'gauge',
-        'pings_total': 'counter',
-        'domains': 'gauge',
-        'state_transitions_total': 'counter',
-        'notifications_queued_total': 'counter',
-        'notifications_delivered_total': 'counter',
-        'notification_attempts_failed_total': 'counter',
-        'notifications_rejected_total': 'counter',
-        'outbox_pending': 'gauge',
-        'outbox_dead_letters': 'gauge',
-        'libvirt_connected': 'gauge',
-        'libvirt_reconnects_total': 'counter',
-        'mass_failure_breaker_tripped': 'gauge',
-        'domain_errors_total': 'counter',
-    } == {name[len(P):]: kind for name, (kind, _)
-          in parsed.families.items()}
+    ours = {name[len(P):]: kind for name, (kind, _) in parsed.families.items()
+            if name.startswith(P)}
+    others = set(parsed.families) - {P + name for name in ours}
+    assert ours == DAEMON_FAMILIES
+    assert others and all(name.startswith('process_') for name in others)
+
+
+def test_the_text_format_is_the_one_the_server_announces():
+    assert metrics.CONTENT_TYPE == 'text/plain; version=0.0.4; charset=utf-8'
+
+
+def test_counters_carry_no_created_samples():
+    m = metrics.MonitorMetrics()
+    m.sweep_finished(0.1, [Outcome.OK])
+    m.state_changed(states.HEALTHY, states.ERROR)
+
+    text = m.render()
+
+    assert '_created' not in text
+
+
+def test_process_metrics_are_those_of_this_process():
+    parsed = exposition.parse(metrics.MonitorMetrics().render())
+
+    assert parsed.families['process_cpu_seconds_total'][0] == 'counter'
+    assert parsed.value('process_cpu_seconds_total') > 0
+    assert parsed.value('process_resident_memory_bytes') > 0
+    assert parsed.value('process_open_fds') > 0
+    started = parsed.value('process_start_time_seconds')
+    assert time.time() - 24 * 3600 < started <= time.time()
+
+
+def test_build_info_is_one_labelled_with_the_version():
+    parsed = exposition.parse(metrics.MonitorMetrics().render())
+
+    assert parsed.series(P + 'build_info') == {
+        frozenset({('version', metrics.version())}): 1}
+    assert metrics.version() not in ('', 'unknown')
+
+
+def test_a_version_nobody_can_tell_is_unknown(monkeypatch):
+    import pbr.version
+
+    class NoVersion:
+        def __init__(self, package):
+            pass
+
+        def version_string(self):
+            raise Exception('Versioning for this project requires either '
+                            'an sdist tarball, or access to an upstream '
+                            'git repository.')
+
+    monkeypatch.setattr(pbr.version, 'VersionInfo', NoVersion)
+    metrics.version.cache_clear()
+    try:
+        m = metrics.MonitorMetrics()
+    finally:
+        metrics.version.cache_clear()
+
+    assert value(m, 'build_info', version='unknown') == 1
+
+
+# -- whose registry ----------------------------------------------------------------
+
+
+def default_registry():
+    return prometheus_client.generate_latest(prometheus_client.REGISTRY)
+
+
+def test_nothing_lands_on_prometheus_clients_default_registry():
+    names = {family.name for family in prometheus_client.REGISTRY.collect()}
+    before = default_registry()
+
+    m = metrics.MonitorMetrics()
+    m.sweep_finished(0.1, [Outcome.OK])
+    m.domain_error('xml')
+    m.render()
+
+    assert {family.name for family in
+            prometheus_client.REGISTRY.collect()} == names
+    assert P.encode() not in default_registry()
+    assert P.encode() not in before
+
+
+def test_two_sets_in_one_process_count_apart():
+    first = metrics.MonitorMetrics()
+    second = metrics.MonitorMetrics()
+
+    first.sweep_finished(0.1, [Outcome.OK, Outcome.MISSED])
+    first.notification_queued()
+
+    assert value(first, 'sweeps_total') == 1
+    assert value(second, 'sweeps_total') == 0
+    assert value(second, 'pings_total', outcome='ok') == 0
+    assert value(second, 'notifications_queued_total') == 0
+    assert exposition.parse(second.render()).value(P + 'sweeps_total') == 0
+
+
+def test_a_registry_given_is_the_one_used():
+    registry = prometheus_client.CollectorRegistry()
+
+    m = metrics.MonitorMetrics(registry)
+    m.notification_rejected()
+
+    assert m.registry is registry
+    assert registry.get_sample_value(P + 'notifications_rejected_total') == 1
+
+
+# -- labels ------------------------------------------------------------------------
+
+
+def labels_seen(m):
+    """{label name: set of values} over every sample of a scrape."""
+    seen = {}
+    for family in m.registry.collect():
+        for sample in family.samples:
+            for label, label_value in sample.labels.items():
+                seen.setdefault(label, set()).add(label_value)
+    return seen
+
+
+class Store:
+    """Stands in for the domain store: a record in each state."""
+
+    def all(self):
+        return [domain_record.DomainRecord('u-%s' % state, 'vm', state)
+                for state in states.ALL_STATES]
 
 
 def test_no_daemon_metric_has_a_per_domain_label():
     m = metrics.MonitorMetrics()
-    labels = set()
-    for metric in m.registry._metrics.values():
-        labels.update(metric.label_names)
-        for label in metric.label_names:
-            # A few values each, fixed in the code, never one per domain.
-            assert len(metric._allowed[label]) <= 8
+    m.watch(store=Store())
+    for outcome in Outcome:
+        m.sweep_finished(0.1, [outcome])
+    for old in states.ALL_STATES:
+        for new in states.ALL_STATES:
+            m.state_changed(old, new)
+    for stage in metrics.DOMAIN_ERROR_STAGES:
+        m.domain_error(stage)
 
-    assert labels == {'outcome', 'state', 'from', 'to', 'result', 'stage'}
+    seen = labels_seen(m)
+
+    assert set(seen) == {'outcome', 'state', 'from', 'to', 'result', 'stage',
+                         'le', 'version'}
+    assert seen['version'] == {metrics.version()}
+    assert len(seen['le']) == len(metrics.SWEEP_BUCKETS) + 1
+    for label in ('outcome', 'state', 'from', 'to', 'result', 'stage'):
+        # A few values each, fixed in the code, never one per domain.
+        assert len(seen[label]) <= 8
 
 
-def test_errors_raised_for_one_domain_are_counted_by_stage():
+def test_counters_show_every_declared_series_at_zero():
+    parsed = exposition.parse(metrics.MonitorMetrics().render())
+
+    for name, label, values in [
+            ('pings_total', 'outcome', metrics.PING_OUTCOMES),
+            ('notifications_delivered_total', 'result',
+             ('accepted', 'duplicate')),
+            ('domain_errors_total', 'stage', ('list', 'xml', 'ping'))]:
+        assert parsed.series(P + name) == {
+            frozenset({(label, v)}): 0 for v in values}
+
+
+@pytest.mark.parametrize('count', [
+    lambda m: m.sweep_finished(0.1, ['some-domain-uuid']),
+    lambda m: m.state_changed(states.HEALTHY, 'some-domain-uuid'),
+    lambda m: m.state_changed('some-domain-uuid', states.HEALTHY),
+    lambda m: m.domain_error('some-domain-uuid'),
+    lambda m: m.notification_delivered('some-domain-uuid'),
+])
+def test_a_label_value_not_declared_makes_no_series(count):
     m = metrics.MonitorMetrics()
+    series = {name: exposition.parse(m.render()).series(P + name)
+              for name in ('pings_total', 'state_transitions_total',
+                           'domain_errors_total',
+                           'notifications_delivered_total')}
 
-    m.domain_error('ping')
-    m.domain_error('ping')
-    m.domain_error('xml')
+    with pytest.raises(ValueError, match='some-domain-uuid'):
+        count(m)
 
-    parsed = exposition.parse(m.render())
-    assert parsed.series(P + 'domain_errors_total') == {
-        frozenset({('stage', 'list')}): 0,
-        frozenset({('stage', 'xml')}): 1,
-        frozenset({('stage', 'ping')}): 2}
+    after = exposition.parse(m.render())
+    assert {name: after.series(P + name) for name in series} == series
+    assert 'some-domain-uuid' not in m.render()
 
 
-def test_the_error_stages_are_those_of_the_libvirt_edge():
-    from monitor import libvirt_host
-    assert metrics.DOMAIN_ERROR_STAGES == libvirt_host.STAGES
+# -- what the daemon's methods count ------------------------------------------------
 
 
 def test_a_sweep_counts_itself_its_duration_and_its_pings():
@@ -307,13 +262,22 @@ def test_a_sweep_counts_itself_its_duration_and_its_pings():
     assert parsed.value(P + 'sweeps_total') == 2
     assert parsed.value(P + 'last_sweep_duration_seconds') == 5.2
     assert parsed.value(P + 'sweep_duration_seconds_count') == 2
+    assert parsed.value(P + 'sweep_duration_seconds_sum') == 5.23
     assert parsed.value(P + 'sweep_duration_seconds_bucket', le='0.05') == 1
     assert parsed.value(P + 'sweep_duration_seconds_bucket', le='7.5') == 2
+    assert parsed.value(P + 'sweep_duration_seconds_bucket', le='+Inf') == 2
+    counted = {Outcome.OK: 2, Outcome.MISSED: 1, Outcome.DISCONNECTED: 1}
     assert parsed.series(P + 'pings_total') == {
-        frozenset({('outcome', o.value)}): n for o, n in [
-            (Outcome.OK, 2), (Outcome.MISSED, 1), (Outcome.NOT_RUNNING, 0),
-            (Outcome.GONE, 0), (Outcome.NO_AGENT, 0),
-            (Outcome.DISCONNECTED, 1), (Outcome.ERROR, 0)]}
+        frozenset({('outcome', o.value)}): counted.get(o, 0)
+        for o in Outcome}
+
+
+def test_before_the_first_sweep_its_duration_has_no_sample():
+    parsed = exposition.parse(metrics.MonitorMetrics().render())
+
+    assert P + 'last_sweep_duration_seconds' in parsed.families
+    assert parsed.series(P + 'last_sweep_duration_seconds') == {}
+    assert parsed.value(P + 'sweep_duration_seconds_count') == 0
 
 
 def test_only_changes_of_state_are_transitions():
@@ -341,6 +305,23 @@ def test_deliveries_are_labelled_accepted_or_duplicate():
                         result='duplicate') == 1
     with pytest.raises(ValueError):
         m.notification_delivered(OutcomeKind.RETRY)
+
+
+def test_errors_raised_for_one_domain_are_counted_by_stage():
+    m = metrics.MonitorMetrics()
+
+    m.domain_error('ping')
+    m.domain_error('ping')
+    m.domain_error('xml')
+
+    parsed = exposition.parse(m.render())
+    assert parsed.series(P + 'domain_errors_total') == {
+        frozenset({('stage', 'list')}): 0,
+        frozenset({('stage', 'xml')}): 1,
+        frozenset({('stage', 'ping')}): 2}
+
+
+# -- values read at scrape time ------------------------------------------------------
 
 
 class Part:
@@ -391,6 +372,61 @@ def test_parts_not_watched_have_no_samples():
                  'libvirt_connected', 'mass_failure_breaker_tripped'):
         assert parsed.series(P + name) == {}
         assert P + name in parsed.families
+
+
+class BrokenOutbox:
+    """An outbox whose file cannot be read until ``broken`` is cleared."""
+
+    def __init__(self):
+        self.broken = True
+
+    def pending(self):
+        if self.broken:
+            raise sqlite3.DatabaseError(
+                'database disk image is malformed')
+        return ['one']
+
+    def dead_letters(self):
+        return self.pending()
+
+
+def test_a_part_that_cannot_be_read_leaves_out_only_its_own_samples():
+    m = metrics.MonitorMetrics()
+    m.watch(outbox=BrokenOutbox(), scheduler=Part())
+    m.sweep_finished(0.1, [Outcome.OK])
+
+    parsed = exposition.parse(m.render())
+
+    assert parsed.series(P + 'outbox_pending') == {}
+    assert parsed.series(P + 'outbox_dead_letters') == {}
+    assert P + 'outbox_pending' in parsed.families
+    assert parsed.value(P + 'sweeps_total') == 1
+    assert parsed.value(P + 'libvirt_connected') == 0
+
+
+def test_a_read_that_fails_is_logged_when_it_starts_and_ends(caplog):
+    caplog.set_level(logging.DEBUG, logger='monitor.metrics')
+    box = BrokenOutbox()
+    m = metrics.MonitorMetrics()
+    m.watch(outbox=box)
+
+    for _ in range(3):
+        m.render()
+    box.broken = False
+    healed = exposition.parse(m.render())
+    m.render()
+
+    def logged(level):
+        return [r.getMessage() for r in caplog.records
+                if r.levelno == level and 'outbox_pending' in r.getMessage()]
+
+    assert logged(logging.WARNING) == [
+        'Cannot read %soutbox_pending, served without samples until it '
+        'can be read: database disk image is malformed' % P]
+    assert len(logged(logging.DEBUG)) == 2
+    assert logged(logging.INFO) == ['%soutbox_pending can be read again' % P]
+    assert not any(r.exc_info for r in caplog.records)
+    assert healed.value(P + 'outbox_pending') == 1
 
 
 # -- what the daemon's parts count --------------------------------------------------
@@ -460,12 +496,13 @@ def test_the_scheduler_counts_sweeps_and_every_ping_outcome():
     scheduler.sweep()
     scheduler.sweep()
 
-    assert m.sweeps.value() == 2
-    assert m.sweep_duration.count == 2
-    assert m.last_sweep_duration.value() == scheduler.last_sweep.duration
-    assert m.pings.value(outcome='ok') == 2
-    assert m.pings.value(outcome='missed') == 2
-    assert m.pings.value(outcome='not_running') == 2
+    assert value(m, 'sweeps_total') == 2
+    assert value(m, 'sweep_duration_seconds_count') == 2
+    assert (value(m, 'last_sweep_duration_seconds')
+            == scheduler.last_sweep.duration)
+    assert value(m, 'pings_total', outcome='ok') == 2
+    assert value(m, 'pings_total', outcome='missed') == 2
+    assert value(m, 'pings_total', outcome='not_running') == 2
 
 
 def test_pings_dropped_with_a_lost_connection_are_still_counted():
@@ -478,8 +515,8 @@ def test_pings_dropped_with_a_lost_connection_are_still_counted():
 
     scheduler.sweep()
 
-    assert m.pings.value(outcome='disconnected') == 1
-    assert m.pings.value(outcome='missed') == 1
+    assert value(m, 'pings_total', outcome='disconnected') == 1
+    assert value(m, 'pings_total', outcome='missed') == 1
 
 
 def test_a_sweep_that_cannot_list_is_not_counted():
@@ -490,8 +527,8 @@ def test_a_sweep_that_cannot_list_is_not_counted():
     host.listing_fails = True
 
     assert scheduler.sweep() is None
-    assert m.sweeps.value() == 0
-    assert m.sweep_duration.count == 0
+    assert value(m, 'sweeps_total') == 0
+    assert value(m, 'sweep_duration_seconds_count') == 0
 
 
 def test_only_connections_after_the_first_are_reconnects():
@@ -503,13 +540,13 @@ def test_only_connections_after_the_first_are_reconnects():
     assert scheduler.ensure_connected() > 0
     host.down = False
     assert scheduler.ensure_connected() == 0
-    assert m.libvirt_reconnects.value() == 0
+    assert value(m, 'libvirt_reconnects_total') == 0
 
     scheduler.connection_lost('test')
     scheduler.ensure_connected()
     scheduler.connection_lost('test')
     scheduler.ensure_connected()
-    assert m.libvirt_reconnects.value() == 2
+    assert value(m, 'libvirt_reconnects_total') == 2
 
 
 T0 = 1_700_000_000.0
@@ -552,12 +589,13 @@ def test_the_tracker_counts_transitions_and_queued_notifications(outbox):
     tracker.tick(now=T0 + 41)
 
     def transitions(old, new):
-        return m.state_transitions.value(**{'from': old, 'to': new})
+        return value(m, 'state_transitions_total',
+                     **{'from': old, 'to': new})
 
     assert transitions(states.DISCOVERY, states.HEALTHY) == 2
     assert transitions(states.HEALTHY, states.ERROR) == 1
     assert transitions(states.ERROR, states.REPORTED) == 1
-    assert m.notifications_queued.value() == 1
+    assert value(m, 'notifications_queued_total') == 1
 
 
 def test_a_notification_the_outbox_cannot_take_is_not_counted(tmp_path):
@@ -572,7 +610,7 @@ def test_a_notification_the_outbox_cannot_take_is_not_counted(tmp_path):
         sweep(tracker, [domain(1)], T0 + 10 * n, missed={domain(1).uuid})
     box.close()
 
-    assert m.notifications_queued.value() == 0
+    assert value(m, 'notifications_queued_total') == 0
 
 
 class ScriptedClient:
@@ -608,3 +646,9 @@ def test_the_delivery_worker_counts_each_outcome(outbox):
                         result='duplicate') == 1
     assert parsed.value(P + 'notifications_rejected_total') == 1
     assert parsed.value(P + 'notification_attempts_failed_total') == 1
+
+
+def test_the_error_stages_are_those_of_the_libvirt_edge():
+    from monitor import libvirt_host
+
+    assert metrics.DOMAIN_ERROR_STAGES == libvirt_host.STAGES
