@@ -408,8 +408,8 @@ class FakeHost:
             raise libvirt_host.LibvirtUnavailable('connection reset')
         return list(self.domains)
 
-    def ping(self, uuid, timeout):
-        outcome = self.outcomes.get(uuid, Outcome.OK)
+    def ping(self, info, timeout):
+        outcome = self.outcomes.get(info.uuid, Outcome.OK)
         return PingResult(outcome, outcome.value, time.time(), 0.0)
 
 
@@ -424,7 +424,8 @@ class FakeTracker:
 def make_scheduler(host, tracker, m):
     return scheduler_mod.Scheduler(
         host, tracker, interval=1.0, ping_timeout=1,
-        max_concurrent_pings=4, execute=lambda f, *a: f(*a), metrics=m)
+        max_concurrent_pings=4, confirm_interval=0.0,
+        execute=lambda f, *a: f(*a), metrics=m)
 
 
 def test_the_scheduler_counts_sweeps_and_every_ping_outcome():
