@@ -26,6 +26,7 @@ No events are ever delivered; keepalive, close callbacks and event
 registration are accepted and do nothing.
 """
 
+import builtins
 import os
 import random
 import warnings
@@ -235,7 +236,7 @@ class _Host:
             self._hung_mtime = mtime
             hung = set()
             if mtime is not None:
-                with open(self.hung_file) as f:
+                with builtins.open(self.hung_file) as f:
                     hung = {line.strip() for line in f if line.strip()}
             for guest in self.guests:
                 if guest.uuid in hung and not guest.hung:
@@ -248,7 +249,7 @@ class _Host:
             self.agent_commands += 1
             count = self.agent_commands
         if self.count_file and count % 100 == 0:
-            with open(self.count_file, 'w') as f:
+            with builtins.open(self.count_file, 'w') as f:
                 f.write('%d %.3f\n' % (count, _time.time()))
 
 

@@ -303,17 +303,17 @@ def test_agents_that_missed_are_confirmed_in_their_own_lane():
     host = FakeHost(clock, domains=list(hangs) + answering,
                     outcomes={u: Outcome.MISSED for u in hangs})
     tracker = FakeTracker()
-    sched = make(host, tracker, interval=0.01, max_concurrent_pings=4,
+    sched = make(host, tracker, interval=0.01, max_concurrent_pings=8,
                  confirm_interval=0.0)
     sched.ensure_connected()
     sched.sweep()                        # h1..h3 miss for the first time
     host.hangs = hangs                   # ... and now hang
     host.max_in_flight = 0
     sched.sweep()
-    assert host.max_in_flight == 3 + 1, (
-        'three answering slots and one confirming slot')
+    assert host.max_in_flight == 6 + 2, (
+        'six answering slots and two confirming slots')
     assert all(len(host.started[u]) == 2 for u in answering)
-    assert sum(len(host.started[u]) for u in hangs) == 3 + 1
+    assert sum(len(host.started[u]) for u in hangs) == 3 + 2
     for event in hangs.values():
         event.send()
     with eventlet.Timeout(5):
@@ -423,3 +423,25 @@ def test_a_ping_that_raises_affects_that_domain_alone(caplog):
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and 'vm-a (a)' in errors[0].getMessage()
 
+
+
+def test_a_confirmation_goes_before_a_reported_hung_agent():
+    clock = FakeClock()
+    host = FakeHost(clock, domains=['old1', 'old2', 'old3', 'new'],
+                    outcomes={u: Outcome.MISSED
+                              for u in ('old1', 'old2', 'old3')})
+    tracker = FakeTracker()
+    sched = make(host, tracker, interval=10.0, confirm_interval=0.0,
+                 failure_threshold=1, max_concurrent_pings=5)
+    sched.ensure_connected()
+    sched.sweep()                        # old1..3 reported on their miss
+    sched.failure_threshold = 3
+    host.outcomes['new'] = Outcome.MISSED
+    clock.now += 10.0
+    sched.sweep()                        # new misses for the first time
+    order = []
+    host.ping = (lambda domain, timeout, ping=host.ping:
+                 order.append(domain.uuid) or ping(domain, timeout))
+    clock.now += 10.0
+    sched.sweep()
+    assert order[0] == 'new'
