@@ -309,12 +309,20 @@ def run_peer(args, sink, size):
     proc = start_peer(work_dir, size, sink.endpoint,
                       (args.max_client_requests, args.max_workers))
     try:
+        # Start measuring once it pings (imports and config are done).
+        deadline = time.monotonic() + args.peer_cap
+        while proc.agent_commands() == 0 and time.monotonic() < deadline:
+            if not proc.running:
+                raise RuntimeError('peer exited; last lines:\n'
+                                   + proc.tail())
+            time.sleep(0.2)
+        cpu0, pings0 = proc.usage().cpu_seconds, proc.agent_commands()
         started = time.monotonic()
-        cpu0 = 0.0
-        rounds = wait_rounds(proc, peer_rounds, 2, args.peer_cap)
+        rounds = wait_rounds(proc, peer_rounds, 2,
+                             max(0.0, deadline - started))
         elapsed = time.monotonic() - started
         usage = proc.usage()
-        pings = proc.agent_commands()
+        pings = proc.agent_commands() - pings0
         if len(rounds) >= 2:
             figures = {'round': median([r[1] for r in rounds[1:]]),
                        'reached': None}
@@ -324,10 +332,10 @@ def run_peer(args, sink, size):
             rate = pings / elapsed if elapsed else 0
             figures = {'round': size / rate if rate else None,
                        'reached': pings}
+        cpu = usage.cpu_seconds - cpu0
         figures.update(
-            cpu_per_round=(usage.cpu_seconds - cpu0) / pings * size
-            if pings else None,
-            core=100.0 * usage.cpu_seconds / elapsed,
+            cpu_per_round=cpu / pings * size if pings else None,
+            core=100.0 * cpu / elapsed if elapsed else None,
             rss_mib=usage.rss_kib / 1024.0, elapsed=elapsed)
         return figures
     finally:
@@ -359,6 +367,8 @@ def main(argv=None):
     parser.add_argument('--max-workers', type=int, default=20,
                         help="the simulated libvirtd's max_workers")
     parser.add_argument('--no-peer', action='store_true')
+    parser.add_argument('--no-ours', action='store_true',
+                        help='run the peer only')
     parser.add_argument('--peer-cap', type=float, default=60.0,
                         help='seconds the peer may run per size')
     parser.add_argument('--code', default=REPO_ROOT,
@@ -376,7 +386,7 @@ def main(argv=None):
     sink = Sink()
     results = {}
     try:
-        for backend in backends:
+        for backend in [] if args.no_ours else backends:
             for size in args.sizes:
                 say('ours  N=%-5d %-7s ...' % (size, backend))
                 results[('ours', size, backend)] = run_ours(
@@ -400,7 +410,8 @@ def main(argv=None):
             ours = results.get(('ours', size, backend))
             theirs = results.get(('peer', size))
             if ours is None:
-                say('%-8d %-8s no round completed' % (size, backend))
+                if not args.no_ours:
+                    say('%-8d %-8s no round completed' % (size, backend))
                 continue
             ratio = (theirs['round'] / ours['round']
                      if theirs and theirs['round'] and ours['round']
