@@ -1,11 +1,11 @@
-"""The ping loop: rounds of guest-pings in two lanes, one batch per round.
+"""The ping loop: rounds of guest-pings in lanes, one batch per round.
 
 A round lists the domains, pings the ones that are due and hands every
 result gathered since the last round to the tracker in one batch
 (``apply_round``). Rounds start ``interval`` seconds apart, measured start
 to start; a round that overruns is followed by the next one at once.
 
-Two lanes, each a queue drained by at most its own number of pings in
+Three lanes, each a queue drained by at most its own number of pings in
 flight; a ping starts as soon as a slot of its lane frees, so a hung agent
 holds one slot, never the round:
 
@@ -14,15 +14,18 @@ holds one slot, never the round:
 - the *confirming lane* pings domains whose last ping missed. libvirt
   serialises agent commands per domain and, once an agent has timed out,
   makes every later command to it wait at least 5 s for a guest-sync, so
-  such pings are slow; in a lane of their own (a quarter of
-  ``max_concurrent_pings``, at least two) they cannot starve the answering
-  domains. Confirmations go first in that lane.
-  After a first miss, each confirmation ping starts ``confirm_interval``
-  seconds after the previous ping of that domain ended, until the domain
-  has missed ``failure_threshold`` times in a row; then it is pinged once
-  per interval like the others. The round waits for this lane at most
-  until ``interval`` seconds after its start; a confirmation still running
-  then is handed to the tracker with the round in which it ends.
+  such pings are slow; in a lane of their own they cannot starve the
+  answering domains. After a first miss, each confirmation ping starts
+  ``confirm_interval`` seconds after the previous ping of that domain
+  ended, until the domain has missed ``failure_threshold`` times in a row.
+- the *silent lane* then pings it once per interval, so that guests
+  reported long ago never hold up the confirmation of a new failure.
+
+The last two lanes share a third of ``max_concurrent_pings`` (see
+``lane_sizes``). The round waits for them at most until ``interval``
+seconds after its start (less the time the last round took to apply its
+results); a ping still running then is handed to the tracker with the
+round in which it ends.
 
 When a confirmation is due before the next regular round, the next round
 starts early, at that moment, and pings the answering domains again too.
@@ -39,8 +42,9 @@ dead guests. Early rounds last only while a domain is being confirmed
 A domain is never queued or in flight twice, and never pinged again before
 its last result has been applied: libvirt would queue two pings to one
 agent behind each other, and the tracker counts one result per domain per
-round. Misses of a round the breaker held do not start confirmations: the
-host, not the guest, is suspected.
+round. Misses of a round the breaker held do not start confirmations and
+keep the domains in the answering lane: the host, not the guest, is
+suspected.
 """
 
 import collections
@@ -90,7 +94,7 @@ SCHEDULER_OPTS = [
     cfg.IntOpt('max_concurrent_pings',
                default=5, min=1, max=1000,
                help='Most guest-pings in flight at once on the libvirt '
-                    'connection. A quarter of them (at least two, when '
+                    'connection. A third of them (at least two, when '
                     'that leaves one) is kept for guests whose last ping '
                     'missed, the rest for the others. libvirtd serves at '
                     'most max_client_requests (default 5) calls per client '
@@ -114,12 +118,21 @@ def register_opts(conf):
     conf.register_opts(SCHEDULER_OPTS, group='monitor')
 
 
-def confirming_lane_size(max_concurrent_pings):
-    """Slots kept for domains whose last ping missed: a quarter, and at
-    least two while that leaves one for the others, so that one hung
-    guest already reported cannot hold up the confirmation of another."""
-    return max(1, min(2, max_concurrent_pings - 1),
-               max_concurrent_pings // 4)
+def lane_sizes(max_concurrent_pings):
+    """Slots of the answering, confirming and silent lanes.
+
+    A third of the slots (at least two while that leaves one) goes to
+    domains whose last ping missed: each ping to a hung agent holds its
+    slot for libvirt's 5 s guest-sync floor, and a third of 40 slots
+    confirms 50 hung agents twice within about 40 s. A third of those (at
+    least one) is for domains already past ``failure_threshold``, so that
+    guests reported long ago never hold up the confirmation of a new
+    failure. With fewer than two such slots, both share one lane.
+    """
+    missed = max(1, min(2, max_concurrent_pings - 1),
+                 max_concurrent_pings // 3)
+    silent = max(1, missed // 3) if missed >= 2 else 0
+    return max(1, max_concurrent_pings - missed), missed - silent, silent
 
 
 class SweepStats(typing.NamedTuple):
@@ -202,10 +215,11 @@ class Scheduler:
         self._on_close = on_close
         self._clock = clock
         self._execute = execute
-        confirming_slots = confirming_lane_size(max_concurrent_pings)
-        self._answering = _Lane(
-            max(1, max_concurrent_pings - confirming_slots), self._ping)
-        self._confirming = _Lane(confirming_slots, self._ping)
+        answering, confirming, silent = lane_sizes(max_concurrent_pings)
+        self._answering = _Lane(answering, self._ping)
+        self._confirming = _Lane(confirming, self._ping)
+        self._silent = (_Lane(silent, self._ping) if silent
+                        else self._confirming)
         # Domains queued, in flight, or with a result not applied yet.
         self._busy = set()
         # Results not handed to the tracker yet, by UUID.
@@ -213,13 +227,15 @@ class Scheduler:
         # When each domain's last ping ended (clock seconds).
         self._ended = {}
         # Domains whose last applied ping missed, and how many misses in a
-        # row the breaker let through (0 after a held round).
+        # row the breaker let through.
         self._missed = {}
         # When the next confirmation of a domain is due (clock seconds).
         self._confirm_due = {}
-        # Start of the round that last queued a domain of the confirming
-        # lane that is no longer being confirmed (it keeps the interval).
+        # Start of the round that last queued a domain of the silent lane
+        # (it keeps the interval).
         self._queued_round = {}
+        # How long the last round took to apply its results (s).
+        self._apply_took = 0.0
         # (UUID, exception type) already logged, to log each once.
         self._ping_errors = set()
         self._connected = False
@@ -323,8 +339,12 @@ class Scheduler:
             pinged += 1
         self._answering.wait_idle()
         answering = self._clock() - started
-        self._confirming.wait_idle(
-            max(0.0, started + self.interval - self._clock()))
+        # Confirmations may finish in this round as long as the round
+        # still ends within the interval.
+        deadline = started + self.interval - self._apply_took
+        for lane in (self._confirming, self._silent):
+            lane.wait_idle(max(0.0, deadline - self._clock()))
+        apply_started = self._clock()
 
         results, self._results = self._results, {}
         self._busy.difference_update(results)
@@ -339,6 +359,7 @@ class Scheduler:
         with _batch(self.tracker):
             held = self.tracker.apply_round(results)
         self._note_outcomes(results, held)
+        self._apply_took = self._clock() - apply_started
         stats = SweepStats(
             duration=self._clock() - started, listed=len(domains),
             pinged=pinged,
@@ -364,13 +385,13 @@ class Scheduler:
         due = self._confirm_due.get(uuid)
         if due is not None:
             return self._confirming if due <= round_started else None
-        # No longer being confirmed: once per interval, still apart from
-        # the answering domains, even when rounds start early.
+        # Past the threshold: once per interval, in the silent lane, even
+        # when rounds start early.
         last = self._queued_round.get(uuid)
         if last is not None and last + self.interval > round_started:
             return None
         self._queued_round[uuid] = round_started
-        return self._confirming
+        return self._silent
 
     def _ping(self, info):
         try:
@@ -391,14 +412,16 @@ class Scheduler:
         """Decide from the applied results which domains are confirmed
         next, and when."""
         for uuid, result in results.items():
-            if result.outcome is not Outcome.MISSED:
+            if result.outcome is not Outcome.MISSED or held:
+                # A held miss is the host's, not the guest's: it keeps its
+                # place among the answering domains.
                 self._missed.pop(uuid, None)
                 self._confirm_due.pop(uuid, None)
                 self._queued_round.pop(uuid, None)
                 continue
-            misses = 0 if held else self._missed.get(uuid, 0) + 1
+            misses = self._missed.get(uuid, 0) + 1
             self._missed[uuid] = misses
-            if 0 < misses < self.failure_threshold:
+            if misses < self.failure_threshold:
                 self._confirm_due[uuid] = (self._ended[uuid]
                                            + self.confirm_interval)
             else:

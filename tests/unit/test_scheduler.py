@@ -141,10 +141,13 @@ def test_a_sweep_pings_every_domain_at_once():
     assert stats.pinged == 3 and stats.listed == 3
 
 
-def test_a_quarter_of_the_slots_is_kept_for_confirmations():
+def test_a_third_of_the_slots_is_kept_for_domains_that_missed():
+    assert scheduler_mod.lane_sizes(40) == (27, 9, 4)
+    assert scheduler_mod.lane_sizes(5) == (3, 1, 1)
+    assert scheduler_mod.lane_sizes(2) == (1, 1, 0)
     clock = FakeClock()
     host = FakeHost(clock, domains=[str(i) for i in range(20)])
-    sched = make(host, max_concurrent_pings=8)
+    sched = make(host, max_concurrent_pings=9)
     sched.ensure_connected()
     sched.sweep()
     assert host.max_in_flight == 6
@@ -298,22 +301,22 @@ def test_a_hung_ping_never_delays_the_other_domains_pings():
 
 def test_agents_that_missed_are_confirmed_in_their_own_lane():
     clock = FakeClock()
-    hangs = {u: eventlet_event.Event() for u in ('h1', 'h2', 'h3')}
+    hangs = {u: eventlet_event.Event() for u in ('h1', 'h2', 'h3', 'h4')}
     answering = [str(i) for i in range(12)]
     host = FakeHost(clock, domains=list(hangs) + answering,
                     outcomes={u: Outcome.MISSED for u in hangs})
     tracker = FakeTracker()
-    sched = make(host, tracker, interval=0.01, max_concurrent_pings=8,
+    sched = make(host, tracker, interval=0.01, max_concurrent_pings=12,
                  confirm_interval=0.0)
     sched.ensure_connected()
-    sched.sweep()                        # h1..h3 miss for the first time
+    sched.sweep()                        # h1..h4 miss for the first time
     host.hangs = hangs                   # ... and now hang
     host.max_in_flight = 0
     sched.sweep()
-    assert host.max_in_flight == 6 + 2, (
-        'six answering slots and two confirming slots')
+    assert host.max_in_flight == 8 + 3, (
+        'eight answering slots and three confirming slots')
     assert all(len(host.started[u]) == 2 for u in answering)
-    assert sum(len(host.started[u]) for u in hangs) == 3 + 2
+    assert sum(len(host.started[u]) for u in hangs) == 4 + 3
     for event in hangs.values():
         event.send()
     with eventlet.Timeout(5):
@@ -425,23 +428,23 @@ def test_a_ping_that_raises_affects_that_domain_alone(caplog):
 
 
 
-def test_a_confirmation_goes_before_a_reported_hung_agent():
+def test_agents_already_reported_never_hold_up_a_confirmation():
     clock = FakeClock()
-    host = FakeHost(clock, domains=['old1', 'old2', 'old3', 'new'],
-                    outcomes={u: Outcome.MISSED
-                              for u in ('old1', 'old2', 'old3')})
+    old = ['old1', 'old2', 'old3']
+    host = FakeHost(clock, domains=old + ['new', 'ok'],
+                    outcomes={u: Outcome.MISSED for u in old})
     tracker = FakeTracker()
-    sched = make(host, tracker, interval=10.0, confirm_interval=0.0,
+    sched = make(host, tracker, interval=0.01, confirm_interval=0.0,
                  failure_threshold=1, max_concurrent_pings=5)
     sched.ensure_connected()
     sched.sweep()                        # old1..3 reported on their miss
     sched.failure_threshold = 3
     host.outcomes['new'] = Outcome.MISSED
-    clock.now += 10.0
-    sched.sweep()                        # new misses for the first time
-    order = []
-    host.ping = (lambda domain, timeout, ping=host.ping:
-                 order.append(domain.uuid) or ping(domain, timeout))
-    clock.now += 10.0
-    sched.sweep()
-    assert order[0] == 'new'
+    hung = eventlet_event.Event()
+    host.hangs = {u: hung for u in old}
+    sched.sweep()                        # new misses; old1..3 hang
+    sched.sweep()                        # new is confirmed all the same
+    assert len(host.started['new']) == 3
+    assert sum(len(host.started[u]) for u in old) == 1 + 3, (
+        'the silent lane has one slot')
+    hung.send()
