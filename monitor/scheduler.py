@@ -22,10 +22,10 @@ holds one slot, never the round:
   reported long ago never hold up the confirmation of a new failure.
 
 The last two lanes share a third of ``max_concurrent_pings`` (see
-``lane_sizes``). The round waits for them at most until ``interval``
-seconds after its start (less the time the last round took to apply its
-results); a ping still running then is handed to the tracker with the
-round in which it ends.
+``lane_sizes``). The round waits for the confirming lane at most until
+``interval`` seconds after its start (less the time the last round took
+to apply its results), and not for the silent lane; a ping still running
+then is handed to the tracker with the round in which it ends.
 
 When a confirmation is due before the next regular round, the next round
 starts early, at that moment, and pings the answering domains again too.
@@ -158,11 +158,8 @@ class _Lane:
         self.running = 0
         self._idle = None
 
-    def add(self, info, first=False):
-        if first:
-            self._queue.appendleft(info)
-        else:
-            self._queue.append(info)
+    def add(self, info):
+        self._queue.append(info)
         if self.running < self.size:
             self.running += 1
             eventlet.spawn_n(self._work)
@@ -334,16 +331,15 @@ class Scheduler:
             if lane is None:
                 continue
             self._busy.add(info.uuid)
-            # Confirmations go first: they decide about a notification.
-            lane.add(info, first=info.uuid in self._confirm_due)
+            lane.add(info)
             pinged += 1
         self._answering.wait_idle()
         answering = self._clock() - started
         # Confirmations may finish in this round as long as the round
-        # still ends within the interval.
-        deadline = started + self.interval - self._apply_took
-        for lane in (self._confirming, self._silent):
-            lane.wait_idle(max(0.0, deadline - self._clock()))
+        # still ends within the interval. Nothing waits for the silent
+        # lane: its results are no news, the next round applies them.
+        self._confirming.wait_idle(max(0.0, started + self.interval
+                                       - self._apply_took - self._clock()))
         apply_started = self._clock()
 
         results, self._results = self._results, {}
