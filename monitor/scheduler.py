@@ -59,6 +59,7 @@ from oslo_config import cfg
 
 from monitor import libvirt_host
 from monitor import metrics as metrics_mod
+from monitor import ping_pool
 from monitor.ping_outcome import Outcome
 
 LOG = logging.getLogger(__name__)
@@ -151,18 +152,28 @@ class _Lane:
     """Pings started in order of arrival, at most ``size`` in flight; the
     next one starts as soon as any running one ends."""
 
-    def __init__(self, size, ping):
+    def __init__(self, size, start):
         self.size = size
-        self._ping = ping
+        self._start = start
         self._queue = collections.deque()
         self.running = 0
         self._idle = None
 
     def add(self, info):
         self._queue.append(info)
-        if self.running < self.size:
+        self._fill()
+
+    def ended(self):
+        self.running -= 1
+        self._fill()
+        if not self.busy and self._idle is not None:
+            idle, self._idle = self._idle, None
+            idle.send()
+
+    def _fill(self):
+        while self.running < self.size and self._queue:
             self.running += 1
-            eventlet.spawn_n(self._work)
+            self._start(self._queue.popleft(), self)
 
     @property
     def busy(self):
@@ -181,16 +192,6 @@ class _Lane:
                 break
         return not self.busy
 
-    def _work(self):
-        try:
-            while self._queue:
-                self._ping(self._queue.popleft())
-        finally:
-            self.running -= 1
-            if not self.busy and self._idle is not None:
-                idle, self._idle = self._idle, None
-                idle.send()
-
 
 class Scheduler:
 
@@ -198,7 +199,8 @@ class Scheduler:
                  max_concurrent_pings, confirm_interval=0.5,
                  failure_threshold=3, on_connected=None, on_close=None,
                  reconnect_initial_delay=1.0, reconnect_max_delay=30.0,
-                 clock=time.monotonic, execute=tpool.execute, metrics=None):
+                 clock=time.monotonic, execute=tpool.execute, metrics=None,
+                 pool=None):
         self.host = host
         self.tracker = tracker
         self.interval = interval
@@ -213,9 +215,17 @@ class Scheduler:
         self._clock = clock
         self._execute = execute
         answering, confirming, silent = lane_sizes(max_concurrent_pings)
-        self._answering = _Lane(answering, self._ping)
-        self._confirming = _Lane(confirming, self._ping)
-        self._silent = (_Lane(silent, self._ping) if silent
+        if pool is None:
+            # Guest-pings on native threads of their own, unless the
+            # caller runs libvirt calls some other way (tests: directly).
+            pool = (ping_pool.NativePool(answering + confirming + silent)
+                    if execute is tpool.execute
+                    else ping_pool.GreenPool(execute))
+        self._pool = pool
+        self._collecting = False
+        self._answering = _Lane(answering, self._start_ping)
+        self._confirming = _Lane(confirming, self._start_ping)
+        self._silent = (_Lane(silent, self._start_ping) if silent
                         else self._confirming)
         # Domains queued, in flight, or with a result not applied yet.
         self._busy = set()
@@ -389,20 +399,36 @@ class Scheduler:
         self._queued_round[uuid] = round_started
         return self._silent
 
-    def _ping(self, info):
+    def _start_ping(self, info, lane):
+        self._pool.submit(self.host.ping, (info, self.ping_timeout),
+                          (info, lane))
+        if not self._collecting:
+            self._collecting = True
+            eventlet.spawn_n(self._collect)
+
+    def _collect(self):
+        """Hand ended pings to their lanes while any is in flight."""
         try:
-            result = self._execute(self.host.ping, info, self.ping_timeout)
-        except Exception as exc:  # one domain's failure stays its own
-            key = (info.uuid, type(exc).__name__)
+            while self._pool.in_flight:
+                for (info, lane), ok, value in self._pool.wait():
+                    self._ping_ended(info, ok, value)
+                    lane.ended()
+        finally:
+            self._collecting = False
+
+    def _ping_ended(self, info, ok, value):
+        if not ok:
+            # One domain's failure stays its own.
+            key = (info.uuid, type(value).__name__)
             if key not in self._ping_errors:
                 self._ping_errors.add(key)
                 LOG.error('Cannot ping domain %s (%s): %s: %s; its result '
                           'is left out of this round', info.name, info.uuid,
-                          type(exc).__name__, exc)
+                          type(value).__name__, value)
             self._busy.discard(info.uuid)
             return
         self._ended[info.uuid] = self._clock()
-        self._results[info.uuid] = result
+        self._results[info.uuid] = value
 
     def _note_outcomes(self, results, held):
         """Decide from the applied results which domains are confirmed

@@ -2,12 +2,15 @@
 confirmation of a miss, reconnects."""
 
 import logging
+import threading
+import time
 
 import eventlet
 from eventlet import event as eventlet_event
 
 from monitor import libvirt_host
 from monitor import ping_outcome
+from monitor import ping_pool
 from monitor import scheduler as scheduler_mod
 from monitor.ping_outcome import Outcome
 
@@ -448,3 +451,34 @@ def test_agents_already_reported_never_hold_up_a_confirmation():
     assert sum(len(host.started[u]) for u in old) == 1 + 3, (
         'the silent lane has one slot')
     hung.send()
+
+
+
+class NativeHost(FakeHost):
+    """Pings that block their native thread, as libvirt's do."""
+
+    def ping(self, domain, timeout):
+        if domain.uuid in self.errors:
+            raise self.errors[domain.uuid]
+        time.sleep(0.01)
+        return ping_outcome.PingResult(Outcome.OK, 'ok', 0.0, 0.01)
+
+
+def test_pings_run_on_native_threads_that_never_log(caplog):
+    # Log handlers take green locks under eventlet: a native thread that
+    # logs can deadlock the hub. A failed ping is logged on the green side.
+    clock = FakeClock()
+    host = NativeHost(clock, domains=['a', 'b', 'c'])
+    host.errors = {'a': TypeError('bad argument')}
+    tracker = FakeTracker()
+    sched = scheduler_mod.Scheduler(
+        host, tracker, interval=2.0, ping_timeout=1, max_concurrent_pings=5,
+        clock=clock, execute=direct, pool=ping_pool.NativePool(5))
+    sched.ensure_connected()
+    caplog.set_level(logging.DEBUG)
+    with eventlet.Timeout(10):
+        sched.sweep()
+    assert set(tracker.rounds[0]) == {'b', 'c'}
+    assert any('Cannot ping domain vm-a' in r.getMessage()
+               for r in caplog.records)
+    assert {r.thread for r in caplog.records} == {threading.get_ident()}
