@@ -1,16 +1,20 @@
-"""Where blocking libvirt calls run for the scheduler's lanes.
+"""Where the scheduler's blocking libvirt calls run, and how their
+outcomes come back.
 
-``submit(func, args, tag)`` starts a call; ``wait()`` blocks the calling
-green thread until at least one call has ended and returns every ended
-one as ``(tag, ok, value)``: the return value, or the exception when
-``ok`` is False.
+A pool runs at most ``size`` calls at once, in the order submitted, and
+posts each outcome, ``(tag, ok, value)`` (the return value, or the
+exception when ``ok`` is False), to a ``Mailbox`` that one green thread
+empties. Pools may also share a semaphore, so that two lanes together stay
+within one budget.
 
-``NativePool`` runs calls on its own native threads. They only run the
-call, append the outcome to a deque and write one byte to a pipe; they
-never log or touch anything green. One green thread drains many outcomes
-per wake-up, which costs the hub far less than ``tpool.execute`` per call
-(a green event, a queue hand-off and a wake-up each): at 5,000 guest-pings
-per interval that is most of the monitor's CPU time.
+``NativePool`` runs calls on native threads of its own, which take the
+next call as soon as one ends: a lane of pings runs at full speed without
+the hub. The threads only run the call, append the outcome to a deque and,
+when the green side sleeps, write one byte to a pipe; they never log or
+touch anything green. The green side wakes a few times per ten
+milliseconds at most and drains every outcome at once, which costs the hub
+far less than ``tpool.execute`` per call (a green event, a queue hand-off
+and a wake-up each).
 
 ``GreenPool`` runs each call in a green thread through an ``execute``
 function, for tests (with a direct call) and for callers that have no
@@ -21,9 +25,9 @@ import collections
 import os
 
 import eventlet
-from eventlet import event as eventlet_event
 from eventlet import hubs
 from eventlet import patcher
+from eventlet import semaphore as eventlet_semaphore
 
 _native_threading = patcher.original('threading')
 _native_queue = patcher.original('queue')
@@ -32,93 +36,123 @@ _native_queue = patcher.original('queue')
 _native_os = patcher.original('os')
 
 
-class NativePool:
-    """At most ``size`` calls at once on native threads."""
+class Mailbox:
+    """Outcomes posted from any thread, taken by one green thread."""
 
-    def __init__(self, size):
-        self.size = size
-        self.in_flight = 0
-        self._requests = _native_queue.SimpleQueue()
+    def __init__(self, linger=0.0):
+        # Seconds the green side waits after a wake-up so that outcomes
+        # ending close together are taken in one go.
+        self.linger = linger
         self._ended = collections.deque()
+        self._asleep = False
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._read_fd, False)
         os.set_blocking(self._write_fd, False)
-        self._threads = []
 
-    def submit(self, func, args, tag):
-        if len(self._threads) < self.size and \
-                len(self._threads) <= self.in_flight:
-            thread = _native_threading.Thread(
-                target=self._work, name='ping-%d' % len(self._threads),
-                daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        self.in_flight += 1
-        self._requests.put((func, args, tag))
-
-    # -- native threads --------------------------------------------------------
-
-    def _work(self):
-        while True:
-            func, args, tag = self._requests.get()
-            try:
-                outcome = (tag, True, func(*args))
-            except Exception as exc:  # handed to the green side as is
-                outcome = (tag, False, exc)
-            self._ended.append(outcome)
+    def post(self, outcome):
+        self._ended.append(outcome)
+        if self._asleep:
+            self._asleep = False
             try:
                 _native_os.write(self._write_fd, b'x')
             except BlockingIOError:
                 pass  # the pipe is full: the reader is due to wake anyway
 
-    # -- green side --------------------------------------------------------------
-
     def wait(self):
+        """Block the calling green thread until something was posted;
+        return everything posted so far."""
         while not self._ended:
+            self._asleep = True
+            if self._ended:  # posted before it saw us asleep
+                break
             hubs.trampoline(self._read_fd, read=True)
             try:
                 while _native_os.read(self._read_fd, 4096):
                     pass
             except BlockingIOError:
                 pass
+        self._asleep = False
+        if self.linger:
+            eventlet.sleep(self.linger)
         ended = []
         while True:
             try:
                 ended.append(self._ended.popleft())
             except IndexError:
-                break
-        self.in_flight -= len(ended)
-        return ended
+                return ended
+
+    def close(self):
+        for fd in (self._read_fd, self._write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class NativePool:
+    """At most ``size`` calls at once on native threads."""
+
+    def __init__(self, size, mailbox, shared=None):
+        self.size = size
+        self._mailbox = mailbox
+        self._shared = shared
+        self._requests = _native_queue.SimpleQueue()
+        self._threads = []
+
+    @staticmethod
+    def semaphore(value):
+        return _native_threading.BoundedSemaphore(value)
+
+    def submit(self, func, args, tag):
+        if len(self._threads) < self.size:
+            thread = _native_threading.Thread(target=self._work, daemon=True,
+                                              name='ping')
+            thread.start()
+            self._threads.append(thread)
+        self._requests.put((func, args, tag))
+
+    def _work(self):
+        while True:
+            func, args, tag = self._requests.get()
+            if self._shared is not None:
+                self._shared.acquire()
+            try:
+                outcome = (tag, True, func(*args))
+            except Exception as exc:  # handed to the green side as is
+                outcome = (tag, False, exc)
+            finally:
+                if self._shared is not None:
+                    self._shared.release()
+            self._mailbox.post(outcome)
 
 
 class GreenPool:
-    """Each call in its own green thread, through ``execute``."""
+    """At most ``size`` calls at once, each in a green thread, through
+    ``execute``."""
 
-    def __init__(self, execute):
+    def __init__(self, size, mailbox, execute, shared=None):
+        self.size = size
+        self._mailbox = mailbox
         self._execute = execute
-        self.in_flight = 0
-        self._ended = collections.deque()
-        self._event = None
+        self._own = eventlet_semaphore.Semaphore(size)
+        self._shared = shared
+
+    @staticmethod
+    def semaphore(value):
+        return eventlet_semaphore.Semaphore(value)
 
     def submit(self, func, args, tag):
-        self.in_flight += 1
         eventlet.spawn_n(self._work, func, args, tag)
 
     def _work(self, func, args, tag):
-        try:
-            outcome = (tag, True, self._execute(func, *args))
-        except Exception as exc:  # handed to the waiter as is
-            outcome = (tag, False, exc)
-        self._ended.append(outcome)
-        if self._event is not None:
-            event, self._event = self._event, None
-            event.send()
-
-    def wait(self):
-        while not self._ended:
-            self._event = eventlet_event.Event()
-            self._event.wait()
-        ended = list(self._ended)
-        self._ended.clear()
-        self.in_flight -= len(ended)
-        return ended
+        with self._own:
+            if self._shared is not None:
+                self._shared.acquire()
+            try:
+                outcome = (tag, True, self._execute(func, *args))
+            except Exception as exc:  # handed to the waiter as is
+                outcome = (tag, False, exc)
+            finally:
+                if self._shared is not None:
+                    self._shared.release()
+        self._mailbox.post(outcome)

@@ -47,7 +47,6 @@ keep the domains in the answering lane: the host, not the guest, is
 suspected.
 """
 
-import collections
 import logging
 import time
 import typing
@@ -120,20 +119,22 @@ def register_opts(conf):
 
 
 def lane_sizes(max_concurrent_pings):
-    """Slots of the answering, confirming and silent lanes.
+    """Slots of the answering lane, of the lanes for domains that missed
+    (together) and, of those, the most the silent lane may take.
 
     A third of the slots (at least two while that leaves one) goes to
     domains whose last ping missed: each ping to a hung agent holds its
     slot for libvirt's 5 s guest-sync floor, and a third of 40 slots
-    confirms 50 hung agents twice within about 40 s. A third of those (at
-    least one) is for domains already past ``failure_threshold``, so that
-    guests reported long ago never hold up the confirmation of a new
-    failure. With fewer than two such slots, both share one lane.
+    confirms 50 hung agents twice within about 40 s. At most a third of
+    those (at least one) serves domains already past
+    ``failure_threshold``, so that guests reported long ago never hold up
+    the confirmation of a new failure. With fewer than two such slots, both
+    share one lane.
     """
     missed = max(1, min(2, max_concurrent_pings - 1),
                  max_concurrent_pings // 3)
     silent = max(1, missed // 3) if missed >= 2 else 0
-    return max(1, max_concurrent_pings - missed), missed - silent, silent
+    return max(1, max_concurrent_pings - missed), missed, silent
 
 
 class SweepStats(typing.NamedTuple):
@@ -149,39 +150,31 @@ class SweepStats(typing.NamedTuple):
 
 
 class _Lane:
-    """Pings started in order of arrival, at most ``size`` in flight; the
-    next one starts as soon as any running one ends."""
+    """One pool of pings; knows how many of its pings have not been
+    collected yet, and wakes whoever waits for it to be idle."""
 
-    def __init__(self, size, start):
-        self.size = size
-        self._start = start
-        self._queue = collections.deque()
-        self.running = 0
+    def __init__(self, pool):
+        self.pool = pool
+        self.in_flight = 0
         self._idle = None
 
-    def add(self, info):
-        self._queue.append(info)
-        self._fill()
+    def add(self, func, args, tag):
+        self.in_flight += 1
+        self.pool.submit(func, args, tag)
 
     def ended(self):
-        self.running -= 1
-        self._fill()
-        if not self.busy and self._idle is not None:
+        self.in_flight -= 1
+        if not self.in_flight and self._idle is not None:
             idle, self._idle = self._idle, None
             idle.send()
 
-    def _fill(self):
-        while self.running < self.size and self._queue:
-            self.running += 1
-            self._start(self._queue.popleft(), self)
-
     @property
     def busy(self):
-        return bool(self.running or self._queue)
+        return self.in_flight > 0
 
     def wait_idle(self, timeout=None):
-        """Wait until nothing is queued or running, at most ``timeout``
-        seconds; return True when idle."""
+        """Wait until every ping of the lane has been collected, at most
+        ``timeout`` seconds; return True when idle."""
         while self.busy:
             if self._idle is None:
                 self._idle = eventlet_event.Event()
@@ -200,7 +193,7 @@ class Scheduler:
                  failure_threshold=3, on_connected=None, on_close=None,
                  reconnect_initial_delay=1.0, reconnect_max_delay=30.0,
                  clock=time.monotonic, execute=tpool.execute, metrics=None,
-                 pool=None):
+                 native_pings=None):
         self.host = host
         self.tracker = tracker
         self.interval = interval
@@ -214,19 +207,29 @@ class Scheduler:
         self._on_close = on_close
         self._clock = clock
         self._execute = execute
-        answering, confirming, silent = lane_sizes(max_concurrent_pings)
-        if pool is None:
-            # Guest-pings on native threads of their own, unless the
-            # caller runs libvirt calls some other way (tests: directly).
-            pool = (ping_pool.NativePool(answering + confirming + silent)
-                    if execute is tpool.execute
-                    else ping_pool.GreenPool(execute))
-        self._pool = pool
+        answering, missed, silent = lane_sizes(max_concurrent_pings)
+        # Guest-pings on native threads of their own, unless the caller
+        # runs libvirt calls some other way (tests: directly).
+        if native_pings is None:
+            native_pings = execute is tpool.execute
+        self._mailbox = ping_pool.Mailbox(linger=0.01 if native_pings else 0)
+
+        def pool(size, shared=None):
+            if native_pings:
+                return ping_pool.NativePool(size, self._mailbox, shared)
+            return ping_pool.GreenPool(size, self._mailbox, execute, shared)
+
+        semaphore = (ping_pool.NativePool.semaphore if native_pings
+                     else ping_pool.GreenPool.semaphore)
         self._collecting = False
-        self._answering = _Lane(answering, self._start_ping)
-        self._confirming = _Lane(confirming, self._start_ping)
-        self._silent = (_Lane(silent, self._start_ping) if silent
+        self._answering = _Lane(pool(answering))
+        # Domains that missed share ``missed`` slots; those past the
+        # threshold may take at most ``silent`` of them.
+        shared = semaphore(missed) if silent else None
+        self._confirming = _Lane(pool(missed, shared))
+        self._silent = (_Lane(pool(silent, shared)) if silent
                         else self._confirming)
+        self._lanes = (self._answering, self._confirming, self._silent)
         # Domains queued, in flight, or with a result not applied yet.
         self._busy = set()
         # Results not handed to the tracker yet, by UUID.
@@ -341,7 +344,7 @@ class Scheduler:
             if lane is None:
                 continue
             self._busy.add(info.uuid)
-            lane.add(info)
+            self._start_ping(info, lane)
             pinged += 1
         self._answering.wait_idle()
         answering = self._clock() - started
@@ -400,17 +403,16 @@ class Scheduler:
         return self._silent
 
     def _start_ping(self, info, lane):
-        self._pool.submit(self.host.ping, (info, self.ping_timeout),
-                          (info, lane))
+        lane.add(self.host.ping, (info, self.ping_timeout), (info, lane))
         if not self._collecting:
             self._collecting = True
             eventlet.spawn_n(self._collect)
 
     def _collect(self):
-        """Hand ended pings to their lanes while any is in flight."""
+        """Take ended pings from the mailbox while any is in flight."""
         try:
-            while self._pool.in_flight:
-                for (info, lane), ok, value in self._pool.wait():
+            while any(lane.busy for lane in self._lanes):
+                for (info, lane), ok, value in self._mailbox.wait():
                     self._ping_ended(info, ok, value)
                     lane.ended()
         finally:

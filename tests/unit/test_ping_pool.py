@@ -1,4 +1,4 @@
-"""Blocking calls on native threads, their outcomes drained by one green
+"""Blocking calls on native threads, their outcomes taken by one green
 thread."""
 
 import threading
@@ -9,52 +9,76 @@ import eventlet
 from monitor import ping_pool
 
 
-def drain(pool):
+def take(mailbox, count):
     ended = []
     with eventlet.Timeout(10):
-        while pool.in_flight:
-            ended.extend(pool.wait())
+        while len(ended) < count:
+            ended.extend(mailbox.wait())
     return ended
 
 
-def test_every_call_returns_its_value_or_its_exception_with_its_tag():
-    pool = ping_pool.NativePool(3)
+class Meter:
+    """Counts calls running at once and the threads they ran on."""
+
+    def __init__(self, seconds=0.02):
+        self.seconds = seconds
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+        self.threads = set()
+
+    def __call__(self):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.threads.add(threading.get_ident())
+        time.sleep(self.seconds)  # a blocking libvirt call
+        with self.lock:
+            self.running -= 1
+
+
+def test_every_call_posts_its_value_or_its_exception_with_its_tag():
+    mailbox = ping_pool.Mailbox()
+    pool = ping_pool.NativePool(3, mailbox)
 
     def fails():
         raise ValueError('bad reply')
 
     pool.submit(lambda a, b: a + b, (1, 2), 'sum')
     pool.submit(fails, (), 'fails')
-    ended = {tag: (ok, value) for tag, ok, value in drain(pool)}
+    ended = {tag: (ok, value) for tag, ok, value in take(mailbox, 2)}
     assert ended['sum'] == (True, 3)
     ok, exc = ended['fails']
     assert not ok and isinstance(exc, ValueError)
 
 
 def test_calls_run_on_native_threads_at_most_size_at_once():
-    pool = ping_pool.NativePool(4)
-    lock = threading.Lock()
-    running = [0, 0]
-    threads = set()
-
-    def call():
-        with lock:
-            running[0] += 1
-            running[1] = max(running)
-            threads.add(threading.get_ident())
-        time.sleep(0.02)  # a blocking libvirt call
-        with lock:
-            running[0] -= 1
-
+    mailbox = ping_pool.Mailbox(linger=0.01)
+    pool = ping_pool.NativePool(4, mailbox)
+    meter = Meter()
     for i in range(12):
-        pool.submit(call, (), i)
-    assert len(drain(pool)) == 12
-    assert running[1] == 4
-    assert threading.get_ident() not in threads
+        pool.submit(meter, (), i)
+    assert len(take(mailbox, 12)) == 12
+    assert meter.most == 4
+    assert threading.get_ident() not in meter.threads
+
+
+def test_pools_sharing_a_semaphore_stay_within_it_together():
+    mailbox = ping_pool.Mailbox()
+    shared = ping_pool.NativePool.semaphore(3)
+    wide = ping_pool.NativePool(3, mailbox, shared)
+    narrow = ping_pool.NativePool(1, mailbox, shared)
+    meter = Meter()
+    for i in range(6):
+        wide.submit(meter, (), i)
+        narrow.submit(meter, (), -i)
+    assert len(take(mailbox, 12)) == 12
+    assert meter.most == 3
 
 
 def test_a_blocking_call_leaves_the_hub_free():
-    pool = ping_pool.NativePool(1)
+    mailbox = ping_pool.Mailbox()
+    pool = ping_pool.NativePool(1, mailbox)
     ticks = []
 
     def ticker():
@@ -64,18 +88,26 @@ def test_a_blocking_call_leaves_the_hub_free():
 
     pool.submit(time.sleep, (0.2,), 'slow')
     eventlet.spawn(ticker)
-    drain(pool)
+    take(mailbox, 1)
     assert len(ticks) == 5
 
 
-def test_the_green_pool_runs_calls_through_execute():
+def test_the_green_pool_runs_calls_through_execute_at_most_size_at_once():
     calls = []
+    running = [0, 0]
 
     def execute(func, *args):
         calls.append(func)
+        running[0] += 1
+        running[1] = max(running)
+        eventlet.sleep(0.001)
+        running[0] -= 1
         return func(*args)
 
-    pool = ping_pool.GreenPool(execute)
-    pool.submit(max, (1, 5), 'max')
-    assert drain(pool) == [('max', True, 5)]
-    assert calls == [max]
+    mailbox = ping_pool.Mailbox()
+    pool = ping_pool.GreenPool(2, mailbox, execute)
+    for i in range(5):
+        pool.submit(max, (i, 3), i)
+    assert sorted(take(mailbox, 5)) == [(i, True, max(i, 3))
+                                        for i in range(5)]
+    assert running[1] == 2

@@ -10,7 +10,6 @@ from eventlet import event as eventlet_event
 
 from monitor import libvirt_host
 from monitor import ping_outcome
-from monitor import ping_pool
 from monitor import scheduler as scheduler_mod
 from monitor.ping_outcome import Outcome
 
@@ -145,8 +144,8 @@ def test_a_sweep_pings_every_domain_at_once():
 
 
 def test_a_third_of_the_slots_is_kept_for_domains_that_missed():
-    assert scheduler_mod.lane_sizes(40) == (27, 9, 4)
-    assert scheduler_mod.lane_sizes(5) == (3, 1, 1)
+    assert scheduler_mod.lane_sizes(40) == (27, 13, 4)
+    assert scheduler_mod.lane_sizes(5) == (3, 2, 1)
     assert scheduler_mod.lane_sizes(2) == (1, 1, 0)
     clock = FakeClock()
     host = FakeHost(clock, domains=[str(i) for i in range(20)])
@@ -304,7 +303,8 @@ def test_a_hung_ping_never_delays_the_other_domains_pings():
 
 def test_agents_that_missed_are_confirmed_in_their_own_lane():
     clock = FakeClock()
-    hangs = {u: eventlet_event.Event() for u in ('h1', 'h2', 'h3', 'h4')}
+    hangs = {u: eventlet_event.Event()
+             for u in ('h1', 'h2', 'h3', 'h4', 'h5')}
     answering = [str(i) for i in range(12)]
     host = FakeHost(clock, domains=list(hangs) + answering,
                     outcomes={u: Outcome.MISSED for u in hangs})
@@ -312,14 +312,14 @@ def test_agents_that_missed_are_confirmed_in_their_own_lane():
     sched = make(host, tracker, interval=0.01, max_concurrent_pings=12,
                  confirm_interval=0.0)
     sched.ensure_connected()
-    sched.sweep()                        # h1..h4 miss for the first time
+    sched.sweep()                        # h1..h5 miss for the first time
     host.hangs = hangs                   # ... and now hang
     host.max_in_flight = 0
     sched.sweep()
-    assert host.max_in_flight == 8 + 3, (
-        'eight answering slots and three confirming slots')
+    assert host.max_in_flight == 8 + 4, (
+        'eight answering slots and four for those that missed')
     assert all(len(host.started[u]) == 2 for u in answering)
-    assert sum(len(host.started[u]) for u in hangs) == 4 + 3
+    assert sum(len(host.started[u]) for u in hangs) == 5 + 4
     for event in hangs.values():
         event.send()
     with eventlet.Timeout(5):
@@ -473,7 +473,7 @@ def test_pings_run_on_native_threads_that_never_log(caplog):
     tracker = FakeTracker()
     sched = scheduler_mod.Scheduler(
         host, tracker, interval=2.0, ping_timeout=1, max_concurrent_pings=5,
-        clock=clock, execute=direct, pool=ping_pool.NativePool(5))
+        clock=clock, execute=direct, native_pings=True)
     sched.ensure_connected()
     caplog.set_level(logging.DEBUG)
     with eventlet.Timeout(10):
