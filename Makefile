@@ -60,8 +60,8 @@ bench: lab
 # and the daemon set up for 5,000 guests (README.md, "Large hosts").
 bench-scale: venv
 	-bash bench/peer/setup.sh
-	$(VENV)/bin/python -m bench.scale --max-client-requests 40 \
-		--max-workers 60 --max-concurrent-pings 40
+	$(VENV)/bin/python -m bench.scale --max-client-requests 50 \
+		--max-workers 70 --max-concurrent-pings 50
 
 genconfig: venv
 	$(VENV)/bin/oslo-config-generator --config-file etc/oslo-config-generator.conf

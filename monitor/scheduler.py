@@ -94,18 +94,18 @@ SCHEDULER_OPTS = [
     cfg.IntOpt('max_concurrent_pings',
                default=5, min=1, max=1000,
                help='Most guest-pings in flight at once on the libvirt '
-                    'connection. A third of them (at least two, when '
-                    'that leaves one) is kept for guests whose last ping '
-                    'missed, the rest for the others. libvirtd serves at '
-                    'most max_client_requests (default 5) calls per client '
+                    'connection. A third of them (at least two, when that '
+                    'leaves one) is kept for guests whose last ping missed, '
+                    'the rest for the others. libvirtd serves at most '
+                    'max_client_requests (default 5) calls per client '
                     'connection at a time and max_workers (default 20) in '
                     'all; calls beyond them wait in libvirtd, where hung '
                     'agents would then hold up the others. Keep this value '
                     'at most max_client_requests. The default pings about '
-                    '1,000 guests per 10 s interval; for more, raise '
+                    '800 guests per 10 s interval; for more, raise '
                     'libvirtd\'s max_client_requests to this value and '
                     'max_workers to this value plus what other clients '
-                    '(nova-compute) need, e.g. 40 / 60 / 40 for 5,000 '
+                    '(nova-compute) need, e.g. 50 / 70 / 50 for 5,000 '
                     'guests. Default 5.'),
 ]
 
@@ -124,8 +124,8 @@ def lane_sizes(max_concurrent_pings):
 
     A third of the slots (at least two while that leaves one) goes to
     domains whose last ping missed: each ping to a hung agent holds its
-    slot for libvirt's 5 s guest-sync floor, and a third of 40 slots
-    confirms 50 hung agents twice within about 40 s. At most a third of
+    slot for libvirt's 5 s guest-sync floor: a third of 50 slots confirms
+    32 hung agents per 10 s. At most a third of
     those (at least one) serves domains already past
     ``failure_threshold``, so that guests reported long ago never hold up
     the confirmation of a new failure. With fewer than two such slots, both
