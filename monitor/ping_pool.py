@@ -4,8 +4,9 @@ outcomes come back.
 A pool runs at most ``size`` calls at once, in the order submitted, and
 posts each outcome, ``(tag, ok, value)`` (the return value, or the
 exception when ``ok`` is False), to a ``Mailbox`` that one green thread
-empties. Pools may also share a semaphore, so that two lanes together stay
-within one budget.
+empties. A call also holds the ``shared`` semaphores, taken in the order
+given (every pool must list them in one order), so that several pools
+together stay within one budget.
 
 ``NativePool`` runs calls on native threads of its own, which take the
 next call as soon as one ends: a lane of pings runs at full speed without
@@ -92,10 +93,10 @@ class Mailbox:
 class NativePool:
     """At most ``size`` calls at once on native threads."""
 
-    def __init__(self, size, mailbox, shared=None):
+    def __init__(self, size, mailbox, shared=()):
         self.size = size
         self._mailbox = mailbox
-        self._shared = shared
+        self._shared = tuple(shared)
         self._requests = _native_queue.SimpleQueue()
         self._threads = []
 
@@ -114,15 +115,15 @@ class NativePool:
     def _work(self):
         while True:
             func, args, tag = self._requests.get()
-            if self._shared is not None:
-                self._shared.acquire()
+            for semaphore in self._shared:
+                semaphore.acquire()
             try:
                 outcome = (tag, True, func(*args))
             except Exception as exc:  # handed to the green side as is
                 outcome = (tag, False, exc)
             finally:
-                if self._shared is not None:
-                    self._shared.release()
+                for semaphore in reversed(self._shared):
+                    semaphore.release()
             self._mailbox.post(outcome)
 
 
@@ -130,12 +131,11 @@ class GreenPool:
     """At most ``size`` calls at once, each in a green thread, through
     ``execute``."""
 
-    def __init__(self, size, mailbox, execute, shared=None):
+    def __init__(self, size, mailbox, execute, shared=()):
         self.size = size
         self._mailbox = mailbox
         self._execute = execute
-        self._own = eventlet_semaphore.Semaphore(size)
-        self._shared = shared
+        self._shared = (eventlet_semaphore.Semaphore(size),) + tuple(shared)
 
     @staticmethod
     def semaphore(value):
@@ -145,14 +145,13 @@ class GreenPool:
         eventlet.spawn_n(self._work, func, args, tag)
 
     def _work(self, func, args, tag):
-        with self._own:
-            if self._shared is not None:
-                self._shared.acquire()
-            try:
-                outcome = (tag, True, self._execute(func, *args))
-            except Exception as exc:  # handed to the waiter as is
-                outcome = (tag, False, exc)
-            finally:
-                if self._shared is not None:
-                    self._shared.release()
+        for semaphore in self._shared:
+            semaphore.acquire()
+        try:
+            outcome = (tag, True, self._execute(func, *args))
+        except Exception as exc:  # handed to the waiter as is
+            outcome = (tag, False, exc)
+        finally:
+            for semaphore in reversed(self._shared):
+                semaphore.release()
         self._mailbox.post(outcome)

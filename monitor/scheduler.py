@@ -21,8 +21,9 @@ holds one slot, never the round:
 - the *silent lane* then pings it once per interval, so that guests
   reported long ago never hold up the confirmation of a new failure.
 
-The last two lanes share a third of ``max_concurrent_pings`` (see
-``lane_sizes``). The round waits for the confirming lane at most until
+All lanes share ``max_concurrent_pings`` slots; the last two together
+take at most a third of them, the answering lane whatever they leave free
+(see ``lane_sizes``). The round waits for the confirming lane at most until
 ``interval`` seconds after its start (less the time the last round took
 to apply its results), and not for the silent lane; a ping still running
 then is handed to the tracker with the round in which it ends.
@@ -94,15 +95,15 @@ SCHEDULER_OPTS = [
     cfg.IntOpt('max_concurrent_pings',
                default=5, min=1, max=1000,
                help='Most guest-pings in flight at once on the libvirt '
-                    'connection. A third of them (at least two, when that '
-                    'leaves one) is kept for guests whose last ping missed, '
-                    'the rest for the others. libvirtd serves at most '
+                    'connection. Guests whose last ping missed take at most '
+                    'a third of them (at least two, when that leaves one), '
+                    'the others the rest. libvirtd serves at most '
                     'max_client_requests (default 5) calls per client '
                     'connection at a time and max_workers (default 20) in '
                     'all; calls beyond them wait in libvirtd, where hung '
                     'agents would then hold up the others. Keep this value '
                     'at most max_client_requests. The default pings about '
-                    '800 guests per 10 s interval; for more, raise '
+                    '1,400 guests per 10 s interval; for more, raise '
                     'libvirtd\'s max_client_requests to this value and '
                     'max_workers to this value plus what other clients '
                     '(nova-compute) need, e.g. 50 / 70 / 50 for 5,000 '
@@ -119,17 +120,18 @@ def register_opts(conf):
 
 
 def lane_sizes(max_concurrent_pings):
-    """Slots of the answering lane, of the lanes for domains that missed
-    (together) and, of those, the most the silent lane may take.
+    """Slots the answering lane always has, slots for domains that missed
+    (confirming and silent lanes together) and, of those, the most the
+    silent lane may take. The answering lane may also use the slots the
+    others leave free.
 
-    A third of the slots (at least two while that leaves one) goes to
+    A third of the slots (at least two while that leaves one) may go to
     domains whose last ping missed: each ping to a hung agent holds its
-    slot for libvirt's 5 s guest-sync floor: a third of 50 slots confirms
-    32 hung agents per 10 s. At most a third of
-    those (at least one) serves domains already past
-    ``failure_threshold``, so that guests reported long ago never hold up
-    the confirmation of a new failure. With fewer than two such slots, both
-    share one lane.
+    slot for libvirt's 5 s guest-sync floor, and a third of 50 slots
+    confirms 32 hung agents per 10 s. At most a third of those (at least
+    one) serves domains already past ``failure_threshold``, so that guests
+    reported long ago never hold up the confirmation of a new failure.
+    With fewer than two such slots, both share one lane.
     """
     missed = max(1, min(2, max_concurrent_pings - 1),
                  max_concurrent_pings // 3)
@@ -207,14 +209,14 @@ class Scheduler:
         self._on_close = on_close
         self._clock = clock
         self._execute = execute
-        answering, missed, silent = lane_sizes(max_concurrent_pings)
+        _answering, missed, silent = lane_sizes(max_concurrent_pings)
         # Guest-pings on native threads of their own, unless the caller
         # runs libvirt calls some other way (tests: directly).
         if native_pings is None:
             native_pings = execute is tpool.execute
         self._mailbox = ping_pool.Mailbox(linger=0.01 if native_pings else 0)
 
-        def pool(size, shared=None):
+        def pool(size, shared=()):
             if native_pings:
                 return ping_pool.NativePool(size, self._mailbox, shared)
             return ping_pool.GreenPool(size, self._mailbox, execute, shared)
@@ -222,12 +224,15 @@ class Scheduler:
         semaphore = (ping_pool.NativePool.semaphore if native_pings
                      else ping_pool.GreenPool.semaphore)
         self._collecting = False
-        self._answering = _Lane(pool(answering))
-        # Domains that missed share ``missed`` slots; those past the
-        # threshold may take at most ``silent`` of them.
-        shared = semaphore(missed) if silent else None
-        self._confirming = _Lane(pool(missed, shared))
-        self._silent = (_Lane(pool(silent, shared)) if silent
+        # Every ping holds one of max_concurrent_pings slots; those of
+        # domains that missed also one of ``missed``, taken first; those
+        # past the threshold are at most ``silent`` of them. The answering
+        # domains may use every slot the others leave free.
+        every = semaphore(max_concurrent_pings)
+        for_missed = semaphore(missed)
+        self._answering = _Lane(pool(max_concurrent_pings, (every,)))
+        self._confirming = _Lane(pool(missed, (for_missed, every)))
+        self._silent = (_Lane(pool(silent, (for_missed, every))) if silent
                         else self._confirming)
         self._lanes = (self._answering, self._confirming, self._silent)
         # Domains queued, in flight, or with a result not applied yet.

@@ -66,8 +66,8 @@ def test_calls_run_on_native_threads_at_most_size_at_once():
 def test_pools_sharing_a_semaphore_stay_within_it_together():
     mailbox = ping_pool.Mailbox()
     shared = ping_pool.NativePool.semaphore(3)
-    wide = ping_pool.NativePool(3, mailbox, shared)
-    narrow = ping_pool.NativePool(1, mailbox, shared)
+    wide = ping_pool.NativePool(3, mailbox, (shared,))
+    narrow = ping_pool.NativePool(1, mailbox, (shared,))
     meter = Meter()
     for i in range(6):
         wide.submit(meter, (), i)

@@ -147,12 +147,15 @@ def test_a_third_of_the_slots_is_kept_for_domains_that_missed():
     assert scheduler_mod.lane_sizes(40) == (27, 13, 4)
     assert scheduler_mod.lane_sizes(5) == (3, 2, 1)
     assert scheduler_mod.lane_sizes(2) == (1, 1, 0)
+
+
+def test_answering_domains_use_every_slot_left_free():
     clock = FakeClock()
     host = FakeHost(clock, domains=[str(i) for i in range(20)])
     sched = make(host, max_concurrent_pings=9)
     sched.ensure_connected()
     sched.sweep()
-    assert host.max_in_flight == 6
+    assert host.max_in_flight == 9
 
 
 def test_a_domain_never_has_two_pings_in_flight():
