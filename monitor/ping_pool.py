@@ -90,19 +90,52 @@ class Mailbox:
                 pass
 
 
-class NativePool:
-    """At most ``size`` calls at once on native threads."""
+class Slots:
+    """A semaphore for native threads where pools with priority go
+    first: while one of them waits, the others do not take a freed slot.
+    (A plain semaphore lets a thread that releases a slot take it again
+    at once, so a busy pool could keep a waiting one out for long.)"""
 
-    def __init__(self, size, mailbox, shared=()):
+    def __init__(self, value):
+        self._cond = _native_threading.Condition(_native_threading.Lock())
+        self._free = value
+        self._first_waiting = 0
+
+    def acquire(self, priority=False):
+        with self._cond:
+            if priority:
+                self._first_waiting += 1
+            try:
+                while not self._free or (self._first_waiting
+                                         and not priority):
+                    self._cond.wait()
+            finally:
+                if priority:
+                    self._first_waiting -= 1
+            self._free -= 1
+
+    def release(self):
+        with self._cond:
+            self._free += 1
+            self._cond.notify_all()
+
+
+class NativePool:
+    """At most ``size`` calls at once on native threads. With
+    ``priority``, its calls take the ``shared`` slots before those of
+    pools without."""
+
+    def __init__(self, size, mailbox, shared=(), priority=False):
         self.size = size
         self._mailbox = mailbox
         self._shared = tuple(shared)
+        self._priority = priority
         self._requests = _native_queue.SimpleQueue()
         self._threads = []
 
     @staticmethod
     def semaphore(value):
-        return _native_threading.BoundedSemaphore(value)
+        return Slots(value)
 
     def submit(self, func, args, tag):
         if len(self._threads) < self.size:
@@ -115,15 +148,15 @@ class NativePool:
     def _work(self):
         while True:
             func, args, tag = self._requests.get()
-            for semaphore in self._shared:
-                semaphore.acquire()
+            for slots in self._shared:
+                slots.acquire(self._priority)
             try:
                 outcome = (tag, True, func(*args))
             except Exception as exc:  # handed to the green side as is
                 outcome = (tag, False, exc)
             finally:
-                for semaphore in reversed(self._shared):
-                    semaphore.release()
+                for slots in reversed(self._shared):
+                    slots.release()
             self._mailbox.post(outcome)
 
 
@@ -131,7 +164,9 @@ class GreenPool:
     """At most ``size`` calls at once, each in a green thread, through
     ``execute``."""
 
-    def __init__(self, size, mailbox, execute, shared=()):
+    def __init__(self, size, mailbox, execute, shared=(), priority=False):
+        # Green threads switch only where they wait: no pool can keep
+        # another out, so ``priority`` changes nothing here.
         self.size = size
         self._mailbox = mailbox
         self._execute = execute

@@ -216,24 +216,26 @@ class Scheduler:
             native_pings = execute is tpool.execute
         self._mailbox = ping_pool.Mailbox(linger=0.01 if native_pings else 0)
 
-        def pool(size, shared=()):
+        def pool(size, shared=(), priority=False):
             if native_pings:
-                return ping_pool.NativePool(size, self._mailbox, shared)
+                return ping_pool.NativePool(size, self._mailbox, shared,
+                                            priority)
             return ping_pool.GreenPool(size, self._mailbox, execute, shared)
 
         semaphore = (ping_pool.NativePool.semaphore if native_pings
                      else ping_pool.GreenPool.semaphore)
         self._collecting = False
         # Every ping holds one of max_concurrent_pings slots; those of
-        # domains that missed also one of ``missed``, taken first; those
-        # past the threshold are at most ``silent`` of them. The answering
-        # domains may use every slot the others leave free.
+        # domains that missed also one of ``missed``, taken first, and get
+        # a freed slot before the answering domains; those past the
+        # threshold are at most ``silent`` of them. The answering domains
+        # may use every slot the others leave free.
         every = semaphore(max_concurrent_pings)
         for_missed = semaphore(missed)
         self._answering = _Lane(pool(max_concurrent_pings, (every,)))
-        self._confirming = _Lane(pool(missed, (for_missed, every)))
-        self._silent = (_Lane(pool(silent, (for_missed, every))) if silent
-                        else self._confirming)
+        self._confirming = _Lane(pool(missed, (for_missed, every), True))
+        self._silent = (_Lane(pool(silent, (for_missed, every), True))
+                        if silent else self._confirming)
         self._lanes = (self._answering, self._confirming, self._silent)
         # Domains queued, in flight, or with a result not applied yet.
         self._busy = set()

@@ -111,3 +111,22 @@ def test_the_green_pool_runs_calls_through_execute_at_most_size_at_once():
     assert sorted(take(mailbox, 5)) == [(i, True, max(i, 3))
                                         for i in range(5)]
     assert running[1] == 2
+
+
+def test_a_pool_with_priority_gets_the_next_free_slot():
+    mailbox = ping_pool.Mailbox()
+    slots = ping_pool.NativePool.semaphore(1)
+    busy = ping_pool.NativePool(1, mailbox, (slots,))
+    first = ping_pool.NativePool(1, mailbox, (slots,), priority=True)
+    order = []
+
+    def call(name):
+        order.append(name)
+        if name == 'busy' and len(order) == 1:
+            first.submit(call, ('first',), 'first')
+            time.sleep(0.05)             # it waits for this slot
+
+    for i in range(3000):
+        busy.submit(call, ('busy',), i)
+    take(mailbox, 3001)
+    assert order.index('first') == 1
