@@ -21,6 +21,7 @@ import argparse
 import http.server
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -284,6 +285,38 @@ def hung_detection(proc, sink, size, fraction, timeout):
             'false': len(set(sink.first) - set(hung))}
 
 
+def crash_latency(args, sink, size=10):
+    """Hang one agent after another (each at a random moment of the
+    interval, the earlier ones staying hung) on a small host; return the
+    seconds from each hang to its notification."""
+    work_dir = tempfile.mkdtemp(prefix='ghm-scale-crash-')
+    options = {}
+    if args.max_concurrent_pings:
+        options['max_concurrent_pings'] = str(args.max_concurrent_pings)
+    proc = start_ours(work_dir, size, 'memory', sink.endpoint, args.code,
+                      (args.max_client_requests, args.max_workers), options)
+    latencies = []
+    try:
+        wait_rounds(proc, our_rounds, 2, args.round_timeout)
+        hung = []
+        for i in range(min(args.crashes, size)):
+            time.sleep(random.uniform(0, 10))
+            uuid = '00000000-0000-4000-8000-%012d' % i
+            hung.append(uuid)
+            sink.reset()
+            hung_at = proc.hang(hung)
+            deadline = time.monotonic() + 90
+            while uuid not in sink.first and time.monotonic() < deadline:
+                time.sleep(0.1)
+            latencies.append(sink.first[uuid] - hung_at
+                             if uuid in sink.first else None)
+        return latencies
+    finally:
+        proc.stop()
+        if not args.keep:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+
 def run_ours(args, sink, size, backend):
     work_dir = tempfile.mkdtemp(prefix='ghm-scale-%d-%s-' % (size, backend))
     options = {}
@@ -366,6 +399,9 @@ def main(argv=None):
                         help="the simulated libvirtd's max_client_requests")
     parser.add_argument('--max-workers', type=int, default=20,
                         help="the simulated libvirtd's max_workers")
+    parser.add_argument('--crashes', type=int, default=0,
+                        help='hang this many agents in turn on a host of '
+                             '10 and print each hang-to-notification time')
     parser.add_argument('--no-peer', action='store_true')
     parser.add_argument('--no-ours', action='store_true',
                         help='run the peer only')
@@ -391,6 +427,9 @@ def main(argv=None):
                 say('ours  N=%-5d %-7s ...' % (size, backend))
                 results[('ours', size, backend)] = run_ours(
                     args, sink, size, backend)
+        if args.crashes:
+            say('ours  %d hangs in turn on 10 domains ...' % args.crashes)
+            results['crashes'] = crash_latency(args, sink)
         if peer:
             for size in args.sizes:
                 say('peer  N=%-5d (capped at %.0f s) ...'
@@ -433,6 +472,13 @@ def main(argv=None):
                 % (size, _f(theirs['round']), _f(theirs['cpu_per_round']),
                    _f(theirs['core'], 1), _f(theirs['rss_mib'], 1),
                    reached))
+    latencies = results.get('crashes')
+    if latencies:
+        found = [x for x in latencies if x is not None]
+        say('hang to notification on 10 domains, each hang among those '
+            'before: %s s; median %s s'
+            % (', '.join(_f(x, 1) for x in latencies),
+               _f(median(found), 1)))
     for backend in backends:
         ours = results.get(('ours', max(args.sizes), backend)) or {}
         hung = ours.get('hung')
