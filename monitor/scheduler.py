@@ -66,17 +66,20 @@ LOG = logging.getLogger(__name__)
 
 SCHEDULER_OPTS = [
     cfg.FloatOpt('interval',
-                 default=10.0, min=0.5,
+                 default=10.0, min=0.5, max=86400.0,
                  help='Seconds between the starts of two rounds; each '
-                      'round pings every monitored guest once. Default 10.'
+                      'round pings every monitored guest once. From 0.5 to '
+                      '86400 (a day). Default 10.'
                       '\n\nRelated options: ping_timeout, confirm_interval, '
                       'failure_threshold.'),
     cfg.IntOpt('ping_timeout',
-               default=2, min=1,
+               default=2, min=1, max=3600,
                help='Seconds to wait for one guest-ping answer. libvirt '
                     'rounds this to whole seconds and, once an agent has '
                     'timed out, adds its own guest-sync wait of at least 5 '
-                    's to every later command to that guest. Default 2.'),
+                    's to every later command to that guest. From 1 to '
+                    '3600: libvirt takes a C int, and a longer wait only '
+                    'hides a dead guest. Default 2.'),
     cfg.FloatOpt('confirm_interval',
                  default=0.5, min=0.0, max=60.0,
                  help='Seconds between the end of a missed ping and the '
@@ -93,7 +96,7 @@ SCHEDULER_OPTS = [
                       'for the regular rounds. Default 0.5.\n\n'
                       'Related options: interval, failure_threshold.'),
     cfg.IntOpt('max_concurrent_pings',
-               default=5, min=1, max=1000,
+               default=5, min=1, max=64,
                help='Most guest-pings in flight at once on the libvirt '
                     'connection. Guests whose last ping missed take at most '
                     'a third of them (at least two, when that leaves one), '
@@ -107,7 +110,10 @@ SCHEDULER_OPTS = [
                     'libvirtd\'s max_client_requests to this value and '
                     'max_workers to this value plus what other clients '
                     '(nova-compute) need, e.g. 50 / 70 / 50 for 5,000 '
-                    'guests. Default 5.'),
+                    'guests. Each ping in flight holds one native thread '
+                    'here and one of libvirtd\'s workers, so more than 64 '
+                    'only queues calls in libvirtd and starves its other '
+                    'clients. From 1 to 64. Default 5.'),
 ]
 
 
