@@ -61,7 +61,7 @@ bench: lab
 bench-scale: venv
 	-bash bench/peer/setup.sh
 	$(VENV)/bin/python -m bench.scale --max-client-requests 50 \
-		--max-workers 70 --max-concurrent-pings 50
+		--max-workers 70 --max-concurrent-pings 50 --crashes 7
 
 genconfig: venv
 	$(VENV)/bin/oslo-config-generator --config-file etc/oslo-config-generator.conf
