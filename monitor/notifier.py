@@ -31,6 +31,7 @@ import time
 import urllib.parse
 
 import eventlet
+from eventlet import patcher
 from keystoneauth1 import adapter as ks_adapter
 from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import loading as ks_loading
@@ -457,24 +458,30 @@ class MasakariClient:
         green thread) only the per-read timeout bounds this phase.
         """
         left = max(deadline - time.monotonic(), 0.001)
+        options = dict(
+            json=body,
+            headers={'Accept': 'application/json',
+                     # A compressed answer could expand past any cap.
+                     'Accept-Encoding': 'identity'},
+            raise_exc=False,
+            # The token must go nowhere but the engine endpoint.
+            redirect=False,
+            # Retries belong to the delivery worker, with backoff.
+            connect_retries=0, status_code_retries=0,
+            timeout=left,
+            stream=True,
+            # keystoneauth's response log would read the whole body.
+            log=False)
+        if not patcher.is_monkey_patched('socket'):
+            # Not under the daemon's green sockets (a tool, a test): a green
+            # timeout could never interrupt a native socket wait, and
+            # creating one would start an eventlet hub in this thread.
+            return self._adapter.request(path, 'POST', **options)
         # eventlet's Timeout is a BaseException: no "except Exception" in
         # keystoneauth, requests or urllib3 can swallow it.
         timer = eventlet.Timeout(left)
         try:
-            return self._adapter.request(
-                path, 'POST', json=body,
-                headers={'Accept': 'application/json',
-                         # A compressed answer could expand past any cap.
-                         'Accept-Encoding': 'identity'},
-                raise_exc=False,
-                # The token must go nowhere but the engine endpoint.
-                redirect=False,
-                # Retries belong to the delivery worker, with backoff.
-                connect_retries=0, status_code_retries=0,
-                timeout=left,
-                stream=True,
-                # keystoneauth's response log would read the whole body.
-                log=False)
+            return self._adapter.request(path, 'POST', **options)
         except eventlet.Timeout as e:
             if e is not timer:
                 raise

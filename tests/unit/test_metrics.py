@@ -466,8 +466,7 @@ class FakeHost:
         return list(self.domains)
 
     def ping(self, info, timeout):
-        # The DomainInfo of the listing, or a bare UUID.
-        outcome = self.outcomes.get(getattr(info, 'uuid', info), Outcome.OK)
+        outcome = self.outcomes.get(info.uuid, Outcome.OK)
         return PingResult(outcome, outcome.value, time.time(), 0.0)
 
 
@@ -482,7 +481,8 @@ class FakeTracker:
 def make_scheduler(host, tracker, m):
     return scheduler_mod.Scheduler(
         host, tracker, interval=1.0, ping_timeout=1,
-        max_concurrent_pings=4, execute=lambda f, *a: f(*a), metrics=m)
+        max_concurrent_pings=4, confirm_interval=0.0,
+        execute=lambda f, *a: f(*a), metrics=m)
 
 
 def test_the_scheduler_counts_sweeps_and_every_ping_outcome():

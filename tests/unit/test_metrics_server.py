@@ -421,7 +421,7 @@ def test_a_scrape_shows_what_the_sweeps_and_deliveries_did(tmp_path, serve):
     host = FakeHost([domain(1), domain(2), domain(3)])
     scheduler = scheduler_mod.Scheduler(
         host, tracker, interval=1.0, ping_timeout=1, max_concurrent_pings=4,
-        execute=lambda f, *a: f(*a), metrics=m)
+        confirm_interval=0.0, execute=lambda f, *a: f(*a), metrics=m)
     m.watch(store=store, outbox=box, scheduler=scheduler, breaker=breaker)
     server = serve(metrics_server.make_app(
         m, metrics_server.scheduler_health(scheduler)))

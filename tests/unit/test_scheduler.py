@@ -1,8 +1,12 @@
-"""The sweep loop: parallel pings, start-to-start interval, reconnects."""
+"""The ping loop: rounds in two lanes, start-to-start interval, prompt
+confirmation of a miss, reconnects."""
 
 import logging
+import threading
+import time
 
 import eventlet
+from eventlet import event as eventlet_event
 
 from monitor import libvirt_host
 from monitor import ping_outcome
@@ -24,19 +28,31 @@ class FakeClock:
 
 
 class FakeHost:
+    """A libvirt edge whose pings advance the injected clock.
+
+    ``costs`` gives, per UUID, the seconds each of its pings takes in
+    turn (the last one repeats), as ``outcomes`` may give their outcomes;
+    ``hangs`` holds, per UUID, an event its pings wait for before
+    answering.
+    """
     uri = 'qemu:///system'
 
-    def __init__(self, clock, domains=(), outcomes=None, ping_cost=0.0):
+    def __init__(self, clock, domains=(), outcomes=None, ping_cost=0.0,
+                 costs=None, hangs=None):
         self.clock = clock
         self.domains = [info(u) for u in domains]
         self.outcomes = outcomes or {}
         self.ping_cost = ping_cost
+        self.costs = costs or {}
+        self.hangs = hangs or {}
         self.connect_failures = 0
         self.connects = 0
         self.closed = 0
         self.in_flight = set()
         self.max_in_flight = 0
         self.overlaps = []
+        self.started = {}
+        self.errors = {}
 
     def connect(self, on_close=None):
         if self.connect_failures:
@@ -51,28 +67,41 @@ class FakeHost:
     def list_domains(self):
         return list(self.domains)
 
-    def ping(self, uuid, timeout):
+    def ping(self, domain, timeout):
+        uuid = domain.uuid
+        if uuid in self.errors:
+            raise self.errors[uuid]
         if uuid in self.in_flight:
             self.overlaps.append(uuid)
+        self.started.setdefault(uuid, []).append(self.clock.now)
         self.in_flight.add(uuid)
         self.max_in_flight = max(self.max_in_flight, len(self.in_flight))
         eventlet.sleep(0)  # let the other green threads start theirs
+        if uuid in self.hangs:
+            self.hangs[uuid].wait()
         self.in_flight.discard(uuid)
-        self.clock.now += self.ping_cost
+        costs = self.costs.get(uuid)
+        if costs:
+            self.clock.now += costs.pop(0) if len(costs) > 1 else costs[0]
+        else:
+            self.clock.now += self.ping_cost
         outcome = self.outcomes.get(uuid, Outcome.OK)
+        if isinstance(outcome, list):
+            outcome = outcome.pop(0) if len(outcome) > 1 else outcome[0]
         return ping_outcome.PingResult(outcome, outcome.value, 0.0, 0.0)
 
 
 class FakeTracker:
-    def __init__(self):
+    def __init__(self, held=False):
         self.rounds = []
+        self.held = held
 
     def reconcile(self, domains):
         return list(domains)
 
     def apply_round(self, results):
         self.rounds.append(dict(results))
-        return False
+        return self.held
 
 
 class StopAfter:
@@ -114,13 +143,19 @@ def test_a_sweep_pings_every_domain_at_once():
     assert stats.pinged == 3 and stats.listed == 3
 
 
-def test_pings_in_flight_are_bounded_by_max_concurrent_pings():
+def test_a_third_of_the_slots_is_kept_for_domains_that_missed():
+    assert scheduler_mod.lane_sizes(40) == (27, 13, 4)
+    assert scheduler_mod.lane_sizes(5) == (3, 2, 1)
+    assert scheduler_mod.lane_sizes(2) == (1, 1, 0)
+
+
+def test_answering_domains_use_every_slot_left_free():
     clock = FakeClock()
-    host = FakeHost(clock, domains=[str(i) for i in range(8)])
-    sched = make(host, max_concurrent_pings=2)
+    host = FakeHost(clock, domains=[str(i) for i in range(20)])
+    sched = make(host, max_concurrent_pings=9)
     sched.ensure_connected()
     sched.sweep()
-    assert host.max_in_flight == 2
+    assert host.max_in_flight == 9
 
 
 def test_a_domain_never_has_two_pings_in_flight():
@@ -155,21 +190,33 @@ def test_sweeps_start_interval_apart_measured_start_to_start():
     assert stop.waits == [1.5, 1.5, 1.5]
 
 
-def test_a_slow_sweep_is_followed_by_the_next_at_once():
+class StopAfterRounds:
+    """A stop event that records waits and stops after n rounds."""
+
+    def __init__(self, clock, tracker, n):
+        self.clock = clock
+        self.tracker = tracker
+        self.n = n
+        self.waits = []
+
+    def is_set(self):
+        return len(self.tracker.rounds) >= self.n
+
+    def wait(self, timeout):
+        self.waits.append(round(timeout, 3))
+        self.clock.now += timeout
+
+
+def test_a_slow_round_is_followed_by_the_next_at_once():
     clock = FakeClock()
     host = FakeHost(clock, domains=['a'], ping_cost=5.0)
     tracker = FakeTracker()
     sched = make(host, tracker, interval=2.0)
-    stop = StopAfter(clock, 1)
-    # No wait is recorded for overrunning sweeps; stop after the first
-    # real wait, which never comes while sweeps overrun.
-    for _ in range(3):
-        started = clock.now
-        sched.ensure_connected()
-        sched.sweep()
-        assert clock.now - started == 5.0
-    assert stop.waits == []
+    stop = StopAfterRounds(clock, tracker, 3)
+    sched.run(stop)
     assert len(tracker.rounds) == 3
+    assert [w for w in stop.waits if w > 0] == []
+    assert host.started['a'] == [1000.0, 1005.0, 1010.0]
 
 
 def test_libvirt_down_at_start_is_retried_with_capped_backoff(caplog):
@@ -239,3 +286,202 @@ def test_an_unexpected_error_while_connecting_does_not_end_the_loop(caplog):
     sched.run(stop)
     assert 'Unexpected error' in caplog.text
     assert len(tracker.rounds) == 1, 'the loop went on and swept'
+
+
+def test_a_hung_ping_never_delays_the_other_domains_pings():
+    clock = FakeClock()
+    hung = eventlet_event.Event()
+    others = [str(i) for i in range(30)]
+    host = FakeHost(clock, domains=['hung'] + others, hangs={'hung': hung})
+    sched = make(host, max_concurrent_pings=4)
+    sched.ensure_connected()
+    round_ = eventlet.spawn(sched.sweep)
+    eventlet.sleep(0.05)
+    pinged_while_hung = set(host.started) - {'hung'}
+    hung.send()
+    with eventlet.Timeout(5):
+        round_.wait()
+    assert pinged_while_hung == set(others)
+
+
+def test_agents_that_missed_are_confirmed_in_their_own_lane():
+    clock = FakeClock()
+    hangs = {u: eventlet_event.Event()
+             for u in ('h1', 'h2', 'h3', 'h4', 'h5')}
+    answering = [str(i) for i in range(12)]
+    host = FakeHost(clock, domains=list(hangs) + answering,
+                    outcomes={u: Outcome.MISSED for u in hangs})
+    tracker = FakeTracker()
+    sched = make(host, tracker, interval=0.01, max_concurrent_pings=12,
+                 confirm_interval=0.0)
+    sched.ensure_connected()
+    sched.sweep()                        # h1..h5 miss for the first time
+    host.hangs = hangs                   # ... and now hang
+    host.max_in_flight = 0
+    sched.sweep()
+    assert host.max_in_flight == 8 + 4, (
+        'eight answering slots and four for those that missed')
+    assert all(len(host.started[u]) == 2 for u in answering)
+    assert sum(len(host.started[u]) for u in hangs) == 5 + 4
+    for event in hangs.values():
+        event.send()
+    with eventlet.Timeout(5):
+        while any(len(host.started[u]) < 2 for u in hangs):
+            sched.sweep()
+
+
+def test_a_confirmation_still_running_is_never_pinged_again():
+    clock = FakeClock()
+    hung = eventlet_event.Event()
+    host = FakeHost(clock, domains=['a', 'b'],
+                    outcomes={'a': Outcome.MISSED})
+    tracker = FakeTracker()
+    sched = make(host, tracker, interval=0.01, confirm_interval=0.0)
+    sched.ensure_connected()
+    sched.sweep()                        # a misses
+    host.hangs = {'a': hung}
+    sched.sweep()                        # its confirmation hangs past
+    sched.sweep()                        # the end of two rounds
+    assert len(host.started['a']) == 2
+    assert host.overlaps == []
+    assert 'a' not in tracker.rounds[1] and 'a' not in tracker.rounds[2]
+    hung.send()
+    eventlet.sleep(0)
+    sched.sweep()
+    assert tracker.rounds[3]['a'].outcome is Outcome.MISSED, (
+        'the late result is applied with the round in which it ends')
+    assert len(host.started['a']) == 2
+
+
+def test_each_confirmation_starts_confirm_interval_after_the_last_ping():
+    clock = FakeClock()
+    # A hung agent: the first miss after the ping timeout (2 s), every
+    # later one after libvirt's 5 s guest-sync floor.
+    host = FakeHost(clock, domains=['a', 'b'],
+                    outcomes={'a': Outcome.MISSED}, costs={'a': [2.0, 5.0]})
+    tracker = FakeTracker()
+    sched = make(host, tracker, interval=10.0, ping_timeout=2,
+                 confirm_interval=1.0, failure_threshold=3)
+    stop = StopAfterRounds(clock, tracker, 4)
+    sched.run(stop)
+    # 2nd and 3rd pings 1 s after the previous one ended; after the 3rd
+    # miss (the threshold) back to one ping per interval.
+    assert host.started['a'] == [1000.0, 1003.0, 1009.0, 1019.0]
+    assert stop.waits == [1.0, 1.0, 5.0, 5.0]
+    # The early rounds ping the answering domains too: the breaker
+    # always judges the whole host.
+    assert len(host.started['b']) == 4
+    assert all(set(r) == {'a', 'b'} for r in tracker.rounds)
+
+
+def test_misses_held_by_the_breaker_are_not_confirmed_early():
+    clock = FakeClock()
+    host = FakeHost(clock, domains=['a', 'b'],
+                    outcomes={'a': Outcome.MISSED}, costs={'a': [2.0, 5.0]})
+    tracker = FakeTracker(held=True)
+    sched = make(host, tracker, interval=10.0, confirm_interval=1.0)
+    stop = StopAfterRounds(clock, tracker, 3)
+    sched.run(stop)
+    assert host.started['a'] == [1000.0, 1010.0, 1020.0]
+    assert stop.waits == [8.0, 5.0, 5.0]
+
+
+def test_an_answer_ends_the_confirmations():
+    clock = FakeClock()
+    host = FakeHost(clock, domains=['a'],
+                    outcomes={'a': [Outcome.MISSED, Outcome.OK]},
+                    costs={'a': [2.0, 0.0]})
+    tracker = FakeTracker()
+    sched = make(host, tracker, interval=10.0, confirm_interval=1.0)
+    stop = StopAfterRounds(clock, tracker, 3)
+    sched.run(stop)
+    assert host.started['a'] == [1000.0, 1003.0, 1013.0]
+    assert stop.waits == [1.0, 10.0, 10.0]
+
+
+def test_last_progress_is_the_end_of_the_last_completed_round():
+    clock = FakeClock()
+    host = FakeHost(clock, domains=['a'], ping_cost=0.5)
+    sched = make(host, interval=10.0, ping_timeout=2)
+    sched.ensure_connected()
+    # What the liveness check reads.
+    assert (sched.interval, sched.ping_timeout) == (10.0, 2)
+    assert sched.last_progress_at is None
+    sched.sweep()
+    assert sched.last_progress_at == 1000.5
+
+    def broken():
+        raise libvirt_host.LibvirtUnavailable('EOF')
+
+    host.list_domains = broken
+    clock.now = 1100.0
+    sched.sweep()
+    assert sched.last_progress_at == 1000.5
+
+
+def test_a_ping_that_raises_affects_that_domain_alone(caplog):
+    clock = FakeClock()
+    host = FakeHost(clock, domains=['a', 'b'])
+    host.errors = {'a': TypeError('bad argument')}
+    tracker = FakeTracker()
+    sched = make(host, tracker)
+    sched.ensure_connected()
+    for _ in range(3):
+        sched.sweep()
+    assert [set(r) for r in tracker.rounds] == [{'b'}] * 3
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and 'vm-a (a)' in errors[0].getMessage()
+
+
+
+def test_agents_already_reported_never_hold_up_a_confirmation():
+    clock = FakeClock()
+    old = ['old1', 'old2', 'old3']
+    host = FakeHost(clock, domains=old + ['new', 'ok'],
+                    outcomes={u: Outcome.MISSED for u in old})
+    tracker = FakeTracker()
+    sched = make(host, tracker, interval=0.01, confirm_interval=0.0,
+                 failure_threshold=1, max_concurrent_pings=5)
+    sched.ensure_connected()
+    sched.sweep()                        # old1..3 reported on their miss
+    sched.failure_threshold = 3
+    host.outcomes['new'] = Outcome.MISSED
+    hung = eventlet_event.Event()
+    host.hangs = {u: hung for u in old}
+    sched.sweep()                        # new misses; old1..3 hang
+    sched.sweep()                        # new is confirmed all the same
+    assert len(host.started['new']) == 3
+    assert sum(len(host.started[u]) for u in old) == 1 + 3, (
+        'the silent lane has one slot')
+    hung.send()
+
+
+
+class NativeHost(FakeHost):
+    """Pings that block their native thread, as libvirt's do."""
+
+    def ping(self, domain, timeout):
+        if domain.uuid in self.errors:
+            raise self.errors[domain.uuid]
+        time.sleep(0.01)
+        return ping_outcome.PingResult(Outcome.OK, 'ok', 0.0, 0.01)
+
+
+def test_pings_run_on_native_threads_that_never_log(caplog):
+    # Log handlers take green locks under eventlet: a native thread that
+    # logs can deadlock the hub. A failed ping is logged on the green side.
+    clock = FakeClock()
+    host = NativeHost(clock, domains=['a', 'b', 'c'])
+    host.errors = {'a': TypeError('bad argument')}
+    tracker = FakeTracker()
+    sched = scheduler_mod.Scheduler(
+        host, tracker, interval=2.0, ping_timeout=1, max_concurrent_pings=5,
+        clock=clock, execute=direct, native_pings=True)
+    sched.ensure_connected()
+    caplog.set_level(logging.DEBUG)
+    with eventlet.Timeout(10):
+        sched.sweep()
+    assert set(tracker.rounds[0]) == {'b', 'c'}
+    assert any('Cannot ping domain vm-a' in r.getMessage()
+               for r in caplog.records)
+    assert {r.thread for r in caplog.records} == {threading.get_ident()}

@@ -1,0 +1,192 @@
+"""Where the scheduler's blocking libvirt calls run, and how their
+outcomes come back.
+
+A pool runs at most ``size`` calls at once, in the order submitted, and
+posts each outcome, ``(tag, ok, value)`` (the return value, or the
+exception when ``ok`` is False), to a ``Mailbox`` that one green thread
+empties. A call also holds the ``shared`` semaphores, taken in the order
+given (every pool must list them in one order), so that several pools
+together stay within one budget.
+
+``NativePool`` runs calls on native threads of its own, which take the
+next call as soon as one ends: a lane of pings runs at full speed without
+the hub. The threads only run the call, append the outcome to a deque and,
+when the green side sleeps, write one byte to a pipe; they never log or
+touch anything green. The green side wakes a few times per ten
+milliseconds at most and drains every outcome at once, which costs the hub
+far less than ``tpool.execute`` per call (a green event, a queue hand-off
+and a wake-up each).
+
+``GreenPool`` runs each call in a green thread through an ``execute``
+function, for tests (with a direct call) and for callers that have no
+native threads.
+"""
+
+import collections
+import os
+
+import eventlet
+from eventlet import hubs
+from eventlet import patcher
+from eventlet import semaphore as eventlet_semaphore
+
+_native_threading = patcher.original('threading')
+_native_queue = patcher.original('queue')
+# Monkey-patched os.read/os.write would wait in the hub; the native
+# threads must never, and the green side reads only what is there.
+_native_os = patcher.original('os')
+
+
+class Mailbox:
+    """Outcomes posted from any thread, taken by one green thread."""
+
+    def __init__(self, linger=0.0):
+        # Seconds the green side waits after a wake-up so that outcomes
+        # ending close together are taken in one go.
+        self.linger = linger
+        self._ended = collections.deque()
+        self._asleep = False
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._read_fd, False)
+        os.set_blocking(self._write_fd, False)
+
+    def post(self, outcome):
+        self._ended.append(outcome)
+        if self._asleep:
+            self._asleep = False
+            try:
+                _native_os.write(self._write_fd, b'x')
+            except BlockingIOError:
+                pass  # the pipe is full: the reader is due to wake anyway
+
+    def wait(self):
+        """Block the calling green thread until something was posted;
+        return everything posted so far."""
+        while not self._ended:
+            self._asleep = True
+            if self._ended:  # posted before it saw us asleep
+                break
+            hubs.trampoline(self._read_fd, read=True)
+            try:
+                while _native_os.read(self._read_fd, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+        self._asleep = False
+        if self.linger:
+            eventlet.sleep(self.linger)
+        ended = []
+        while True:
+            try:
+                ended.append(self._ended.popleft())
+            except IndexError:
+                return ended
+
+    def close(self):
+        for fd in (self._read_fd, self._write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class Slots:
+    """A semaphore for native threads where pools with priority go
+    first: while one of them waits, the others do not take a freed slot.
+    (A plain semaphore lets a thread that releases a slot take it again
+    at once, so a busy pool could keep a waiting one out for long.)"""
+
+    def __init__(self, value):
+        self._cond = _native_threading.Condition(_native_threading.Lock())
+        self._free = value
+        self._first_waiting = 0
+
+    def acquire(self, priority=False):
+        with self._cond:
+            if priority:
+                self._first_waiting += 1
+            try:
+                while not self._free or (self._first_waiting
+                                         and not priority):
+                    self._cond.wait()
+            finally:
+                if priority:
+                    self._first_waiting -= 1
+            self._free -= 1
+
+    def release(self):
+        with self._cond:
+            self._free += 1
+            self._cond.notify_all()
+
+
+class NativePool:
+    """At most ``size`` calls at once on native threads. With
+    ``priority``, its calls take the ``shared`` slots before those of
+    pools without."""
+
+    def __init__(self, size, mailbox, shared=(), priority=False):
+        self.size = size
+        self._mailbox = mailbox
+        self._shared = tuple(shared)
+        self._priority = priority
+        self._requests = _native_queue.SimpleQueue()
+        self._threads = []
+
+    @staticmethod
+    def semaphore(value):
+        return Slots(value)
+
+    def submit(self, func, args, tag):
+        if len(self._threads) < self.size:
+            thread = _native_threading.Thread(target=self._work, daemon=True,
+                                              name='ping')
+            thread.start()
+            self._threads.append(thread)
+        self._requests.put((func, args, tag))
+
+    def _work(self):
+        while True:
+            func, args, tag = self._requests.get()
+            for slots in self._shared:
+                slots.acquire(self._priority)
+            try:
+                outcome = (tag, True, func(*args))
+            except Exception as exc:  # handed to the green side as is
+                outcome = (tag, False, exc)
+            finally:
+                for slots in reversed(self._shared):
+                    slots.release()
+            self._mailbox.post(outcome)
+
+
+class GreenPool:
+    """At most ``size`` calls at once, each in a green thread, through
+    ``execute``."""
+
+    def __init__(self, size, mailbox, execute, shared=(), priority=False):
+        # Green threads switch only where they wait: no pool can keep
+        # another out, so ``priority`` changes nothing here.
+        self.size = size
+        self._mailbox = mailbox
+        self._execute = execute
+        self._shared = (eventlet_semaphore.Semaphore(size),) + tuple(shared)
+
+    @staticmethod
+    def semaphore(value):
+        return eventlet_semaphore.Semaphore(value)
+
+    def submit(self, func, args, tag):
+        eventlet.spawn_n(self._work, func, args, tag)
+
+    def _work(self, func, args, tag):
+        for semaphore in self._shared:
+            semaphore.acquire()
+        try:
+            outcome = (tag, True, self._execute(func, *args))
+        except Exception as exc:  # handed to the waiter as is
+            outcome = (tag, False, exc)
+        finally:
+            for semaphore in reversed(self._shared):
+                semaphore.release()
+        self._mailbox.post(outcome)
