@@ -273,6 +273,9 @@ class Scheduler:
         # listed, pinged and the results applied); None before the first.
         # The liveness check compares it with interval and ping_timeout.
         self.last_progress_at = None
+        # Monotonic time the loop last came round, reconnect waits
+        # included: the systemd watchdog is fed while it does.
+        self.last_loop_at = None
 
     @classmethod
     def from_conf(cls, conf, host, tracker, on_connected=None,
@@ -486,6 +489,7 @@ class Scheduler:
         """Run rounds until ``stop_event`` is set."""
         while not stop_event.is_set():
             started = self._clock()
+            self.last_loop_at = started
             try:
                 retry_in = self.ensure_connected()
                 if retry_in:

@@ -26,6 +26,8 @@ from monitor import metrics_server
 from monitor import notifier
 from monitor import outbox as outbox_mod
 from monitor import scheduler as scheduler_mod
+from monitor import status_server
+from monitor import systemd_notify
 
 LOG = logging.getLogger(__name__)
 
@@ -70,7 +72,33 @@ class MonitorService:
             # Bound now, so that a port in use stops the daemon at start
             # with the address in the error, like any other bad setting.
             self.metrics_server.listen()
+        self.status_server = status_server.StatusServer.from_conf(
+            conf, self.status_snapshot)
+        self.status_server.listen()
+        self.systemd = systemd_notify.SystemdNotifier.from_environ()
+        # The loop counts as stuck once it has not come round for this
+        # long; reconnect waits count as coming round, so systemd does not
+        # restart a daemon that is only waiting for libvirt.
+        self._stall_after = systemd_notify.sweep_stall_after(
+            conf.monitor.interval, conf.monitor.ping_timeout,
+            conf.libvirt.reconnect_max_delay)
+        self._started_at = time.monotonic()
+        self.watchdog = systemd_notify.WatchdogKeeper.from_environ(
+            self.systemd, self.loop_alive)
         self._threads = []
+
+    def loop_alive(self):
+        """True while the scheduler's loop keeps coming round."""
+        last = self.scheduler.last_loop_at
+        since = self._started_at if last is None else last
+        return time.monotonic() - since <= self._stall_after
+
+    def status_snapshot(self):
+        """What ``guest-health-monitor-status`` shows."""
+        return status_server.build_snapshot(
+            self.store.all(), self.outbox.latest_per_domain(),
+            self.conf.host, self._clock(),
+            libvirt_connected=self.scheduler.connected)
 
     def _on_connected(self, conn):
         try:
@@ -130,6 +158,15 @@ class MonitorService:
         ]
         if self.metrics_server is not None:
             self._threads.append(eventlet.spawn(self._serve_metrics))
+        self._threads.append(
+            eventlet.spawn(self.status_server.serve, self.stop_event))
+        if self.watchdog is not None:
+            self._threads.append(
+                eventlet.spawn(self.watchdog.run, self.stop_event))
+        # Ready once the loops run: waiting for libvirt is part of running
+        # as intended, and a unit that never became ready would only be
+        # restarted in a loop that cannot bring libvirt back.
+        self.systemd.ready('Monitoring guests on %s' % self.host.uri)
 
     def _serve_metrics(self):
         # stop() may run in a signal handler, where killing a green
@@ -140,6 +177,7 @@ class MonitorService:
         self.metrics_server.stop()
 
     def stop(self):
+        self.systemd.stopping()
         self.stop_event.set()
         self.delivery.wake()
 
@@ -160,9 +198,11 @@ class MonitorService:
         if self.metrics_server is not None:
             # Before the outbox closes: a scrape reads it.
             self.metrics_server.stop()
+        self.status_server.close()
         self.store.close()
         self.outbox.close()
         if self.host.connection is not None:
             self.events.deregister(self.host.connection)
         self.host.close()
         self.events.close()
+        self.systemd.close()

@@ -232,6 +232,21 @@ def test_libvirt_down_at_start_is_retried_with_capped_backoff(caplog):
     assert sched.connected
 
 
+def test_the_loop_comes_round_while_it_waits_for_libvirt():
+    # The systemd watchdog is fed from last_loop_at: a daemon waiting for
+    # libvirt runs as intended and must not be restarted.
+    clock = FakeClock()
+    host = FakeHost(clock, domains=['a'])
+    host.connect_failures = 100
+    sched = make(host)
+    assert sched.last_loop_at is None
+
+    sched.run(StopAfter(clock, 4))
+
+    assert sched.last_loop_at == 1000.0 + 1.0 + 2.0 + 4.0
+    assert sched.last_progress_at is None
+
+
 def test_a_lost_connection_is_rebuilt_before_the_next_sweep():
     clock = FakeClock()
     host = FakeHost(clock, domains=['a'])
