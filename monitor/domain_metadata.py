@@ -95,6 +95,10 @@ def parse_settings(text):
         element = _fromstring(text)
     except etree.XMLSyntaxError as exc:
         return Parsed(DEFAULTS, 'metadata is not XML: %s' % exc)
+    if element.getroottree().docinfo.doctype:
+        # libvirt never returns one; entities declared in it would be
+        # expanded into attribute values.
+        return Parsed(DEFAULTS, 'metadata must not carry a DOCTYPE')
     return settings_from_element(element)
 
 
