@@ -17,6 +17,7 @@ import http.server
 import json
 import sys
 import threading
+import time
 import typing
 
 from monitor import webhook
@@ -63,7 +64,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                            self.headers.get(webhook.SIGNATURE_HEADER)))
         with receiver.lock:
             receiver.deliveries.append(delivery)
-            receiver.arrived.notify_all()
         if receiver.on_delivery is not None:
             receiver.on_delivery(delivery)
         self._answer(receiver.responder(delivery))
@@ -84,7 +84,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
-    allow_reuse_address = True
 
 
 class WebhookReceiver:
@@ -100,7 +99,6 @@ class WebhookReceiver:
         self.on_delivery = on_delivery
         self.deliveries = []
         self.lock = threading.Lock()
-        self.arrived = threading.Condition(self.lock)
         self._server = None
         self._thread = None
 
@@ -140,10 +138,13 @@ class WebhookReceiver:
 
     def wait_for(self, count, timeout):
         """Wait until ``count`` deliveries arrived; returns them all."""
-        with self.lock:
-            self.arrived.wait_for(lambda: len(self.deliveries) >= count,
-                                  timeout)
-            return list(self.deliveries)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                got = list(self.deliveries)
+            if len(got) >= count or time.monotonic() >= deadline:
+                return got
+            time.sleep(0.05)
 
 
 def _print_delivery(delivery):
