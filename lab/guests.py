@@ -112,8 +112,13 @@ def console_log_path(name):
     return os.path.join(CONSOLE_DIR, '%s.log' % name)
 
 
-def domain_xml(name, uuid, memory_mib=MEMORY_MIB):
-    """The libvirt domain XML of one lab guest."""
+def domain_xml(name, uuid, memory_mib=MEMORY_MIB, graphics=False):
+    """The libvirt domain XML of one lab guest.
+
+    With ``graphics`` the guest gets a VGA card and a VNC display on a
+    unix socket libvirt places itself (no TCP port), so that screenshots
+    can be taken.
+    """
     domain = etree.Element('domain', type='qemu')
     etree.SubElement(domain, 'name').text = name
     etree.SubElement(domain, 'uuid').text = uuid
@@ -146,6 +151,12 @@ def domain_xml(name, uuid, memory_mib=MEMORY_MIB):
     etree.SubElement(control, 'source', mode='bind',
                      path=control_socket_path(name))
     etree.SubElement(control, 'target', type='virtio', name=CONTROL_CHANNEL)
+
+    if graphics:
+        display = etree.SubElement(devices, 'graphics', type='vnc')
+        etree.SubElement(display, 'listen', type='socket')
+        video = etree.SubElement(devices, 'video')
+        etree.SubElement(video, 'model', type='vga')
 
     etree.SubElement(devices, 'controller', type='usb', model='none')
     etree.SubElement(devices, 'memballoon', model='none')
@@ -256,8 +267,10 @@ def _ensure_run_dirs():
 class Guest:
     """One lab domain: its libvirt handle, agent access and fault controls."""
 
-    def __init__(self, conn, name=None, uuid=None, memory_mib=MEMORY_MIB):
+    def __init__(self, conn, name=None, uuid=None, memory_mib=MEMORY_MIB,
+                 graphics=False):
         self.conn = conn
+        self.graphics = graphics
         self.name = name or next_name()
         self.uuid = uuid or str(uuid_lib.uuid4())
         self.memory_mib = memory_mib
@@ -279,7 +292,8 @@ class Guest:
     def define(self):
         _ensure_run_dirs()
         self.dom = self.conn.defineXML(
-            domain_xml(self.name, self.uuid, self.memory_mib))
+            domain_xml(self.name, self.uuid, self.memory_mib,
+                       self.graphics))
         return self
 
     def start(self):

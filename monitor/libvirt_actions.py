@@ -114,7 +114,8 @@ def act(dom, action):
 # -- evidence -----------------------------------------------------------------
 
 def screenshot(dom, max_bytes=MAX_SCREENSHOT_BYTES):
-    """The guest's screen (screen 0) as libvirt hands it out (QEMU: PPM)."""
+    """The guest's screen (screen 0) as libvirt hands it out: PNG from
+    QEMU 7.2 with libvirt 9, PPM from older pairs."""
     stream = None
     try:
         stream = dom.connect().newStream(0)
