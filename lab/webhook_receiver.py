@@ -111,18 +111,24 @@ class WebhookReceiver:
         self._server.receiver = self
         # Keep the port across stop() and start(): the daemon's url stays.
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={'poll_interval': 0.05},
-                                        daemon=True)
+        self._server.timeout = 0.05
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
         return self
+
+    def _serve(self):
+        # A loop of its own rather than serve_forever(): shutdown() waits
+        # for serve_forever without a bound.
+        while not self._stopping.is_set():
+            self._server.handle_request()
 
     def stop(self):
         if self._server is None:
             return
-        self._server.shutdown()
+        self._stopping.set()
+        self._thread.join(5.0)
         self._server.server_close()
-        self._thread.join()
         self._server = None
 
     def __enter__(self):
