@@ -119,7 +119,7 @@ def console_log_path(name):
 
 
 def domain_xml(name, uuid, memory_mib=MEMORY_MIB, pvpanic=False,
-               disk=False, watchdog=False):
+               disk=False, watchdog=False, graphics=False):
     """The libvirt domain XML of one lab guest.
 
     ``pvpanic``: a pvpanic device (``<panic model='isa'/>``), so that a
@@ -129,6 +129,8 @@ def domain_xml(name, uuid, memory_mib=MEMORY_MIB, pvpanic=False,
     virtio-blk data disk (/dev/vda in the guest) for 'disk-writer'.
     ``watchdog``: an i6300esb watchdog whose firing libvirt only reports
     (action none), for 'watchdog-hang'.
+    ``graphics``: a VGA card and a VNC display on a unix socket libvirt
+    places itself (no TCP port), so that screenshots can be taken.
     """
     domain = etree.Element('domain', type='qemu')
     etree.SubElement(domain, 'name').text = name
@@ -174,6 +176,11 @@ def domain_xml(name, uuid, memory_mib=MEMORY_MIB, pvpanic=False,
     if watchdog:
         etree.SubElement(devices, 'watchdog', model='i6300esb',
                          action='none')
+    if graphics:
+        display = etree.SubElement(devices, 'graphics', type='vnc')
+        etree.SubElement(display, 'listen', type='socket')
+        video = etree.SubElement(devices, 'video')
+        etree.SubElement(video, 'model', type='vga')
 
     etree.SubElement(devices, 'controller', type='usb', model='none')
     etree.SubElement(devices, 'memballoon', model='none')
@@ -287,8 +294,10 @@ class Guest:
     """One lab domain: its libvirt handle, agent access and fault controls."""
 
     def __init__(self, conn, name=None, uuid=None, memory_mib=MEMORY_MIB,
-                 pvpanic=False, disk=False, watchdog=False):
+                 pvpanic=False, disk=False, watchdog=False,
+                 graphics=False):
         self.conn = conn
+        self.graphics = graphics
         self.name = name or next_name()
         self.uuid = uuid or str(uuid_lib.uuid4())
         self.memory_mib = memory_mib
@@ -318,7 +327,7 @@ class Guest:
         self.dom = self.conn.defineXML(
             domain_xml(self.name, self.uuid, self.memory_mib,
                        pvpanic=self.pvpanic, disk=self.disk,
-                       watchdog=self.watchdog))
+                       watchdog=self.watchdog, graphics=self.graphics))
         return self
 
     def start(self):
