@@ -384,16 +384,18 @@ def test_the_shared_wakeup_sends_at_once_and_stop_returns_at_once(outbox):
     assert loop.stop()
 
 
-def test_the_loop_survives_an_unexpected_error(outbox, caplog):
-    class FlakyClient(ScriptedClient):
+def deliver_through_a_first_failure(outbox, error, retry_policy):
+    """Run the worker's loop with a client whose first send raises
+    ``error`` until the notification is delivered."""
+    class FailingOnce(ScriptedClient):
         def send(self, notification):
             if not self.sent:
                 self.sent.append(notification)
-                raise RuntimeError('surprise')
+                raise error
             return super().send(notification)
     n = notification()
-    worker = DeliveryWorker(outbox, FlakyClient(ACCEPTED),
-                            retry_policy=RetryPolicy(max_delay=0.05))
+    worker = DeliveryWorker(outbox, FailingOnce(ACCEPTED),
+                            retry_policy=retry_policy)
     outbox.enqueue(n, time.time())
 
     loop = Loop(worker)
@@ -403,30 +405,22 @@ def test_the_loop_survives_an_unexpected_error(outbox, caplog):
         assert time.monotonic() < deadline
         time.sleep(0.01)
     assert loop.stop()
+
+
+def test_the_loop_survives_an_unexpected_error(outbox, caplog):
+    deliver_through_a_first_failure(outbox, RuntimeError('surprise'),
+                                    RetryPolicy(max_delay=0.05))
+
     [record] = [r for r in caplog.records if r.exc_info]
     assert 'Delivery pass failed' in record.getMessage()
 
 
 def test_an_outbox_locked_elsewhere_postpones_the_pass_without_a_trace(
         outbox, caplog):
-    class LockedOnce(ScriptedClient):
-        def send(self, notification):
-            if not self.sent:
-                self.sent.append(notification)
-                raise outbox_mod.OutboxBusy(outbox.path, 30)
-            return super().send(notification)
-    n = notification()
-    worker = DeliveryWorker(outbox, LockedOnce(ACCEPTED),
-                            retry_policy=RetryPolicy(initial_delay=0.05))
-    outbox.enqueue(n, time.time())
+    deliver_through_a_first_failure(outbox,
+                                    outbox_mod.OutboxBusy(outbox.path, 30),
+                                    RetryPolicy(initial_delay=0.05))
 
-    loop = Loop(worker)
-
-    deadline = time.monotonic() + 10
-    while outbox.get(n.id).status != 'delivered':
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    assert loop.stop()
     assert not [r for r in caplog.records if r.exc_info]
     assert any('postponed' in r.getMessage() and 'locked' in r.getMessage()
                for r in caplog.records if r.levelno == logging.WARNING)
