@@ -7,7 +7,8 @@ recorded it, or after the outbox recorded the delivery but before the
 domain's state was looked at again. Started again without the hook, on the
 same state_path, it must leave exactly one notification per guest crash in
 the real masakari-api, and notify a later crash of the same guest again,
-with the in-memory state store (lost at the kill) and the dbm one (kept).
+with the in-memory state store (lost at the kill) and the sqlite one
+(kept).
 
 One guest per step, shared by the whole run of one backend, to keep the
 number of guest boots low. Failure threshold 2 (not 3) and no agent
@@ -64,8 +65,8 @@ def wait_logged(daemon, offset, pattern, timeout):
 
 
 @pytest.mark.parametrize('backend', ['dogpile.cache.memory',
-                                     'dogpile.cache.dbm'],
-                         ids=['memory', 'dbm'])
+                                     'guest_health_monitor.sqlite'],
+                         ids=['memory', 'sqlite'])
 def test_a_daemon_killed_at_each_step_notifies_each_crash_once(
         backend, lab_guests, masakari, monitor_daemon, monkeypatch,
         tmp_path):
@@ -104,7 +105,7 @@ def test_a_daemon_killed_at_each_step_notifies_each_crash_once(
                             lambda: stored_for(masakari, victim.uuid), 30,
                             again)
         assert len(stored) == 1
-        if backend == 'dogpile.cache.dbm':
+        if backend == 'guest_health_monitor.sqlite':
             # The record survived the kill: the delivery is seen in the
             # outbox, whatever step the kill interrupted.
             wait_logged(again, offset,
