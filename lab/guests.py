@@ -290,6 +290,10 @@ def _ensure_run_dirs():
     os.makedirs(CONSOLE_DIR, exist_ok=True)
 
 
+# Tries of virDomainCreate when the host answers EAGAIN.
+START_ATTEMPTS = 3
+
+
 class Guest:
     """One lab domain: its libvirt handle, agent access and fault controls."""
 
@@ -333,7 +337,18 @@ class Guest:
     def start(self):
         if self.dom is None:
             self.define()
-        self.dom.create()
+        for attempt in range(START_ATTEMPTS):
+            try:
+                self.dom.create()
+                break
+            except libvirt.libvirtError as exc:
+                # Seen when several guests start at once: the kernel
+                # refuses a device cgroup BPF program for a moment (EAGAIN).
+                # The host, not the guest, is busy; try again shortly.
+                if 'temporarily unavailable' not in str(exc) or \
+                        attempt == START_ATTEMPTS - 1:
+                    raise
+                time.sleep(1.0)
         self.started_at = time.monotonic()
         self.boot_seconds = None
         return self
