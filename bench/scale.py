@@ -10,7 +10,7 @@ one of them reached a local notification sink (an HTTP server on
 The peer runs on the same edge, capped in time.
 
     .venv/bin/python -m bench.scale [--sizes 100,500,2000,5000]
-        [--backends memory,dbm] [--rounds 3] [--no-peer] [--code DIR]
+        [--backends memory,sqlite] [--rounds 3] [--no-peer] [--code DIR]
 
 ``--code DIR`` runs the daemon from another checkout of the monitor (for a
 before/after comparison on the same edge). Figures only; nothing is
@@ -48,7 +48,8 @@ _SWEEP = re.compile(r'Sweep: (\d+) domains listed, (\d+) pinged, '
 _PEER_SWEEP = re.compile(r'Peer sweep started at ([\d.]+) took ([\d.]+) s, '
                          r'(\d+) pinged')
 
-BACKENDS = {'memory': 'dogpile.cache.memory', 'dbm': 'dogpile.cache.dbm'}
+BACKENDS = {'memory': 'dogpile.cache.memory', 'dbm': 'dogpile.cache.dbm',
+            'sqlite': 'guest_health_monitor.sqlite'}
 
 
 class Sink:
@@ -385,7 +386,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--sizes', default='100,500,2000,5000')
     parser.add_argument('--backends', default='memory',
-                        help='memory, dbm or a dogpile backend name')
+                        help='memory, sqlite, dbm or a dogpile backend name')
     parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--hung', type=float, default=0.01,
                         help='fraction of agents hung at the largest size '
