@@ -28,6 +28,7 @@ from monitor import config
 from monitor import delivery
 from monitor import notification as notification_mod
 from monitor import outbox as outbox_mod
+from monitor.text_table import format_table
 
 PROG = 'guest-health-monitor-outbox'
 
@@ -54,16 +55,6 @@ def _when(epoch_seconds):
         epoch_seconds)
 
 
-def _table(header, rows):
-    widths = [max(len(str(cell)) for cell in column)
-              for column in zip(header, *rows)]
-    lines = []
-    for row in (header, *rows):
-        cells = [str(cell).ljust(width) for cell, width in zip(row, widths)]
-        lines.append('  '.join(cells).rstrip())
-    return '\n'.join(lines)
-
-
 def _print_entries(entries, empty, when_column, last_column, when, out):
     if not entries:
         print(empty, file=out)
@@ -72,7 +63,7 @@ def _print_entries(entries, empty, when_column, last_column, when, out):
              e.notification.generated_time, e.attempts, _when(when(e)),
              e.last_error or '')
             for e in entries]
-    print(_table(('ID', 'DOMAIN', 'INSTANCE', 'GENERATED', 'ATTEMPTS',
+    print(format_table(('ID', 'DOMAIN', 'INSTANCE', 'GENERATED', 'ATTEMPTS',
                   when_column, last_column), rows), file=out)
 
 

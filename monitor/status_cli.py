@@ -24,6 +24,7 @@ from oslo_config import cfg
 
 from monitor import config
 from monitor import status_server
+from monitor.text_table import format_table
 
 PROG = 'guest-health-monitor-status'
 
@@ -108,16 +109,6 @@ def fetch(path, timeout=TIMEOUT):
     return document
 
 
-def _table(header, rows):
-    widths = [max(len(str(cell)) for cell in column)
-              for column in zip(header, *rows)]
-    lines = []
-    for row in (header, *rows):
-        cells = [str(cell).ljust(width) for cell, width in zip(row, widths)]
-        lines.append('  '.join(cells).rstrip())
-    return '\n'.join(lines)
-
-
 def _notification_cell(shown):
     if not shown:
         return '-'
@@ -131,7 +122,7 @@ def _notification_cell(shown):
     return ' '.join(parts)
 
 
-def format_table(document):
+def formatformat_table(document):
     domains = document.get('domains', [])
     lines = []
     if not domains:
@@ -143,7 +134,7 @@ def format_table(document):
                  d['misses'], d['last_answer'] or '-',
                  _notification_cell(d.get('notification')))
                 for d in domains]
-        lines.append(_table(('NAME', 'UUID', 'STATE', 'MISSES',
+        lines.append(format_table(('NAME', 'UUID', 'STATE', 'MISSES',
                              'LAST ANSWER', 'NOTIFICATION'), rows))
     if document.get('libvirt_connected') is False:
         lines.append('libvirt is not connected; the daemon keeps trying. '
@@ -176,7 +167,7 @@ def main(argv=None, out=None, err=None):
     if conf.json:
         print(json.dumps(document, indent=2, sort_keys=True), file=out)
     else:
-        print(format_table(document), file=out)
+        print(formatformat_table(document), file=out)
     return 0
 
 
