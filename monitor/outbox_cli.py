@@ -28,7 +28,7 @@ from monitor import config
 from monitor import delivery
 from monitor import notification as notification_mod
 from monitor import outbox as outbox_mod
-from monitor.text_table import format_table
+from monitor import text_table
 
 PROG = 'guest-health-monitor-outbox'
 
@@ -63,7 +63,7 @@ def _print_entries(entries, empty, when_column, last_column, when, out):
              e.notification.generated_time, e.attempts, _when(when(e)),
              e.last_error or '')
             for e in entries]
-    print(format_table(('ID', 'DOMAIN', 'INSTANCE', 'GENERATED', 'ATTEMPTS',
+    print(text_table.format_table(('ID', 'DOMAIN', 'INSTANCE', 'GENERATED', 'ATTEMPTS',
                   when_column, last_column), rows), file=out)
 
 

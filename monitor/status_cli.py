@@ -24,7 +24,7 @@ from oslo_config import cfg
 
 from monitor import config
 from monitor import status_server
-from monitor.text_table import format_table
+from monitor import text_table
 
 PROG = 'guest-health-monitor-status'
 
@@ -122,7 +122,7 @@ def _notification_cell(shown):
     return ' '.join(parts)
 
 
-def formatformat_table(document):
+def format_table(document):
     domains = document.get('domains', [])
     lines = []
     if not domains:
@@ -134,7 +134,7 @@ def formatformat_table(document):
                  d['misses'], d['last_answer'] or '-',
                  _notification_cell(d.get('notification')))
                 for d in domains]
-        lines.append(format_table(('NAME', 'UUID', 'STATE', 'MISSES',
+        lines.append(text_table.format_table(('NAME', 'UUID', 'STATE', 'MISSES',
                              'LAST ANSWER', 'NOTIFICATION'), rows))
     if document.get('libvirt_connected') is False:
         lines.append('libvirt is not connected; the daemon keeps trying. '
@@ -167,7 +167,7 @@ def main(argv=None, out=None, err=None):
     if conf.json:
         print(json.dumps(document, indent=2, sort_keys=True), file=out)
     else:
-        print(formatformat_table(document), file=out)
+        print(format_table(document), file=out)
     return 0
 
 
