@@ -59,8 +59,8 @@ except ImportError:  # pragma: no cover - hosts without the binding
     libvirt = None
 
 # DomainEvent.kind of a watchdog event (event: the watchdog action,
-# detail: 0), next to lifecycle.KIND_LIFECYCLE and the others.
-KIND_WATCHDOG = 'watchdog'
+# detail: 0).
+KIND_WATCHDOG = lifecycle.KIND_WATCHDOG
 
 
 class Decision(typing.NamedTuple):

@@ -36,6 +36,7 @@ _native_os = patcher.original('os')
 _KIND_LIFECYCLE = 'lifecycle'
 _KIND_REBOOT = 'reboot'
 _KIND_AGENT = 'agent'
+_KIND_WATCHDOG = lifecycle.KIND_WATCHDOG
 
 
 class EventsUnavailable(Exception):
@@ -113,6 +114,9 @@ class EventBridge:
     def _on_agent(self, _conn, dom, state, reason, _opaque):
         self._put_event(dom, _KIND_AGENT, state, reason)
 
+    def _on_watchdog(self, _conn, dom, action, _opaque):
+        self._put_event(dom, _KIND_WATCHDOG, action, 0)
+
     def _put_event(self, dom, kind, event, detail):
         try:
             item = lifecycle.DomainEvent(dom.UUIDString(), dom.name(), kind,
@@ -130,7 +134,8 @@ class EventBridge:
     # -- registration (called from the scheduler after each connect) --------
 
     def register(self, conn):
-        """Subscribe to lifecycle, reboot and agent events on ``conn``.
+        """Subscribe to lifecycle, reboot, agent and watchdog events on
+        ``conn``.
 
         :raises EventsUnavailable: libvirt refused a subscription (the
             connection died meanwhile); none is left registered.
@@ -140,7 +145,8 @@ class EventBridge:
                 (libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle),
                 (libvirt.VIR_DOMAIN_EVENT_ID_REBOOT, self._on_reboot),
                 (libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE,
-                 self._on_agent)):
+                 self._on_agent),
+                (libvirt.VIR_DOMAIN_EVENT_ID_WATCHDOG, self._on_watchdog)):
             try:
                 self._callback_ids.append(conn.domainEventRegisterAny(
                     None, event_id, callback, None))

@@ -11,6 +11,7 @@ import enum
 # virDomainEventID: the callbacks the monitor registers.
 VIR_DOMAIN_EVENT_ID_LIFECYCLE = 0
 VIR_DOMAIN_EVENT_ID_REBOOT = 1
+VIR_DOMAIN_EVENT_ID_WATCHDOG = 3
 VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE = 18
 
 # virDomainEventType: the ``event`` of a lifecycle event.
@@ -35,7 +36,10 @@ VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_REASON_CHANNEL = 2
 KIND_LIFECYCLE = 'lifecycle'
 KIND_REBOOT = 'reboot'
 KIND_AGENT = 'agent'
-KINDS = (KIND_LIFECYCLE, KIND_REBOOT, KIND_AGENT)
+# A watchdog device fired: ``event`` is the watchdog action libvirt took
+# (virDomainEventWatchdogAction), ``detail`` 0.
+KIND_WATCHDOG = 'watchdog'
+KINDS = (KIND_LIFECYCLE, KIND_REBOOT, KIND_AGENT, KIND_WATCHDOG)
 
 _LIFECYCLE_EVENT_NAMES = {
     VIR_DOMAIN_EVENT_DEFINED: 'defined',
@@ -78,9 +82,11 @@ class DomainEvent:
     name: str
     # One of KINDS: which libvirt callback produced it.
     kind: str
-    # lifecycle: virDomainEventType; agent: the agent state; reboot: 0.
+    # lifecycle: virDomainEventType; agent: the agent state; watchdog:
+    # the action; reboot: 0.
     event: int
-    # lifecycle: the event's detail; agent: the reason; reboot: 0.
+    # lifecycle: the event's detail; agent: the reason; reboot, watchdog:
+    # 0.
     detail: int
     # Epoch seconds at which the callback ran.
     at: float
@@ -101,11 +107,11 @@ _LIFECYCLE_ACTIONS = {
     VIR_DOMAIN_EVENT_STOPPED: Action.FORGET,
     VIR_DOMAIN_EVENT_UNDEFINED: Action.FORGET,
     VIR_DOMAIN_EVENT_DEFINED: Action.IGNORE,
-    # A guest panic seen by a pvpanic device. Without such a device the
-    # event never comes, so the pings must catch a dead guest anyway; with
-    # one, the domain either stops or restarts (other events follow) or is
-    # kept 'crashed', where the agent no longer answers and the failure
-    # threshold reports it. Acting here would give two paths to one verdict.
+    # A guest panic seen by a pvpanic device. Nothing changes for the
+    # record's lifecycle: the domain either stops or restarts (other
+    # events follow) or is kept 'crashed' and still pinged. The failure
+    # itself is notified at once by instant_failures, before this action
+    # is applied, and never again by the misses that follow.
     VIR_DOMAIN_EVENT_CRASHED: Action.IGNORE,
 }
 
@@ -122,6 +128,8 @@ def describe(event):
     'stopped (detail 5)' or 'agent disconnected (reason 2)'."""
     if event.kind == KIND_REBOOT:
         return 'reboot'
+    if event.kind == KIND_WATCHDOG:
+        return 'watchdog fired (action %s)' % event.event
     if event.kind == KIND_AGENT:
         name = _AGENT_STATE_NAMES.get(event.event,
                                       'agent state %s' % event.event)
@@ -144,6 +152,11 @@ def action_for(event):
         return Action.REARM
     if event.kind == KIND_AGENT:
         return _AGENT_ACTIONS.get(event.event, Action.IGNORE)
+    if event.kind == KIND_WATCHDOG:
+        # What the watchdog's action does to the domain comes as events
+        # of its own (suspended for pause, stopped for poweroff, reboot
+        # for reset); the failure is instant_failures' to notify.
+        return Action.IGNORE
     raise ValueError(
         "unknown domain event kind '%s' (known: %s)"
         % (event.kind, ', '.join(KINDS)))

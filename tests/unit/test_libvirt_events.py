@@ -248,7 +248,8 @@ def test_it_works_in_the_daemon_where_eventlet_patches_os():
         'in_order': True, 'again': 0}
 
 
-def test_register_subscribes_to_lifecycle_reboot_and_agent_events(bridge):
+def test_register_subscribes_to_lifecycle_reboot_agent_and_watchdog_events(
+        bridge):
     class RecordingConn:
         def __init__(self):
             self.registered = []
@@ -270,15 +271,28 @@ def test_register_subscribes_to_lifecycle_reboot_and_agent_events(bridge):
         (None, libvirt.VIR_DOMAIN_EVENT_ID_REBOOT, bridge._on_reboot, None),
         (None, libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE, bridge._on_agent,
          None),
+        (None, libvirt.VIR_DOMAIN_EVENT_ID_WATCHDOG, bridge._on_watchdog,
+         None),
     ]
     assert [event_id for _d, event_id, _c, _o in conn.registered] == [
         lifecycle.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
         lifecycle.VIR_DOMAIN_EVENT_ID_REBOOT,
-        lifecycle.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE]
+        lifecycle.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE,
+        lifecycle.VIR_DOMAIN_EVENT_ID_WATCHDOG]
 
     bridge.deregister(conn)
     bridge.deregister(conn)  # nothing left to deregister the second time
-    assert conn.deregistered == [41, 42, 43]
+    assert conn.deregistered == [41, 42, 43, 44]
+
+
+def test_a_watchdog_event_comes_out_with_its_action(bridge, conn):
+    dom = conn.lookupByName(NAME)
+    in_native_thread(lambda: bridge._on_watchdog(
+        conn, dom, libvirt.VIR_DOMAIN_EVENT_WATCHDOG_PAUSE, None))
+
+    assert bridge.drain() == [lifecycle.DomainEvent(
+        UUID, NAME, lifecycle.KIND_WATCHDOG,
+        libvirt.VIR_DOMAIN_EVENT_WATCHDOG_PAUSE, 0, 100)]
 
 
 def test_a_refused_subscription_leaves_none_behind(bridge):

@@ -14,7 +14,7 @@ def lifecycle_event(event, detail=0):
 
 def test_constants_equal_libvirts():
     libvirt = pytest.importorskip('libvirt')
-    assert len(LIBVIRT_CONSTANTS) == 17
+    assert len(LIBVIRT_CONSTANTS) == 18
     for name in LIBVIRT_CONSTANTS:
         assert getattr(lc, name) == getattr(libvirt, name), name
 
@@ -92,6 +92,14 @@ def test_unknown_agent_state_is_ignored():
     assert lc.action_for(event) is A.IGNORE
 
 
+@pytest.mark.parametrize('action', range(7))
+def test_a_watchdog_changes_nothing_by_itself(action):
+    # What its action does to the domain comes as events of its own; the
+    # failure is notified by instant_failures.
+    event = lc.DomainEvent(UUID, 'vm', lc.KIND_WATCHDOG, action, 0, 1.0)
+    assert lc.action_for(event) is A.IGNORE
+
+
 def test_unknown_kind_is_a_programming_error():
     event = lc.DomainEvent(UUID, 'vm', 'block_job', 0, 0, 1.0)
     with pytest.raises(ValueError, match="'block_job'"):
@@ -114,6 +122,8 @@ def test_event_is_a_frozen_value():
      'agent disconnected (reason 2)'),
     (lc.DomainEvent(UUID, 'vm', lc.KIND_AGENT, 1, 1, 1.0),
      'agent connected (reason 1)'),
+    (lc.DomainEvent(UUID, 'vm', lc.KIND_WATCHDOG, 1, 0, 1.0),
+     'watchdog fired (action 1)'),
 ])
 def test_describe(event, text):
     assert lc.describe(event) == text
