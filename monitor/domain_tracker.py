@@ -17,7 +17,9 @@ import logging
 import time
 
 from monitor import crash_points
+from monitor import guest_activity
 from monitor import health_policy
+from monitor import instant_failures
 from monitor import lifecycle
 from monitor import metrics as metrics_mod
 from monitor import notification as notification_mod
@@ -42,10 +44,13 @@ _ACTION_EFFECT = {
 class DomainTracker:
 
     def __init__(self, store, policy, breaker, outbox, hostname,
-                 delivery_wakeup=None, clock=time.time, metrics=None):
+                 delivery_wakeup=None, clock=time.time, metrics=None,
+                 silent_periods=None):
         """``delivery_wakeup`` (a ``threading.Event`` shared with the
         delivery worker) is set after each enqueue, so the first attempt
-        is made at once."""
+        is made at once. ``silent_periods`` (guest_activity.SilentPeriods)
+        corroborates a silent agent with the guest's I/O; None: the
+        agent's silence alone reports the guest."""
         self.store = store
         self.policy = policy
         self.breaker = breaker
@@ -54,6 +59,8 @@ class DomainTracker:
         self._delivery_wakeup = delivery_wakeup
         self._clock = clock
         self.metrics = metrics or metrics_mod.MonitorMetrics()
+        self.silent_periods = silent_periods or guest_activity.SilentPeriods(
+            enabled=False)
         # UUIDs of listed domains without an agent channel, so that we
         # say once, not every sweep, that they are not monitored.
         self._unmonitored = set()
@@ -114,6 +121,7 @@ class DomainTracker:
             LOG.info('Domain %s (%s) is no longer running on this host; '
                      'forgetting it', record.name, record.uuid)
         self._expire_stopped(now)
+        self.silent_periods.keep_only(live)
         # A domain that left the listing is looked at afresh (and said
         # again) when it runs here again.
         self._unmonitored &= listed
@@ -131,13 +139,33 @@ class DomainTracker:
 
     # -- ping results ----------------------------------------------------------
 
-    def apply_round(self, results, now=None):
+    def wants_counters(self, uuids):
+        """Of the domains whose ping just missed, those whose guest's
+        I/O counters the next :meth:`apply_round` would use: domains
+        being counted towards (or past) the failure threshold, while
+        corroboration is on."""
+        if not self.silent_periods.enabled:
+            return []
+        wanted = []
+        for uuid in uuids:
+            record = self.store.get(uuid)
+            if record is not None and not record.paused and \
+                    record.state in (states.HEALTHY, states.ERROR):
+                wanted.append(uuid)
+        return wanted
+
+    def apply_round(self, results, now=None, counters=None):
         """Apply one sweep's ping results ({uuid: PingResult}).
+
+        ``counters``: {uuid: guest_activity.DomainCounters} taken after
+        the round's misses, for the domains :meth:`wants_counters` named;
+        a domain left out has none (the stats call failed or was late).
 
         Returns True when the mass-failure breaker held this sweep's
         misses.
         """
         now = self._now(now)
+        counters = counters or {}
         facts = self._outbox_facts()
         current = {}
         for uuid, result in results.items():
@@ -160,9 +188,13 @@ class DomainTracker:
         # already reported dead are no news (counting them would hold
         # back every later failure on the host). Only a ping that was
         # answered or missed says anything about the host.
+        # Guests whose agent is silent while they keep working are no
+        # news either: a host with a few of them must not hold back the
+        # next real failure.
         counted = [(r, res) for r, res in current.values()
                    if r.state in (states.HEALTHY, states.ERROR)
-                   and res.outcome in (Outcome.OK, Outcome.MISSED)]
+                   and res.outcome in (Outcome.OK, Outcome.MISSED)
+                   and not self.silent_periods.is_active(r.uuid)]
         missed = sum(1 for _r, res in counted
                      if res.outcome is Outcome.MISSED)
         held = self.breaker.evaluate(len(counted), missed)
@@ -170,33 +202,79 @@ class DomainTracker:
         for record, result in current.values():
             self._apply_result(record, result, held, now,
                                facts.get(record.uuid,
-                                         health_policy.NOTHING_QUEUED))
+                                         health_policy.NOTHING_QUEUED),
+                               counters.get(record.uuid))
         self.tick(now)
         return held
 
-    def _apply_result(self, record, result, held, now, facts):
+    def _apply_result(self, record, result, held, now, facts,
+                      counters=None):
         outcome = result.outcome
         if outcome is Outcome.OK:
+            self.silent_periods.ended(record.uuid)
             self._apply_verdict(self.policy.ping_ok(record, now), now)
         elif outcome is Outcome.MISSED:
             if held:
                 return
             LOG.debug('Domain %s (%s) missed a ping: %s', record.name,
                       record.uuid, result.detail)
-            self._apply_verdict(self.policy.ping_missed(record, now, facts),
-                                now)
+            verdict = self.policy.ping_missed(record, now, facts)
+            if verdict.record.misses > record.misses:
+                # A counted miss: the first one opens the silent period.
+                self.silent_periods.missed(record.uuid, counters)
+            if verdict.notify:
+                verdict = self._corroborate(verdict, counters)
+            self._apply_verdict(verdict, now)
         elif outcome is Outcome.GONE:
+            self.silent_periods.ended(record.uuid)
             self.store.delete(record.uuid)
             self._hold(record, now)
             LOG.info('Domain %s (%s) disappeared; forgetting it',
                      record.name, record.uuid)
         elif outcome is Outcome.NO_AGENT:
+            self.silent_periods.ended(record.uuid)
             self.store.delete(record.uuid)
             self._agent_refused.add(record.uuid)
             LOG.info('Domain %s (%s) has no guest agent libvirt can talk '
                      'to (%s); not monitored while it runs', record.name,
                      record.uuid, result.detail)
         # NOT_RUNNING and DISCONNECTED are nobody's miss.
+
+    def _corroborate(self, verdict, counters):
+        """The threshold miss asks to notify: does the guest's own I/O
+        over its silent period say it still works?
+
+        A guest found active is not notified now; its record stays
+        ``error`` and keeps counting misses, and the policy asks again on
+        each further miss, judged over the time since this one: a guest
+        whose I/O then stops is reported. ``error`` is the truth (its
+        agent does not answer) and keeps the four states the status
+        tool, the metrics and the store know; the engine is not told,
+        because restarting a guest that works is an outage the monitor
+        would cause. No evidence (a panicked guest, no counters, a
+        domain without disks or interfaces) reports it as before.
+        """
+        record = verdict.record
+        judgement = self.silent_periods.judge(record.uuid, counters)
+        assessment = judgement.assessment
+        if not judgement.hold:
+            if self.silent_periods.enabled:
+                # Why the guest is reported though its I/O was looked at.
+                verdict = verdict._replace(
+                    reason='%s; %s' % (verdict.reason, assessment.reason))
+            return verdict
+        if judgement.newly_active:
+            LOG.warning('Domain %s (%s): agent unresponsive, guest active '
+                        '(%s); not reported while its I/O goes on',
+                        record.name, record.uuid, assessment.reason)
+            self.metrics.agent_silent_guest_active()
+        else:
+            LOG.debug('Domain %s (%s): agent still unresponsive, guest '
+                      'still active (%s)', record.name, record.uuid,
+                      assessment.reason)
+        return verdict._replace(
+            notify=False, reason='%s; guest active: %s' % (
+                verdict.reason, assessment.reason))
 
     def tick(self, now=None):
         """Look at the outbox for every record (deliveries make failing
@@ -239,6 +317,12 @@ class DomainTracker:
         now = self._now(now)
         record = self.store.get(event.uuid)
         action = lifecycle.action_for(event)
+        if record is not None:
+            facts = self._outbox_facts(event.uuid).get(
+                event.uuid, health_policy.NOTHING_QUEUED)
+            record = self._see_delivery_of(record, facts, now)
+            # Before the action: a stopped event forgets the record.
+            record = self._instant_failure(record, event, facts, now)
         if record is None:
             # Not (yet) monitored: the next listing picks it up. A new run
             # may have the agent libvirt refused before. A domain that
@@ -250,9 +334,28 @@ class DomainTracker:
             return
         if action is lifecycle.Action.IGNORE:
             return
-        facts = self._outbox_facts(event.uuid)
-        record = self._see_delivery(record, facts, now)
+        if action in (lifecycle.Action.REARM, lifecycle.Action.PARK,
+                      lifecycle.Action.FORGET):
+            # A new run, a pause or the end of the domain ends the
+            # silent period with the misses.
+            self.silent_periods.ended(record.uuid)
         self._apply_action(record, action, now, lifecycle.describe(event))
+
+    def _instant_failure(self, record, event, facts, now):
+        """Notify a failure libvirt reports at once (a pvpanic crash,
+        QEMU ending on its own, a watchdog), once per incident; return
+        the record as it is now."""
+        decision = instant_failures.decide(
+            event, record.state, self.policy.notified_already(record, facts))
+        if not decision.notify:
+            if instant_failures.failure_of(event) is not None:
+                LOG.info('Domain %s (%s): %s; not notified again',
+                         record.name, record.uuid, decision.reason)
+            return record
+        verdict = self.policy.instant_failure(
+            record, min(event.at, now), decision.reason)
+        self._apply_verdict(verdict, now)
+        return verdict.record
 
     def _apply_action(self, record, action, now, why, quiet=False):
         verdict = self.policy.apply_lifecycle(record, action, now)
@@ -327,8 +430,11 @@ class DomainTracker:
         return facts
 
     def _see_delivery(self, record, facts, now):
-        verdict = self.policy.delivery_seen(
+        return self._see_delivery_of(
             record, facts.get(record.uuid, health_policy.NOTHING_QUEUED), now)
+
+    def _see_delivery_of(self, record, facts, now):
+        verdict = self.policy.delivery_seen(record, facts, now)
         if verdict.record == record:
             return record
         self._apply_verdict(verdict, now)

@@ -348,6 +348,11 @@ class SilentPeriods:
         self._start.pop(uuid, None)
         self._active.discard(uuid)
 
+    def is_active(self, uuid):
+        """True while ``uuid``'s current incident is held back because
+        the guest was found working."""
+        return uuid in self._active
+
     def keep_only(self, uuids):
         """Drop the periods of domains not in ``uuids`` (gone from the
         host)."""

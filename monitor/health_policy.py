@@ -285,6 +285,37 @@ class HealthPolicy:
             reason = 'HA engine accepted notification %s' % facts.finished_id
         return Verdict(new, record.state, new_state, False, reason)
 
+    def notified_already(self, record, facts):
+        """Why no notification may be queued for ``record`` now (one is
+        pending, or one of its incident was delivered or refused), or
+        None."""
+        return self._already_notified(record, facts)
+
+    def instant_failure(self, record, at, reason):
+        """A failure libvirt reported at ``at`` (instant_failures): the
+        record enters its failing state as on the threshold miss and the
+        caller is asked to notify now.
+
+        ``healthy`` -> ``error``; ``discovery`` and ``error`` stay. The
+        misses count as the threshold's, so that the misses that follow
+        (a crashed domain is still pinged) go on from there, and the
+        incident begins at the event unless it began earlier: the
+        notification queued now belongs to it, and neither a later miss
+        nor a repeated event asks for another one.
+        """
+        if record.state == states.HEALTHY:
+            new_state = states.next_state(record.state,
+                                          states.GUEST_NOT_PINGABLE)
+        else:
+            new_state = record.state
+        failing_since = at if record.failing_since is None else min(
+            record.failing_since, at)
+        new = dataclasses.replace(
+            record, state=new_state,
+            misses=max(record.misses, self.failure_threshold),
+            failing_since=failing_since)
+        return Verdict(new, record.state, new_state, True, reason)
+
     def _already_notified(self, record, facts):
         """Why no notification may be asked for now, or None."""
         if facts.pending_id is not None:

@@ -245,6 +245,13 @@ class MonitorMetrics:
             'XML; not monitored), ping (pinging it; not counted as a '
             'miss). Each domain is named once in the log.',
             'stage', DOMAIN_ERROR_STAGES)
+        self.guest_active_holds = prometheus_client.Counter(
+            PREFIX + 'agent_silent_guest_active_total',
+            'Incidents in which a guest\'s agent stopped answering for '
+            'failure_threshold pings while the guest\'s own disk or network '
+            'I/O went on: logged as "agent unresponsive, guest active" and '
+            'not reported to the HA engine. Counted once per incident.',
+            registry=r)
         self.build_info = prometheus_client.Gauge(
             PREFIX + 'build_info',
             'Always 1; the version label names the running release.',
@@ -304,6 +311,11 @@ class MonitorMetrics:
 
     def notification_rejected(self):
         self.notifications_rejected.inc()
+
+    def agent_silent_guest_active(self):
+        """A guest was found active behind its silent agent (once per
+        incident)."""
+        self.guest_active_holds.inc()
 
     def libvirt_reconnected(self):
         self.libvirt_reconnects.inc()

@@ -5,16 +5,19 @@ notifications, with the real policy, breaker, store and outbox."""
 import logging
 import sqlite3
 
+import libvirt
 import pytest
 from dogpile.cache import region as dogpile_region
 
 from monitor import domain_store
 from monitor import domain_tracker
 from monitor import domain_xml
+from monitor import guest_activity
 from monitor import health_policy
 from monitor import libvirt_host
 from monitor import lifecycle
 from monitor import mass_failure
+from monitor import metrics as metrics_mod
 from monitor import notification as notification_mod
 from monitor import outbox as outbox_mod
 from monitor import states
@@ -673,10 +676,13 @@ def test_events_for_unknown_domains_are_ignored(host, log):
     assert log(logging.DEBUG) == []
 
 
-def test_a_crash_event_changes_nothing(host):
+def test_a_crash_that_loaded_the_crash_kernel_changes_nothing(host):
+    # kdump: the guest dumps and reboots by itself.
     healthy(host, 1)
-    host.event(lifecycle_event(1, lifecycle.VIR_DOMAIN_EVENT_CRASHED))
+    host.event(lifecycle_event(1, lifecycle.VIR_DOMAIN_EVENT_CRASHED,
+                               libvirt.VIR_DOMAIN_EVENT_CRASHED_CRASHLOADED))
     assert host.state(1) == H
+    assert host.pending() == []
 
 
 # -- reported, derived from the outbox ------------------------------------------------
@@ -894,3 +900,438 @@ def test_every_state_change_is_one_line_naming_the_domain(host, tracker,
         'discovery -> healthy', 'healthy -> error', 'error -> reported',
         'reported -> healthy']
     assert all('%s (%s)' % (name(1), uuid(1)) in line for line in lines)
+
+
+# -- failures libvirt reports at once ---------------------------------------------
+
+PANICKED = (lifecycle.VIR_DOMAIN_EVENT_CRASHED,
+            libvirt.VIR_DOMAIN_EVENT_CRASHED_PANICKED)
+STOPPED_FAILED = (lifecycle.VIR_DOMAIN_EVENT_STOPPED,
+                  libvirt.VIR_DOMAIN_EVENT_STOPPED_FAILED)
+STOPPED_CRASHED = (lifecycle.VIR_DOMAIN_EVENT_STOPPED,
+                   libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED)
+
+
+def panic_event(n, at=None):
+    return event(n, lifecycle.KIND_LIFECYCLE, *PANICKED,
+                 at=T0 if at is None else at)
+
+
+def watchdog_event(n, action):
+    return event(n, lifecycle.KIND_WATCHDOG, action)
+
+
+def test_a_pvpanic_crash_is_notified_at_once(host, wakes, log):
+    healthy(host, 1, 2)
+
+    host.event(panic_event(1, at=host.now + 0.5))
+
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+    assert wakes == [True]
+    record = host.record(1)
+    assert record.state == E
+    assert record.misses == 3
+    assert record.failing_since == host.now - 0.5
+    assert host.state(2) == H
+    assert any('%s (%s): healthy -> error (guest kernel panicked' %
+               (name(1), uuid(1)) in line for line in log())
+
+
+def test_misses_after_an_instant_failure_never_notify_it_again(host):
+    healthy(host, 1, 2, 3)
+    domains = [listed(n) for n in (1, 2, 3)]
+    host.event(panic_event(1, at=host.now))
+    # The crashed domain is still pinged and misses.
+    host.sweeps(3, domains, {uuid(1): MISSED})
+    assert len(host.outbox.pending()) == 1
+
+    deliver(host)
+    host.sweeps(3, domains, {uuid(1): MISSED})
+
+    assert host.state(1) == R
+    assert host.outbox.pending() == []
+    assert len(host.outbox.latest_per_domain(uuid(1))) == 1
+
+
+def test_an_instant_failure_during_counted_misses_is_notified_once(host):
+    healthy(host, 1, 2, 3)
+    domains = [listed(n) for n in (1, 2, 3)]
+    host.sweep(domains, {uuid(1): MISSED})
+
+    host.event(panic_event(1, at=host.now + 1))
+    host.sweeps(3, domains, {uuid(1): MISSED})
+
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+    # The incident began at the first miss, before the event.
+    assert host.record(1).failing_since == T0 + INTERVAL * 2 + 0.05
+
+
+def test_the_events_that_follow_a_crash_add_no_notification(host, log):
+    healthy(host, 1)
+    host.event(panic_event(1, at=host.now))
+    deliver(host)
+    host.event(event(1, lifecycle.KIND_LIFECYCLE, *STOPPED_CRASHED))
+
+    assert host.outbox.pending() == []
+    assert any('%s (%s): guest crashed and libvirt stopped it; '
+               'notification' % (name(1), uuid(1)) in line
+               and 'already delivered' in line for line in log())
+
+
+def test_a_reported_domain_is_not_notified_again_by_an_event(host):
+    failed_once(host)
+    deliver(host)
+    host.sweep([listed(n) for n in (1, 2, 3)], {uuid(1): MISSED})
+    assert host.state(1) == R
+
+    host.event(panic_event(1, at=host.now))
+
+    assert host.outbox.pending() == []
+
+
+def test_a_qemu_process_that_ended_is_notified_and_forgotten(host):
+    healthy(host, 1)
+
+    host.event(event(1, lifecycle.KIND_LIFECYCLE, *STOPPED_FAILED))
+
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+    assert host.record(1) is None  # the stopped event's own action
+
+
+def test_an_event_of_a_domain_not_monitored_notifies_nothing(host):
+    host.event(panic_event(1))
+    assert host.pending() == []
+
+
+def test_a_guest_still_booting_that_panics_is_notified(host):
+    host.sweep([listed(1)], default=MISSED)
+    assert host.state(1) == D
+
+    host.event(panic_event(1, at=host.now))
+
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+    assert host.state(1) == D
+
+
+@pytest.mark.parametrize('action,notified', [
+    (libvirt.VIR_DOMAIN_EVENT_WATCHDOG_NONE, True),
+    (libvirt.VIR_DOMAIN_EVENT_WATCHDOG_PAUSE, True),
+    (libvirt.VIR_DOMAIN_EVENT_WATCHDOG_POWEROFF, True),
+    (libvirt.VIR_DOMAIN_EVENT_WATCHDOG_RESET, False),
+    (libvirt.VIR_DOMAIN_EVENT_WATCHDOG_INJECTNMI, False),
+])
+def test_a_watchdog_that_fired_is_notified_unless_its_action_recovers(
+        host, action, notified):
+    healthy(host, 1)
+
+    host.event(watchdog_event(1, action))
+    host.event(watchdog_event(1, action))  # it fires again
+
+    assert len(host.pending()) == (1 if notified else 0)
+
+
+def test_an_instant_failure_is_queued_where_every_notification_is(
+        host, monkeypatch):
+    queued = []
+    monkeypatch.setattr(host.tracker, '_queue_notification',
+                        lambda record, reason, now: queued.append(
+                            (record.uuid, reason)))
+    healthy(host, 1)
+
+    host.event(panic_event(1, at=host.now))
+
+    assert queued == [(uuid(1), 'guest kernel panicked (reported by its '
+                                'pvpanic device)')]
+
+
+def test_an_instant_failure_the_outbox_cannot_take_is_asked_for_again(
+        host, tmp_path):
+    full = outbox_mod.Outbox(str(tmp_path / 'small.sqlite'), max_size=1)
+    blocker = notification_mod.Notification.new(uuid(9), name(9), HOST, T0)
+    full.enqueue(blocker, T0)
+    host.outbox = host.tracker.outbox = full
+    healthy(host, 1, 2, 3)
+    host.event(panic_event(1, at=host.now))
+    assert host.pending() == [(uuid(9), name(9), HOST)]
+
+    full.mark_delivered(blocker.id, ACCEPTED, host.now)
+    host.sweep([listed(n) for n in (1, 2, 3)], {uuid(1): MISSED})
+
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+    full.close()
+
+
+# -- corroboration with the guest's own I/O ---------------------------------------
+
+def counters(n, disk_requests=0, at=0.0, state=guest_activity.RUNNING,
+             disks=True):
+    disk = guest_activity.DiskCounters('vda', 0, 0, disk_requests,
+                                       disk_requests * 4096, 0)
+    return guest_activity.DomainCounters(
+        uuid=uuid(n), name=name(n), at=at, state=state,
+        vcpu_time_ns=None, vcpu_count=1, disks=(disk,) if disks else ())
+
+
+class Io:
+    """Per domain, the disk requests its guest has made so far."""
+
+    def __init__(self):
+        self.requests = {}
+
+    def work(self, n, requests):
+        self.requests[n] = self.requests.get(n, 0) + requests
+
+    def counters(self, host, ns):
+        return {uuid(n): counters(n, self.requests.get(n, 0), at=host.now)
+                for n in ns}
+
+
+class CorroboratingHost(Host):
+    """Sweeps hand the tracker the counters it asks for, from ``io``
+    (None for a domain: the stats call gave none for it)."""
+
+    def __init__(self, tracker, store, outbox, io):
+        super().__init__(tracker, store, outbox)
+        self.io = io
+        self.asked = []
+        self.unavailable = set()
+
+    def sweep(self, domains, outcomes=None, default=OK, dt=INTERVAL):
+        self.now += dt
+        to_ping = self.tracker.reconcile(domains, now=self.now)
+        self.pinged = [info.uuid for info in to_ping]
+        outcomes = outcomes or {}
+        results = {
+            info.uuid: PingResult(outcomes.get(info.uuid, default), 'test',
+                                  self.now + 0.01, 0.02)
+            for info in to_ping}
+        missed = [u for u, r in results.items() if r.outcome is MISSED]
+        wanted = self.tracker.wants_counters(missed)
+        self.asked.append(sorted(wanted))
+        ns = [n for n in range(1, 20)
+              if uuid(n) in wanted and uuid(n) not in self.unavailable]
+        self.held = self.tracker.apply_round(
+            results, now=self.now + 0.05, counters=self.io.counters(self, ns))
+        return self.pinged
+
+
+@pytest.fixture
+def metrics():
+    return metrics_mod.MonitorMetrics()
+
+
+def make_corroborating(store, outbox, wakes, metrics, enabled=True,
+                       min_domains=3, ratio=0.5):
+    tracker = make_tracker(store, outbox, wakes, min_domains=min_domains,
+                           ratio=ratio)
+    tracker.metrics = metrics
+    tracker.silent_periods = guest_activity.SilentPeriods(enabled=enabled)
+    return tracker
+
+
+@pytest.fixture
+def io():
+    return Io()
+
+
+@pytest.fixture
+def chost(store, outbox, wakes, metrics, io):
+    return CorroboratingHost(make_corroborating(store, outbox, wakes, metrics),
+                             store, outbox, io)
+
+
+def held_count(metrics):
+    return metrics.guest_active_holds._value.get()
+
+
+ACTIVE_LINE = 'Domain %s (%s): agent unresponsive, guest active'
+DOMAINS = [listed(n) for n in (1, 2, 3)]
+
+
+def silent_while_working(chost, io, sweeps=3, requests=50):
+    for _ in range(sweeps):
+        io.work(1, requests)
+        chost.sweep(DOMAINS, {uuid(1): MISSED})
+
+
+def test_a_working_guest_behind_a_silent_agent_is_not_reported(
+        chost, io, metrics, log):
+    healthy(chost, 1, 2, 3)
+
+    silent_while_working(chost, io)
+
+    assert chost.pending() == []
+    assert chost.state(1) == E
+    warnings = [line for line in log(logging.WARNING)
+                if ACTIVE_LINE % (name(1), uuid(1)) in line]
+    assert len(warnings) == 1
+    assert '100 disk requests' in warnings[0]
+    assert held_count(metrics) == 1
+
+
+def test_a_guest_still_working_is_logged_and_counted_once_per_incident(
+        chost, io, metrics, log):
+    healthy(chost, 1, 2, 3)
+    silent_while_working(chost, io, sweeps=6)
+
+    assert chost.pending() == []
+    assert chost.record(1).misses == 6  # still counting
+    assert len([line for line in log(logging.WARNING)
+                if ACTIVE_LINE % (name(1), uuid(1)) in line]) == 1
+    assert held_count(metrics) == 1
+
+    # The agent comes back, then falls silent again: a new incident.
+    chost.sweep(DOMAINS)
+    silent_while_working(chost, io)
+    assert len([line for line in log(logging.WARNING)
+                if ACTIVE_LINE % (name(1), uuid(1)) in line]) == 2
+    assert held_count(metrics) == 2
+
+
+def test_a_guest_whose_io_stops_later_is_reported(chost, io, log):
+    healthy(chost, 1, 2, 3)
+    silent_while_working(chost, io, sweeps=4)
+    assert chost.pending() == []
+
+    chost.sweep(DOMAINS, {uuid(1): MISSED})  # no I/O since the last miss
+
+    assert chost.pending() == [(uuid(1), name(1), HOST)]
+    [line] = [line for line in log(logging.WARNING)
+              if 'failed' in line and uuid(1) in line]
+    assert 'no I/O above the noise floor' in line
+
+
+def test_a_guest_without_io_is_reported_at_the_threshold(chost, io):
+    healthy(chost, 1, 2, 3)
+    chost.sweeps(3, DOMAINS, {uuid(1): MISSED})
+    assert chost.pending() == [(uuid(1), name(1), HOST)]
+
+
+def test_io_within_the_noise_floor_is_no_evidence(chost, io):
+    healthy(chost, 1, 2, 3)
+    # A journal commit the dying kernel still completed.
+    silent_while_working(chost, io, requests=2)
+    assert chost.pending() == [(uuid(1), name(1), HOST)]
+
+
+def test_no_counters_at_the_first_miss_reports_the_guest(chost, io):
+    healthy(chost, 1, 2, 3)
+    chost.unavailable.add(uuid(1))
+    io.work(1, 50)
+    chost.sweep(DOMAINS, {uuid(1): MISSED})
+    chost.unavailable.clear()
+    io.work(1, 50)
+    chost.sweep(DOMAINS, {uuid(1): MISSED})
+    io.work(1, 50)
+    chost.sweep(DOMAINS, {uuid(1): MISSED})
+
+    # The period opened at the second miss: the guest is active.
+    assert chost.pending() == []
+
+
+def test_no_counters_at_the_threshold_miss_reports_the_guest(chost, io):
+    healthy(chost, 1, 2, 3)
+    silent_while_working(chost, io, sweeps=2)
+    chost.unavailable.add(uuid(1))
+    io.work(1, 50)
+    chost.sweep(DOMAINS, {uuid(1): MISSED})
+    assert chost.pending() == [(uuid(1), name(1), HOST)]
+
+
+def test_no_counters_at_all_reports_the_guest(chost, io):
+    healthy(chost, 1, 2, 3)
+    chost.unavailable.add(uuid(1))
+    silent_while_working(chost, io)
+    assert chost.pending() == [(uuid(1), name(1), HOST)]
+
+
+def test_a_guest_libvirt_says_crashed_is_reported_whatever_its_counters(
+        chost, io, monkeypatch):
+    healthy(chost, 1, 2, 3)
+    real = io.counters
+    monkeypatch.setattr(io, 'counters', lambda host, ns: {
+        u: c._replace(state=guest_activity.CRASHED)
+        for u, c in real(host, ns).items()})
+    silent_while_working(chost, io)
+    assert chost.pending() == [(uuid(1), name(1), HOST)]
+
+
+def test_with_corroboration_off_the_silence_alone_reports(
+        store, outbox, wakes, metrics, io):
+    host = CorroboratingHost(
+        make_corroborating(store, outbox, wakes, metrics, enabled=False),
+        store, outbox, io)
+    healthy(host, 1, 2, 3)
+
+    silent_while_working(host, io)
+
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+    assert host.asked == [[]] * 4  # no stats call is asked for
+    assert held_count(metrics) == 0
+
+
+def test_a_tracker_without_silent_periods_does_not_corroborate(
+        host, store):
+    assert host.tracker.wants_counters([uuid(1)]) == []
+
+
+def test_counters_are_asked_for_domains_counting_misses_only(chost, io):
+    healthy(chost, 1, 2, 3)
+    chost.event(lifecycle_event(2, lifecycle.VIR_DOMAIN_EVENT_SUSPENDED))
+    domains = [listed(1), listed(2, paused=True), listed(3), listed(4)]
+    # 4 is new: in discovery while its agent does not answer.
+    chost.sweeps(3, domains, default=MISSED)
+    assert chost.asked[1:] == [[uuid(1), uuid(3)]] * 3
+    deliver(chost, 0)
+    deliver(chost, 0)
+    chost.sweep(domains, default=MISSED)  # 1 and 3 are reported now
+
+    assert chost.state(1) == R and chost.state(4) == D
+    assert chost.tracker.wants_counters(
+        [uuid(1), uuid(2), uuid(3), uuid(4), uuid(5)]) == []
+
+
+def test_a_guest_active_behind_its_agent_does_not_trip_the_breaker(
+        store, outbox, wakes, metrics, io):
+    host = CorroboratingHost(
+        make_corroborating(store, outbox, wakes, metrics, min_domains=2,
+                           ratio=0.5),
+        store, outbox, io)
+    healthy(host, 1, 2, 3)
+    silent_while_working(host, io)
+    assert host.pending() == []
+
+    for _ in range(3):
+        io.work(1, 50)
+        host.sweep(DOMAINS, {uuid(1): MISSED, uuid(2): MISSED})
+
+    assert host.held is False
+    assert host.pending() == [(uuid(2), name(2), HOST)]
+
+
+def test_a_new_run_of_the_guest_ends_its_silent_period(chost, io, metrics):
+    healthy(chost, 1, 2, 3)
+    silent_while_working(chost, io)
+    chost.event(event(1, lifecycle.KIND_REBOOT))
+    assert not chost.tracker.silent_periods.is_active(uuid(1))
+    assert uuid(1) not in chost.tracker.silent_periods
+
+
+def test_a_domain_that_left_the_host_ends_its_silent_period(chost, io):
+    healthy(chost, 1, 2, 3)
+    silent_while_working(chost, io, sweeps=1)
+    assert uuid(1) in chost.tracker.silent_periods
+
+    chost.sweep([listed(n) for n in (2, 3)])
+
+    assert uuid(1) not in chost.tracker.silent_periods
+
+
+def test_an_instant_failure_of_a_guest_held_active_is_notified(chost, io):
+    healthy(chost, 1, 2, 3)
+    silent_while_working(chost, io)
+    assert chost.pending() == []
+
+    chost.event(panic_event(1, at=chost.now))
+
+    assert chost.pending() == [(uuid(1), name(1), HOST)]

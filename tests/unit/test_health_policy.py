@@ -583,3 +583,50 @@ def test_option_bounds():
     assert (by_name['hard_reboot_window'].type.min,
             by_name['hard_reboot_window'].type.max) == (0, 3600)
     assert 'Default 120' in by_name['hard_reboot_window'].help
+
+
+# -- failures libvirt reports at once -----------------------------------------
+
+def test_an_instant_failure_makes_a_healthy_domain_fail_as_on_the_threshold():
+    verdict = policy().instant_failure(healthy(), 50.0, 'guest panicked')
+
+    assert verdict.notify
+    assert (verdict.old_state, verdict.new_state) == (states.HEALTHY,
+                                                      states.ERROR)
+    assert verdict.record.misses == 3
+    assert verdict.record.failing_since == 50.0
+    assert verdict.reason == 'guest panicked'
+
+
+def test_an_instant_failure_keeps_an_earlier_start_of_the_incident():
+    failing = healthy(state=states.ERROR, misses=1, failing_since=40.0)
+    verdict = policy().instant_failure(failing, 50.0, 'guest panicked')
+    assert verdict.new_state == states.ERROR
+    assert verdict.record.failing_since == 40.0
+    assert verdict.record.misses == 3
+
+
+def test_an_instant_failure_leaves_a_booting_domain_in_discovery():
+    booting = record(discovery_since=10.0)
+    verdict = policy().instant_failure(booting, 50.0, 'guest panicked')
+    assert verdict.new_state == states.DISCOVERY
+    assert verdict.record.failing_since == 50.0
+
+
+def test_misses_after_an_instant_failure_ask_for_nothing_more():
+    p = policy()
+    failed = p.instant_failure(healthy(), 50.0, 'guest panicked').record
+    delivered = F(finished_id='n-1', finished_created_at=50.5)
+
+    assert p.notified_already(failed, F(pending_id='n-1')) == (
+        'notification n-1 already queued')
+    assert p.notified_already(failed, delivered) == (
+        'notification n-1 already delivered')
+    assert not p.ping_missed(failed, 60.0, delivered).notify
+    assert p.delivery_seen(failed, delivered, 60.0).new_state == \
+        states.REPORTED
+
+
+def test_a_notification_of_an_earlier_incident_does_not_count():
+    earlier = F(finished_id='n-0', finished_created_at=10.0)
+    assert policy().notified_already(healthy(), earlier) is None
