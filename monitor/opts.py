@@ -12,9 +12,8 @@ import importlib
 from oslo_config import cfg
 
 # Modules that own options, in the order their options appear in the sample.
-# Not listed yet: monitor.guest_activity (I/O corroboration),
-# monitor.notifier_driver, monitor.webhook, monitor.recovery and
-# monitor.evidence (the plain-libvirt-host mode). Their logic is built and
+# Not listed yet: monitor.notifier_driver, monitor.webhook,
+# monitor.recovery and monitor.evidence (the plain-libvirt-host mode). Their logic is built and
 # tested, but the daemon does not act on them yet; listed, their options
 # would be in the sample config and accepted with no effect.
 OPTION_MODULES = (
@@ -23,6 +22,7 @@ OPTION_MODULES = (
     'monitor.libvirt_host',
     'monitor.scheduler',
     'monitor.health_policy',
+    'monitor.guest_activity',
     'monitor.mass_failure',
     'monitor.domain_xml',
     'monitor.domain_store',

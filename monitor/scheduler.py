@@ -58,6 +58,7 @@ from eventlet import tpool
 from oslo_config import cfg
 
 from monitor import libvirt_host
+from monitor import libvirt_stats
 from monitor import metrics as metrics_mod
 from monitor import ping_pool
 from monitor.ping_outcome import Outcome
@@ -194,6 +195,77 @@ class _Lane:
         return not self.busy
 
 
+class CounterSnapshots:
+    """The I/O counters of guests that just missed a ping, for the
+    tracker's corroboration, without ever holding a round up for long.
+
+    One ``libvirt_stats.collect`` call for all of a round's domains, in a
+    native thread, at most one in flight. The round waits for it at most
+    ``timeout`` seconds: block counters come from each QEMU's monitor, and
+    libvirt waits without a bound for a QEMU stuck on lost storage. A
+    call still running then is left to end on its own and its answer is
+    dropped; until it ends no other call starts (no piling up of native
+    threads behind a stuck libvirtd), and the domains of those rounds get
+    no counters, which reports them as without corroboration.
+    """
+
+    def __init__(self, execute=tpool.execute, timeout=2.0,
+                 collect=libvirt_stats.collect):
+        self._execute = execute
+        self.timeout = timeout
+        self._collect = collect
+        self._in_flight = None
+        # Said once when calls stop answering in time, once when they do
+        # again.
+        self._late = False
+
+    def take(self, conn, domains):
+        """{uuid: DomainCounters} of ``domains`` (virDomain objects);
+        empty when they could not be had in time."""
+        if conn is None or not domains:
+            return {}
+        if self._in_flight is not None:
+            LOG.debug('I/O counters of %d domain(s) not taken: the last '
+                      'stats call has not ended yet', len(domains))
+            return {}
+        call = eventlet.spawn(self._call, conn, domains)
+        self._in_flight = call
+        call.link(self._ended)
+        answer = None
+        with eventlet.Timeout(self.timeout, False):
+            answer = call.wait()
+        if answer is None:
+            if not self._late:
+                self._late = True
+                LOG.warning('libvirt\'s domain stats did not answer within '
+                            '%g s; guests that miss pings meanwhile are '
+                            'judged without their I/O counters',
+                            self.timeout)
+            return {}
+        if self._late:
+            self._late = False
+            LOG.info('libvirt\'s domain stats answer in time again')
+        return answer
+
+    def _ended(self, call):
+        if self._in_flight is call:
+            self._in_flight = None
+
+    def _call(self, conn, domains):
+        try:
+            collected = self._execute(self._collect, conn, domains)
+        except libvirt_stats.StatsUnavailable as exc:
+            LOG.info('No I/O counters from libvirt: %s', exc)
+            return {}
+        except Exception:  # boundary: counters are an extra, the round's
+            # results must not be lost for them
+            LOG.exception('Unexpected error taking I/O counters')
+            return {}
+        for uuid, text in collected.errors.items():
+            LOG.debug('No I/O counters for domain %s: %s', uuid, text)
+        return collected.counters
+
+
 class Scheduler:
 
     def __init__(self, host, tracker, interval, ping_timeout,
@@ -201,7 +273,7 @@ class Scheduler:
                  failure_threshold=3, on_connected=None, on_close=None,
                  reconnect_initial_delay=1.0, reconnect_max_delay=30.0,
                  clock=time.monotonic, execute=tpool.execute, metrics=None,
-                 native_pings=None):
+                 native_pings=None, counter_snapshots=None):
         self.host = host
         self.tracker = tracker
         self.interval = interval
@@ -215,6 +287,10 @@ class Scheduler:
         self._on_close = on_close
         self._clock = clock
         self._execute = execute
+        # Bounded by the ping timeout: one round trip per domain, as a
+        # ping.
+        self.counter_snapshots = counter_snapshots or CounterSnapshots(
+            execute, timeout=ping_timeout)
         _answering, missed, silent = lane_sizes(max_concurrent_pings)
         # Guest-pings on native threads of their own, unless the caller
         # runs libvirt calls some other way (tests: directly).
@@ -353,7 +429,8 @@ class Scheduler:
             return None
         with _batch(self.tracker):
             to_ping = self.tracker.reconcile(domains)
-        self._forget_unlisted({info.uuid for info in to_ping})
+        listed = {info.uuid: info for info in to_ping}
+        self._forget_unlisted(set(listed))
         pinged = 0
         for info in to_ping:
             lane = self._lane_for(info.uuid, started)
@@ -381,8 +458,9 @@ class Scheduler:
             self.connection_lost('connection lost during a round')
             results = {uuid: r for uuid, r in results.items()
                        if r.outcome is Outcome.OK}
+        counters = self._counters(results, listed)
         with _batch(self.tracker):
-            held = self.tracker.apply_round(results)
+            held = self.tracker.apply_round(results, counters=counters)
         self._note_outcomes(results, held)
         self._apply_took = self._clock() - apply_started
         stats = SweepStats(
@@ -400,6 +478,20 @@ class Scheduler:
                   stats.listed, stats.pinged, stats.missed,
                   stats.duration, stats.answering, stats.confirming)
         return stats
+
+    def _counters(self, results, listed):
+        """The I/O counters the tracker wants of the domains that just
+        missed, taken now, in one call."""
+        missed = [uuid for uuid, result in results.items()
+                  if result.outcome is Outcome.MISSED]
+        if not missed:
+            return {}
+        domains = []
+        for uuid in self.tracker.wants_counters(missed):
+            info = listed.get(uuid)
+            if info is not None and info.dom is not None:
+                domains.append(info.dom)
+        return self.counter_snapshots.take(self.host.connection, domains)
 
     def _lane_for(self, uuid, round_started):
         """The lane to queue ``uuid`` in this round, or None to skip it."""

@@ -17,6 +17,7 @@ from eventlet import tpool
 from monitor import delivery
 from monitor import domain_store
 from monitor import domain_tracker
+from monitor import guest_activity
 from monitor import health_policy
 from monitor import libvirt_events
 from monitor import libvirt_host
@@ -51,7 +52,8 @@ class MonitorService:
             health_policy.HealthPolicy.from_conf(conf),
             mass_failure.MassFailureBreaker.from_conf(conf),
             self.outbox, conf.host, delivery_wakeup=delivery_wakeup,
-            clock=clock, metrics=self.metrics)
+            clock=clock, metrics=self.metrics,
+            silent_periods=guest_activity.SilentPeriods.from_conf(conf))
         self.delivery = delivery.DeliveryWorker.from_conf(
             conf, self.outbox, self.client, metrics=self.metrics,
             wakeup=delivery_wakeup)

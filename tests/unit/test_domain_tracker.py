@@ -23,6 +23,7 @@ from monitor import outbox as outbox_mod
 from monitor import states
 from monitor.ping_outcome import Outcome
 from monitor.ping_outcome import PingResult
+from tests.unit import exposition
 
 D, H, E, R = states.DISCOVERY, states.HEALTHY, states.ERROR, states.REPORTED
 OK, MISSED = Outcome.OK, Outcome.MISSED
@@ -1141,7 +1142,8 @@ def chost(store, outbox, wakes, metrics, io):
 
 
 def held_count(metrics):
-    return metrics.guest_active_holds._value.get()
+    return exposition.parse(metrics.render()).value(
+        metrics_mod.PREFIX + 'agent_silent_guest_active_total')
 
 
 ACTIVE_LINE = 'Domain %s (%s): agent unresponsive, guest active'

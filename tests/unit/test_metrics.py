@@ -57,6 +57,7 @@ DAEMON_FAMILIES = {
     'libvirt_reconnects_total': 'counter',
     'mass_failure_breaker_tripped': 'gauge',
     'domain_errors_total': 'counter',
+    'agent_silent_guest_active_total': 'counter',
     'build_info': 'gauge',
 }
 
@@ -445,6 +446,7 @@ class FakeHost:
     OK); connecting fails while ``down``."""
 
     uri = 'qemu:///system'
+    connection = None
 
     def __init__(self, domains):
         self.domains = domains
@@ -474,7 +476,10 @@ class FakeTracker:
     def reconcile(self, domains):
         return list(domains)
 
-    def apply_round(self, results):
+    def wants_counters(self, uuids):
+        return []
+
+    def apply_round(self, results, counters=None):
         return False
 
 
@@ -596,6 +601,14 @@ def test_the_tracker_counts_transitions_and_queued_notifications(outbox):
     assert transitions(states.HEALTHY, states.ERROR) == 1
     assert transitions(states.ERROR, states.REPORTED) == 1
     assert value(m, 'notifications_queued_total') == 1
+
+
+def test_guests_found_active_behind_a_silent_agent_are_counted():
+    m = metrics.MonitorMetrics()
+    assert value(m, 'agent_silent_guest_active_total') == 0
+    m.agent_silent_guest_active()
+    m.agent_silent_guest_active()
+    assert value(m, 'agent_silent_guest_active_total') == 2
 
 
 def test_a_notification_the_outbox_cannot_take_is_not_counted(tmp_path):

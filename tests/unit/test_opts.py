@@ -38,6 +38,9 @@ def test_monitor_group_merges_its_modules():
         'mass_failure_min_domains', 'mass_failure_ratio',
         # domain XML
         'agent_channel_name', 'agent_channel_path_regex',
+        # guest activity (I/O corroboration)
+        'corroborate_with_io', 'io_noise_disk_requests',
+        'io_noise_sent_packets',
     } <= names
 
 

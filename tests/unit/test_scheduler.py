@@ -9,6 +9,7 @@ import eventlet
 from eventlet import event as eventlet_event
 
 from monitor import libvirt_host
+from monitor import libvirt_stats
 from monitor import ping_outcome
 from monitor import scheduler as scheduler_mod
 from monitor.ping_outcome import Outcome
@@ -16,7 +17,7 @@ from monitor.ping_outcome import Outcome
 
 def info(uuid):
     return libvirt_host.DomainInfo(uuid, 'vm-' + uuid, True, False,
-                                   object())
+                                   object(), dom='dom-' + uuid)
 
 
 class FakeClock:
@@ -59,7 +60,10 @@ class FakeHost:
             self.connect_failures -= 1
             raise libvirt_host.LibvirtUnavailable('socket missing')
         self.connects += 1
+        self.connection = 'conn'
         return 'conn'
+
+    connection = None
 
     def close(self):
         self.closed += 1
@@ -92,15 +96,24 @@ class FakeHost:
 
 
 class FakeTracker:
-    def __init__(self, held=False):
+    """Records each round; wants the I/O counters of the domains in
+    ``corroborate`` when they miss."""
+
+    def __init__(self, held=False, corroborate=()):
         self.rounds = []
+        self.counters = []
         self.held = held
+        self.corroborate = set(corroborate)
 
     def reconcile(self, domains):
         return list(domains)
 
-    def apply_round(self, results):
+    def wants_counters(self, uuids):
+        return [uuid for uuid in uuids if uuid in self.corroborate]
+
+    def apply_round(self, results, counters=None):
         self.rounds.append(dict(results))
+        self.counters.append(counters)
         return self.held
 
 
@@ -500,3 +513,114 @@ def test_pings_run_on_native_threads_that_never_log(caplog):
     assert any('Cannot ping domain vm-a' in r.getMessage()
                for r in caplog.records)
     assert {r.thread for r in caplog.records} == {threading.get_ident()}
+
+
+# -- I/O counters of the domains that missed --------------------------------------
+
+class FakeStats:
+    """libvirt_stats.collect: counters of the domains asked for; each call
+    waits for ``release`` when one is given."""
+
+    def __init__(self, release=None, fail=None):
+        self.calls = []
+        self.release = release
+        self.fail = fail
+        self.ended = 0
+
+    def __call__(self, conn, domains):
+        self.calls.append((conn, list(domains)))
+        if self.release is not None:
+            self.release.wait()
+        self.ended += 1
+        if self.fail is not None:
+            raise self.fail
+        return libvirt_stats.Collected(
+            {dom[len('dom-'):]: 'counters of ' + dom for dom in domains}, {})
+
+
+def with_stats(host, tracker, stats, timeout=1.0, **kwargs):
+    snapshots = scheduler_mod.CounterSnapshots(direct, timeout, stats)
+    return make(host, tracker, counter_snapshots=snapshots, **kwargs)
+
+
+def test_the_counters_of_domains_that_missed_go_with_the_round():
+    clock = FakeClock()
+    host = FakeHost(clock, domains=['a', 'b', 'c'],
+                    outcomes={'a': Outcome.MISSED, 'b': Outcome.MISSED})
+    tracker = FakeTracker(corroborate={'a', 'c'})
+    stats = FakeStats()
+    sched = with_stats(host, tracker, stats)
+    sched.ensure_connected()
+
+    sched.sweep()
+
+    # One call, for what the tracker wants of the domains that missed.
+    assert stats.calls == [('conn', ['dom-a'])]
+    assert tracker.counters == [{'a': 'counters of dom-a'}]
+
+
+def test_no_stats_call_when_nobody_missed_or_nobody_is_wanted():
+    clock = FakeClock()
+    host = FakeHost(clock, domains=['a', 'b'],
+                    outcomes={'b': Outcome.MISSED})
+    tracker = FakeTracker(corroborate={'a'})
+    stats = FakeStats()
+    sched = with_stats(host, tracker, stats)
+    sched.ensure_connected()
+
+    sched.sweep()
+
+    assert stats.calls == []
+    assert tracker.counters == [{}]
+
+
+def test_a_late_stats_call_means_no_counters_and_one_call_in_flight(caplog):
+    caplog.set_level(logging.INFO, logger='monitor')
+    clock = FakeClock()
+    host = FakeHost(clock, domains=['a'], outcomes={'a': Outcome.MISSED})
+    tracker = FakeTracker(corroborate={'a'})
+    release = eventlet_event.Event()
+    stats = FakeStats(release)
+    sched = with_stats(host, tracker, stats, timeout=0.05,
+                       confirm_interval=0.0)
+    sched.ensure_connected()
+
+    with eventlet.Timeout(5):
+        sched.sweep()
+        sched.sweep()
+
+    assert len(tracker.rounds) == 2
+    assert tracker.counters == [{}, {}]
+    assert len(stats.calls) == 1, 'a second call while one is stuck'
+    assert len([r for r in caplog.records
+                if 'did not answer within' in r.getMessage()]) == 1
+
+    release.send()
+    eventlet.sleep(0)
+    stats.release = None
+    with eventlet.Timeout(5):
+        sched.sweep()
+    assert tracker.counters[-1] == {'a': 'counters of dom-a'}
+    assert 'answer in time again' in caplog.text
+
+
+def test_a_failed_stats_call_costs_the_round_nothing(caplog):
+    clock = FakeClock()
+    host = FakeHost(clock, domains=['a', 'b'],
+                    outcomes={'a': Outcome.MISSED})
+    tracker = FakeTracker(corroborate={'a'})
+    for failure in (libvirt_stats.StatsUnavailable('connection reset'),
+                    KeyError('block.0.name')):
+        stats = FakeStats(fail=failure)
+        sched = with_stats(host, tracker, stats)
+        sched.ensure_connected()
+        sched.sweep()
+        assert set(tracker.rounds[-1]) == {'a', 'b'}
+        assert tracker.counters[-1] == {}
+
+
+def test_the_stats_wait_is_bounded_by_the_ping_timeout():
+    clock = FakeClock()
+    host = FakeHost(clock)
+    sched = make(host, ping_timeout=3)
+    assert sched.counter_snapshots.timeout == 3

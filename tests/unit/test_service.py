@@ -216,3 +216,11 @@ def test_a_queued_notification_wakes_the_delivery_worker(service):
     assert [e.notification.instance_uuid
             for e in service.outbox.pending()] == [AGENT_UUID]
     assert wakeup.is_set()
+
+
+def test_a_silent_agent_is_corroborated_with_io_by_default(service):
+    assert service.tracker.silent_periods.enabled
+    assert service.conf.monitor.io_noise_disk_requests == \
+        service.tracker.silent_periods.floors.disk_requests
+    assert service.scheduler.counter_snapshots.timeout == \
+        service.conf.monitor.ping_timeout
