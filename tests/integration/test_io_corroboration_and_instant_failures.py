@@ -1,0 +1,135 @@
+"""The daemon end to end on real guests: a silent agent on a guest that
+keeps working is not reported, a guest that stops working is, and a panic
+libvirt sees through a pvpanic device is notified at once, exactly once.
+
+One daemon watches two guests for the whole module (booting them costs
+most of the time): ``working`` has a data disk its ``disk-writer`` keeps
+writing to, ``pvpanic`` a pvpanic device. Timings: interval 2 s, ping
+timeout 1 s, threshold 3 (lab_options), I/O corroboration at its default
+(on).
+"""
+
+import re
+import socket
+import time
+from concurrent import futures
+
+import pytest
+
+from lab import daemon as lab_daemon
+from lab import fixtures_masakari
+
+pytestmark = pytest.mark.integration
+
+HEALTHY = r'%s\): \w+ -> healthy'
+ACTIVE = r'Domain %s \(%s\): agent unresponsive, guest active'
+# Several failure thresholds at these timings (a threshold takes about
+# 1 + 2 x (0.5 + 5) = 12 s of silence; a guest held active is judged
+# again at each later miss, every 5-7 s).
+WATCH_ACTIVE = 40.0
+# Long enough for the sweep to count a crashed guest's misses past the
+# threshold after the event (about 12 s), so that a second notification
+# would have been sent.
+WATCH_AFTER_PANIC = 25.0
+
+
+@pytest.fixture(scope='module')
+def watched(libvirt_lab, masakari_server, tmp_path_factory):
+    """(daemon, masakari, working, pvpanic), started once per module."""
+    masakari_server.start()
+    masakari_server.clear()
+    segment = masakari_server.create_segment(fixtures_masakari.SEGMENT_NAME)
+    masakari_server.add_host(segment, socket.gethostname())
+    working = libvirt_lab.new_guest(disk=True)
+    pvpanic = libvirt_lab.new_guest(pvpanic=True)
+    guests = (working, pvpanic)
+    with futures.ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda guest: guest.start(), guests))
+    for guest in guests:
+        guest.wait_agent_connected()
+        guest.wait_pingable()
+    work_dir = str(tmp_path_factory.mktemp('monitor'))
+    daemon = lab_daemon.MonitorDaemon(work_dir, lab_daemon.lab_options(
+        work_dir, masakari_server.endpoint, socket.gethostname())).start()
+    try:
+        for guest in guests:
+            daemon.wait_for_log(HEALTHY % guest.uuid, 60)
+        yield daemon, masakari_server, working, pvpanic
+    finally:
+        daemon.stop()
+        libvirt_lab.teardown()
+
+
+def stored_for(masakari, uuid):
+    return [n for n in masakari.notifications()
+            if n['payload']['instance_uuid'] == uuid]
+
+
+def wait_stored(masakari, uuid, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        stored = stored_for(masakari, uuid)
+        if stored or time.monotonic() > deadline:
+            return stored
+        time.sleep(0.1)
+
+
+def hang_agent_while_writing(daemon, guest):
+    guest.control('disk-writer')
+    guest.control('agent-hang')
+    return daemon.wait_for_log(ACTIVE % (guest.name, guest.uuid), 60)
+
+
+def test_a_working_guest_whose_agent_hangs_is_not_reported(watched):
+    daemon, masakari, working, _pvpanic = watched
+
+    [line] = hang_agent_while_writing(daemon, working)
+    time.sleep(WATCH_ACTIVE)
+
+    assert stored_for(masakari, working.uuid) == [], daemon.tail()
+    assert 'disk requests' in line
+    # Logged once for the incident, though judged again at each miss.
+    assert len(re.findall(ACTIVE % (working.name, working.uuid),
+                          daemon.log())) == 1
+    assert not re.search(r'Domain %s \(%s\) failed' % (
+        working.name, working.uuid), daemon.log())
+
+
+def test_a_pvpanic_panic_is_notified_at_once_and_only_once(watched):
+    daemon, masakari, _working, guest = watched
+
+    guest.control('panic')
+    panicked_at = time.monotonic()
+    stored = wait_stored(masakari, guest.uuid, 30)
+    print('pvpanic crash to stored notification: %.2f s'
+          % (time.monotonic() - panicked_at))
+    assert len(stored) == 1, daemon.tail()
+    # The event, not the misses, reported it.
+    daemon.wait_for_log(
+        r'Domain %s \(%s\) failed \(guest kernel panicked \(reported by its '
+        r'pvpanic device\)\)' % (guest.name, guest.uuid), 10)
+
+    time.sleep(WATCH_AFTER_PANIC)
+    assert len(stored_for(masakari, guest.uuid)) == 1
+    daemon.wait_for_log(r'%s\): error -> reported' % guest.uuid, 10)
+    assert len(re.findall(r'Domain %s \(%s\) failed' % (guest.name,
+                                                        guest.uuid),
+                          daemon.log())) == 1
+
+
+def test_a_guest_held_active_is_reported_once_its_io_stops(watched):
+    daemon, masakari, working, _pvpanic = watched
+    hang_agent_while_writing(daemon, working)
+
+    # No pvpanic device: libvirt sees nothing; the disk-writer dies with
+    # the kernel.
+    working.control('panic')
+
+    stored = wait_stored(masakari, working.uuid, 60)
+    assert len(stored) == 1, daemon.tail()
+    [line] = daemon.wait_for_log(r'Domain %s \(%s\) failed' % (
+        working.name, working.uuid), 10)
+    assert 'no I/O above the noise floor' in line
+    assert stored[0]['payload'] == {
+        'event': 'QEMU_GUEST_AGENT_ERROR', 'instance_uuid': working.uuid,
+        'vir_domain_event': 'STOPPED_FAILED'}
