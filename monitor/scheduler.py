@@ -218,6 +218,8 @@ class CounterSnapshots:
         # Said once when calls stop answering in time, once when they do
         # again.
         self._late = False
+        # Types of unexpected exceptions already logged with a traceback.
+        self._errors_logged = set()
 
     def take(self, conn, domains):
         """{uuid: DomainCounters} of ``domains`` (virDomain objects);
@@ -257,9 +259,18 @@ class CounterSnapshots:
         except libvirt_stats.StatsUnavailable as exc:
             LOG.info('No I/O counters from libvirt: %s', exc)
             return {}
-        except Exception:  # boundary: counters are an extra, the round's
-            # results must not be lost for them
-            LOG.exception('Unexpected error taking I/O counters')
+        except Exception as exc:  # boundary: counters are an extra, the
+            # round's results must not be lost for them
+            kind = type(exc).__name__
+            if kind in self._errors_logged:
+                LOG.debug('Unexpected error taking I/O counters again: '
+                          '%s: %s', kind, exc)
+            else:
+                # Once per kind: a binding that always fails this way
+                # would otherwise log a traceback every round.
+                self._errors_logged.add(kind)
+                LOG.exception('Unexpected error taking I/O counters; the '
+                              'guests that missed are judged without them')
             return {}
         for uuid, text in collected.errors.items():
             LOG.debug('No I/O counters for domain %s: %s', uuid, text)

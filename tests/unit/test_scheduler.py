@@ -619,6 +619,20 @@ def test_a_failed_stats_call_costs_the_round_nothing(caplog):
         assert tracker.counters[-1] == {}
 
 
+def test_an_unexpected_stats_error_is_logged_once_per_kind(caplog):
+    clock = FakeClock()
+    host = FakeHost(clock, domains=['a'], outcomes={'a': Outcome.MISSED})
+    tracker = FakeTracker(corroborate={'a'})
+    sched = with_stats(host, tracker, FakeStats(fail=AttributeError('x')),
+                       confirm_interval=0.0)
+    sched.ensure_connected()
+    for _ in range(3):
+        sched.sweep()
+    assert len(tracker.rounds) == 3
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR
+                and 'taking I/O counters' in r.getMessage()]) == 1
+
+
 def test_the_stats_wait_is_bounded_by_the_ping_timeout():
     clock = FakeClock()
     host = FakeHost(clock)
