@@ -317,12 +317,15 @@ class DomainTracker:
         now = self._now(now)
         record = self.store.get(event.uuid)
         action = lifecycle.action_for(event)
-        if record is not None:
+        failure = instant_failures.failure_of(event)
+        if record is not None and (failure is not None
+                                   or action is not lifecycle.Action.IGNORE):
             facts = self._outbox_facts(event.uuid).get(
                 event.uuid, health_policy.NOTHING_QUEUED)
             record = self._see_delivery_of(record, facts, now)
-            # Before the action: a stopped event forgets the record.
-            record = self._instant_failure(record, event, facts, now)
+            if failure is not None:
+                # Before the action: a stopped event forgets the record.
+                record = self._instant_failure(record, event, facts, now)
         if record is None:
             # Not (yet) monitored: the next listing picks it up. A new run
             # may have the agent libvirt refused before. A domain that
@@ -348,9 +351,8 @@ class DomainTracker:
         decision = instant_failures.decide(
             event, record.state, self.policy.notified_already(record, facts))
         if not decision.notify:
-            if instant_failures.failure_of(event) is not None:
-                LOG.info('Domain %s (%s): %s; not notified again',
-                         record.name, record.uuid, decision.reason)
+            LOG.info('Domain %s (%s): %s; not notified again',
+                     record.name, record.uuid, decision.reason)
             return record
         verdict = self.policy.instant_failure(
             record, min(event.at, now), decision.reason)
