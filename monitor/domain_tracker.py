@@ -7,6 +7,12 @@ logs one line per state change and queues a notification in the outbox
 when the policy asks for one. It does no I/O of its own beyond the store
 and the outbox it is given, so tests drive it with plain values.
 
+Two checks sit between a failure and its notification: the guest's own
+I/O over its agent's silence (``guest_activity.SilentPeriods``, with the
+counters the scheduler hands over), which holds back a guest that still
+works, and failures libvirt reports as events (``instant_failures``),
+which are notified at once instead of after the misses.
+
 The outbox alone knows what became of each notification. The tracker reads
 it (never copies it) at every sweep and event, so a domain turns
 ``reported`` when the tracker next looks after the delivery, whatever

@@ -40,6 +40,11 @@ the breaker slices of the host, too thin to tell a host stall from a few
 dead guests. Early rounds last only while a domain is being confirmed
 (``failure_threshold - 1`` confirmations per failure).
 
+Before a round's results are applied, the I/O counters of the domains
+that missed and that the tracker wants to corroborate are taken in one
+libvirt call (``CounterSnapshots``: bounded wait, one call in flight) and
+handed over with them.
+
 A domain is never queued or in flight twice, and never pinged again before
 its last result has been applied: libvirt would queue two pings to one
 agent behind each other, and the tracker counts one result per domain per

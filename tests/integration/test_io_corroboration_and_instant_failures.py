@@ -2,9 +2,10 @@
 keeps working is not reported, a guest that stops working is, and a panic
 libvirt sees through a pvpanic device is notified at once, exactly once.
 
-One daemon watches two guests for the whole module (booting them costs
+One daemon watches three guests for the whole module (booting them costs
 most of the time): ``working`` has a data disk its ``disk-writer`` keeps
-writing to, ``pvpanic`` a pvpanic device. Timings: interval 2 s, ping
+writing to, ``pvpanic`` a pvpanic device, ``watchdog`` an i6300esb
+watchdog whose firing libvirt only reports (action none). Timings: interval 2 s, ping
 timeout 1 s, threshold 3 (lab_options), I/O corroboration at its default
 (on).
 """
@@ -12,12 +13,15 @@ timeout 1 s, threshold 3 (lab_options), I/O corroboration at its default
 import re
 import socket
 import time
+import urllib.request
 from concurrent import futures
 
 import pytest
 
 from lab import daemon as lab_daemon
 from lab import fixtures_masakari
+from monitor import metrics
+from tests.unit import exposition
 
 pytestmark = pytest.mark.integration
 
@@ -33,28 +37,56 @@ WATCH_ACTIVE = 40.0
 WATCH_AFTER_PANIC = 25.0
 
 
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+class Watched:
+    """The module's daemon, masakari-api and guests."""
+
+    def __init__(self, daemon, masakari, metrics_port, working, pvpanic,
+                 watchdog):
+        self.daemon = daemon
+        self.masakari = masakari
+        self.metrics_port = metrics_port
+        self.working = working
+        self.pvpanic = pvpanic
+        self.watchdog = watchdog
+
+    def metric(self, name):
+        url = 'http://127.0.0.1:%d/metrics' % self.metrics_port
+        with urllib.request.urlopen(url, timeout=5) as response:
+            parsed = exposition.parse(response.read().decode('utf-8'))
+        return parsed.value(metrics.PREFIX + name)
+
+
 @pytest.fixture(scope='module')
 def watched(libvirt_lab, masakari_server, tmp_path_factory):
-    """(daemon, masakari, working, pvpanic), started once per module."""
+    """Watched, started once per module."""
     masakari_server.start()
     masakari_server.clear()
     segment = masakari_server.create_segment(fixtures_masakari.SEGMENT_NAME)
     masakari_server.add_host(segment, socket.gethostname())
     working = libvirt_lab.new_guest(disk=True)
     pvpanic = libvirt_lab.new_guest(pvpanic=True)
-    guests = (working, pvpanic)
-    with futures.ThreadPoolExecutor(max_workers=2) as pool:
+    watchdog = libvirt_lab.new_guest(watchdog=True)
+    guests = (working, pvpanic, watchdog)
+    with futures.ThreadPoolExecutor(max_workers=3) as pool:
         list(pool.map(lambda guest: guest.start(), guests))
     for guest in guests:
         guest.wait_agent_connected()
         guest.wait_pingable()
     work_dir = str(tmp_path_factory.mktemp('monitor'))
+    port = free_port()
     daemon = lab_daemon.MonitorDaemon(work_dir, lab_daemon.lab_options(
-        work_dir, masakari_server.endpoint, socket.gethostname())).start()
+        work_dir, masakari_server.endpoint, socket.gethostname(),
+        metrics__listen_port=str(port))).start()
     try:
         for guest in guests:
             daemon.wait_for_log(HEALTHY % guest.uuid, 60)
-        yield daemon, masakari_server, working, pvpanic
+        yield Watched(daemon, masakari_server, port, *guests)
     finally:
         daemon.stop()
         libvirt_lab.teardown()
@@ -81,7 +113,8 @@ def hang_agent_while_writing(daemon, guest):
 
 
 def test_a_working_guest_whose_agent_hangs_is_not_reported(watched):
-    daemon, masakari, working, _pvpanic = watched
+    daemon, masakari, working = (watched.daemon, watched.masakari,
+                                 watched.working)
 
     [line] = hang_agent_while_writing(daemon, working)
     time.sleep(WATCH_ACTIVE)
@@ -93,10 +126,12 @@ def test_a_working_guest_whose_agent_hangs_is_not_reported(watched):
                           daemon.log())) == 1
     assert not re.search(r'Domain %s \(%s\) failed' % (
         working.name, working.uuid), daemon.log())
+    assert watched.metric('agent_silent_guest_active_total') == 1
 
 
 def test_a_pvpanic_panic_is_notified_at_once_and_only_once(watched):
-    daemon, masakari, _working, guest = watched
+    daemon, masakari, guest = (watched.daemon, watched.masakari,
+                               watched.pvpanic)
 
     asked_at = time.monotonic()
     guest.control('panic')
@@ -124,7 +159,8 @@ def test_a_pvpanic_panic_is_notified_at_once_and_only_once(watched):
 
 
 def test_a_guest_held_active_is_reported_once_its_io_stops(watched):
-    daemon, masakari, working, _pvpanic = watched
+    daemon, masakari, working = (watched.daemon, watched.masakari,
+                                 watched.working)
     hang_agent_while_writing(daemon, working)
 
     # No pvpanic device: libvirt sees nothing; the disk-writer dies with
@@ -139,3 +175,20 @@ def test_a_guest_held_active_is_reported_once_its_io_stops(watched):
     assert stored[0]['payload'] == {
         'event': 'QEMU_GUEST_AGENT_ERROR', 'instance_uuid': working.uuid,
         'vir_domain_event': 'STOPPED_FAILED'}
+
+
+def test_a_watchdog_that_fired_is_notified_without_waiting_for_misses(
+        watched):
+    daemon, masakari, guest = (watched.daemon, watched.masakari,
+                               watched.watchdog)
+
+    guest.control('watchdog-hang')
+
+    stored = wait_stored(masakari, guest.uuid, 30)
+    assert len(stored) == 1, daemon.tail()
+    daemon.wait_for_log(
+        r'Domain %s \(%s\) failed \(watchdog fired \(no action '
+        r'configured\)\)' % (guest.name, guest.uuid), 10)
+    # Its agent never stopped answering: no miss reported it.
+    assert not re.search(r'%s\): healthy -> error \(1 missed ping'
+                         % guest.uuid, daemon.log())
