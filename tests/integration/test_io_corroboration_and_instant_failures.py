@@ -117,6 +117,7 @@ def test_a_working_guest_whose_agent_hangs_is_not_reported(watched):
                                  watched.working)
 
     [line] = hang_agent_while_writing(daemon, working)
+    print(line)
     time.sleep(WATCH_ACTIVE)
 
     assert stored_for(masakari, working.uuid) == [], daemon.tail()
@@ -171,6 +172,7 @@ def test_a_guest_held_active_is_reported_once_its_io_stops(watched):
     assert len(stored) == 1, daemon.tail()
     [line] = daemon.wait_for_log(r'Domain %s \(%s\) failed' % (
         working.name, working.uuid), 10)
+    print(line)
     assert 'no I/O above the noise floor' in line
     assert stored[0]['payload'] == {
         'event': 'QEMU_GUEST_AGENT_ERROR', 'instance_uuid': working.uuid,
