@@ -6,11 +6,14 @@ raises libvirt's watchdog event; a guest whose agent hangs while it keeps
 writing to its disk shows its block counters growing in libvirt's bulk
 stats, while a panicked guest's stand still though its vCPU spins. These
 are the facts the instant failures and the I/O corroboration stand on.
+
+The module's four guests boot once, together, and each test uses its own.
 """
 
 import collections
 import logging
 import time
+from concurrent import futures
 
 import libvirt
 import pytest
@@ -33,7 +36,26 @@ EVENT_TIMEOUT = 15.0
 IO_TIMEOUT = 60.0
 
 
-@pytest.fixture
+@pytest.fixture(scope='module')
+def module_guests(libvirt_lab):
+    """Guests by role, booted at once: a pvpanic one, a watchdog one and
+    two with a data disk."""
+    roles = {'pvpanic': dict(pvpanic=True), 'watchdog': dict(watchdog=True),
+             'working': dict(disk=True), 'panicked': dict(disk=True)}
+    guests = {role: libvirt_lab.new_guest(**options)
+              for role, options in roles.items()}
+    try:
+        with futures.ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda guest: guest.start(), guests.values()))
+        for guest in guests.values():
+            guest.wait_agent_connected()
+            guest.wait_pingable()
+        yield guests
+    finally:
+        libvirt_lab.teardown()
+
+
+@pytest.fixture(scope='module')
 def domain_events(libvirt_lab):
     """Lifecycle and watchdog events of every domain, as DomainEvents, from
     a real libvirt event loop (started before this connection is opened)."""
@@ -75,8 +97,8 @@ def wait_event(seen, uuid, kind, event, timeout=EVENT_TIMEOUT):
 
 
 def test_pvpanic_guest_panic_is_a_crashed_event_and_state(
-        lab_guests, domain_events):
-    guest, = lab_guests(1, pvpanic=True)
+        module_guests, domain_events):
+    guest = module_guests['pvpanic']
 
     guest.control('panic')
 
@@ -93,8 +115,8 @@ def test_pvpanic_guest_panic_is_a_crashed_event_and_state(
 
 
 def test_a_watchdog_no_longer_fed_raises_the_watchdog_event(
-        lab_guests, domain_events):
-    guest, = lab_guests(1, watchdog=True)
+        module_guests, domain_events):
+    guest = module_guests['watchdog']
 
     guest.control('watchdog-hang')
 
@@ -114,8 +136,8 @@ def all_counters(conn):
     return collected.counters
 
 
-def test_disk_io_shows_a_working_guest_behind_a_hung_agent(lab_guests):
-    working, panicked = lab_guests(2, disk=True)
+def test_disk_io_shows_a_working_guest_behind_a_hung_agent(module_guests):
+    working, panicked = module_guests['working'], module_guests['panicked']
     for guest in (working, panicked):
         guest.control('disk-writer')
     working.control('agent-hang')
