@@ -54,13 +54,14 @@ class Testbed:
     def remove_guests(self):
         self.lab.teardown()
 
-    def start_monitor(self, kind):
+    def start_monitor(self, kind, settings=None):
         """Start a monitor of ``kind`` ('ours' or 'peer') in a fresh work
-        directory; it is stopped by stop_monitors() or close()."""
+        directory, with ``settings`` (default: the bed's); it is stopped by
+        stop_monitors() or close()."""
         self._runs += 1
         work_dir = os.path.join(self.work_dir, '%02d-%s' % (self._runs, kind))
         monitor = KINDS[kind](work_dir, self.server.endpoint, self.hostname,
-                              self.settings)
+                              settings or self.settings)
         self._monitors.append(monitor)
         return monitor.start()
 
