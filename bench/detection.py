@@ -45,6 +45,7 @@ each), the delivery (queued to the engine's 202) and the poll.
 
     .venv/bin/python -m bench.detection [--monitors ours,peer]
         [--settings 10/2/3] [--crashes 3] [--hangs 2] [--idle-seconds 30]
+        [--confirm-interval S]
 """
 
 import argparse
@@ -362,6 +363,13 @@ def _where_the_time_goes(results, tag):
             tag, scenario, ', '.join(parts)))
 
 
+def confirm_interval_of(bed):
+    """The confirm_interval ours runs with on ``bed``."""
+    if bed.confirm_interval is not None:
+        return bed.confirm_interval
+    return monitors.our_confirm_interval()
+
+
 def run(bed, kinds, settings, crashes=CRASHES, hangs=HANGS, idle=IDLE_SECONDS):
     say('== detection latency (%s: interval %d s, ping timeout %d s, '
         'threshold %d; %d crashes, %d hangs among %d hung each) ==' % (
@@ -374,7 +382,7 @@ def run(bed, kinds, settings, crashes=CRASHES, hangs=HANGS, idle=IDLE_SECONDS):
         return result
 
     results = testbed_mod.each_monitor(kinds, one)
-    return summarize(results, settings, monitors.our_confirm_interval())
+    return summarize(results, settings, confirm_interval_of(bed))
 
 
 def main(argv=None):
@@ -386,9 +394,13 @@ def main(argv=None):
     args.add_argument('--crashes', type=int, default=CRASHES)
     args.add_argument('--hangs', type=int, default=HANGS)
     args.add_argument('--idle-seconds', type=float, default=IDLE_SECONDS)
+    args.add_argument('--confirm-interval', type=float,
+                      help="ours' [monitor] confirm_interval (default: the "
+                           "daemon's default)")
     options = args.parse_args(argv)
     settings = monitors.Settings.parse(options.settings)
-    with testbed_mod.Testbed(settings) as bed:
+    with testbed_mod.Testbed(settings,
+                             confirm_interval=options.confirm_interval) as bed:
         found = run(bed, options.monitors.split(','), settings,
                     options.crashes, options.hangs, options.idle_seconds)
     for line in figures.table(found):

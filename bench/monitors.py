@@ -168,12 +168,17 @@ class OurMonitor(_Monitor):
 
     name = 'ours'
 
-    def __init__(self, work_dir, endpoint, hostname, settings=Settings()):
+    def __init__(self, work_dir, endpoint, hostname, settings=Settings(),
+                 confirm_interval=None):
+        overrides = {}
+        if confirm_interval is not None:
+            overrides['monitor__confirm_interval'] = str(confirm_interval)
         options = lab_daemon.lab_options(
             work_dir, endpoint, hostname,
             monitor__interval=str(settings.interval),
             monitor__ping_timeout=str(settings.ping_timeout),
-            monitor__failure_threshold=str(settings.failure_threshold))
+            monitor__failure_threshold=str(settings.failure_threshold),
+            **overrides)
         self._daemon = lab_daemon.MonitorDaemon(work_dir, options)
         self.log_path = self._daemon.log_path
 

@@ -90,6 +90,9 @@ def main(argv=None):
     args.add_argument('--sweep-idle-seconds', type=float,
                       default=sweep_duration.IDLE_SECONDS)
     args.add_argument('--samples', type=int, default=sweep_duration.SAMPLES)
+    args.add_argument('--confirm-interval', type=float,
+                      help="ours' [monitor] confirm_interval (default: the "
+                           "daemon's default)")
     options = args.parse_args(argv)
 
     started = time.monotonic()
@@ -105,15 +108,18 @@ def main(argv=None):
             ' (run by bench/peer/harness.py)' % peer_version())
     else:
         say('peer: NOT MEASURED: %s' % peer_missing)
-    say('ours: [monitor] confirm_interval %s s (its default), '
-        'max_concurrent_pings at its default' %
-        monitors.our_confirm_interval())
+    say('ours: [monitor] confirm_interval %s s%s, max_concurrent_pings at '
+        'its default' % (
+            monitors.our_confirm_interval()
+            if options.confirm_interval is None else options.confirm_interval,
+            ' (its default)' if options.confirm_interval is None else ''))
     say('notifications to a local masakari-api 22.0.0 (noauth2, no Keystone '
         'on either side)')
     say()
 
     found = []
-    with testbed_mod.Testbed(monitors.FAST) as bed:
+    with testbed_mod.Testbed(monitors.FAST,
+                             confirm_interval=options.confirm_interval) as bed:
         say('work directory (configs and logs): %s' % bed.work_dir)
         found += detection.run(bed, kinds, monitors.MASAKARI_DEFAULTS,
                                options.crashes, options.hangs,
