@@ -244,15 +244,20 @@ def expected_range(settings, kind, confirm_interval, others_hung=0):
         low = settings.ping_timeout + (settings.failure_threshold - 1) * (
             min(confirm_interval, settings.interval) + floor)
         return low, low + settings.interval
-    # The peer pings in turn, one sweep per miss; it notifies on the
-    # (threshold + 2)th miss. A sweep lasts a floor per other hung agent.
-    started = ended = 0.0
+    # The peer pings in turn, one sweep per miss, and notifies on the
+    # (threshold + 2)th miss. Each sweep lasts a floor per other hung
+    # agent plus its own ping; sweeps start an interval apart, or at once
+    # after one that overran. Earliest: its guest is pinged first in each
+    # sweep and the fault falls just before a sweep; latest: it is pinged
+    # last and the fault just missed a sweep.
+    started = first = last = 0.0
     for miss in range(settings.failure_threshold + 2):
-        took = others_hung * floor + (settings.ping_timeout if miss == 0
-                                      else floor)
-        ended = started + took
-        started = max(started + settings.interval, ended)
-    return ended, ended + settings.interval
+        own = settings.ping_timeout if miss == 0 else floor
+        first = started + own
+        last = started + own + others_hung * floor
+        started = max(started + settings.interval, last)
+    period = max(settings.interval, others_hung * floor + floor)
+    return first, last + period
 
 
 def _spread(values):
