@@ -304,7 +304,11 @@ def summarize(results, settings, confirm_interval, hung_before=HUNG_BEFORE):
                 's', ours, peer, 2,
                 _spread(values.get('ours', [])),
                 _spread(values.get('peer', []))))
+    measured = {i.scenario for result in results.values()
+                for i in result['incidents']}
     for scenario, others in (('crash', 0), ('hang', hung_before)):
+        if scenario not in measured:
+            continue
         for kind in ('ours', 'peer'):
             low, high = expected_range(settings, kind, confirm_interval,
                                        others)
