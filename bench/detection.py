@@ -309,7 +309,7 @@ def summarize(results, settings, confirm_interval, hung_before=HUNG_BEFORE):
     for scenario, others in (('crash', 0), ('hang', hung_before)):
         if scenario not in measured:
             continue
-        for kind in ('ours', 'peer'):
+        for kind in results:
             low, high = expected_range(settings, kind, confirm_interval,
                                        others)
             say('detection %s %s %s expected=%.1f-%.1f s (to the decision, '
