@@ -16,7 +16,7 @@ help:
 	@echo "make demo   - lab + monitor demo (crashes a guest, prints the notification)"
 	@echo "make test   - lab + the whole test suite (unit and integration)"
 	@echo "make unit   - unit tests only (no lab needed)"
-	@echo "make bench  - benchmarks on the lab"
+	@echo "make bench  - lab benchmarks, ours and masakari-monitors at 10/2/3 and 2/1/3"
 	@echo "make bench-scale - scale benchmark on a simulated libvirt (no lab needed)"
 
 # Debian packages, users, directories, virtlogd + libvirtd.
@@ -63,6 +63,8 @@ test: lab
 demo: lab
 	$(VENV)/bin/python -m lab.demo
 
+# Ours and the peer (bench/peer/setup.sh, run by run_all) in turn on the
+# lab, at Masakari's defaults and at 2/1/3; hold /tmp/ghm-lab.lock.
 bench: lab
 	$(VENV)/bin/python -m bench.run_all
 

@@ -18,10 +18,15 @@ class Figure(typing.NamedTuple):
     ours: typing.Optional[float]
     peer: typing.Optional[float]
     digits: int = 2
+    # (lowest, highest) of the samples behind a median, when there are
+    # several.
+    ours_spread: typing.Optional[tuple] = None
+    peer_spread: typing.Optional[tuple] = None
 
     @property
     def ratio(self):
-        return ratio(self.peer, self.ours)
+        """ours / peer: below 1 where ours is faster or smaller."""
+        return ratio(self.ours, self.peer)
 
 
 def say(line=''):
@@ -33,11 +38,12 @@ def median(values):
     return statistics.median(values) if values else None
 
 
-def ratio(peer, ours):
-    """peer / ours, or None when either is missing or ours is zero."""
-    if peer is None or ours is None or ours == 0:
+def ratio(numerator, denominator):
+    """numerator / denominator, or None when either is missing or the
+    denominator is zero."""
+    if numerator is None or denominator is None or denominator == 0:
         return None
-    return peer / ours
+    return numerator / denominator
 
 
 def fmt(value, unit='', digits=2):
@@ -47,19 +53,29 @@ def fmt(value, unit='', digits=2):
         '%.*f' % (digits, value)
 
 
-def fmt_ratio(value):
-    return 'n/a' if value is None else '%.1f' % value
+def fmt_ratio(value, digits=1):
+    return 'n/a' if value is None else '%.*f' % (digits, value)
+
+
+def fmt_spread(spread, digits=1):
+    """'12.1-14.0', or '' without one."""
+    if spread is None:
+        return ''
+    return '%.*f-%.*f' % (digits, spread[0], digits, spread[1])
 
 
 def table(figures):
-    """The summary: one row per figure, peer / ours in the last column."""
-    rows = [('figure', 'ours', 'peer', 'peer/ours')]
+    """The summary: one row per figure, each monitor's median (with the
+    lowest and highest sample where there are several) and ours / peer."""
+    rows = [('figure', 'ours', '(spread)', 'peer', '(spread)', 'ours/peer')]
     for figure in figures:
         rows.append((figure.label,
                      fmt(figure.ours, figure.unit, figure.digits),
+                     fmt_spread(figure.ours_spread),
                      fmt(figure.peer, figure.unit, figure.digits),
-                     fmt_ratio(figure.ratio)))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+                     fmt_spread(figure.peer_spread),
+                     fmt_ratio(figure.ratio, 2)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for row in rows:
         lines.append('  '.join([row[0].ljust(widths[0])] +

@@ -38,6 +38,9 @@ _STAMP = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)[,.](\d{3}) ')
 _OUR_SWEEP = re.compile(r'Sweep: (\d+) domains listed, (\d+) pinged, '
                         r'(\d+) missed in ([\d.]+) s')
 _OUR_FAILED = re.compile(r'Domain \S+ \(([0-9a-f-]{36})\) failed \(')
+_OUR_MISSED = r'Domain \S+ \(%s\) missed a ping'
+_OUR_ANSWERED = (r'HA engine (accepted|already had) the notification for '
+                 r'domain \S+ \(%s\)')
 _PEER_SWEEP = re.compile(r'Peer sweep started at ([\d.]+) took ([\d.]+) s, '
                          r'(\d+) pinged')
 _PEER_NOTIFY = re.compile(r"Send a notification\. .*'instance_uuid': "
@@ -49,6 +52,33 @@ class Settings(typing.NamedTuple):
     interval: int = 2
     ping_timeout: int = 1
     failure_threshold: int = 3
+
+    @property
+    def label(self):
+        return '%d/%d/%d' % self
+
+    @classmethod
+    def parse(cls, text):
+        """'10/2/3' -> Settings(10, 2, 3)."""
+        try:
+            return cls(*(int(part) for part in text.split('/')))
+        except (TypeError, ValueError):
+            raise ValueError('settings %r: expected interval/ping_timeout/'
+                             'failure_threshold, e.g. 10/2/3' % text)
+
+
+# Masakari's defaults (masakari-monitors' [introspectiveinstancemonitor]
+# options; also ours), and the fast timings the lab tests use.
+MASAKARI_DEFAULTS = Settings(10, 2, 3)
+FAST = Settings(2, 1, 3)
+
+
+def our_confirm_interval():
+    """The daemon's default [monitor] confirm_interval, which the
+    benchmarks leave as it is."""
+    from monitor import scheduler
+    return next(opt.default for opt in scheduler.SCHEDULER_OPTS
+                if opt.name == 'confirm_interval')
 
 
 class Sweep(typing.NamedTuple):
@@ -118,6 +148,19 @@ class _Monitor:
         """The lines the process wrote, for a report of why it died."""
         return _read(self.log_path)
 
+    def timeline(self, uuid, since):
+        """{event: seconds after ``since``} for one failing domain: the
+        first sweep that started after ``since`` ('round') and when the
+        monitor decided to notify ('queued')."""
+        found = {}
+        rounds = [s.started for s in self.sweeps() if s.started >= since]
+        if rounds:
+            found['round'] = min(rounds) - since
+        detected = self.detections().get(uuid)
+        if detected is not None:
+            found['queued'] = detected - since
+        return found
+
 
 class OurMonitor(_Monitor):
     """guest-health-monitor with the lab's settings and a debug log (the
@@ -125,12 +168,17 @@ class OurMonitor(_Monitor):
 
     name = 'ours'
 
-    def __init__(self, work_dir, endpoint, hostname, settings=Settings()):
+    def __init__(self, work_dir, endpoint, hostname, settings=Settings(),
+                 confirm_interval=None):
+        overrides = {}
+        if confirm_interval is not None:
+            overrides['monitor__confirm_interval'] = str(confirm_interval)
         options = lab_daemon.lab_options(
             work_dir, endpoint, hostname,
             monitor__interval=str(settings.interval),
             monitor__ping_timeout=str(settings.ping_timeout),
-            monitor__failure_threshold=str(settings.failure_threshold))
+            monitor__failure_threshold=str(settings.failure_threshold),
+            **overrides)
         self._daemon = lab_daemon.MonitorDaemon(work_dir, options)
         self.log_path = self._daemon.log_path
 
@@ -163,6 +211,24 @@ class OurMonitor(_Monitor):
     def detections(self):
         """{uuid: when it queued the notification}."""
         return _first_times(_read(self.log_path), _OUR_FAILED)
+
+    def timeline(self, uuid, since):
+        """As for any monitor, plus each missed ping applied ('miss N',
+        from the debug log) and the engine's answer ('engine answered')."""
+        found = super().timeline(uuid, since)
+        missed = re.compile(_OUR_MISSED % re.escape(uuid))
+        answered = re.compile(_OUR_ANSWERED % re.escape(uuid))
+        misses = 0
+        for line in _read(self.log_path):
+            stamp = log_time(line)
+            if stamp is None or stamp < since:
+                continue
+            if missed.search(line):
+                misses += 1
+                found['miss %d' % misses] = stamp - since
+            elif answered.search(line) and 'engine answered' not in found:
+                found['engine answered'] = stamp - since
+        return found
 
 
 def peer_config(work_dir, endpoint, hostname, settings):

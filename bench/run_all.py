@@ -3,6 +3,16 @@ summary table.
 
     make bench           (or: .venv/bin/python -m bench.run_all)
 
+Two settings in one run, each monitor in turn on the same number and kind
+of fresh guests:
+
+- Masakari's defaults (interval 10 s, ping timeout 2 s, failure threshold
+  3): idle footprint, crash to stored notification, and a hang among two
+  hung agents (bench/detection.py);
+- the fast timings of the first figures (2 / 1 / 3): crash to stored
+  notification; with ``--sweeps`` also the sweep duration against 0-4 hung
+  agents and the footprint at those timings (bench/sweep_duration.py).
+
 The peer (Masakari's introspective instance monitor) is installed first by
 bench/peer/setup.sh; when it cannot be installed or started, our figures
 are still measured and the reason is printed. Both monitors watch every
@@ -18,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from bench import crash_latency
+from bench import detection
 from bench import figures
 from bench import monitors
 from bench import sweep_duration
@@ -64,10 +74,25 @@ def main(argv=None):
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     args.add_argument('--no-peer', action='store_true',
                       help='measure our monitor only')
+    args.add_argument('--crashes', type=int, default=detection.CRASHES,
+                      help='crashes per monitor and settings')
+    args.add_argument('--hangs', type=int, default=detection.HANGS,
+                      help='hangs among hung agents per monitor, at '
+                           "Masakari's defaults")
     args.add_argument('--idle-seconds', type=float,
+                      default=detection.IDLE_SECONDS,
+                      help="footprint window at Masakari's defaults")
+    args.add_argument('--no-fast', action='store_true',
+                      help='skip the 2/1/3 crashes')
+    args.add_argument('--sweeps', action='store_true',
+                      help='also the sweep duration against hung agents '
+                           'at 2/1/3 (about 6 minutes more)')
+    args.add_argument('--sweep-idle-seconds', type=float,
                       default=sweep_duration.IDLE_SECONDS)
     args.add_argument('--samples', type=int, default=sweep_duration.SAMPLES)
-    args.add_argument('--repeats', type=int, default=crash_latency.REPEATS)
+    args.add_argument('--confirm-interval', type=float,
+                      help="ours' [monitor] confirm_interval (default: the "
+                           "daemon's default)")
     options = args.parse_args(argv)
 
     started = time.monotonic()
@@ -83,19 +108,32 @@ def main(argv=None):
             ' (run by bench/peer/harness.py)' % peer_version())
     else:
         say('peer: NOT MEASURED: %s' % peer_missing)
-    say('both: interval 2 s, ping timeout 1 s, failure threshold 3; '
-        'notifications to a local masakari-api 22.0.0 (noauth2, no '
-        'Keystone on either side)')
+    say('ours: [monitor] confirm_interval %s s%s, max_concurrent_pings at '
+        'its default' % (
+            monitors.our_confirm_interval()
+            if options.confirm_interval is None else options.confirm_interval,
+            ' (its default)' if options.confirm_interval is None else ''))
+    say('notifications to a local masakari-api 22.0.0 (noauth2, no Keystone '
+        'on either side)')
     say()
 
     found = []
-    with testbed_mod.Testbed() as bed:
+    with testbed_mod.Testbed(monitors.FAST,
+                             confirm_interval=options.confirm_interval) as bed:
         say('work directory (configs and logs): %s' % bed.work_dir)
-        found += sweep_duration.run(bed, kinds, options.idle_seconds,
-                                    options.samples)
+        found += detection.run(bed, kinds, monitors.MASAKARI_DEFAULTS,
+                               options.crashes, options.hangs,
+                               options.idle_seconds)
         say()
-        found += crash_latency.run(bed, kinds, options.repeats)
-    say()
+        if not options.no_fast:
+            found += detection.run(bed, kinds, monitors.FAST,
+                                   options.crashes, hangs=0, idle=0)
+            say()
+        if options.sweeps:
+            found += sweep_duration.run(bed, kinds,
+                                        options.sweep_idle_seconds,
+                                        options.samples)
+            say()
     say('== summary ==')
     for line in figures.table(found):
         say(line)
@@ -103,7 +141,7 @@ def main(argv=None):
         say('peer not measured: %s' % peer_missing)
     say('total %.0f s' % (time.monotonic() - started))
     # Our own figures must all be there; the peer's may be missing.
-    return 0 if all(f.ours is not None for f in found) else 1
+    return 0 if found and all(f.ours is not None for f in found) else 1
 
 
 if __name__ == '__main__':

@@ -113,7 +113,7 @@ def summarize(results, idle_seconds, hung_steps=HUNG_STEPS):
         peer = _durations(results, 'peer', hung)
         ours_median, peer_median = figures.median(ours), figures.median(peer)
         say('sweep_duration hung=%d ours_median=%s ours_max=%s '
-            'peer_median=%s peer_max=%s ratio=%s' % (
+            'peer_median=%s peer_max=%s peer/ours=%s' % (
                 hung, figures.fmt(ours_median, 's', 3),
                 figures.fmt(max(ours, default=None), 's', 3),
                 figures.fmt(peer_median, 's', 3),
@@ -138,7 +138,7 @@ def summarize(results, idle_seconds, hung_steps=HUNG_STEPS):
     idle = int(round(idle_seconds))
     for key, label, unit, field, scale, digits in footprint:
         ours, peer = value('ours', field, scale), value('peer', field, scale)
-        say('footprint %s ours=%s peer=%s ratio=%s' % (
+        say('footprint %s ours=%s peer=%s peer/ours=%s' % (
             key, figures.fmt(ours, unit, digits),
             figures.fmt(peer, unit, digits),
             figures.fmt_ratio(figures.ratio(peer, ours))))

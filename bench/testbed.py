@@ -20,8 +20,11 @@ KINDS = {'ours': monitors.OurMonitor, 'peer': monitors.PeerMonitor}
 
 class Testbed:
 
-    def __init__(self, settings=monitors.Settings(), work_dir=None):
+    def __init__(self, settings=monitors.Settings(), work_dir=None,
+                 confirm_interval=None):
         self.settings = settings
+        # Ours' [monitor] confirm_interval; None leaves its default.
+        self.confirm_interval = confirm_interval
         self.work_dir = work_dir or tempfile.mkdtemp(prefix='ghm-bench-')
         self.hostname = socket.gethostname()
         server_dir = os.path.join(self.work_dir, 'masakari')
@@ -54,13 +57,16 @@ class Testbed:
     def remove_guests(self):
         self.lab.teardown()
 
-    def start_monitor(self, kind):
+    def start_monitor(self, kind, settings=None):
         """Start a monitor of ``kind`` ('ours' or 'peer') in a fresh work
-        directory; it is stopped by stop_monitors() or close()."""
+        directory, with ``settings`` (default: the bed's); it is stopped by
+        stop_monitors() or close()."""
         self._runs += 1
         work_dir = os.path.join(self.work_dir, '%02d-%s' % (self._runs, kind))
+        extra = ({'confirm_interval': self.confirm_interval}
+                 if kind == 'ours' else {})
         monitor = KINDS[kind](work_dir, self.server.endpoint, self.hostname,
-                              self.settings)
+                              settings or self.settings, **extra)
         self._monitors.append(monitor)
         return monitor.start()
 
