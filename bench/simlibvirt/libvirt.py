@@ -98,6 +98,7 @@ VIR_CONNECT_GET_ALL_DOMAINS_STATS_RUNNING = 16
 VIR_CONNECT_GET_ALL_DOMAINS_STATS_PAUSED = 32
 VIR_CONNECT_GET_ALL_DOMAINS_STATS_SHUTOFF = 64
 VIR_CONNECT_GET_ALL_DOMAINS_STATS_OTHER = 128
+VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT = 536870912
 VIR_DOMAIN_STATS_STATE = 1
 VIR_DOMAIN_STATS_CPU_TOTAL = 2
 VIR_DOMAIN_STATS_BALLOON = 4
@@ -441,7 +442,11 @@ def _stats(guest, stats):
     if not stats or stats & VIR_DOMAIN_STATS_BLOCK:
         record.update({'block.count': 1, 'block.0.name': 'vda',
                        'block.0.rd.reqs': 0, 'block.0.wr.reqs': 0,
-                       'block.0.rd.bytes': 0, 'block.0.wr.bytes': 0})
+                       'block.0.rd.bytes': 0, 'block.0.wr.bytes': 0,
+                       'block.0.fl.reqs': 0})
+    if not stats or stats & VIR_DOMAIN_STATS_VCPU:
+        record.update({'vcpu.current': 1, 'vcpu.maximum': 1,
+                       'vcpu.0.state': 1, 'vcpu.0.time': 10 ** 9})
     if not stats or stats & VIR_DOMAIN_STATS_INTERFACE:
         record.update({'net.count': 1, 'net.0.name': 'vnet0',
                        'net.0.rx.bytes': 0, 'net.0.tx.bytes': 0,
