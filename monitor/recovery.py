@@ -59,19 +59,20 @@ Related options:
 """),
     cfg.IntOpt(
         'max_actions',
-        default=3, min=1,
+        default=3, min=1, max=1000,
         help="""
 Most recovery actions on one domain within [recovery] window seconds.
 Past it the monitor only notifies, saying the budget is exhausted, and
 logs one alarm line: a guest that dies again and again after each reset
-needs a person. Default 3.
+needs a person. From 1 to 1000. Default 3.
 """),
     cfg.IntOpt(
         'window',
-        default=3600, min=1,
+        default=3600, min=1, max=2592000,
         help="""
 Length in seconds of the sliding window in which [recovery] max_actions
-applies; an action older than this no longer counts. Default 3600.
+applies; an action older than this no longer counts. From 1 to 2592000
+(30 days). Default 3600.
 """),
 ]
 
