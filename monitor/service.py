@@ -23,7 +23,7 @@ from monitor import libvirt_host
 from monitor import mass_failure
 from monitor import metrics as metrics_mod
 from monitor import metrics_server
-from monitor import notifier
+from monitor import notifier_driver
 from monitor import outbox as outbox_mod
 from monitor import scheduler as scheduler_mod
 from monitor import status_server
@@ -41,7 +41,10 @@ class MonitorService:
         self.metrics = metrics_mod.MonitorMetrics()
         self.store = domain_store.DomainStore.from_conf(conf)
         self.outbox = outbox_mod.Outbox.from_conf(conf)
-        self.client = notifier.MasakariClient.from_conf(conf)
+        # [notifier] driver: the engine, a signed webhook or nothing. One
+        # outbox and one delivery worker serve them all, so a webhook gets
+        # the engine's guarantees (durable, retried, exactly once).
+        self.client = notifier_driver.build_client(conf)
         # Set by the tracker after each enqueue, waited on by the delivery
         # worker: the first attempt goes out at once. Neither knows the
         # other; what became of a notification is read from the outbox.
@@ -201,6 +204,10 @@ class MonitorService:
         self.status_server.close()
         self.store.close()
         self.outbox.close()
+        # The webhook's HTTP session; the engine's client keeps none open.
+        close_client = getattr(self.client, 'close', None)
+        if close_client is not None:
+            close_client()
         if self.host.connection is not None:
             self.events.deregister(self.host.connection)
         self.host.close()

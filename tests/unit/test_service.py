@@ -216,3 +216,39 @@ def test_a_queued_notification_wakes_the_delivery_worker(service):
     assert [e.notification.instance_uuid
             for e in service.outbox.pending()] == [AGENT_UUID]
     assert wakeup.is_set()
+
+
+def build_service(tmp_path, **sections):
+    node = tmp_path / 'node.xml'
+    node.write_text(NODE)
+    text = f"""
+[DEFAULT]
+host = compute-1
+state_path = {tmp_path / 'state'}
+
+[libvirt]
+connection_uri = test://{node}
+"""
+    for section, values in sections.items():
+        text += '\n[%s]\n' % section
+        text += ''.join('%s = %s\n' % item for item in values.items())
+    conf_file = tmp_path / 'monitor.conf'
+    conf_file.write_text(text)
+    conf = config.load(['--config-file', str(conf_file)],
+                       default_config_files=[])
+    return service_mod.MonitorService(conf)
+
+
+@pytest.mark.parametrize('driver, client_type', [
+    ('webhook', 'WebhookClient'), ('none', 'NoNotifier')])
+def test_the_notifier_driver_chooses_the_delivery_client(tmp_path, driver,
+                                                         client_type):
+    service = build_service(
+        tmp_path, notifier={'driver': driver},
+        webhook={'url': 'http://127.0.0.1:9/hook', 'secret': 's'})
+    try:
+        assert type(service.client).__name__ == client_type
+        # One delivery worker for every driver.
+        assert service.delivery._client is service.client
+    finally:
+        service.close()
