@@ -18,6 +18,7 @@ from eventlet import hubs
 from eventlet import patcher
 from eventlet import timeout as eventlet_timeout
 
+from monitor import domain_metadata
 from monitor import lifecycle
 
 try:
@@ -36,6 +37,10 @@ _native_os = patcher.original('os')
 _KIND_LIFECYCLE = 'lifecycle'
 _KIND_REBOOT = 'reboot'
 _KIND_AGENT = 'agent'
+# A domain's metadata changed (virsh metadata ... --live): its own
+# monitoring settings may have. Dispatched by the service, which reads
+# them again; not a lifecycle matter.
+KIND_METADATA = 'metadata'
 
 
 class EventsUnavailable(Exception):
@@ -113,6 +118,14 @@ class EventBridge:
     def _on_agent(self, _conn, dom, state, reason, _opaque):
         self._put_event(dom, _KIND_AGENT, state, reason)
 
+    def _on_metadata(self, _conn, dom, mtype, nsuri, _opaque):
+        # Only our element: a title, a description or another tool's
+        # element (Nova's, say) changes nothing here.
+        if mtype != libvirt.VIR_DOMAIN_METADATA_ELEMENT or \
+                nsuri != domain_metadata.NAMESPACE:
+            return
+        self._put_event(dom, KIND_METADATA, mtype, 0)
+
     def _put_event(self, dom, kind, event, detail):
         try:
             item = lifecycle.DomainEvent(dom.UUIDString(), dom.name(), kind,
@@ -130,7 +143,8 @@ class EventBridge:
     # -- registration (called from the scheduler after each connect) --------
 
     def register(self, conn):
-        """Subscribe to lifecycle, reboot and agent events on ``conn``.
+        """Subscribe to lifecycle, reboot, agent and metadata events on
+        ``conn``.
 
         :raises EventsUnavailable: libvirt refused a subscription (the
             connection died meanwhile); none is left registered.
@@ -140,7 +154,9 @@ class EventBridge:
                 (libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle),
                 (libvirt.VIR_DOMAIN_EVENT_ID_REBOOT, self._on_reboot),
                 (libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE,
-                 self._on_agent)):
+                 self._on_agent),
+                (libvirt.VIR_DOMAIN_EVENT_ID_METADATA_CHANGE,
+                 self._on_metadata)):
             try:
                 self._callback_ids.append(conn.domainEventRegisterAny(
                     None, event_id, callback, None))

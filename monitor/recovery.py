@@ -31,8 +31,18 @@ RESULT_NOT_REQUESTED = 'not_requested'
 RESULT_DONE = 'done'
 RESULT_FAILED = 'failed'
 RESULT_BUDGET_EXHAUSTED = 'budget_exhausted'
+# The mass-failure breaker was tripped: the host, not the guest, is
+# suspected, and no guest is touched.
+RESULT_HELD = 'held'
+# Stored with a notification while its recovery is under way; never sent.
+RESULT_IN_PROGRESS = 'in_progress'
+# The daemon stopped while the recovery was under way (found held in the
+# outbox at the next start): whether the action reached the guest is
+# unknown.
+RESULT_INTERRUPTED = 'interrupted'
 RESULTS = (RESULT_NOT_REQUESTED, RESULT_DONE, RESULT_FAILED,
-           RESULT_BUDGET_EXHAUSTED)
+           RESULT_BUDGET_EXHAUSTED, RESULT_HELD, RESULT_IN_PROGRESS,
+           RESULT_INTERRUPTED)
 
 OPTS = [
     cfg.StrOpt(

@@ -17,6 +17,7 @@ from eventlet import tpool
 from monitor import delivery
 from monitor import domain_store
 from monitor import domain_tracker
+from monitor import evidence as evidence_mod
 from monitor import health_policy
 from monitor import libvirt_events
 from monitor import libvirt_host
@@ -25,6 +26,8 @@ from monitor import metrics as metrics_mod
 from monitor import metrics_server
 from monitor import notifier_driver
 from monitor import outbox as outbox_mod
+from monitor import recovery_history
+from monitor import recovery_step
 from monitor import scheduler as scheduler_mod
 from monitor import status_server
 from monitor import systemd_notify
@@ -49,16 +52,25 @@ class MonitorService:
         # worker: the first attempt goes out at once. Neither knows the
         # other; what became of a notification is read from the outbox.
         delivery_wakeup = threading.Event()
+        self.host = libvirt_host.LibvirtHost.from_conf(conf)
+        breaker = mass_failure.MassFailureBreaker.from_conf(conf)
+        # Self-recovery (plain libvirt host): with the masakari driver
+        # every action is none, and the step only says once per domain
+        # that a metadata action is ignored.
+        self.recovery = recovery_step.RecoveryStep.from_conf(
+            conf, self.outbox, breaker, self.host,
+            recovery_history.RecoveryHistory.from_conf(conf),
+            evidence_mod.EvidenceStore.from_conf(conf),
+            delivery_wakeup=delivery_wakeup)
         self.tracker = domain_tracker.DomainTracker(
             self.store,
             health_policy.HealthPolicy.from_conf(conf),
-            mass_failure.MassFailureBreaker.from_conf(conf),
+            breaker,
             self.outbox, conf.host, delivery_wakeup=delivery_wakeup,
-            clock=clock, metrics=self.metrics)
+            clock=clock, metrics=self.metrics, recovery=self.recovery)
         self.delivery = delivery.DeliveryWorker.from_conf(
             conf, self.outbox, self.client, metrics=self.metrics,
             wakeup=delivery_wakeup)
-        self.host = libvirt_host.LibvirtHost.from_conf(conf)
         self.events = libvirt_events.EventBridge(clock=clock)
         self.scheduler = scheduler_mod.Scheduler.from_conf(
             conf, self.host, self.tracker,
@@ -131,8 +143,19 @@ class MonitorService:
                 return
             self.scheduler.connection_lost(
                 'libvirt closed the connection, reason %d' % item.reason)
+        elif getattr(item, 'kind', None) == libvirt_events.KIND_METADATA:
+            self._metadata_changed(item)
         else:
             self.tracker.apply_event(item)
+
+    def _metadata_changed(self, event):
+        # The listing's copy of the settings is read once per run of the
+        # domain; read them again now so that the change applies at once.
+        parsed = tpool.execute(self.host.refresh_settings, event.uuid)
+        if parsed is None:
+            return  # gone meanwhile, or libvirt with it
+        self.tracker.settings_changed(event.uuid, event.name,
+                                      parsed.settings, parsed.error)
 
     def _dispatch_loop(self):
         while not self.stop_event.is_set():
@@ -149,6 +172,9 @@ class MonitorService:
 
     def start(self):
         libvirt_events.start_event_loop()
+        # Held by a daemon that stopped while recovering a guest: sent
+        # now, saying so, before the delivery worker starts.
+        recovery_step.release_interrupted(self.outbox, self._clock())
         pending = self.outbox.pending()
         if pending:
             LOG.warning('%d notification(s) from before the restart are '

@@ -10,9 +10,12 @@ import libvirt
 import pytest
 
 from monitor import config
+from monitor import domain_metadata
 from monitor import domain_record
 from monitor import libvirt_events
 from monitor import lifecycle
+from monitor import notification as notification_mod
+from monitor import outbox as outbox_mod
 from monitor import service as service_mod
 from monitor import states
 from monitor.ping_outcome import Outcome
@@ -252,3 +255,42 @@ def test_the_notifier_driver_chooses_the_delivery_client(tmp_path, driver,
         assert service.delivery._client is service.client
     finally:
         service.close()
+
+
+def test_a_metadata_change_applies_without_waiting_for_a_listing(service):
+    connect(service)
+    watch_agent_domain(service)
+    service.host.connection.lookupByUUIDString(AGENT_UUID).setMetadata(
+        libvirt.VIR_DOMAIN_METADATA_ELEMENT, '<monitor enabled="no"/>',
+        domain_metadata.KEY, domain_metadata.NAMESPACE,
+        libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    service.dispatch(domain_event(libvirt_events.KIND_METADATA,
+                                  libvirt.VIR_DOMAIN_METADATA_ELEMENT))
+
+    assert service.store.get(AGENT_UUID) is None
+    assert not service.tracker.settings_of(AGENT_UUID).enabled
+    # The next listing agrees: the domain stays unmonitored.
+    assert service.tracker.reconcile(service.host.list_domains()) == []
+
+
+def test_a_notification_held_by_a_stopped_daemon_is_released_at_start(
+        tmp_path):
+    service = build_service(
+        tmp_path, notifier={'driver': 'none'})
+    n = notification_mod.Notification.new(
+        AGENT_UUID, 'with-agent', 'compute-1', 1700000000.0,
+        details={'consecutive_misses': 3,
+                 'recovery': {'action': 'reset', 'result': 'in_progress',
+                              'detail': ''}, 'evidence': []})
+    service.outbox.enqueue(n, 1700000000.0, held=True)
+    try:
+        service.start()
+        service.stop()
+        service.wait(grace=5)
+        entry = service.outbox.get(n.id)
+    finally:
+        service.close()
+    assert not entry.held
+    assert entry.notification.details['recovery']['result'] == 'interrupted'
+    assert entry.status in (outbox_mod.PENDING, outbox_mod.DELIVERED)
