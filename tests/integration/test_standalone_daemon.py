@@ -168,7 +168,7 @@ def outage(libvirt_lab, tmp_path_factory):
         down_at = time.monotonic()
         opted_out.control('agent-hang')
         panicking.control('panic')
-        daemon.wait_for_log(r'HA engine unavailable|not delivered',
+        daemon.wait_for_log(r'Webhook receiver unavailable',
                             NOTIFY_TIMEOUT)
         time.sleep(max(0.0, 60.0 - (time.monotonic() - down_at)))
         receiver.start()
