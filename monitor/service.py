@@ -44,6 +44,11 @@ class MonitorService:
         self.metrics = metrics_mod.MonitorMetrics()
         self.store = domain_store.DomainStore.from_conf(conf)
         self.outbox = outbox_mod.Outbox.from_conf(conf)
+        # Held by a daemon that stopped while recovering a guest: sent,
+        # saying so, by the delivery worker this start begins. Here, so
+        # that an outbox locked by another process for longer than its
+        # wait stops the start with one line, like an unusable outbox.
+        recovery_step.release_interrupted(self.outbox, clock())
         # [notifier] driver: the engine, a signed webhook or nothing. One
         # outbox and one delivery worker serve them all, so a webhook gets
         # the engine's guarantees (durable, retried, exactly once).
@@ -172,9 +177,6 @@ class MonitorService:
 
     def start(self):
         libvirt_events.start_event_loop()
-        # Held by a daemon that stopped while recovering a guest: sent
-        # now, saying so, before the delivery worker starts.
-        recovery_step.release_interrupted(self.outbox, self._clock())
         pending = self.outbox.pending()
         if pending:
             LOG.warning('%d notification(s) from before the restart are '

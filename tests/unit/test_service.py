@@ -276,18 +276,17 @@ def test_a_metadata_change_applies_without_waiting_for_a_listing(service):
 
 def test_a_notification_held_by_a_stopped_daemon_is_released_at_start(
         tmp_path):
-    service = build_service(
-        tmp_path, notifier={'driver': 'none'})
     n = notification_mod.Notification.new(
         AGENT_UUID, 'with-agent', 'compute-1', 1700000000.0,
         details={'consecutive_misses': 3,
                  'recovery': {'action': 'reset', 'result': 'in_progress',
                               'detail': ''}, 'evidence': []})
-    service.outbox.enqueue(n, 1700000000.0, held=True)
+    box = outbox_mod.Outbox(str(tmp_path / 'state' / 'outbox.sqlite'), 10)
+    box.enqueue(n, 1700000000.0, held=True)
+    box.close()
+
+    service = build_service(tmp_path, notifier={'driver': 'none'})
     try:
-        service.start()
-        service.stop()
-        service.wait(grace=5)
         entry = service.outbox.get(n.id)
     finally:
         service.close()
