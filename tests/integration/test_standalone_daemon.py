@@ -23,6 +23,7 @@ import pytest
 from lab import daemon as lab_daemon
 from lab import guests as lab_guests
 from lab.webhook_receiver import WebhookReceiver
+from monitor import crash_points
 from monitor import domain_metadata
 
 pytestmark = pytest.mark.integration
@@ -267,3 +268,37 @@ def test_the_masakari_driver_with_a_reset_action_exits_2_naming_both(
     assert '[recovery] action' in proc.stderr
     assert '[notifier] driver = masakari' in proc.stderr
     assert 'Traceback' not in proc.stdout + proc.stderr
+
+
+# -- a crash between queueing and the recovery ---------------------------------
+
+def test_a_daemon_killed_before_the_reset_sends_the_report_as_interrupted(
+        lab_guests_module, tmp_path, monkeypatch):
+    [guest] = lab_guests_module(1)
+    work_dir = str(tmp_path / 'monitor')
+    with WebhookReceiver(SECRET) as receiver:
+        # SIGKILL right after the held notification is committed: before
+        # evidence, reset and release.
+        monkeypatch.setenv(crash_points.ENV, crash_points.AFTER_ENQUEUE)
+        daemon = start_daemon(work_dir, receiver)
+        daemon.wait_for_log(healthy_line(guest), BOOT_TIMEOUT)
+        guest.control('panic')
+        daemon.proc.wait(NOTIFY_TIMEOUT)
+        assert daemon.proc.returncode == -9
+        assert receiver.wait_for(1, 3) == []
+
+        monkeypatch.delenv(crash_points.ENV)
+        again = start_daemon(work_dir, receiver)
+        try:
+            [delivery] = wait_deliveries(receiver, guest, 1, NOTIFY_TIMEOUT)
+            # Exactly one: the restarted daemon does not report the same
+            # failure again while the guest stays dead.
+            time.sleep(10)
+            deliveries = receiver.wait_for(0, 0)
+        finally:
+            again.stop()
+
+    assert deliveries == [delivery]
+    assert delivery.signature_valid
+    assert delivery.json()['recovery']['action'] == 'reset'
+    assert delivery.json()['recovery']['result'] == 'interrupted'
