@@ -467,3 +467,30 @@ def test_no_second_notification_while_one_is_held(rig):
 
     assert len(rig.outbox.pending()) == 1
     assert len(rig.spawned) == 1
+
+
+# -- the budget's file ------------------------------------------------------
+
+def test_the_history_keeps_only_what_still_counts(tmp_path):
+    path = str(tmp_path / 'recovery.json')
+    history = recovery_history.RecoveryHistory(path, window=100)
+    history.put(uuid(1), (10.0,), now=10.0)
+    history.put(uuid(2), (50.0, 60.0), now=60.0)
+
+    history.put(uuid(2), (50.0, 60.0, 130.0), now=130.0)
+
+    again = recovery_history.RecoveryHistory(path, window=100)
+    assert again.get(uuid(1)) == ()
+    assert again.get(uuid(2)) == (50.0, 60.0, 130.0)
+
+
+def test_an_unreadable_history_starts_with_a_full_budget_and_says_so(
+        tmp_path, log):
+    path = tmp_path / 'recovery.json'
+    path.write_text('{not json')
+
+    history = recovery_history.RecoveryHistory(str(path), window=100)
+
+    assert history.get(uuid(1)) == ()
+    assert any('Cannot read the recovery history' in line
+               for line in log(logging.ERROR))
