@@ -164,7 +164,7 @@ class RecoveryStep:
         if decision.budget_exhausted:
             LOG.error('ALARM: domain %s (%s) failed again and is not '
                       'recovered: %s', name, uuid, decision.reason)
-            refs = self._capture(uuid, None)[0]
+            refs = self._capture(uuid, name, None)[0]
             return recovery.report(decision), refs
         try:
             self.history.put(uuid, decision.history, now)
@@ -172,24 +172,24 @@ class RecoveryStep:
             LOG.error('Cannot write the recovery history %s: %s; the '
                       'budget of domain %s (%s) is kept in memory only',
                       self.history.path, exc, name, uuid)
-        refs, result = self._capture(uuid, decision.action)
+        refs, result = self._capture(uuid, name, decision.action)
         if result.ok:
-            LOG.warning('Domain %s (%s) recovered: %s (%s)', name, uuid,
-                        result.detail, decision.reason)
+            LOG.warning('Domain %s (%s) recovered: %s', name, uuid,
+                        decision.reason)
         else:
             LOG.error('Domain %s (%s) could not be recovered: %s', name,
                       uuid, result.detail)
         return recovery.report(decision, result.ok, result.detail), refs
 
-    def _capture(self, uuid, action):
+    def _capture(self, uuid, name, action):
         refs, problems, result = self._execute(
             capture_and_act, self.host.connection, uuid, action,
             self.evidence_store, self.console_lines)
         for problem in problems:
-            LOG.info('Domain %s: evidence: %s', uuid, problem)
+            LOG.info('Domain %s (%s): evidence: %s', name, uuid, problem)
         for ref in refs:
-            LOG.info('Domain %s: evidence kept: %s (%d bytes)', uuid,
-                     ref.path, ref.size)
+            LOG.info('Domain %s (%s): evidence kept: %s (%d bytes)', name,
+                     uuid, ref.path, ref.size)
         return refs, result
 
     def _release(self, n, details):
