@@ -10,10 +10,11 @@ export LAB_CACHE
 
 VENV_STAMP = $(VENV)/.installed
 
-.PHONY: help venv host lab guest-image masakari unit integration test demo bench bench-scale genconfig lint clean
+.PHONY: help venv host lab guest-image masakari unit integration test demo demo-standalone bench bench-scale genconfig lint clean
 
 help:
 	@echo "make demo   - lab + monitor demo (crashes a guest, prints the notification)"
+	@echo "make demo-standalone - the same without Masakari: evidence, reset, signed webhook"
 	@echo "make test   - lab + the whole test suite (unit and integration)"
 	@echo "make unit   - unit tests only (no lab needed)"
 	@echo "make bench  - lab benchmarks, ours and masakari-monitors at 10/2/3 and 2/1/3"
@@ -62,6 +63,11 @@ test: lab
 
 demo: lab
 	$(VENV)/bin/python -m lab.demo
+
+# A plain libvirt host: no Masakari, the monitor resets the guest itself
+# and reports to a local webhook receiver that prints what it got.
+demo-standalone: host guest-image venv
+	$(VENV)/bin/python -m lab.demo_standalone
 
 # Ours and the peer (bench/peer/setup.sh, run by run_all) in turn on the
 # lab, at Masakari's defaults and at 2/1/3; hold /tmp/ghm-lab.lock.

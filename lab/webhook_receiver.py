@@ -153,7 +153,7 @@ class WebhookReceiver:
             time.sleep(0.05)
 
 
-def _print_delivery(delivery):
+def print_delivery(delivery):
     verdict = 'valid' if delivery.signature_valid else 'INVALID'
     try:
         shown = json.dumps(delivery.json(), indent=2, sort_keys=True)
@@ -169,7 +169,7 @@ def main(argv=None):
     parser.add_argument('--port', type=int, default=8099)
     args = parser.parse_args(argv)
     receiver = WebhookReceiver(args.secret, args.port,
-                               on_delivery=_print_delivery).start()
+                               on_delivery=print_delivery).start()
     print('listening on %s' % receiver.url, flush=True)
     try:
         threading.Event().wait()

@@ -272,10 +272,16 @@ def validate(conf):
         spec = specs.get((group, name))
         if spec is not None:
             _check_value(group, name, spec, value)
-    for check in (_check_host, _check_state_path, _check_log_file,
-                  _check_libvirt_uri, _check_cache, _check_notifier_endpoint,
-                  _check_notifier_auth, _check_notifier_tls,
-                  _check_agent_channel_path_regex):
+    checks = [_check_host, _check_state_path, _check_log_file,
+              _check_libvirt_uri, _check_cache, _check_notifier_driver,
+              _check_webhook_cafile]
+    if _uses_masakari(conf):
+        # Without the engine its endpoint, Keystone and TLS settings are
+        # unused: a host without Masakari must not need them.
+        checks += [_check_notifier_endpoint, _check_notifier_auth,
+                   _check_notifier_tls]
+    checks.append(_check_agent_channel_path_regex)
+    for check in checks:
         check(conf)
 
 
@@ -613,6 +619,41 @@ def _check_cache(conf):
         raise ConfigError('cache', 'backend_argument',
                           'not accepted by %s (%s: %s)'
                           % (backend, type(exc).__name__, exc)) from None
+
+
+def _uses_masakari(conf):
+    from monitor import notifier_driver
+
+    return conf[notifier_driver.GROUP].driver == notifier_driver.MASAKARI
+
+
+def _check_notifier_driver(conf):
+    # The driver owns the checks that tie it to the webhook and recovery
+    # options (a recovery action with the engine, a webhook without url).
+    from monitor import notifier_driver
+
+    try:
+        notifier_driver.check_conf(conf)
+    except notifier_driver.ConfCheckError as exc:
+        raise ConfigError(exc.group, exc.option, exc.message) from None
+
+
+def _check_webhook_cafile(conf):
+    # Checked whatever the driver: a CA file named but missing is a
+    # mistake to hear about now, not when the driver is switched.
+    path = conf.webhook.cafile
+    if not path:
+        return
+    problem = _readable_file_problem(path)
+    if problem:
+        raise ConfigError('webhook', 'cafile', '%s %s' % (path, problem))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cafile=path)
+    except ssl.SSLError as exc:
+        raise ConfigError('webhook', 'cafile', '%s holds no usable CA '
+                          'certificate (%s)' % (path, exc.reason or exc)) \
+            from None
 
 
 def _check_notifier_auth(conf):

@@ -67,6 +67,10 @@ def register_opts(conf):
     conf.register_opts(RETRY_OPTS, group=GROUP)
 
 
+# Who receives the notifications, by [notifier] driver, for the log.
+PEERS = {'masakari': 'HA engine', 'webhook': 'Webhook receiver',
+         'none': 'Notifier none'}
+
 # Longest sleep of an idle worker: it also picks up dead letters requeued
 # by an operator from another process.
 IDLE_POLL = 30.0
@@ -123,8 +127,10 @@ class DeliveryWorker:
     """
 
     def __init__(self, outbox, client, clock=time.time, retry_policy=None,
-                 metrics=None, wakeup=None):
+                 metrics=None, wakeup=None, peer='HA engine'):
+        """``peer`` names who receives the notifications in the log."""
         self.outbox = outbox
+        self.peer = peer
         self._client = client
         self._clock = clock
         self._policy = retry_policy or RetryPolicy()
@@ -142,7 +148,8 @@ class DeliveryWorker:
                   wakeup=None):
         return cls(outbox, client, clock=clock,
                    retry_policy=RetryPolicy.from_conf(conf), metrics=metrics,
-                   wakeup=wakeup)
+                   wakeup=wakeup, peer=PEERS.get(conf.notifier.driver,
+                                                 'HA engine'))
 
     def wake(self):
         """Start a pass now instead of at the next scheduled attempt.
@@ -156,8 +163,8 @@ class DeliveryWorker:
         """Deliver until ``stop_event`` is set, sleeping until the next
         due attempt (or ``wake()``) between passes."""
         self._stop_event = stop_event
-        LOG.info('Delivery to the HA engine started; %d notification(s) '
-                 'pending in %s', len(self.outbox.pending()),
+        LOG.info('Delivery to the %s started; %d notification(s) '
+                 'pending in %s', self.peer, len(self.outbox.pending()),
                  self.outbox.path)
         while not stop_event.is_set():
             self._wake_event.clear()
@@ -175,8 +182,8 @@ class DeliveryWorker:
                 timeout = self._policy.max_delay
             if not stop_event.is_set():
                 self._wake_event.wait(timeout)
-        LOG.info('Delivery to the HA engine stopped; %d notification(s) '
-                 'pending', len(self.outbox.pending()))
+        LOG.info('Delivery to the %s stopped; %d notification(s) '
+                 'pending', self.peer, len(self.outbox.pending()))
 
     def _idle_timeout(self):
         next_due = self.outbox.next_due_at()
@@ -228,12 +235,13 @@ class DeliveryWorker:
             return entry
         self._note_answer(now)
         if outcome.kind == OutcomeKind.REJECTED:
-            LOG.error('HA engine rejected the notification for domain %s '
+            LOG.error('%s rejected the notification for domain %s '
                       '(%s) for good (HTTP %s, attempt %d): %s. Kept as '
                       'dead letter %s; requeue it with '
                       '"guest-health-monitor-outbox retry %s" once fixed',
-                      n.domain_name, n.instance_uuid, outcome.status_code,
-                      attempt, outcome.message, n.id, n.id)
+                      self.peer, n.domain_name, n.instance_uuid,
+                      outcome.status_code, attempt, outcome.message, n.id,
+                      n.id)
             dead = self.outbox.mark_dead(n.id, now, outcome.message)
             self.metrics.notification_rejected()
             return dead
@@ -241,35 +249,36 @@ class DeliveryWorker:
         crash_points.reached(crash_points.AFTER_MARK_DELIVERED)
         self.metrics.notification_delivered(outcome.kind)
         if outcome.kind == OutcomeKind.ACCEPTED:
-            LOG.info('HA engine accepted the notification for domain %s '
+            LOG.info('%s accepted the notification for domain %s '
                      '(%s) generated at %s (attempt %d, engine '
-                     'notification %s)', n.domain_name, n.instance_uuid,
-                     n.generated_time, attempt, outcome.engine_uuid)
+                     'notification %s)', self.peer, n.domain_name,
+                     n.instance_uuid, n.generated_time, attempt,
+                     outcome.engine_uuid)
         else:
-            LOG.warning('HA engine already had the notification for domain '
+            LOG.warning('%s already had the notification for domain '
                         '%s (%s) generated at %s (attempt %d): %s',
-                        n.domain_name, n.instance_uuid, n.generated_time,
-                        attempt, outcome.message)
+                        self.peer, n.domain_name, n.instance_uuid,
+                        n.generated_time, attempt, outcome.message)
         return updated
 
     def _note_failure(self, now, notification, outcome):
         cause = _cause(outcome)
         if self._outage is None:
             self._outage = _Outage(now, cause)
-            LOG.error('HA engine unavailable, notifications are kept in the '
+            LOG.error('%s unavailable, notifications are kept in the '
                       'outbox and retried (first held: domain %s (%s)): %s',
-                      notification.domain_name, notification.instance_uuid,
+                      self.peer, notification.domain_name, notification.instance_uuid,
                       outcome.message)
         elif cause != self._outage.cause:
             self._outage.cause = cause
-            LOG.error('HA engine still unavailable, now: %s',
+            LOG.error('%s still unavailable, now: %s', self.peer,
                       outcome.message)
         self._outage.failed_attempts += 1
 
     def _note_answer(self, now):
         if self._outage is None:
             return
-        LOG.info('HA engine answering again after %.0f s (%d failed '
-                 'attempt(s) during the outage)',
+        LOG.info('%s answering again after %.0f s (%d failed '
+                 'attempt(s) during the outage)', self.peer,
                  now - self._outage.since, self._outage.failed_attempts)
         self._outage = None

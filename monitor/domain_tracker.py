@@ -23,6 +23,7 @@ import logging
 import time
 
 from monitor import crash_points
+from monitor import domain_metadata
 from monitor import guest_activity
 from monitor import health_policy
 from monitor import instant_failures
@@ -30,6 +31,7 @@ from monitor import lifecycle
 from monitor import metrics as metrics_mod
 from monitor import notification as notification_mod
 from monitor import outbox as outbox_mod
+from monitor import recovery as recovery_mod
 from monitor import states
 from monitor.ping_outcome import Outcome
 
@@ -51,12 +53,14 @@ class DomainTracker:
 
     def __init__(self, store, policy, breaker, outbox, hostname,
                  delivery_wakeup=None, clock=time.time, metrics=None,
-                 silent_periods=None):
+                 silent_periods=None, recovery=None):
         """``delivery_wakeup`` (a ``threading.Event`` shared with the
         delivery worker) is set after each enqueue, so the first attempt
         is made at once. ``silent_periods`` (guest_activity.SilentPeriods)
         corroborates a silent agent with the guest's I/O; None: the
-        agent's silence alone reports the guest."""
+        agent's silence alone reports the guest. ``recovery`` (a
+        ``recovery_step.RecoveryStep``) recovers failed guests itself on a
+        plain libvirt host; None: notify only."""
         self.store = store
         self.policy = policy
         self.breaker = breaker
@@ -80,6 +84,14 @@ class DomainTracker:
         # domain that runs again meanwhile (destroy + start) keeps its
         # history. Held here, not in the store: they are not monitored.
         self._stopped = {}
+        self.recovery = recovery
+        # Each listed domain's own settings (its metadata element), by
+        # UUID; a domain not in here has the defaults.
+        self._settings = {}
+        # UUIDs opted out by their metadata (enabled="no"), said once.
+        self._opted_out = set()
+        # (UUID, error) of invalid metadata elements already logged.
+        self._settings_errors = set()
 
     # -- listing ------------------------------------------------------------
 
@@ -101,6 +113,10 @@ class DomainTracker:
                 self._not_monitored(info)
                 continue
             self._unmonitored.discard(info.uuid)
+            if not self._note_settings(info.uuid, info.name,
+                                       getattr(info, 'settings', None),
+                                       getattr(info, 'settings_error', None)):
+                continue
             if info.uuid in self._agent_refused:
                 continue
             live.add(info.uuid)
@@ -132,6 +148,11 @@ class DomainTracker:
         # again) when it runs here again.
         self._unmonitored &= listed
         self._agent_refused &= listed
+        self._opted_out &= listed
+        for uuid in set(self._settings) - listed:
+            del self._settings[uuid]
+        self._settings_errors = {key for key in self._settings_errors
+                                 if key[0] in listed}
         return to_ping
 
     def _not_monitored(self, info):
@@ -224,7 +245,10 @@ class DomainTracker:
                 return
             LOG.debug('Domain %s (%s) missed a ping: %s', record.name,
                       record.uuid, result.detail)
-            verdict = self.policy.ping_missed(record, now, facts)
+            verdict = self.policy.ping_missed(
+                record, now, facts,
+                failure_threshold=self.settings_of(
+                    record.uuid).failure_threshold)
             if verdict.record.misses > record.misses:
                 # A counted miss: the first one opens the silent period.
                 self.silent_periods.missed(record.uuid, counters)
@@ -397,11 +421,25 @@ class DomainTracker:
         self.store.put(record)
 
     def _queue_notification(self, record, reason, now):
+        action = recovery_mod.NONE
+        if self.recovery is not None:
+            action = self.recovery.action_for(
+                record.uuid, record.name,
+                self.settings_of(record.uuid).action)
+        held = action != recovery_mod.NONE
+        if held:
+            # Stored before the guest is touched, held until the recovery
+            # has said what it did: a crash in between loses nothing.
+            details = self.recovery.initial_details(record.misses, action)
+        else:
+            details = recovery_mod.notification_details(
+                record.misses, recovery_mod.RecoveryReport(
+                    recovery_mod.NONE, recovery_mod.RESULT_NOT_REQUESTED))
         notification = notification_mod.Notification.new(
             instance_uuid=record.uuid, domain_name=record.name,
-            hostname=self.hostname, at=now)
+            hostname=self.hostname, at=now, details=details)
         try:
-            self.outbox.enqueue(notification, now)
+            self.outbox.enqueue(notification, now, held=held)
         except (outbox_mod.OutboxFull, outbox_mod.OutboxBusy) as exc:
             # Loud; nothing is queued, so the policy asks again on the
             # next miss, once the outbox has room or its lock is free.
@@ -409,12 +447,82 @@ class DomainTracker:
                       '%s', record.name, record.uuid, exc)
             return
         crash_points.reached(crash_points.AFTER_ENQUEUE)
+        self.metrics.notification_queued()
+        if held:
+            LOG.warning('Domain %s (%s) failed (%s): notification %s '
+                        'queued, sent once the %s is done', record.name,
+                        record.uuid, reason, notification.id, action)
+            self.recovery.start(notification, record.misses, action,
+                                self.recovery_ended)
+            return
         LOG.warning('Domain %s (%s) failed (%s): notification %s queued '
                     'for the HA engine', record.name, record.uuid, reason,
                     notification.id)
-        self.metrics.notification_queued()
         if self._delivery_wakeup is not None:
             self._delivery_wakeup.set()
+
+    # -- self-recovery and per-domain settings -------------------------------
+
+    def recovery_ended(self, uuid, report, now=None):
+        """A recovery is over and its notification released. A guest that
+        was reset or restarted starts over in discovery: one that answers
+        again is healthy, one that never does is reported again only
+        after the discovery timeout."""
+        now = self._now(now)
+        if report.result != recovery_mod.RESULT_DONE:
+            return
+        record = self.store.get(uuid)
+        if record is None:
+            # Restarted: the stop forgot it and the start takes it back.
+            return
+        self._apply_action(record, lifecycle.Action.REARM, now,
+                           'recovered by %s' % report.action)
+
+    def settings_of(self, uuid):
+        """The domain's own settings (defaults when it has none)."""
+        return self._settings.get(uuid, domain_metadata.DEFAULTS)
+
+    def settings_changed(self, uuid, name, settings, error=None):
+        """A domain's metadata changed while it runs: apply its new
+        settings now, without waiting for the next listing."""
+        before = self.settings_of(uuid)
+        # Opted out: the record goes now. Enabled again: the next listing
+        # takes the domain back, in discovery.
+        self._note_settings(uuid, name, settings, error)
+        after = self.settings_of(uuid)
+        if after != before:
+            LOG.info('Domain %s (%s): settings from its metadata now '
+                     'enabled=%s, failure_threshold=%s, action=%s', name,
+                     uuid, 'yes' if after.enabled else 'no',
+                     after.failure_threshold or 'default',
+                     after.action or 'default')
+
+    def _note_settings(self, uuid, name, settings, error):
+        """Keep a listed domain's settings; False when it opted out
+        (its record, if any, is dropped and it is said once)."""
+        if error is not None and (uuid, error) not in self._settings_errors:
+            self._settings_errors.add((uuid, error))
+            LOG.warning('Domain %s (%s): its <monitor/> metadata element is '
+                        'ignored, the configured defaults apply: %s', name,
+                        uuid, error)
+        settings = settings or domain_metadata.DEFAULTS
+        if settings == domain_metadata.DEFAULTS:
+            self._settings.pop(uuid, None)
+        else:
+            self._settings[uuid] = settings
+        if settings.enabled:
+            if uuid in self._opted_out:
+                self._opted_out.discard(uuid)
+                LOG.info('Domain %s (%s) is monitored again: its metadata '
+                         'no longer says enabled="no"', name, uuid)
+            return True
+        if uuid not in self._opted_out:
+            self._opted_out.add(uuid)
+            LOG.info('Domain %s (%s) is not monitored: its metadata says '
+                     'enabled="no"', name, uuid)
+        if self.store.get(uuid) is not None:
+            self.store.delete(uuid)
+        return False
 
     def _outbox_facts(self, uuid=None):
         """{uuid: OutboxFacts} for every domain the outbox holds
@@ -498,3 +606,4 @@ class DomainTracker:
 
     def _now(self, now):
         return self._clock() if now is None else now
+

@@ -30,17 +30,18 @@ DIRECTORY = 'evidence'
 OPTS = [
     cfg.IntOpt(
         'max_files',
-        default=100, min=1,
+        default=100, min=1, max=100000,
         help="""
 Most evidence files kept under <state_path>/evidence; the oldest are
-removed first. Default 100.
+removed first. From 1 to 100000. Default 100.
 """),
     cfg.IntOpt(
         'max_bytes',
-        default=64 * 1024 * 1024, min=64 * 1024,
+        default=64 * 1024 * 1024, min=64 * 1024, max=64 * 1024 ** 3,
         help="""
 Most bytes of evidence kept under <state_path>/evidence, all files
-together; the oldest are removed first. Default 67108864 (64 MiB).
+together; the oldest are removed first. From 65536 to 68719476736
+(64 GiB). Default 67108864 (64 MiB).
 """),
     cfg.IntOpt(
         'console_lines',

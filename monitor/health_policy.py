@@ -208,7 +208,11 @@ class HealthPolicy:
             reason = 'guest agent answered again'
         return Verdict(new, record.state, new_state, False, reason)
 
-    def ping_missed(self, record, now, facts=NOTHING_QUEUED):
+    def ping_missed(self, record, now, facts=NOTHING_QUEUED,
+                    failure_threshold=None):
+        """A missed ping; ``failure_threshold`` is the domain's own (its
+        metadata), None for the configured one."""
+        threshold = failure_threshold or self.failure_threshold
         if record.paused:
             return self._unchanged(record, 'miss not counted: domain paused')
         if record.state in (states.DISCOVERY, states.REPORTED):
@@ -234,11 +238,11 @@ class HealthPolicy:
                                   failing_since=failing_since)
         reason = _misses_text(misses)
         notify = False
-        if misses >= self.failure_threshold:
+        if misses >= threshold:
             already = self._already_notified(new, facts)
             if already is None:
                 notify = True
-                reason += ' (failure threshold %d)' % self.failure_threshold
+                reason += ' (failure threshold %d)' % threshold
             else:
                 reason += '; ' + already
         return Verdict(new, record.state, new_state, notify, reason)

@@ -18,6 +18,7 @@ from eventlet import hubs
 from eventlet import patcher
 from eventlet import timeout as eventlet_timeout
 
+from monitor import domain_metadata
 from monitor import lifecycle
 
 try:
@@ -37,6 +38,10 @@ _KIND_LIFECYCLE = 'lifecycle'
 _KIND_REBOOT = 'reboot'
 _KIND_AGENT = 'agent'
 _KIND_WATCHDOG = lifecycle.KIND_WATCHDOG
+# A domain's metadata changed (virsh metadata ... --live): its own
+# monitoring settings may have. Dispatched by the service, which reads
+# them again; not a lifecycle matter.
+KIND_METADATA = 'metadata'
 
 
 class EventsUnavailable(Exception):
@@ -116,6 +121,13 @@ class EventBridge:
 
     def _on_watchdog(self, _conn, dom, action, _opaque):
         self._put_event(dom, _KIND_WATCHDOG, action, 0)
+    def _on_metadata(self, _conn, dom, mtype, nsuri, _opaque):
+        # Only our element: a title, a description or another tool's
+        # element (Nova's, say) changes nothing here.
+        if mtype != libvirt.VIR_DOMAIN_METADATA_ELEMENT or \
+                nsuri != domain_metadata.NAMESPACE:
+            return
+        self._put_event(dom, KIND_METADATA, mtype, 0)
 
     def _put_event(self, dom, kind, event, detail):
         try:
@@ -134,7 +146,8 @@ class EventBridge:
     # -- registration (called from the scheduler after each connect) --------
 
     def register(self, conn):
-        """Subscribe to lifecycle, reboot, agent and watchdog events on
+        """Subscribe to lifecycle, reboot, agent, watchdog and metadata
+        events on
         ``conn``.
 
         :raises EventsUnavailable: libvirt refused a subscription (the
@@ -146,7 +159,9 @@ class EventBridge:
                 (libvirt.VIR_DOMAIN_EVENT_ID_REBOOT, self._on_reboot),
                 (libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE,
                  self._on_agent),
-                (libvirt.VIR_DOMAIN_EVENT_ID_WATCHDOG, self._on_watchdog)):
+                (libvirt.VIR_DOMAIN_EVENT_ID_WATCHDOG, self._on_watchdog),
+                (libvirt.VIR_DOMAIN_EVENT_ID_METADATA_CHANGE,
+                 self._on_metadata)):
             try:
                 self._callback_ids.append(conn.domainEventRegisterAny(
                     None, event_id, callback, None))

@@ -28,6 +28,7 @@ import typing
 
 from oslo_config import cfg
 
+from monitor import domain_metadata
 from monitor import domain_xml
 from monitor import ping_outcome
 from monitor.ping_outcome import Outcome
@@ -97,6 +98,11 @@ class DomainInfo:
     # Kept by libvirt in the 'crashed' state (a pvpanic device with
     # on_crash=preserve): still pinged, so that its failure is counted.
     crashed: bool = False
+    # The domain's own monitoring settings, from the <monitor/> element
+    # of its metadata (defaults when it has none), and why an element
+    # present was ignored (None when it was read or absent).
+    settings: domain_metadata.DomainSettings = domain_metadata.DEFAULTS
+    settings_error: typing.Optional[str] = None
     # The libvirt domain object from the listing, reused by ping() so
     # that a ping costs one libvirt call, not a lookup and a call. Not
     # part of the value: two listings of one domain compare equal.
@@ -165,9 +171,11 @@ class LibvirtHost:
         self.keepalive_count = keepalive_count
         self._clock = clock
         self._conn = None
-        # (uuid, domain id) -> AgentChannel|None. A domain's devices only
-        # change when it is restarted (new id), so its XML is parsed once
-        # per run, not once per sweep.
+        # (uuid, domain id) -> (AgentChannel|None, domain_metadata.Parsed).
+        # A domain's devices only change when it is restarted (new id),
+        # so its XML is parsed once per run, not once per sweep; its
+        # metadata may change while it runs, and refresh_settings() reads
+        # it again when libvirt says so.
         self._channels = {}
         # (uuid, stage) -> kind of the error last noted, so that a domain
         # failing the same way every sweep is logged once. Single dict
@@ -324,13 +332,35 @@ class LibvirtHost:
         key = (uuid, dom.ID())
         if key not in self._channels:
             xml = dom.XMLDesc(0)
-            self._channels[key] = self._read_channel(xml)
+            self._channels[key] = (self._read_channel(xml),
+                                   _read_settings(xml))
         live_keys.add(key)
+        channel, parsed = self._channels[key]
         return DomainInfo(uuid=uuid, name=name,
                           running=state == _RUNNING,
                           paused=state in (_PAUSED, _PMSUSPENDED),
                           crashed=state == _CRASHED,
-                          agent=self._channels[key], dom=dom)
+                          agent=channel, settings=parsed.settings,
+                          settings_error=parsed.error, dom=dom)
+
+    def refresh_settings(self, uuid):
+        """Read a running domain's settings again (its metadata changed);
+        returns domain_metadata.Parsed, or None when the domain is gone or
+        not connected. Native thread; never raises for libvirt errors."""
+        conn = self._conn
+        if conn is None:
+            return None
+        try:
+            dom = conn.lookupByUUIDString(uuid)
+            key = (uuid, dom.ID())
+            xml = dom.XMLDesc(0)
+        except libvirt.libvirtError:
+            return None
+        parsed = _read_settings(xml)
+        held = self._channels.get(key)
+        if held is not None:
+            self._channels[key] = (held[0], parsed)
+        return parsed
 
     def _read_channel(self, xml):
         try:
@@ -466,6 +496,13 @@ class LibvirtHost:
                 LOG.log(level, 'Domain %s (%s): its ping raised %s; not '
                         'counted as a miss', note.name, note.uuid,
                         note.text)
+
+
+def _read_settings(xml):
+    try:
+        return domain_metadata.settings_from_domain_xml(xml)
+    except ValueError as exc:
+        return domain_metadata.Parsed(domain_metadata.DEFAULTS, str(exc))
 
 
 class _XMLUnreadable(Exception):

@@ -47,10 +47,17 @@ class Notification:
     generated_time: str
     event: str = QEMU_GUEST_AGENT_ERROR
     vir_domain_event: str = STOPPED_FAILED
+    # The incident facts besides the engine's fields, a plain JSON-able
+    # dict (recovery.notification_details): consecutive misses, the
+    # recovery and its result, the evidence. Kept in the outbox and sent
+    # in the webhook body; the engine's body never carries them.
+    details: typing.Optional[dict] = dataclasses.field(default=None,
+                                                       hash=False)
 
     @classmethod
     def new(cls, instance_uuid, domain_name, hostname, at,
-            event=QEMU_GUEST_AGENT_ERROR, vir_domain_event=STOPPED_FAILED):
+            event=QEMU_GUEST_AGENT_ERROR, vir_domain_event=STOPPED_FAILED,
+            details=None):
         """A new notification for a failure observed at ``at`` (epoch s)."""
         return cls(id=str(uuid.uuid4()),
                    instance_uuid=str(instance_uuid),
@@ -58,7 +65,8 @@ class Notification:
                    hostname=str(hostname),
                    generated_time=format_time(at),
                    event=str(event),
-                   vir_domain_event=str(vir_domain_event))
+                   vir_domain_event=str(vir_domain_event),
+                   details=details)
 
     def body(self):
         """The JSON document POSTed to ``{endpoint}/notifications``."""

@@ -12,10 +12,6 @@ import importlib
 from oslo_config import cfg
 
 # Modules that own options, in the order their options appear in the sample.
-# Not listed yet: monitor.notifier_driver, monitor.webhook,
-# monitor.recovery and monitor.evidence (the plain-libvirt-host mode). Their logic is built and
-# tested, but the daemon does not act on them yet; listed, their options
-# would be in the sample config and accepted with no effect.
 OPTION_MODULES = (
     'monitor.config',
     'monitor.logs',
@@ -26,7 +22,11 @@ OPTION_MODULES = (
     'monitor.mass_failure',
     'monitor.domain_xml',
     'monitor.domain_store',
+    'monitor.notifier_driver',
     'monitor.notifier',
+    'monitor.webhook',
+    'monitor.recovery',
+    'monitor.evidence',
     'monitor.outbox',
     'monitor.delivery',
     'monitor.metrics_server',

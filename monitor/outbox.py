@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import sqlite3
@@ -91,7 +92,10 @@ PENDING = 'pending'
 DELIVERED = 'delivered'
 DEAD = 'dead'
 
-_SCHEMA_VERSION = 1
+# 2 added ``details`` (the incident facts as JSON: misses, recovery,
+# evidence) and ``held`` (a pending entry not to be sent yet, while the
+# recovery it reports is under way). A version 1 file is migrated at open.
+_SCHEMA_VERSION = 2
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS notifications (
@@ -110,7 +114,9 @@ _SCHEMA = (
         last_attempt_at REAL,
         last_error TEXT,
         outcome TEXT,
-        finished_at REAL)""",
+        finished_at REAL,
+        details TEXT,
+        held INTEGER NOT NULL DEFAULT 0)""",
     """CREATE INDEX IF NOT EXISTS notifications_status_due
         ON notifications (status, next_attempt_at)""",
 )
@@ -119,12 +125,19 @@ _NOTIFICATION_COLUMNS = ('id', 'instance_uuid', 'domain_name', 'hostname',
                          'generated_time', 'event', 'vir_domain_event')
 _ENTRY_COLUMNS = ('status', 'created_at', 'attempts', 'next_attempt_at',
                   'last_attempt_at', 'last_error', 'outcome', 'finished_at')
-_TABLE_COLUMNS = ('seq', *_NOTIFICATION_COLUMNS, *_ENTRY_COLUMNS)
-_SELECT = (f'SELECT {", ".join(_NOTIFICATION_COLUMNS + _ENTRY_COLUMNS)} '
-           'FROM notifications')
+_V1_TABLE_COLUMNS = ('seq', *_NOTIFICATION_COLUMNS, *_ENTRY_COLUMNS)
+_TABLE_COLUMNS = (*_V1_TABLE_COLUMNS, 'details', 'held')
+_SELECT = (f'SELECT {", ".join(_NOTIFICATION_COLUMNS + _ENTRY_COLUMNS)}, '
+           'details, held FROM notifications')
 _INSERT = (f'INSERT INTO notifications ({", ".join(_NOTIFICATION_COLUMNS)}, '
-           'status, created_at, next_attempt_at) VALUES '
-           f'({", ".join("?" * len(_NOTIFICATION_COLUMNS))}, ?, ?, ?)')
+           'details, held, status, created_at, next_attempt_at) VALUES '
+           f'({", ".join("?" * len(_NOTIFICATION_COLUMNS))}, ?, ?, ?, ?, ?)')
+# Version 1 to 2: columns added at the end, existing rows get no details
+# and are not held; nothing else changes, so old entries keep working.
+_MIGRATE_V1 = (
+    'ALTER TABLE notifications ADD COLUMN details TEXT',
+    'ALTER TABLE notifications ADD COLUMN held INTEGER NOT NULL DEFAULT 0',
+)
 
 _SQLITE_MAGIC = b'SQLite format 3\x00'
 
@@ -178,6 +191,9 @@ class OutboxEntry:
     # ACCEPTED / DUPLICATE once delivered, REJECTED once dead.
     outcome: str | None
     finished_at: float | None
+    # Pending but not to be sent yet: the recovery it reports is under
+    # way and its details are filled in when it ends (see release()).
+    held: bool = False
 
     @property
     def id(self):
@@ -186,9 +202,30 @@ class OutboxEntry:
 
 def _entry(row):
     n = len(_NOTIFICATION_COLUMNS)
-    notification = notification_mod.Notification(**dict(
-        zip(_NOTIFICATION_COLUMNS, row[:n])))
-    return OutboxEntry(notification, *row[n:])
+    m = n + len(_ENTRY_COLUMNS)
+    details_text, held = row[m:]
+    notification = notification_mod.Notification(
+        **dict(zip(_NOTIFICATION_COLUMNS, row[:n])),
+        details=_decode_details(details_text))
+    return OutboxEntry(notification, *row[n:m], held=bool(held))
+
+
+def _encode_details(details):
+    if details is None:
+        return None
+    return json.dumps(details, sort_keys=True, separators=(',', ':'))
+
+
+def _decode_details(text):
+    if text is None:
+        return None
+    try:
+        details = json.loads(text)
+    except ValueError:
+        # Written by an operator's sqlite3 shell, say: the notification
+        # still goes out, without its incident facts.
+        return None
+    return details if isinstance(details, dict) else None
 
 
 def _is_busy(error):
@@ -397,13 +434,15 @@ def _check(conn, path):
         raise _refusal(path, f'the outbox {path} is corrupt (sqlite '
                              f'quick_check: {problems[0]}{more})')
     version = conn.execute('PRAGMA user_version').fetchone()[0]
+    if version == 1 and _columns(conn) == _V1_TABLE_COLUMNS:
+        _migrate_v1(conn)
+        version = conn.execute('PRAGMA user_version').fetchone()[0]
     if version > _SCHEMA_VERSION:
         raise _refusal(path, f'the outbox {path} was written by a newer '
                              f'version of the monitor (schema {version}; '
                              f'this one knows {_SCHEMA_VERSION}): run that '
                              'version again')
-    columns = tuple(row[1] for row in
-                    conn.execute('PRAGMA table_info(notifications)'))
+    columns = _columns(conn)
     if version != _SCHEMA_VERSION or columns != _TABLE_COLUMNS:
         tables = sorted(row[0] for row in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND "
@@ -412,6 +451,30 @@ def _check(conn, path):
                              f'outbox of this monitor (user_version '
                              f'{version}, tables: '
                              f'{", ".join(tables) or "none"})')
+
+
+def _columns(conn):
+    return tuple(row[1] for row in
+                 conn.execute('PRAGMA table_info(notifications)'))
+
+
+def _migrate_v1(conn):
+    """Bring a version 1 outbox to version 2, in one transaction.
+
+    Another process (the operators' tool, a second start) may be doing the
+    same: the write lock serializes them, and whoever comes second finds
+    the work done.
+    """
+    conn.execute('BEGIN IMMEDIATE')
+    try:
+        if conn.execute('PRAGMA user_version').fetchone()[0] == 1:
+            for statement in _MIGRATE_V1:
+                conn.execute(statement)
+            conn.execute(f'PRAGMA user_version = {_SCHEMA_VERSION:d}')
+    except BaseException:
+        conn.execute('ROLLBACK')
+        raise
+    conn.execute('COMMIT')
 
 
 class Outbox:
@@ -477,8 +540,13 @@ class Outbox:
         with self._lock:
             self._conn.close()
 
-    def enqueue(self, notification, now):
+    def enqueue(self, notification, now, held=False):
         """Store ``notification`` for delivery, due at once.
+
+        With ``held``, the entry is pending (no other notification is
+        queued for the domain meanwhile) but not sent until
+        :meth:`release`: the notification is on disk before the recovery
+        it reports acts on the guest, so a crash in between loses nothing.
 
         Idempotent on ``notification.id``: the stored entry is returned as
         it is. Raises ``OutboxFull`` when max_size entries are pending.
@@ -495,8 +563,33 @@ class Outbox:
             values = notification.to_dict()
             self._conn.execute(
                 _INSERT, (*(values[c] for c in _NOTIFICATION_COLUMNS),
-                          PENDING, now, now))
+                          _encode_details(notification.details),
+                          1 if held else 0, PENDING, now, now))
             return self._get(notification.id)
+
+    def release(self, id, details, now):
+        """Fill in the details of a held entry and make it due at
+        ``now``. Releasing an entry that is not held (released before a
+        crash, or by an operator) only returns it."""
+        with self._lock, self._transaction():
+            entry = self._get(id)
+            if entry is None:
+                raise OutboxError(f'no notification {id} in the outbox')
+            if not entry.held:
+                return entry
+            self._conn.execute(
+                'UPDATE notifications SET details = ?, held = 0, '
+                'next_attempt_at = ? WHERE id = ?',
+                (_encode_details(details), now, id))
+            return self._get(id)
+
+    def held(self):
+        """Pending entries still held, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                _SELECT + ' WHERE status = ? AND held = 1 ORDER BY seq',
+                (PENDING,)).fetchall()
+        return [_entry(r) for r in rows]
 
     def due(self, now, horizon=None):
         """Pending entries whose next attempt is due, oldest first.
@@ -508,8 +601,8 @@ class Outbox:
         too_far = float('inf') if horizon is None else now + horizon
         with self._lock:
             rows = self._conn.execute(
-                _SELECT + ' WHERE status = ? AND (next_attempt_at <= ? '
-                'OR next_attempt_at > ?) ORDER BY seq',
+                _SELECT + ' WHERE status = ? AND held = 0 AND '
+                '(next_attempt_at <= ? OR next_attempt_at > ?) ORDER BY seq',
                 (PENDING, now, too_far)).fetchall()
         return [_entry(r) for r in rows]
 
@@ -518,7 +611,7 @@ class Outbox:
         with self._lock:
             return self._conn.execute(
                 'SELECT MIN(next_attempt_at) FROM notifications '
-                'WHERE status = ?', (PENDING,)).fetchone()[0]
+                'WHERE status = ? AND held = 0', (PENDING,)).fetchone()[0]
 
     def record_attempt_failed(self, id, now, next_attempt_at, reason):
         """Count a failed attempt; the entry stays pending."""

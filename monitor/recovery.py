@@ -31,8 +31,18 @@ RESULT_NOT_REQUESTED = 'not_requested'
 RESULT_DONE = 'done'
 RESULT_FAILED = 'failed'
 RESULT_BUDGET_EXHAUSTED = 'budget_exhausted'
+# The mass-failure breaker was tripped: the host, not the guest, is
+# suspected, and no guest is touched.
+RESULT_HELD = 'held'
+# Stored with a notification while its recovery is under way; never sent.
+RESULT_IN_PROGRESS = 'in_progress'
+# The daemon stopped while the recovery was under way (found held in the
+# outbox at the next start): whether the action reached the guest is
+# unknown.
+RESULT_INTERRUPTED = 'interrupted'
 RESULTS = (RESULT_NOT_REQUESTED, RESULT_DONE, RESULT_FAILED,
-           RESULT_BUDGET_EXHAUSTED)
+           RESULT_BUDGET_EXHAUSTED, RESULT_HELD, RESULT_IN_PROGRESS,
+           RESULT_INTERRUPTED)
 
 OPTS = [
     cfg.StrOpt(
@@ -59,19 +69,20 @@ Related options:
 """),
     cfg.IntOpt(
         'max_actions',
-        default=3, min=1,
+        default=3, min=1, max=1000,
         help="""
 Most recovery actions on one domain within [recovery] window seconds.
 Past it the monitor only notifies, saying the budget is exhausted, and
 logs one alarm line: a guest that dies again and again after each reset
-needs a person. Default 3.
+needs a person. From 1 to 1000. Default 3.
 """),
     cfg.IntOpt(
         'window',
-        default=3600, min=1,
+        default=3600, min=1, max=2592000,
         help="""
 Length in seconds of the sliding window in which [recovery] max_actions
-applies; an action older than this no longer counts. Default 3600.
+applies; an action older than this no longer counts. From 1 to 2592000
+(30 days). Default 3600.
 """),
 ]
 

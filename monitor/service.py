@@ -17,6 +17,7 @@ from eventlet import tpool
 from monitor import delivery
 from monitor import domain_store
 from monitor import domain_tracker
+from monitor import evidence as evidence_mod
 from monitor import guest_activity
 from monitor import health_policy
 from monitor import libvirt_events
@@ -24,8 +25,10 @@ from monitor import libvirt_host
 from monitor import mass_failure
 from monitor import metrics as metrics_mod
 from monitor import metrics_server
-from monitor import notifier
+from monitor import notifier_driver
 from monitor import outbox as outbox_mod
+from monitor import recovery_history
+from monitor import recovery_step
 from monitor import scheduler as scheduler_mod
 from monitor import status_server
 from monitor import systemd_notify
@@ -42,22 +45,40 @@ class MonitorService:
         self.metrics = metrics_mod.MonitorMetrics()
         self.store = domain_store.DomainStore.from_conf(conf)
         self.outbox = outbox_mod.Outbox.from_conf(conf)
-        self.client = notifier.MasakariClient.from_conf(conf)
+        # Held by a daemon that stopped while recovering a guest: sent,
+        # saying so, by the delivery worker this start begins. Here, so
+        # that an outbox locked by another process for longer than its
+        # wait stops the start with one line, like an unusable outbox.
+        recovery_step.release_interrupted(self.outbox, clock())
+        # [notifier] driver: the engine, a signed webhook or nothing. One
+        # outbox and one delivery worker serve them all, so a webhook gets
+        # the engine's guarantees (durable, retried, exactly once).
+        self.client = notifier_driver.build_client(conf)
         # Set by the tracker after each enqueue, waited on by the delivery
         # worker: the first attempt goes out at once. Neither knows the
         # other; what became of a notification is read from the outbox.
         delivery_wakeup = threading.Event()
+        self.host = libvirt_host.LibvirtHost.from_conf(conf)
+        breaker = mass_failure.MassFailureBreaker.from_conf(conf)
+        # Self-recovery (plain libvirt host): with the masakari driver
+        # every action is none, and the step only says once per domain
+        # that a metadata action is ignored.
+        self.recovery = recovery_step.RecoveryStep.from_conf(
+            conf, self.outbox, breaker, self.host,
+            recovery_history.RecoveryHistory.from_conf(conf),
+            evidence_mod.EvidenceStore.from_conf(conf),
+            delivery_wakeup=delivery_wakeup)
         self.tracker = domain_tracker.DomainTracker(
             self.store,
             health_policy.HealthPolicy.from_conf(conf),
-            mass_failure.MassFailureBreaker.from_conf(conf),
+            breaker,
             self.outbox, conf.host, delivery_wakeup=delivery_wakeup,
             clock=clock, metrics=self.metrics,
-            silent_periods=guest_activity.SilentPeriods.from_conf(conf))
+            silent_periods=guest_activity.SilentPeriods.from_conf(conf),
+            recovery=self.recovery)
         self.delivery = delivery.DeliveryWorker.from_conf(
             conf, self.outbox, self.client, metrics=self.metrics,
             wakeup=delivery_wakeup)
-        self.host = libvirt_host.LibvirtHost.from_conf(conf)
         self.events = libvirt_events.EventBridge(clock=clock)
         self.scheduler = scheduler_mod.Scheduler.from_conf(
             conf, self.host, self.tracker,
@@ -130,8 +151,19 @@ class MonitorService:
                 return
             self.scheduler.connection_lost(
                 'libvirt closed the connection, reason %d' % item.reason)
+        elif getattr(item, 'kind', None) == libvirt_events.KIND_METADATA:
+            self._metadata_changed(item)
         else:
             self.tracker.apply_event(item)
+
+    def _metadata_changed(self, event):
+        # The listing's copy of the settings is read once per run of the
+        # domain; read them again now so that the change applies at once.
+        parsed = tpool.execute(self.host.refresh_settings, event.uuid)
+        if parsed is None:
+            return  # gone meanwhile, or libvirt with it
+        self.tracker.settings_changed(event.uuid, event.name,
+                                      parsed.settings, parsed.error)
 
     def _dispatch_loop(self):
         while not self.stop_event.is_set():
@@ -203,6 +235,10 @@ class MonitorService:
         self.status_server.close()
         self.store.close()
         self.outbox.close()
+        # The webhook's HTTP session; the engine's client keeps none open.
+        close_client = getattr(self.client, 'close', None)
+        if close_client is not None:
+            close_client()
         if self.host.connection is not None:
             self.events.deregister(self.host.connection)
         self.host.close()

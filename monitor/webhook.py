@@ -64,10 +64,10 @@ secret. Never logged. Default: unset (required with the webhook driver).
 """),
     cfg.FloatOpt(
         'timeout',
-        default=10.0, min=0.1,
+        default=10.0, min=0.1, max=600.0,
         help="""
 Seconds one POST may take, connecting and receiving the answer included;
-a request past it is retried later. Default 10.
+a request past it is retried later. From 0.1 to 600. Default 10.
 """),
     cfg.StrOpt(
         'cafile',

@@ -708,3 +708,64 @@ def test_a_state_file_outside_the_state_path_is_state(write_conf, tmp_path):
 def test_no_state_files_outside_the_state_path_by_default(write_conf):
     conf = load(write_conf(cache={'backend': 'guest_health_monitor.sqlite'}))
     assert config.state_files(conf) == []
+
+
+# -- the notifier driver and self-recovery ------------------------------------
+
+@pytest.mark.parametrize('action', ['reset', 'restart'])
+def test_a_recovery_action_with_the_masakari_driver_names_both_options(
+        write_conf, action):
+    error = load_error(write_conf(recovery={'action': action}))
+
+    assert (error.group, error.option) == ('recovery', 'action')
+    assert str(error).startswith('[recovery] action: ')
+    assert '[notifier] driver = masakari' in str(error)
+
+
+def test_the_webhook_driver_needs_no_engine_endpoint(write_conf):
+    conf = load(write_conf(
+        notifier={'endpoint': None, 'driver': 'webhook'},
+        webhook={'url': 'https://hooks.example.org/guests', 'secret': 's'},
+        recovery={'action': 'reset'}))
+
+    assert conf.notifier.driver == 'webhook'
+    assert conf.recovery.action == 'reset'
+
+
+def test_the_none_driver_ignores_broken_engine_settings(write_conf):
+    # An auth plugin that would need options: unused without the engine.
+    load(write_conf(notifier={'endpoint': None, 'driver': 'none',
+                              'auth_type': 'password'}))
+
+
+def test_the_masakari_driver_still_needs_its_endpoint(write_conf):
+    error = load_error(write_conf(notifier={'endpoint': None,
+                                            'auth_type': 'none'}))
+    assert error.option == 'endpoint_override'
+
+
+@pytest.mark.parametrize('missing', ['url', 'secret'])
+def test_the_webhook_driver_names_a_missing_url_or_secret(write_conf,
+                                                          missing):
+    webhook = {'url': 'http://127.0.0.1:9/hook', 'secret': 's'}
+    webhook[missing] = None
+    error = load_error(write_conf(notifier={'driver': 'webhook'},
+                                  webhook=webhook))
+
+    assert str(error).startswith('[webhook] %s: required with [notifier] '
+                                 'driver = webhook' % missing)
+
+
+def test_a_missing_webhook_ca_file_is_named(write_conf, tmp_path):
+    error = load_error(write_conf(
+        webhook={'cafile': str(tmp_path / 'nowhere.pem')}))
+    assert (error.group, error.option) == ('webhook', 'cafile')
+    assert 'does not exist' in str(error)
+
+
+def test_a_webhook_ca_file_without_a_certificate_is_named(write_conf,
+                                                          tmp_path):
+    bogus = tmp_path / 'bogus.pem'
+    bogus.write_text('not a certificate\n')
+    error = load_error(write_conf(webhook={'cafile': str(bogus)}))
+    assert (error.group, error.option) == ('webhook', 'cafile')

@@ -13,6 +13,7 @@ from oslo_config import cfg
 from monitor import delivery
 from monitor import notification as notification_mod
 from monitor import notifier
+from monitor import notifier_driver
 from monitor import outbox as outbox_mod
 from monitor.delivery import DeliveryWorker
 from monitor.delivery import RetryPolicy
@@ -442,3 +443,25 @@ def test_a_pass_ends_early_when_the_daemon_stops(outbox):
 
     assert len(client.sent) == 1
     assert [e.attempts for e in outbox.pending()] == [1, 0]
+
+
+def test_the_log_names_the_webhook_receiver_with_the_webhook_driver(
+        outbox, caplog):
+    conf = cfg.ConfigOpts()
+    notifier_driver.register_opts(conf)
+    delivery.register_opts(conf)
+    conf([], default_config_files=[])
+    conf.set_override('driver', 'webhook', group='notifier')
+    caplog.set_level(logging.INFO, logger='monitor.delivery')
+    outbox.enqueue(notification(1), 0.0)
+    worker = delivery.DeliveryWorker.from_conf(
+        conf, outbox, ScriptedClient(REFUSED, ACCEPTED))
+
+    worker.run_once(now=0.0)
+    worker.run_once(now=10.0)
+
+    lines = [r.getMessage() for r in caplog.records
+             if r.name == 'monitor.delivery']
+    assert lines[0].startswith('Webhook receiver unavailable')
+    assert lines[-1].startswith('Webhook receiver accepted')
+    assert not [line for line in lines if 'HA engine' in line]

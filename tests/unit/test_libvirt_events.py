@@ -12,6 +12,7 @@ import libvirt
 import pytest
 from eventlet import patcher
 
+from monitor import domain_metadata
 from monitor import libvirt_events
 from monitor import lifecycle
 
@@ -273,8 +274,10 @@ def test_register_subscribes_to_lifecycle_reboot_agent_and_watchdog_events(
          None),
         (None, libvirt.VIR_DOMAIN_EVENT_ID_WATCHDOG, bridge._on_watchdog,
          None),
+        (None, libvirt.VIR_DOMAIN_EVENT_ID_METADATA_CHANGE,
+         bridge._on_metadata, None),
     ]
-    assert [event_id for _d, event_id, _c, _o in conn.registered] == [
+    assert [event_id for _d, event_id, _c, _o in conn.registered][:4] == [
         lifecycle.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
         lifecycle.VIR_DOMAIN_EVENT_ID_REBOOT,
         lifecycle.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE,
@@ -282,7 +285,7 @@ def test_register_subscribes_to_lifecycle_reboot_agent_and_watchdog_events(
 
     bridge.deregister(conn)
     bridge.deregister(conn)  # nothing left to deregister the second time
-    assert conn.deregistered == [41, 42, 43, 44]
+    assert conn.deregistered == [41, 42, 43, 44, 45]
 
 
 def test_a_watchdog_event_comes_out_with_its_action(bridge, conn):
@@ -352,3 +355,43 @@ def test_deregister_tolerates_a_dead_connection(bridge, conn):
 
     bridge.deregister(conn)  # must not raise
 
+
+
+def test_only_a_change_of_our_metadata_element_is_passed_on(bridge, conn):
+    dom = conn.lookupByName(NAME)
+
+    def callbacks():
+        bridge._on_metadata(conn, dom, libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+                            'http://openstack.org/xmlns/libvirt/nova/1.1',
+                            None)
+        bridge._on_metadata(conn, dom,
+                            libvirt.VIR_DOMAIN_METADATA_DESCRIPTION, None,
+                            None)
+        bridge._on_metadata(conn, dom, libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+                            domain_metadata.NAMESPACE, None)
+
+    in_native_thread(callbacks)
+
+    [item] = bridge.drain()
+    assert (item.uuid, item.name, item.kind) == (
+        UUID, NAME, libvirt_events.KIND_METADATA)
+
+
+def test_a_real_metadata_change_reaches_the_green_side(bridge, conn):
+    bridge.register(conn)
+    dom = conn.lookupByName(NAME)
+    dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+                    '<monitor enabled="no"/>', domain_metadata.KEY,
+                    domain_metadata.NAMESPACE,
+                    libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    def collect():
+        items = []
+        while not items:
+            bridge.wait()
+            items.extend(bridge.drain())
+        return items
+
+    [item] = in_green_thread(collect)
+    assert (item.uuid, item.kind) == (UUID, libvirt_events.KIND_METADATA)
+    bridge.deregister(conn)

@@ -13,6 +13,7 @@ import time
 import libvirt
 import pytest
 
+from monitor import domain_metadata
 from monitor import domain_xml
 from monitor import libvirt_host
 from monitor.ping_outcome import Outcome
@@ -780,3 +781,46 @@ def test_a_domain_that_cannot_tell_its_uuid_is_warned_about_once(
     connected.log_notes()
 
     assert len(caplog.records) == 1
+
+
+# -- the domain's own settings (metadata) ---------------------------------------
+
+def set_monitor_element(host, uuid, text):
+    host.connection.lookupByUUIDString(uuid).setMetadata(
+        libvirt.VIR_DOMAIN_METADATA_ELEMENT, text, domain_metadata.KEY,
+        domain_metadata.NAMESPACE, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+
+def test_a_listing_gives_each_domain_its_settings(connected):
+    set_monitor_element(connected, WITH_AGENT,
+                        '<monitor enabled="no" failure_threshold="5"/>')
+
+    listed = by_uuid(connected.list_domains())
+
+    assert listed[WITH_AGENT].settings == domain_metadata.DomainSettings(
+        False, 5, None)
+    assert listed[WITH_AGENT].settings_error is None
+    assert listed[PAUSED].settings == domain_metadata.DEFAULTS
+
+
+def test_an_invalid_element_gives_the_defaults_and_says_why(connected):
+    set_monitor_element(connected, WITH_AGENT, '<monitor enable="no"/>')
+
+    info = by_uuid(connected.list_domains())[WITH_AGENT]
+
+    assert info.settings == domain_metadata.DEFAULTS
+    assert 'unknown attribute enable="no"' in info.settings_error
+
+
+def test_a_metadata_change_is_seen_after_refresh_settings(connected):
+    assert by_uuid(connected.list_domains())[WITH_AGENT].settings.enabled
+    set_monitor_element(connected, WITH_AGENT, '<monitor action="reset"/>')
+
+    # The XML is read once per run of a domain: a change needs a refresh.
+    parsed = connected.refresh_settings(WITH_AGENT)
+
+    assert parsed == (domain_metadata.DomainSettings(True, None, 'reset'),
+                      None)
+    assert by_uuid(connected.list_domains())[WITH_AGENT].settings.action \
+        == 'reset'
+    assert connected.refresh_settings(UNKNOWN) is None

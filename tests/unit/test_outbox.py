@@ -359,7 +359,7 @@ def test_a_missing_outbox_is_created_in_one_step(path):
     # stays behind.
     assert sorted(os.listdir(os.path.dirname(path))) == ['outbox.sqlite']
     with sqlite3.connect(path) as other:
-        assert other.execute('PRAGMA user_version').fetchone()[0] == 1
+        assert other.execute('PRAGMA user_version').fetchone()[0] == 2
         assert other.execute('PRAGMA journal_mode').fetchone()[0] == 'wal'
 
 
@@ -433,7 +433,7 @@ def test_another_applications_database_is_refused_and_left_untouched(path):
     assert 'tables: users' in message
 
 
-@pytest.mark.parametrize('version', [99, 2])
+@pytest.mark.parametrize('version', [99, 3])
 def test_an_outbox_from_a_newer_version_is_refused(path, version):
     write_outbox_with_entries(path, count=1)
     with sqlite3.connect(path) as other:
@@ -686,3 +686,104 @@ def test_latest_per_domain_is_the_newest_pending_and_finished_of_each(
     assert [(e.id, e.status) for e in outbox.latest_per_domain(
         a1.instance_uuid)] == [(a2.id, 'dead'), (a3.id, 'pending')]
     assert outbox.latest_per_domain('no-such-domain') == []
+
+
+# -- details and held entries (schema 2) ---------------------------------------
+
+DETAILS = {'consecutive_misses': 3,
+           'recovery': {'action': 'reset', 'result': 'done',
+                        'detail': 'reset'},
+           'evidence': [{'kind': 'console', 'path': '/e/x.log', 'size': 3,
+                         'sha256': 'ab' * 32, 'media_type': 'text/plain'}]}
+
+
+def test_the_details_are_kept_with_the_notification(outbox, path):
+    n = notification_mod.Notification.new(
+        '00000000-0000-4000-8000-000000000001', 'vm-1', 'compute-1',
+        1700000000.0, details=DETAILS)
+
+    outbox.enqueue(n, 100.0)
+    outbox.close()
+    reopened = Outbox(path, max_size=10)
+
+    [entry] = reopened.pending()
+    assert entry.notification == n
+    assert entry.notification.details == DETAILS
+    reopened.close()
+
+
+def test_a_held_entry_is_pending_but_never_due_until_released(outbox):
+    n = notification()
+
+    entry = outbox.enqueue(n, 100.0, held=True)
+
+    assert entry.held
+    assert outbox.pending() == [entry]
+    assert outbox.due(1e9) == []
+    assert outbox.next_due_at() is None
+    assert outbox.held() == [entry]
+
+    released = outbox.release(n.id, DETAILS, 130.0)
+
+    assert not released.held
+    assert released.notification.details == DETAILS
+    assert outbox.due(130.0) == [released]
+    assert outbox.held() == []
+    # A second release (an interrupted one, redone) changes nothing.
+    assert outbox.release(n.id, {'other': 1}, 140.0) == released
+
+
+def test_a_held_entry_survives_a_restart_still_held(outbox, path):
+    n = notification()
+    outbox.enqueue(n, 100.0, held=True)
+    outbox.close()
+
+    reopened = Outbox(path, max_size=10)
+
+    assert [e.id for e in reopened.held()] == [n.id]
+    reopened.close()
+
+
+def write_version_1_outbox(path):
+    """An outbox as the version before details wrote it, with one pending
+    and one delivered entry."""
+    os.makedirs(os.path.dirname(path))
+    conn = sqlite3.connect(path)
+    conn.execute('PRAGMA journal_mode = WAL')
+    conn.execute(outbox_mod._SCHEMA[0].replace(
+        ',\n        details TEXT,\n        held INTEGER NOT NULL DEFAULT 0',
+        ''))
+    conn.execute(outbox_mod._SCHEMA[1])
+    columns = outbox_mod._NOTIFICATION_COLUMNS
+    written = [notification(1), notification(2)]
+    for n, status in zip(written, ('pending', 'delivered')):
+        values = n.to_dict()
+        conn.execute(
+            f'INSERT INTO notifications ({", ".join(columns)}, status, '
+            'created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '
+            '?, ?)', (*(values[c] for c in columns), status, 100.0, 100.0))
+    conn.execute('PRAGMA user_version = 1')
+    conn.commit()
+    conn.close()
+    return written
+
+
+def test_a_version_1_outbox_is_migrated_and_its_entries_still_work(path):
+    first, _delivered = write_version_1_outbox(path)
+
+    box = Outbox(path, max_size=10)
+
+    [pending] = box.pending()
+    assert pending.notification == first
+    assert pending.notification.details is None and not pending.held
+    assert box.due(100.0) == [pending]
+    box.mark_delivered(pending.id, 'ACCEPTED', 101.0)
+    third = box.enqueue(notification(3), 102.0, held=True)
+    box.close()
+    with sqlite3.connect(path) as other:
+        assert other.execute('PRAGMA user_version').fetchone()[0] == 2
+    other.close()
+    # Opened again: already version 2, nothing to migrate.
+    again = Outbox(path, max_size=10)
+    assert again.held() == [third]
+    again.close()

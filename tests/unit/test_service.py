@@ -10,9 +10,12 @@ import libvirt
 import pytest
 
 from monitor import config
+from monitor import domain_metadata
 from monitor import domain_record
 from monitor import libvirt_events
 from monitor import lifecycle
+from monitor import notification as notification_mod
+from monitor import outbox as outbox_mod
 from monitor import service as service_mod
 from monitor import states
 from monitor.ping_outcome import Outcome
@@ -224,3 +227,77 @@ def test_a_silent_agent_is_corroborated_with_io_by_default(service):
         service.tracker.silent_periods.floors.disk_requests
     assert service.scheduler.counter_snapshots.timeout == \
         service.conf.monitor.ping_timeout
+
+
+def build_service(tmp_path, **sections):
+    node = tmp_path / 'node.xml'
+    node.write_text(NODE)
+    text = f"""
+[DEFAULT]
+host = compute-1
+state_path = {tmp_path / 'state'}
+
+[libvirt]
+connection_uri = test://{node}
+"""
+    for section, values in sections.items():
+        text += '\n[%s]\n' % section
+        text += ''.join('%s = %s\n' % item for item in values.items())
+    conf_file = tmp_path / 'monitor.conf'
+    conf_file.write_text(text)
+    conf = config.load(['--config-file', str(conf_file)],
+                       default_config_files=[])
+    return service_mod.MonitorService(conf)
+
+
+@pytest.mark.parametrize('driver, client_type', [
+    ('webhook', 'WebhookClient'), ('none', 'NoNotifier')])
+def test_the_notifier_driver_chooses_the_delivery_client(tmp_path, driver,
+                                                         client_type):
+    service = build_service(
+        tmp_path, notifier={'driver': driver},
+        webhook={'url': 'http://127.0.0.1:9/hook', 'secret': 's'})
+    try:
+        assert type(service.client).__name__ == client_type
+        # One delivery worker for every driver.
+        assert service.delivery._client is service.client
+    finally:
+        service.close()
+
+
+def test_a_metadata_change_applies_without_waiting_for_a_listing(service):
+    connect(service)
+    watch_agent_domain(service)
+    service.host.connection.lookupByUUIDString(AGENT_UUID).setMetadata(
+        libvirt.VIR_DOMAIN_METADATA_ELEMENT, '<monitor enabled="no"/>',
+        domain_metadata.KEY, domain_metadata.NAMESPACE,
+        libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    service.dispatch(domain_event(libvirt_events.KIND_METADATA,
+                                  libvirt.VIR_DOMAIN_METADATA_ELEMENT))
+
+    assert service.store.get(AGENT_UUID) is None
+    assert not service.tracker.settings_of(AGENT_UUID).enabled
+    # The next listing agrees: the domain stays unmonitored.
+    assert service.tracker.reconcile(service.host.list_domains()) == []
+
+
+def test_a_notification_held_by_a_stopped_daemon_is_released_at_start(
+        tmp_path):
+    n = notification_mod.Notification.new(
+        AGENT_UUID, 'with-agent', 'compute-1', 1700000000.0,
+        details={'consecutive_misses': 3,
+                 'recovery': {'action': 'reset', 'result': 'in_progress',
+                              'detail': ''}, 'evidence': []})
+    box = outbox_mod.Outbox(str(tmp_path / 'state' / 'outbox.sqlite'), 10)
+    box.enqueue(n, 1700000000.0, held=True)
+    box.close()
+
+    service = build_service(tmp_path, notifier={'driver': 'none'})
+    try:
+        entry = service.outbox.get(n.id)
+    finally:
+        service.close()
+    assert not entry.held
+    assert entry.notification.details['recovery']['result'] == 'interrupted'
+    assert entry.status in (outbox_mod.PENDING, outbox_mod.DELIVERED)

@@ -31,13 +31,6 @@ SECRET = 's3cret-never-logged'
 UUID = '6f1f4b4e-95c5-4c6a-9a43-1c1bb8d0a0f1'
 
 
-@dataclasses.dataclass(frozen=True)
-class DetailedNotification(notification_mod.Notification):
-    """A notification carrying its incident facts, as the outbox will."""
-
-    details: dict = None
-
-
 def details(misses=3, result=recovery.RESULT_DONE):
     report = recovery.RecoveryReport(recovery.RESET, result, 'reset')
     ref = evidence.EvidenceRef(
@@ -47,11 +40,9 @@ def details(misses=3, result=recovery.RESULT_DONE):
 
 
 def notification(at=1700000000.0, with_details=True):
-    n = notification_mod.Notification.new(
-        instance_uuid=UUID, domain_name='appliance-1', hostname='hv-1', at=at)
-    if not with_details:
-        return n
-    return DetailedNotification(**n.to_dict(), details=details())
+    return notification_mod.Notification.new(
+        instance_uuid=UUID, domain_name='appliance-1', hostname='hv-1', at=at,
+        details=details() if with_details else None)
 
 
 @pytest.fixture
@@ -396,4 +387,27 @@ def test_the_delivery_worker_retries_a_webhook_until_it_is_accepted(
     assert len(server.requests) == 2
     assert json.loads(server.requests[0].body) == \
         json.loads(server.requests[1].body)
+    box.close()
+
+
+def test_the_details_kept_in_the_outbox_are_in_the_body_and_signed(
+        tmp_path, receiver):
+    box = Outbox(str(tmp_path / 'outbox.sqlite'), max_size=10)
+    worker = delivery.DeliveryWorker(box, client(receiver.url))
+    n = notification()
+    box.enqueue(n, now=1000.0)
+    box.close()
+    # What a restarted daemon reads back is what it sends.
+    box = Outbox(str(tmp_path / 'outbox.sqlite'), max_size=10)
+    worker = delivery.DeliveryWorker(box, client(receiver.url))
+
+    worker.run_once(now=1001.0)
+
+    [got] = receiver.valid()
+    body = got.json()
+    assert body['consecutive_misses'] == 3
+    assert body['recovery'] == {'action': 'reset', 'result': 'done',
+                                'detail': 'reset'}
+    assert [e['kind'] for e in body['evidence']] == ['console']
+    assert box.get(n.id).status == 'delivered'
     box.close()
