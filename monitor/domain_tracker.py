@@ -430,11 +430,13 @@ class DomainTracker:
         if held:
             # Stored before the guest is touched, held until the recovery
             # has said what it did: a crash in between loses nothing.
-            details = self.recovery.initial_details(record.misses, action)
+            details = self.recovery.initial_details(record.misses, action,
+                                                    reason)
         else:
             details = recovery_mod.notification_details(
                 record.misses, recovery_mod.RecoveryReport(
-                    recovery_mod.NONE, recovery_mod.RESULT_NOT_REQUESTED))
+                    recovery_mod.NONE, recovery_mod.RESULT_NOT_REQUESTED),
+                reason=reason)
         notification = notification_mod.Notification.new(
             instance_uuid=record.uuid, domain_name=record.name,
             hostname=self.hostname, at=now, details=details)

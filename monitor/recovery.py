@@ -213,12 +213,16 @@ def effective_action(configured, override, driver):
     return (configured if override is None else override), ''
 
 
-def notification_details(consecutive_misses, recovery_report, evidence=()):
+def notification_details(consecutive_misses, recovery_report, evidence=(),
+                         reason=None):
     """The incident facts a notification carries besides the engine's
-    fields, as a plain JSON-able dict kept with it in the outbox:
-    consecutive misses, the recovery report and the evidence references
-    (``evidence.EvidenceRef`` values or their dicts)."""
+    fields, as a plain JSON-able dict kept with it in the outbox: why the
+    guest was found failed (the tracker's reason: missed pings, a pvpanic
+    crash, a watchdog...), consecutive misses, the recovery report and the
+    evidence references (``evidence.EvidenceRef`` values or their
+    dicts)."""
     return {
+        'reason': reason,
         'consecutive_misses': int(consecutive_misses),
         'recovery': recovery_report.to_dict(),
         'evidence': [ref.to_dict() if hasattr(ref, 'to_dict') else dict(ref)

@@ -123,11 +123,12 @@ class RecoveryStep:
             LOG.warning('Domain %s (%s): %s', name, uuid, note)
         return action
 
-    def initial_details(self, misses, action):
+    def initial_details(self, misses, action, reason=None):
         """The details a held notification is stored with."""
         return recovery.notification_details(
             misses, recovery.RecoveryReport(action,
-                                            recovery.RESULT_IN_PROGRESS))
+                                            recovery.RESULT_IN_PROGRESS),
+            reason=reason)
 
     def start(self, notification, misses, action, on_done):
         """Recover in a green thread of its own; ``on_done(uuid, report,
@@ -145,7 +146,8 @@ class RecoveryStep:
                 report, refs = recovery.RecoveryReport(
                     action, recovery.RESULT_FAILED,
                     'unexpected error: %s' % type(exc).__name__), []
-        details = recovery.notification_details(misses, report, refs)
+        details = recovery.notification_details(
+            misses, report, refs, reason=(n.details or {}).get('reason'))
         if self._release(n, details):
             on_done(n.instance_uuid, report, self._clock())
 

@@ -132,6 +132,7 @@ def document(notification):
         'event': notification.event,
         'vir_domain_event': notification.vir_domain_event,
         'generated_time': notification.generated_time,
+        'reason': details.get('reason'),
         'consecutive_misses': details.get('consecutive_misses'),
         'recovery': details.get('recovery'),
         'evidence': list(details.get('evidence') or ()),

@@ -274,6 +274,10 @@ def test_the_third_consecutive_miss_queues_exactly_one_notification(
     assert entry.created_at == host.now + 0.05
     assert entry.notification.generated_time == notification_mod.format_time(
         host.now + 0.05)
+    # The receiver learns why: the notification keeps the verdict's reason.
+    assert entry.notification.details['reason'] == \
+        '3 consecutive missed pings (failure threshold 3)'
+    assert entry.notification.details['consecutive_misses'] == 3
 
     host.sweeps(3, domains, {uuid(1): MISSED})
     assert len(host.outbox.pending()) == 1

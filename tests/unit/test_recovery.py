@@ -118,9 +118,11 @@ def test_notification_details_are_plain_json():
     report = recovery.RecoveryReport('reset', 'done', 'reset')
 
     details = recovery.notification_details(
-        4, report, [{'kind': 'console', 'path': '/x'}])
+        4, report, [{'kind': 'console', 'path': '/x'}],
+        reason='guest kernel panic (pvpanic)')
 
     assert json.loads(json.dumps(details)) == {
+        'reason': 'guest kernel panic (pvpanic)',
         'consecutive_misses': 4,
         'recovery': {'action': 'reset', 'result': 'done', 'detail': 'reset'},
         'evidence': [{'kind': 'console', 'path': '/x'}],

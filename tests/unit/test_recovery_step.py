@@ -177,6 +177,8 @@ def test_the_notification_is_held_until_the_reset_has_been_done(rig):
     assert dom.calls == ['reset']
     [due] = rig.outbox.due(1e12)
     details = due.notification.details
+    # Why the guest was found failed survives the release.
+    assert details['reason'].startswith('3 consecutive missed pings')
     assert details['consecutive_misses'] == 3
     assert details['recovery'] == {'action': 'reset', 'result': 'done',
                                    'detail': 'reset'}

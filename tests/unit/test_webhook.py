@@ -36,7 +36,9 @@ def details(misses=3, result=recovery.RESULT_DONE):
     ref = evidence.EvidenceRef(
         'console', '/var/lib/guest-health-monitor/evidence/x-console.log',
         12, 'ab' * 32, 'text/plain')
-    return recovery.notification_details(misses, report, [ref])
+    return recovery.notification_details(
+        misses, report, [ref],
+        reason='3 consecutive missed pings (failure threshold 3)')
 
 
 def notification(at=1700000000.0, with_details=True):
@@ -115,6 +117,7 @@ def test_the_body_carries_the_whole_incident(receiver):
     assert body['domain_uuid'] == UUID
     assert body['domain_name'] == 'appliance-1'
     assert body['event'] == 'QEMU_GUEST_AGENT_ERROR'
+    assert body['reason'] == '3 consecutive missed pings (failure threshold 3)'
     assert body['consecutive_misses'] == 3
     assert body['generated_time'] == '2023-11-14T22:13:20Z'
     assert body['recovery'] == {'action': 'reset', 'result': 'done',
@@ -140,6 +143,7 @@ def test_a_notification_without_incident_facts_still_goes_out(receiver):
     client(receiver.url).send(notification(with_details=False))
 
     body = receiver.deliveries[0].json()
+    assert body['reason'] is None
     assert body['consecutive_misses'] is None
     assert body['recovery'] is None
     assert body['evidence'] == []
