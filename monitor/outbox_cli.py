@@ -12,8 +12,11 @@ file the daemon cannot write.
 
 ``--json`` prints a JSON array with one object per notification, oldest
 first, with the keys of ``JSON_KEYS``: times as ISO 8601 UTC strings or
-null (``next_attempt_at`` is null unless the notification is pending).
-Keys are only ever added, never renamed or removed.
+null (``next_attempt_at`` is null unless the notification is pending and
+not held). ``held`` is true while the monitor recovers the guest itself
+(the notification goes out once the reset or restart is done);
+``details`` are the incident facts it carries (reason, misses, recovery,
+evidence), or null. Keys are only ever added, never renamed or removed.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ PROG = 'guest-health-monitor-outbox'
 JSON_KEYS = ('id', 'status', 'domain_name', 'instance_uuid', 'hostname',
              'event', 'vir_domain_event', 'generated_time', 'created_at',
              'attempts', 'last_attempt_at', 'next_attempt_at', 'last_error',
-             'outcome', 'finished_at')
+             'outcome', 'finished_at', 'held', 'details')
 
 
 def _add_commands(subparsers):
@@ -60,7 +63,8 @@ def _print_entries(entries, empty, when_column, last_column, when, out):
         print(empty, file=out)
         return
     rows = [(e.id, e.notification.domain_name, e.notification.instance_uuid,
-             e.notification.generated_time, e.attempts, _when(when(e)),
+             e.notification.generated_time, e.attempts,
+             'held: recovery under way' if e.held else _when(when(e)),
              e.last_error or '')
             for e in entries]
     print(text_table.format_table(('ID', 'DOMAIN', 'INSTANCE', 'GENERATED', 'ATTEMPTS',
@@ -78,9 +82,11 @@ def _json_entry(entry):
         'attempts': entry.attempts,
         'last_attempt_at': _iso(entry.last_attempt_at),
         'next_attempt_at': (_iso(entry.next_attempt_at)
-                            if entry.status == outbox_mod.PENDING else None),
+                            if entry.status == outbox_mod.PENDING
+                            and not entry.held else None),
         'last_error': entry.last_error, 'outcome': entry.outcome,
-        'finished_at': _iso(entry.finished_at)}
+        'finished_at': _iso(entry.finished_at),
+        'held': bool(entry.held), 'details': n.details}
     return {key: values[key] for key in JSON_KEYS}
 
 

@@ -1,6 +1,7 @@
 """guest-health-monitor-outbox: operators see what waits for the HA engine
 and what it refused, and requeue refused notifications."""
 
+import dataclasses
 import io
 import json
 import os
@@ -148,7 +149,27 @@ def test_list_json_gives_every_field_under_stable_keys(config_file, outbox):
         'last_error': 'connection failed: Connection refused',
         'outcome': None,
         'finished_at': None,
+        'held': False,
+        'details': None,
     }]
+
+
+def test_a_held_notification_says_so_with_its_details(config_file, outbox):
+    details = {'reason': 'guest kernel panicked', 'consecutive_misses': 3,
+               'recovery': {'action': 'reset', 'result': 'in_progress',
+                            'detail': ''}, 'evidence': []}
+    n = dataclasses.replace(notification(1), details=details)
+    entry = outbox.enqueue(n, 1700000000.0, held=True)
+
+    status, out, _ = run(config_file, 'list')
+    assert status == 0
+    assert entry.id in out and 'held: recovery under way' in out
+
+    status, out, _ = run(config_file, 'list', '--json')
+    [listed] = json.loads(out)
+    assert listed['held'] is True
+    assert listed['next_attempt_at'] is None
+    assert listed['details'] == details
 
 
 def test_dead_json_gives_the_engine_message_and_when(config_file, outbox):
