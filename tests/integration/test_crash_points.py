@@ -222,8 +222,10 @@ def test_a_daemon_killed_at_each_step_notifies_each_crash_once(
             [1, 1, 1], run
         for victim in guests:
             [stored] = stored_for(run.engine, victim.uuid)
-            for logged in answered_times(
-                    log_since(run.daemon, run.offset), victim.uuid):
+            answered = answered_times(log_since(run.daemon, run.offset),
+                                      victim.uuid)
+            assert answered, (run, victim)  # delivered by this daemon
+            for logged in answered:
                 assert same_second(stored['generated_time'], logged), (
                     run, victim, stored['generated_time'], logged)
         assert run.daemon.stop() == 0, run
