@@ -3,7 +3,9 @@
 ``libvirt_lab`` (session) checks that libvirtd answers and the guest image
 is built, and removes lab domains a crashed run left behind. ``lab_guests``
 (per test) starts guests with their agents answering and removes every lab
-domain after the test, passed or failed. Tests that use either are marked
+domain after the test, passed or failed. ``shared_guests`` (per module)
+hands the tests of one module the same running guests, for tests that
+leave a guest as they found it. Tests that use any of them are marked
 ``integration``.
 """
 
@@ -17,7 +19,7 @@ from lab import guests
 
 LOG = logging.getLogger(__name__)
 
-FIXTURES = ('libvirt_lab', 'lab_guests')
+FIXTURES = ('libvirt_lab', 'lab_guests', 'shared_guests')
 
 
 def pytest_collection_modifyitems(items):
@@ -64,3 +66,43 @@ def lab_guests(libvirt_lab):
 
     yield start
     libvirt_lab.teardown()
+
+
+def _answers(guest):
+    try:
+        return guest.is_running() and guest.ping(2) == {'return': {}}
+    except (libvirt.libvirtError, guests.LabError, ValueError):
+        return False
+
+
+@pytest.fixture(scope='module')
+def shared_guests(libvirt_lab):
+    """Factory: ``shared_guests(count)`` returns ``count`` running guests
+    whose agents answer, the same ones for every test of the module.
+
+    Booting is most of a lab test's time. A test that hangs, kills, pauses
+    or reboots a guest and brings it back can share it; one that leaves it
+    crashed or off must use ``lab_guests``. Before each hand-out every
+    shared guest must still answer a ping; one that does not (a test
+    failed half way, or ``lab_guests`` removed it) is replaced by a fresh
+    one. The guests are removed at the end of the module.
+    """
+    pool = []
+
+    def take(count=1):
+        kept = []
+        for guest in pool:
+            if _answers(guest):
+                kept.append(guest)
+            else:
+                LOG.info('shared guest %s (%s) does not answer: replaced',
+                         guest.name, guest.uuid)
+                guest.remove()
+        pool[:] = kept
+        if len(pool) < count:
+            pool.extend(libvirt_lab.start_guests(count - len(pool)))
+        return pool[:count]
+
+    yield take
+    for guest in pool:
+        guest.remove()

@@ -10,19 +10,27 @@ the real masakari-api, and notify a later crash of the same guest again,
 with the in-memory state store (lost at the kill) and the sqlite one
 (kept).
 
-One guest per step, shared by the whole run of one backend, to keep the
-number of guest boots low. Failure threshold 2 (not 3) and no agent
-disconnect grace, so each crash is seen within about 6 s.
+The two stores are tested side by side: one daemon of each watches the
+same guests, each with a masakari-api of its own, so one guest crash is
+seen, and its step interrupted, by both. One guest per step, shared by
+both daemons, to keep the number of guest boots low. Failure threshold 2
+(not 3) and no agent disconnect grace, so each crash is seen within about
+6 s.
 """
 
 import os
 import re
 import signal
+import socket
 import time
 
 import pytest
 
+from lab import masakari as lab_masakari
 from monitor import crash_points
+
+BACKENDS = (('memory', 'dogpile.cache.memory'),
+            ('sqlite', 'guest_health_monitor.sqlite'))
 
 
 def wait_until(what, predicate, timeout, daemon):
@@ -64,75 +72,160 @@ def wait_logged(daemon, offset, pattern, timeout):
                       timeout, daemon)
 
 
-@pytest.mark.parametrize('backend', ['dogpile.cache.memory',
-                                     'guest_health_monitor.sqlite'],
-                         ids=['memory', 'sqlite'])
+def answered_times(log, uuid):
+    """generated_time of every notification of ``uuid`` the engine
+    answered (accepted or already had), as the daemons logged them."""
+    return re.findall(r'HA engine (?:accepted|already had) the notification '
+                      r'for domain \S+ \(%s\) generated at (\S+)' % uuid, log)
+
+
+def same_second(stored_time, logged_time):
+    # The engine stores naive UTC with microseconds; the daemon sends
+    # whole seconds with a Z.
+    return stored_time[:19] == logged_time.rstrip('Z')[:19]
+
+
+class Run:
+    """The daemons of one state store: their options, work_dir and engine."""
+
+    def __init__(self, name, backend, engine, work_dir, guest_count):
+        self.name = name
+        self.backend = backend
+        self.engine = engine
+        self.work_dir = work_dir
+        self.options = dict(
+            work_dir=work_dir, cache__backend=backend,
+            notifier__endpoint=engine.endpoint,
+            monitor__failure_threshold='2',
+            monitor__agent_disconnect_grace='0',
+            # All guests crash at once at the end: that is the test's
+            # doing, not a stalled host.
+            monitor__mass_failure_min_domains=str(guest_count + 1))
+        self.daemon = None
+        self.offset = 0
+
+    def start(self, monitor_daemon):
+        self.offset = log_size(self.work_dir)
+        self.daemon = monitor_daemon(**self.options)
+        return self.daemon
+
+    def log(self):
+        with open(os.path.join(self.work_dir, 'monitor.log'),
+                  errors='replace') as f:
+            return f.read()
+
+    def __repr__(self):
+        return '<%s store>' % self.name
+
+
+@pytest.fixture
+def second_engine(tmp_path_factory):
+    """Another real masakari-api knowing this machine, for the second
+    daemon: each daemon's notifications are counted apart."""
+    server = lab_masakari.MasakariServer(
+        str(tmp_path_factory.mktemp('masakari-second')))
+    try:
+        server.start()
+        segment = server.create_segment('lab-segment')
+        server.add_host(segment, socket.gethostname())
+        yield server
+    finally:
+        server.close()
+
+
 def test_a_daemon_killed_at_each_step_notifies_each_crash_once(
-        backend, lab_guests, masakari, monitor_daemon, monkeypatch,
+        lab_guests, masakari, second_engine, monitor_daemon, monkeypatch,
         tmp_path):
     guests = lab_guests(len(crash_points.ALL))
-    work_dir = str(tmp_path / 'monitor')
-    options = dict(work_dir=work_dir, cache__backend=backend,
-                   monitor__failure_threshold='2',
-                   monitor__agent_disconnect_grace='0',
-                   # All guests crash at once at the end: that is the
-                   # test's doing, not a stalled host.
-                   monitor__mass_failure_min_domains=str(len(guests) + 1))
+    runs = [Run(name, backend, engine, str(tmp_path / name), len(guests))
+            for (name, backend), engine in zip(BACKENDS,
+                                               (masakari, second_engine))]
     dead = 0
     for step, victim in zip(crash_points.ALL, guests):
-        offset = log_size(work_dir)
         monkeypatch.setenv(crash_points.ENV, step)
-        daemon = monitor_daemon(**options)
+        for run in runs:
+            run.start(monitor_daemon)
         monkeypatch.delenv(crash_points.ENV)
         # The victim answered in a whole sweep: every guest not yet
         # crashed by this test answers, the crashed ones miss.
-        wait_logged(daemon, offset,
-                    r'Sweep: %d domains listed, %d pinged, %d missed'
-                    % (len(guests), len(guests), dead), 60)
+        for run in runs:
+            wait_logged(run.daemon, run.offset,
+                        r'Sweep: %d domains listed, %d pinged, %d missed'
+                        % (len(guests), len(guests), dead), 60)
 
         victim.control('panic')
-        status = wait_until('the kill at %s' % step,
-                            lambda: daemon.proc.poll() is not None, 60,
-                            daemon)
-        assert daemon.proc.returncode == -signal.SIGKILL, (status,
-                                                           daemon.tail())
-        daemon.stop()
+        for run in runs:
+            daemon = run.daemon
+            status = wait_until('the kill at %s (%r)' % (step, run),
+                                lambda: daemon.proc.poll() is not None, 60,
+                                daemon)
+            assert daemon.proc.returncode == -signal.SIGKILL, (
+                run, status, daemon.tail())
+            daemon.stop()
         dead += 1
 
-        offset = log_size(work_dir)
-        again = monitor_daemon(**options)
-        stored = wait_until('a notification for %s' % victim.uuid,
-                            lambda: stored_for(masakari, victim.uuid), 30,
-                            again)
-        assert len(stored) == 1
-        if backend == 'guest_health_monitor.sqlite':
-            # The record survived the kill: the delivery is seen in the
-            # outbox, whatever step the kill interrupted.
-            wait_logged(again, offset,
-                        r'%s\): error -> reported' % victim.uuid, 20)
-        # A sweep of the dead guest after the restart, then a clean stop.
-        wait_logged(again, offset, r'Sweep: ', 30)
-        assert again.stop() == 0
+        for run in runs:
+            run.start(monitor_daemon)
+        for run in runs:
+            again = run.daemon
+            stored = wait_until(
+                'a notification for %s (%r)' % (victim.uuid, run),
+                lambda: stored_for(run.engine, victim.uuid), 30, again)
+            assert len(stored) == 1, run
+            if run.backend == 'guest_health_monitor.sqlite':
+                # The record survived the kill: the delivery is seen in
+                # the outbox, whatever step the kill interrupted.
+                wait_logged(again, run.offset,
+                            r'%s\): error -> reported' % victim.uuid, 20)
+            # A sweep of the dead guest after the restart, then a clean
+            # stop.
+            wait_logged(again, run.offset, r'Sweep: ', 30)
+            assert again.stop() == 0, run
 
-    # Still exactly one each, after the other steps' daemons ran.
-    for victim in guests:
-        assert len(stored_for(masakari, victim.uuid)) == 1, victim
+    for run in runs:
+        # Still exactly one each, after the other steps' daemons ran.
+        for victim in guests:
+            [stored] = stored_for(run.engine, victim.uuid)
+            # Whatever reached the engine was that one notification: a
+            # second one queued after a restart would carry a later
+            # generated_time (the engine's 180 s duplicate window would
+            # hide it from the count above).
+            for logged in answered_times(run.log(), victim.uuid):
+                assert same_second(stored['generated_time'], logged), (
+                    run, victim, stored['generated_time'], logged)
+        # The engine has recovered them: forget their notifications so
+        # that its duplicate window does not hide the next ones.
+        run.engine.forget_notifications()
 
     # Recovered (destroyed and started again, as the engine does), healthy,
     # then crashed again: each is a new incident, notified again.
-    offset = log_size(work_dir)
-    daemon = monitor_daemon(**options)
+    for run in runs:
+        run.start(monitor_daemon)
     for victim in guests:
         victim.destroy()
         victim.start()
-    for victim in guests:
-        wait_logged(daemon, offset, r'%s\): discovery -> healthy'
-                    % victim.uuid, 60)
+    for run in runs:
+        for victim in guests:
+            wait_logged(run.daemon, run.offset, r'%s\): discovery -> healthy'
+                        % victim.uuid, 60)
     for victim in guests:
         victim.control('panic')
-    for victim in guests:
-        wait_until('a second notification for %s' % victim.uuid,
-                   lambda: stored_for(masakari, victim.uuid), 30, daemon)
+    for run in runs:
+        for victim in guests:
+            wait_until('a second notification for %s (%r)'
+                       % (victim.uuid, run),
+                       lambda: stored_for(run.engine, victim.uuid), 30,
+                       run.daemon)
     time.sleep(6)  # a few more sweeps of the dead guests
-    assert [len(stored_for(masakari, g.uuid)) for g in guests] == [1, 1, 1]
-    assert daemon.stop() == 0
+    for run in runs:
+        assert [len(stored_for(run.engine, g.uuid)) for g in guests] == \
+            [1, 1, 1], run
+        for victim in guests:
+            [stored] = stored_for(run.engine, victim.uuid)
+            answered = answered_times(log_since(run.daemon, run.offset),
+                                      victim.uuid)
+            assert answered, (run, victim)  # delivered by this daemon
+            for logged in answered:
+                assert same_second(stored['generated_time'], logged), (
+                    run, victim, stored['generated_time'], logged)
+        assert run.daemon.stop() == 0, run

@@ -3,6 +3,10 @@
 Each guest is a real QEMU domain under libvirtd running qemu-ga; faults are
 injected from inside the guest through its control channel, and every
 observation goes through libvirt, as the monitor's do.
+
+Tests that bring their guests back to answering share them
+(``shared_guests``); those that leave a guest crashed or off, below them,
+start their own (``lab_guests``).
 """
 
 import os
@@ -24,8 +28,8 @@ def ping_error_code(guest):
     return failure.value.get_error_code()
 
 
-def test_every_started_guest_answers_guest_ping(lab_guests):
-    started = lab_guests(3)
+def test_every_started_guest_answers_guest_ping(shared_guests):
+    started = shared_guests(3)
 
     assert len({guest.uuid for guest in started}) == 3
     for guest in started:
@@ -35,8 +39,8 @@ def test_every_started_guest_answers_guest_ping(lab_guests):
         assert guest.ping(PING_TIMEOUT) == PONG
 
 
-def test_hung_agent_is_unresponsive_while_other_guests_answer(lab_guests):
-    hung, *others = lab_guests(3)
+def test_hung_agent_is_unresponsive_while_other_guests_answer(shared_guests):
+    hung, *others = shared_guests(3)
 
     hung.control('agent-hang')
 
@@ -51,20 +55,8 @@ def test_hung_agent_is_unresponsive_while_other_guests_answer(lab_guests):
     assert hung.wait_pingable(timeout=15) == PONG
 
 
-def test_panicked_guest_is_running_to_libvirt_but_does_not_answer(lab_guests):
-    crashed, healthy = lab_guests(2)
-
-    crashed.control('panic')
-
-    assert ping_error_code(crashed) == libvirt.VIR_ERR_AGENT_UNRESPONSIVE
-    assert crashed.state() == (libvirt.VIR_DOMAIN_RUNNING,
-                               libvirt.VIR_DOMAIN_RUNNING_BOOTED)
-    assert 'Kernel panic' in crashed.console_text()
-    assert healthy.ping(PING_TIMEOUT) == PONG
-
-
-def test_killed_agent_disconnects_and_answers_once_started_again(lab_guests):
-    guest, = lab_guests(1)
+def test_killed_agent_disconnects_and_answers_once_started_again(shared_guests):
+    guest, = shared_guests(1)
 
     guest.control('agent-kill')
     guest.wait_agent_disconnected(timeout=10)
@@ -79,8 +71,8 @@ def test_killed_agent_disconnects_and_answers_once_started_again(lab_guests):
     assert guest.wait_pingable(timeout=10) == PONG
 
 
-def test_paused_guest_refuses_agent_commands_until_resumed(lab_guests):
-    guest, = lab_guests(1)
+def test_paused_guest_refuses_agent_commands_until_resumed(shared_guests):
+    guest, = shared_guests(1)
 
     guest.pause()
 
@@ -93,8 +85,8 @@ def test_paused_guest_refuses_agent_commands_until_resumed(lab_guests):
 
 
 @pytest.mark.parametrize('how', ['agent', 'inside', 'reset'])
-def test_agent_comes_back_after_a_reboot_in_the_same_domain(lab_guests, how):
-    guest, = lab_guests(1)
+def test_agent_comes_back_after_a_reboot_in_the_same_domain(shared_guests, how):
+    guest, = shared_guests(1)
     domain_id = guest.dom.ID()
 
     if how == 'agent':
@@ -111,8 +103,8 @@ def test_agent_comes_back_after_a_reboot_in_the_same_domain(lab_guests, how):
     assert guest.dom.ID() == domain_id
 
 
-def test_agent_comes_back_after_destroy_and_start(lab_guests):
-    guest, = lab_guests(1)
+def test_agent_comes_back_after_destroy_and_start(shared_guests):
+    guest, = shared_guests(1)
 
     guest.destroy()
 
@@ -122,6 +114,18 @@ def test_agent_comes_back_after_destroy_and_start(lab_guests):
     guest.wait_agent_connected(timeout=60)
 
     assert guest.wait_pingable(timeout=15) == PONG
+
+
+def test_panicked_guest_is_running_to_libvirt_but_does_not_answer(lab_guests):
+    crashed, healthy = lab_guests(2)
+
+    crashed.control('panic')
+
+    assert ping_error_code(crashed) == libvirt.VIR_ERR_AGENT_UNRESPONSIVE
+    assert crashed.state() == (libvirt.VIR_DOMAIN_RUNNING,
+                               libvirt.VIR_DOMAIN_RUNNING_BOOTED)
+    assert 'Kernel panic' in crashed.console_text()
+    assert healthy.ping(PING_TIMEOUT) == PONG
 
 
 def test_shutdown_through_the_agent_powers_the_guest_off(lab_guests):

@@ -8,6 +8,7 @@ a real crash, whatever happens to libvirtd, the engine or the daemon.
 """
 
 import os
+import re
 import subprocess
 import time
 
@@ -39,17 +40,22 @@ def wait_stored(masakari, uuid, timeout):
         time.sleep(0.5)
 
 
+# Three ways a guest reboots: Nova's soft reboot (through the agent), a
+# hard reset, and a reboot from inside the guest.
+REBOOTS = (lambda g: g.reboot(), lambda g: g.reset(),
+           lambda g: g.control('reboot'))
+# Every guest goes through each kind twice, after each of the other
+# kinds; every round has the three kinds at once, one per guest.
+REBOOT_ROUNDS = 2 * len(REBOOTS)
+
+
 def test_reboots_are_never_reported(lab_guests, masakari, monitor_daemon):
-    guests = lab_guests(3)
+    guests = lab_guests(len(REBOOTS))
     daemon = monitor_daemon()
     wait_healthy(daemon, guests)
-    # Three ways a guest reboots: Nova's soft reboot (through the agent),
-    # a hard reset, and a reboot from inside the guest.
-    kinds = [lambda g: g.reboot(), lambda g: g.reset(),
-             lambda g: g.control('reboot')]
-    for round_no in range(10):
-        for guest in guests:
-            kinds[round_no % 3](guest)
+    for round_no in range(REBOOT_ROUNDS):
+        for index, guest in enumerate(guests):
+            REBOOTS[(round_no + index) % len(REBOOTS)](guest)
         # The monitor must have seen each guest come back before the
         # next round: it stays on duty through every reboot.
         wait_healthy(daemon, guests, count=round_no + 2)
@@ -59,18 +65,25 @@ def test_reboots_are_never_reported(lab_guests, masakari, monitor_daemon):
     assert daemon.stop() == 0
 
 
+PAUSE = 40
+
+
 def test_pause_and_restart_are_never_reported(lab_guests, masakari,
                                               monitor_daemon):
     paused, restarted = lab_guests(2)
     daemon = monitor_daemon()
     wait_healthy(daemon, [paused, restarted])
     paused.pause()
+    paused_at = time.monotonic()
     daemon.wait_for_log(r'%s\): .*not pinged' % paused.uuid, 10)
     restarted.destroy()
     daemon.wait_for_log(r'%s\) stopped' % restarted.uuid, 10)
     restarted.start()
     wait_healthy(daemon, [restarted], count=2)
-    time.sleep(max(0, 60 - 10))
+    # Paused for longer than anything that counts time could wait:
+    # the agent disconnect grace (30 s) and a crash's detection (about
+    # 13 s).
+    time.sleep(max(0, paused_at + PAUSE - time.monotonic()))
     paused.resume()
     wait_healthy(daemon, [paused], count=2, timeout=30)
     time.sleep(8)
@@ -142,6 +155,9 @@ def test_a_libvirtd_restart_is_survived_and_a_later_crash_reported_once(
     assert daemon.stop() == 0
 
 
+ENGINE_OUTAGE = 50
+
+
 def test_an_engine_outage_loses_nothing(lab_guests, masakari,
                                         monitor_daemon):
     [guest] = lab_guests(1)
@@ -151,13 +167,21 @@ def test_an_engine_outage_loses_nothing(lab_guests, masakari,
     down_at = time.monotonic()
     guest.control('panic')
     daemon.wait_for_log(r'%s\) failed .*queued' % guest.uuid, 30)
-    time.sleep(max(0, down_at + 120 - time.monotonic()))
+    # Down long enough for the retry delay to reach its cap (1, 2, 4, 8,
+    # then 10 s) and for a few attempts at the cap.
+    time.sleep(max(0, down_at + ENGINE_OUTAGE - time.monotonic()))
     masakari.start()
     stored = wait_stored(masakari, guest.uuid, timeout=30)
     assert len(stored) == 1, daemon.tail()
     time.sleep(5)
     assert len(stored_for(masakari, guest.uuid)) == 1
     daemon.wait_for_log(r'%s\): error -> reported' % guest.uuid, 10)
+    [accepted] = daemon.wait_for_log(
+        r'HA engine accepted the notification for domain \S+ \(%s\) .*'
+        r'\(attempt \d+' % guest.uuid, 10)
+    attempt = int(re.search(r'\(attempt (\d+)', accepted).group(1))
+    # Five failed attempts: the delay after the fifth is at the cap.
+    assert attempt >= 6, accepted
     assert daemon.stop() == 0
 
 
