@@ -65,9 +65,21 @@ def _code(exc):
 
 def reset(dom):
     """Hard-reset the guest, as the reset button does; the domain keeps
-    running and boots again."""
+    running and boots again.
+
+    A guest whose panic libvirt kept (pvpanic with ``on_crash`` preserve)
+    is in the crashed state, and libvirt leaves it paused after the reset
+    (reason crashed), so it is resumed to boot again. A guest paused for
+    any other reason is left as it is: someone else paused it.
+    """
     try:
         dom.reset(0)
+        state, reason = dom.state()
+        if state == libvirt.VIR_DOMAIN_PAUSED and \
+                reason == libvirt.VIR_DOMAIN_PAUSED_CRASHED:
+            dom.resume()
+            return ActionResult(True, 'reset, then resumed (libvirt kept '
+                                      'the crashed guest paused)')
     except libvirt.libvirtError as exc:
         return ActionResult(False, 'reset failed: %s' % _error_text(exc))
     return ActionResult(True, 'reset')

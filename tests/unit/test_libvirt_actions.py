@@ -52,7 +52,10 @@ class FakeDomain:
 
     def __init__(self, xml='<domain><devices/></domain>', persistent=True,
                  fail=None, metadata=None, screen=(b'P6\n',),
-                 media_type='image/x-portable-pixmap'):
+                 media_type='image/x-portable-pixmap',
+                 state_after_reset=(libvirt.VIR_DOMAIN_RUNNING,
+                                    libvirt.VIR_DOMAIN_RUNNING_BOOTED)):
+        self.state_after_reset = state_after_reset
         self.xml = xml
         self.persistent = persistent
         self.fail = fail or {}
@@ -71,6 +74,14 @@ class FakeDomain:
 
     def reset(self, flags):
         self._call('reset', flags)
+        return 0
+
+    def state(self):
+        self._call('state')
+        return list(self.state_after_reset)
+
+    def resume(self):
+        self._call('resume')
         return 0
 
     def isPersistent(self):
@@ -122,7 +133,37 @@ def test_reset_resets_the_domain():
     dom = FakeDomain()
 
     assert libvirt_actions.act(dom, recovery.RESET) == (True, 'reset')
-    assert dom.calls == [('reset', 0)]
+    assert dom.calls == [('reset', 0), ('state',)]
+
+
+def test_a_reset_crashed_guest_that_libvirt_keeps_paused_is_resumed():
+    dom = FakeDomain(state_after_reset=(libvirt.VIR_DOMAIN_PAUSED,
+                                        libvirt.VIR_DOMAIN_PAUSED_CRASHED))
+
+    result = libvirt_actions.reset(dom)
+
+    assert result.ok and 'resumed' in result.detail
+    assert names(dom) == ['reset', 'state', 'resume']
+
+
+def test_a_guest_paused_by_someone_else_stays_paused_after_a_reset():
+    dom = FakeDomain(state_after_reset=(libvirt.VIR_DOMAIN_PAUSED,
+                                        libvirt.VIR_DOMAIN_PAUSED_USER))
+
+    assert libvirt_actions.reset(dom) == (True, 'reset')
+    assert names(dom) == ['reset', 'state']
+
+
+def test_a_failed_resume_after_a_reset_says_why():
+    dom = FakeDomain(
+        state_after_reset=(libvirt.VIR_DOMAIN_PAUSED,
+                           libvirt.VIR_DOMAIN_PAUSED_CRASHED),
+        fail={'resume': libvirt_error(libvirt.VIR_ERR_OPERATION_FAILED,
+                                      'resume failed')})
+
+    result = libvirt_actions.reset(dom)
+
+    assert not result.ok and 'resume failed' in result.detail
 
 
 def test_a_failed_reset_says_why():

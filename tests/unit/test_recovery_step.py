@@ -58,6 +58,9 @@ class FakeDomain:
             raise libvirt.libvirtError('Requested operation is not valid')
         return 0
 
+    def state(self):
+        return [libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_BOOTED]
+
 
 class FakeConn:
     def __init__(self):
