@@ -105,7 +105,11 @@ SCHEDULER_OPTS = [
                       'reported, at the cost of a later report of a real '
                       'failure: each second here adds failure_threshold - '
                       '1 seconds to both; with interval or more, '
-                      'confirmations wait for the regular rounds. Default '
+                      'confirmations wait for the regular rounds. A miss '
+                      'libvirt returns at once (the agent\'s channel '
+                      'closed, as during a reboot) is confirmed no sooner '
+                      'than ping_timeout after it started, so that the '
+                      'reboot\'s own events arrive first. Default '
                       '0 (confirm at the pace libvirt allows).\n\n'
                       'Related options: interval, failure_threshold.'),
     cfg.IntOpt('max_concurrent_pings',
@@ -577,8 +581,16 @@ class Scheduler:
             misses = self._missed.get(uuid, 0) + 1
             self._missed[uuid] = misses
             if misses < self.failure_threshold:
+                # A miss libvirt returned at once (the agent's channel
+                # closed: a reboot or an agent restart under way) is
+                # confirmed no sooner than one that timed out. The reboot
+                # or agent event that explains it comes moments later;
+                # three instant misses must not beat it to a report.
+                # Timed-out misses are paced by libvirt's guest-sync
+                # floor and get nothing added.
+                early = max(0.0, self.ping_timeout - result.duration)
                 self._confirm_due[uuid] = (self._ended[uuid]
-                                           + self.confirm_interval)
+                                           + self.confirm_interval + early)
             else:
                 self._confirm_due.pop(uuid, None)
 

@@ -86,13 +86,18 @@ class FakeHost:
         self.in_flight.discard(uuid)
         costs = self.costs.get(uuid)
         if costs:
-            self.clock.now += costs.pop(0) if len(costs) > 1 else costs[0]
+            cost = costs.pop(0) if len(costs) > 1 else costs[0]
         else:
-            self.clock.now += self.ping_cost
+            cost = self.ping_cost
+        self.clock.now += cost
         outcome = self.outcomes.get(uuid, Outcome.OK)
         if isinstance(outcome, list):
             outcome = outcome.pop(0) if len(outcome) > 1 else outcome[0]
-        return ping_outcome.PingResult(outcome, outcome.value, 0.0, 0.0)
+        if outcome is Outcome.MISSED and not costs:
+            # Unless its costs say otherwise, a miss is a ping that timed
+            # out (the clock is left to the test).
+            cost = timeout
+        return ping_outcome.PingResult(outcome, outcome.value, 0.0, cost)
 
 
 class FakeTracker:
@@ -400,6 +405,22 @@ def test_each_confirmation_starts_confirm_interval_after_the_last_ping():
     # always judges the whole host.
     assert len(host.started['b']) == 4
     assert all(set(r) == {'a', 'b'} for r in tracker.rounds)
+
+
+def test_a_miss_libvirt_returns_at_once_is_confirmed_no_sooner_than_a_timeout():
+    clock = FakeClock()
+    # The agent's channel closed (a reboot under way): libvirt fails each
+    # ping at once. Each confirmation waits as if the ping had timed out,
+    # so the reboot event that follows has time to arrive.
+    host = FakeHost(clock, domains=['a', 'b'],
+                    outcomes={'a': Outcome.MISSED}, costs={'a': [0.01]})
+    tracker = FakeTracker()
+    sched = make(host, tracker, interval=10.0, ping_timeout=2,
+                 confirm_interval=0.0, failure_threshold=3)
+    stop = StopAfterRounds(clock, tracker, 3)
+    sched.run(stop)
+    assert host.started['a'][1] - host.started['a'][0] >= 2.0
+    assert host.started['a'][2] - host.started['a'][1] >= 2.0
 
 
 def test_misses_held_by_the_breaker_are_not_confirmed_early():
