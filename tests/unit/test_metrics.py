@@ -469,7 +469,9 @@ class FakeHost:
 
     def ping(self, info, timeout):
         outcome = self.outcomes.get(info.uuid, Outcome.OK)
-        return PingResult(outcome, outcome.value, time.time(), 0.0)
+        # A miss is a ping that timed out, so it is confirmed at once.
+        took = timeout if outcome is Outcome.MISSED else 0.0
+        return PingResult(outcome, outcome.value, time.time(), took)
 
 
 class FakeTracker:
