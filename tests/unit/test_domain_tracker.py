@@ -98,8 +98,13 @@ class Host:
             info.uuid: PingResult(outcomes.get(info.uuid, default), 'test',
                                   self.now + 0.01, 0.02)
             for info in to_ping}
-        self.held = self.tracker.apply_round(results, now=self.now + 0.05)
+        self.held = self.tracker.apply_round(
+            results, now=self.now + 0.05, counters=self.counters_for(results))
         return self.pinged
+
+    def counters_for(self, results):
+        """The I/O counters handed over with a round: none here."""
+        return None
 
     def sweeps(self, count, domains, outcomes=None, default=OK):
         for _ in range(count):
@@ -1101,23 +1106,13 @@ class CorroboratingHost(Host):
         self.asked = []
         self.unavailable = set()
 
-    def sweep(self, domains, outcomes=None, default=OK, dt=INTERVAL):
-        self.now += dt
-        to_ping = self.tracker.reconcile(domains, now=self.now)
-        self.pinged = [info.uuid for info in to_ping]
-        outcomes = outcomes or {}
-        results = {
-            info.uuid: PingResult(outcomes.get(info.uuid, default), 'test',
-                                  self.now + 0.01, 0.02)
-            for info in to_ping}
+    def counters_for(self, results):
         missed = [u for u, r in results.items() if r.outcome is MISSED]
         wanted = self.tracker.wants_counters(missed)
         self.asked.append(sorted(wanted))
         ns = [n for n in range(1, 20)
               if uuid(n) in wanted and uuid(n) not in self.unavailable]
-        self.held = self.tracker.apply_round(
-            results, now=self.now + 0.05, counters=self.io.counters(self, ns))
-        return self.pinged
+        return self.io.counters(self, ns)
 
 
 @pytest.fixture
