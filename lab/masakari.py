@@ -269,6 +269,21 @@ class MasakariServer:
         return sorted(response.json()['notifications'],
                       key=lambda item: item['id'])
 
+    def notifications_for(self, instance_uuid):
+        """The stored notifications about one instance, oldest first."""
+        return [n for n in self.notifications()
+                if n['payload']['instance_uuid'] == instance_uuid]
+
+    def wait_notifications_for(self, instance_uuid, timeout, poll=0.5):
+        """The instance's stored notifications once there is one, or the
+        empty list after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stored = self.notifications_for(instance_uuid)
+            if stored or time.monotonic() > deadline:
+                return stored
+            time.sleep(poll)
+
     # -- internals --------------------------------------------------------
 
     def _bin(self, name):

@@ -60,11 +60,6 @@ def log_size(work_dir):
         return 0
 
 
-def stored_for(masakari, uuid):
-    return [n for n in masakari.notifications()
-            if n['payload']['instance_uuid'] == uuid]
-
-
 def wait_logged(daemon, offset, pattern, timeout):
     regex = re.compile(pattern)
     return wait_until('%r in the monitor log' % pattern,
@@ -170,7 +165,7 @@ def test_a_daemon_killed_at_each_step_notifies_each_crash_once(
             again = run.daemon
             stored = wait_until(
                 'a notification for %s (%r)' % (victim.uuid, run),
-                lambda: stored_for(run.engine, victim.uuid), 30, again)
+                lambda: run.engine.notifications_for(victim.uuid), 30, again)
             assert len(stored) == 1, run
             if run.backend == 'guest_health_monitor.sqlite':
                 # The record survived the kill: the delivery is seen in
@@ -185,7 +180,7 @@ def test_a_daemon_killed_at_each_step_notifies_each_crash_once(
     for run in runs:
         # Still exactly one each, after the other steps' daemons ran.
         for victim in guests:
-            [stored] = stored_for(run.engine, victim.uuid)
+            [stored] = run.engine.notifications_for(victim.uuid)
             # Whatever reached the engine was that one notification: a
             # second one queued after a restart would carry a later
             # generated_time (the engine's 180 s duplicate window would
@@ -214,14 +209,14 @@ def test_a_daemon_killed_at_each_step_notifies_each_crash_once(
         for victim in guests:
             wait_until('a second notification for %s (%r)'
                        % (victim.uuid, run),
-                       lambda: stored_for(run.engine, victim.uuid), 30,
+                       lambda: run.engine.notifications_for(victim.uuid), 30,
                        run.daemon)
     time.sleep(6)  # a few more sweeps of the dead guests
     for run in runs:
-        assert [len(stored_for(run.engine, g.uuid)) for g in guests] == \
+        assert [len(run.engine.notifications_for(g.uuid)) for g in guests] == \
             [1, 1, 1], run
         for victim in guests:
-            [stored] = stored_for(run.engine, victim.uuid)
+            [stored] = run.engine.notifications_for(victim.uuid)
             answered = answered_times(log_since(run.daemon, run.offset),
                                       victim.uuid)
             assert answered, (run, victim)  # delivered by this daemon

@@ -92,20 +92,6 @@ def watched(libvirt_lab, masakari_server, tmp_path_factory):
         libvirt_lab.teardown()
 
 
-def stored_for(masakari, uuid):
-    return [n for n in masakari.notifications()
-            if n['payload']['instance_uuid'] == uuid]
-
-
-def wait_stored(masakari, uuid, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        stored = stored_for(masakari, uuid)
-        if stored or time.monotonic() > deadline:
-            return stored
-        time.sleep(0.1)
-
-
 def hang_agent_while_writing(daemon, guest):
     guest.control('disk-writer')
     guest.control('agent-hang')
@@ -120,7 +106,7 @@ def test_a_working_guest_whose_agent_hangs_is_not_reported(watched):
     print(line)
     time.sleep(WATCH_ACTIVE)
 
-    assert stored_for(masakari, working.uuid) == [], daemon.tail()
+    assert masakari.notifications_for(working.uuid) == [], daemon.tail()
     assert 'disk requests' in line
     # Logged once for the incident, though judged again at each miss.
     assert len(re.findall(ACTIVE % (working.name, working.uuid),
@@ -140,7 +126,7 @@ def test_a_pvpanic_panic_is_notified_at_once_and_only_once(watched):
     # 0.1 s); the command itself waits for the guest's init to poll its
     # port (up to 1 s).
     seen_at = time.monotonic()
-    stored = wait_stored(masakari, guest.uuid, 30)
+    stored = masakari.wait_notifications_for(guest.uuid, 30, poll=0.1)
     stored_at = time.monotonic()
     print('pvpanic crash to stored notification: %.2f s after the panic '
           'showed on the console, %.2f s after the panic command was sent'
@@ -152,7 +138,7 @@ def test_a_pvpanic_panic_is_notified_at_once_and_only_once(watched):
         r'pvpanic device\)\)' % (guest.name, guest.uuid), 10)
 
     time.sleep(WATCH_AFTER_PANIC)
-    assert len(stored_for(masakari, guest.uuid)) == 1
+    assert len(masakari.notifications_for(guest.uuid)) == 1
     daemon.wait_for_log(r'%s\): error -> reported' % guest.uuid, 10)
     assert len(re.findall(r'Domain %s \(%s\) failed' % (guest.name,
                                                         guest.uuid),
@@ -168,7 +154,7 @@ def test_a_guest_held_active_is_reported_once_its_io_stops(watched):
     # the kernel.
     working.control('panic')
 
-    stored = wait_stored(masakari, working.uuid, 60)
+    stored = masakari.wait_notifications_for(working.uuid, 60, poll=0.1)
     assert len(stored) == 1, daemon.tail()
     [line] = daemon.wait_for_log(r'Domain %s \(%s\) failed' % (
         working.name, working.uuid), 10)
@@ -186,7 +172,7 @@ def test_a_watchdog_that_fired_is_notified_without_waiting_for_misses(
 
     guest.control('watchdog-hang')
 
-    stored = wait_stored(masakari, guest.uuid, 30)
+    stored = masakari.wait_notifications_for(guest.uuid, 30, poll=0.1)
     assert len(stored) == 1, daemon.tail()
     daemon.wait_for_log(
         r'Domain %s \(%s\) failed \(watchdog fired \(no action '

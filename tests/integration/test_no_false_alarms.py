@@ -26,20 +26,6 @@ def wait_healthy(daemon, guests, count=1, timeout=60):
         daemon.wait_for_log(HEALTHY % guest.uuid, timeout, count=count)
 
 
-def stored_for(masakari, uuid):
-    return [n for n in masakari.notifications()
-            if n['payload']['instance_uuid'] == uuid]
-
-
-def wait_stored(masakari, uuid, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        stored = stored_for(masakari, uuid)
-        if stored or time.monotonic() > deadline:
-            return stored
-        time.sleep(0.5)
-
-
 # Three ways a guest reboots: Nova's soft reboot (through the agent), a
 # hard reset, and a reboot from inside the guest.
 REBOOTS = (lambda g: g.reboot(), lambda g: g.reset(),
@@ -116,7 +102,7 @@ def test_an_agent_that_stays_away_is_reported_after_the_grace(
     wait_healthy(daemon, [guest])
     killed_at = time.monotonic()
     guest.control('agent-kill')
-    stored = wait_stored(masakari, guest.uuid, timeout=40)
+    stored = masakari.wait_notifications_for(guest.uuid, 40, poll=0.5)
     assert len(stored) == 1, daemon.tail()
     assert time.monotonic() - killed_at >= 6
     assert daemon.stop() == 0
@@ -146,7 +132,7 @@ def test_a_libvirtd_restart_is_survived_and_a_later_crash_reported_once(
                             30)
     victim = guests[0]
     victim.control('panic')
-    stored = wait_stored(masakari, victim.uuid, timeout=30)
+    stored = masakari.wait_notifications_for(victim.uuid, 30, poll=0.5)
     assert len(stored) == 1, daemon.tail()
     time.sleep(8)
     assert [n['payload']['instance_uuid']
@@ -171,10 +157,10 @@ def test_an_engine_outage_loses_nothing(lab_guests, masakari,
     # then 10 s) and for a few attempts at the cap.
     time.sleep(max(0, down_at + ENGINE_OUTAGE - time.monotonic()))
     masakari.start()
-    stored = wait_stored(masakari, guest.uuid, timeout=30)
+    stored = masakari.wait_notifications_for(guest.uuid, 30, poll=0.5)
     assert len(stored) == 1, daemon.tail()
     time.sleep(5)
-    assert len(stored_for(masakari, guest.uuid)) == 1
+    assert len(masakari.notifications_for(guest.uuid)) == 1
     daemon.wait_for_log(r'%s\): error -> reported' % guest.uuid, 10)
     [accepted] = daemon.wait_for_log(
         r'HA engine accepted the notification for domain \S+ \(%s\) .*'
@@ -196,14 +182,14 @@ def test_a_killed_daemon_delivers_its_queued_notification_after_restart(
     [queued] = daemon.wait_for_log(r'%s\) failed .*queued' % guest.uuid, 30)
     daemon.kill()
     masakari.start()
-    assert stored_for(masakari, guest.uuid) == []
+    assert masakari.notifications_for(guest.uuid) == []
     log_before = len(daemon.log())
 
     again = monitor_daemon(work_dir=work_dir)
-    stored = wait_stored(masakari, guest.uuid, timeout=30)
+    stored = masakari.wait_notifications_for(guest.uuid, 30, poll=0.5)
     assert len(stored) == 1, again.tail()
     time.sleep(10)  # several sweeps of the still-dead guest
-    assert len(stored_for(masakari, guest.uuid)) == 1
+    assert len(masakari.notifications_for(guest.uuid)) == 1
     after_restart = again.log()[log_before:]
     assert 'failed (' not in after_restart, 'queued a second notification'
     queued_id = queued.rsplit('notification ', 1)[1].split()[0]

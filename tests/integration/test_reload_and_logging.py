@@ -28,11 +28,6 @@ def wait_for_line(daemon, path, pattern, timeout):
         time.sleep(0.2)
 
 
-def stored_for(masakari, uuid):
-    return [n for n in masakari.notifications()
-            if n['payload']['instance_uuid'] == uuid]
-
-
 def test_sighup_while_monitoring_then_a_crash_is_notified_once(
         lab_guests, masakari, tmp_path):
     [guest] = lab_guests(1)
@@ -59,12 +54,12 @@ def test_sighup_while_monitoring_then_a_crash_is_notified_once(
         wait_for_line(daemon, log_file,
                       r'%s\): error -> reported' % guest.uuid, 30)
         deadline = time.monotonic() + 10
-        while not stored_for(masakari, guest.uuid) and \
+        while not masakari.notifications_for(guest.uuid) and \
                 time.monotonic() < deadline:
             time.sleep(0.25)
         # Two more sweeps (interval 2 s): nothing notified twice.
         time.sleep(4)
-        stored = stored_for(masakari, guest.uuid)
+        stored = masakari.notifications_for(guest.uuid)
         assert daemon.running
     finally:
         status = daemon.stop()
