@@ -51,8 +51,8 @@ lab: host guest-image masakari venv
 # third process also spreads its tests over UNIT_WORKERS pytest-xdist
 # workers (0: in the process itself). The integration tests drive one
 # libvirtd and time real guests: they run alone, one test at a time.
-MATRIX = tests/unit/test_config_matrix.py
-WEBHOOK = tests/unit/test_webhook.py
+MATRIX = tests/unit/conf/test_config_matrix.py
+WEBHOOK = tests/unit/notify/test_webhook.py
 UNIT_WORKERS ?= 2
 UNIT_PARTS = unit-matrix unit-webhook unit-rest
 

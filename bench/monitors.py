@@ -76,7 +76,7 @@ FAST = Settings(2, 1, 3)
 def our_confirm_interval():
     """The daemon's default [monitor] confirm_interval, which the
     benchmarks leave as it is."""
-    from monitor import scheduler
+    from monitor.daemon import scheduler
     return next(opt.default for opt in scheduler.SCHEDULER_OPTS
                 if opt.name == 'confirm_interval')
 

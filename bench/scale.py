@@ -184,7 +184,7 @@ def start_ours(work_dir, size, backend, endpoint, code_dir, libvirtd,
     }
     config = os.path.join(work_dir, 'monitor.conf')
     lab_daemon.write_config(config, options)
-    argv = [sys.executable, '-m', 'monitor.cmd', '--config-file', config]
+    argv = [sys.executable, '-m', 'monitor.cmd.daemon', '--config-file', config]
     return Process(argv, _sim_env(work_dir, size, code_dir, *libvirtd),
                    work_dir, log_path)
 

@@ -32,10 +32,10 @@ import tracemalloc
 from oslo_config import cfg
 
 from bench.figures import say
-from monitor import config
-from monitor import domain_record
-from monitor import domain_store
-from monitor import states
+from monitor.conf import config
+from monitor.health import record as domain_record
+from monitor.health import states
+from monitor.store import domain_store
 
 BACKENDS = {
     'memory': domain_store.MEMORY_BACKEND,

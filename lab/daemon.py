@@ -21,7 +21,7 @@ def console_script():
                              'guest-health-monitor')
     if os.path.exists(candidate):
         return [candidate]
-    return [sys.executable, '-m', 'monitor.cmd']
+    return [sys.executable, '-m', 'monitor.cmd.daemon']
 
 
 def write_config(path, options):

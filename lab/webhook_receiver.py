@@ -20,7 +20,7 @@ import threading
 import time
 import typing
 
-from monitor import webhook
+from monitor.notify import webhook
 
 MAX_BODY = 1024 * 1024
 

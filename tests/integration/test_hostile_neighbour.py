@@ -4,7 +4,7 @@ script, the real masakari-api. Timings: interval 2 s, ping timeout 1 s,
 threshold 3 (lab_options).
 
 The hostile domain is made through the daemon's test hook
-(GUEST_HEALTH_MONITOR_FAULTY_DOMAIN, see monitor/libvirt_host.py): its
+(GUEST_HEALTH_MONITOR_FAULTY_DOMAIN, see monitor/virt/host.py): its
 ping or its listing raises a UnicodeDecodeError, as a binding decoding a
 guest's garbage would.
 """
@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from monitor import libvirt_host
+from monitor.virt import host as libvirt_host
 from tests.integration.test_monitor_end_to_end import HEALTHY
 from tests.integration.test_monitor_end_to_end import wait_notifications
 

@@ -20,7 +20,7 @@ import pytest
 
 from lab import daemon as lab_daemon
 from lab import fixtures_masakari
-from monitor import metrics
+from monitor.daemon import metrics
 from tests.unit import exposition
 
 pytestmark = pytest.mark.integration

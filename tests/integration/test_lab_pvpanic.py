@@ -19,12 +19,12 @@ import libvirt
 import pytest
 
 from lab import guests
-from monitor import guest_activity
-from monitor import instant_failures
-from monitor import libvirt_events
-from monitor import libvirt_stats
-from monitor import lifecycle
-from monitor import states
+from monitor.health import guest_activity
+from monitor.health import instant_failures
+from monitor.health import lifecycle
+from monitor.health import states
+from monitor.virt import events as libvirt_events
+from monitor.virt import stats as libvirt_stats
 
 LOG = logging.getLogger(__name__)
 

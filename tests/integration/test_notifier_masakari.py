@@ -8,9 +8,9 @@ import uuid
 import pytest
 from keystoneauth1 import session as ks_session
 
-from monitor import notification as notification_mod
-from monitor import notifier
-from monitor.notification import OutcomeKind
+from monitor.notify import masakari as notifier
+from monitor.notify import notification as notification_mod
+from monitor.notify.notification import OutcomeKind
 
 pytestmark = pytest.mark.integration
 

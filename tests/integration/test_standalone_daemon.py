@@ -24,7 +24,7 @@ from lab import daemon as lab_daemon
 from lab import guests as lab_guests
 from lab.webhook_receiver import WebhookReceiver
 from monitor import crash_points
-from monitor import domain_metadata
+from monitor.virt import metadata as domain_metadata
 
 pytestmark = pytest.mark.integration
 

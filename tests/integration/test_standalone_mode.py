@@ -6,10 +6,10 @@ import subprocess
 
 import libvirt
 
-from monitor import domain_metadata
-from monitor import libvirt_actions
-from monitor import recovery
-from monitor.evidence import EvidenceStore
+from monitor.health import recovery_policy as recovery
+from monitor.store.evidence import EvidenceStore
+from monitor.virt import guest_actions as libvirt_actions
+from monitor.virt import metadata as domain_metadata
 
 
 def test_a_reset_brings_a_panicked_guests_agent_back(lab_guests):

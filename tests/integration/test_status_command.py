@@ -16,7 +16,7 @@ def status_command():
                              'guest-health-monitor-status')
     if os.path.exists(candidate):
         return [candidate]
-    return [sys.executable, '-m', 'monitor.status_cli']
+    return [sys.executable, '-m', 'monitor.cmd.status_tool']
 
 
 def status(daemon, *args):

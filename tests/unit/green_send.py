@@ -16,8 +16,8 @@ import sys  # noqa: E402
 
 from keystoneauth1 import session as ks_session  # noqa: E402
 
-from monitor import notification  # noqa: E402
-from monitor import notifier  # noqa: E402
+from monitor.notify import masakari as notifier  # noqa: E402
+from monitor.notify import notification  # noqa: E402
 
 
 def main(url, request_timeout):

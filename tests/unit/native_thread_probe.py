@@ -152,7 +152,7 @@ def main(runs, watchdog):
 
     sys.modules['libvirt'], sys.modules['libvirt_qemu'] = fake_libvirt(
         native_time)
-    from monitor import libvirt_host
+    from monitor.virt import host as libvirt_host
 
     done = [0]
     stopping = [False]

@@ -373,8 +373,8 @@ def daemon_options():
     generator namespace)."""
     from oslo_config import cfg
 
-    from monitor import config
-    from monitor import opts
+    from monitor.conf import config
+    from monitor.conf import opts
     known = {(getattr(group, 'name', group), opt.dest)
              for group, group_opts in opts.list_opts() for opt in group_opts}
     conf = config.build_conf()
@@ -521,7 +521,7 @@ def test_unit_is_a_notify_service_restarted_on_failure_after_libvirtd():
 
 def test_unit_does_not_restart_a_daemon_with_a_bad_config():
     # Exit status 2 is the daemon's "invalid configuration".
-    from monitor import cmd
+    from monitor.cmd import daemon as cmd
 
     service = read_unit()['Service']
 
@@ -536,7 +536,7 @@ def systemd_seconds(value):
 
 
 def test_unit_watchdog_catches_a_frozen_process_before_a_stuck_loop():
-    from monitor import systemd_notify
+    from monitor.daemon import systemd_notify
 
     watchdog = systemd_seconds(read_unit()['Service']['WatchdogSec'])
 

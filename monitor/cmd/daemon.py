@@ -1,0 +1,189 @@
+"""The ``guest-health-monitor`` console script.
+
+Every start-up problem ends the process with one line and no traceback:
+exit status 2 for a configuration the operator must fix (naming
+``[section] option``), 1 for anything else that stops the daemon before
+it runs.
+"""
+
+import logging
+import os
+import signal
+import sys
+
+from oslo_config import cfg
+
+from monitor.conf import config
+from monitor.conf import log_setup as logs
+from monitor.daemon import systemd_notify
+from monitor.store import state_dir
+
+LOG = logging.getLogger('monitor')
+
+EXIT_CONFIG_ERROR = 2
+EXIT_START_ERROR = 1
+
+# The state and the log say which guests failed and when and where the HA
+# engine is: nothing the daemon creates is for other users. Files are 0600
+# and directories 0700 whatever umask the daemon was started with.
+UMASK = 0o077
+
+# Seconds between two looks for a stop signal.
+_SIGNAL_POLL = 0.2
+
+
+class SignalRecorder:
+    """A signal handler that records the signal, nothing else.
+
+    A handler runs between two bytecodes of whatever is current in the
+    main thread, the eventlet hub included: logging (a green lock) or
+    setting a green event there would switch greenlets from inside the
+    hub ("Cannot switch to MAINLOOP from MAINLOOP") or wedge it. The main
+    green thread polls :attr:`received` instead.
+    """
+
+    def __init__(self):
+        self.received = []
+
+    def __call__(self, signum, _frame):
+        self.received.append(signum)
+
+    def take(self):
+        """The signals recorded since the last take, oldest first."""
+        taken = []
+        while self.received:
+            # pop() is atomic: a signal recorded meanwhile is kept.
+            taken.append(self.received.pop(0))
+        return taken
+
+
+def _config_error(exc):
+    sys.stderr.write('guest-health-monitor: invalid configuration: %s\n'
+                     % exc)
+    return EXIT_CONFIG_ERROR
+
+
+def _prepare(argv):
+    """Load the configuration, take the state directory, set up logging.
+
+    :raises config.ConfigError: a configuration problem.
+    :raises state_dir.InUse: another daemon uses the state directory.
+    :raises OSError: the state directory cannot be locked or fixed.
+    """
+    conf = config.load(argv)
+    # Held until the process exits, however it exits.
+    state_dir.lock(conf.state_path)
+    state_dir.restrict_modes(conf.state_path, config.state_files(conf))
+    try:
+        logs.setup(conf)
+    except logs.OptionError as exc:
+        raise config.ConfigError(None, exc.option, exc.reason) from None
+    return conf
+
+
+def reload_on_hup(conf, argv, notifier):
+    """What SIGHUP asks for; the daemon keeps running whatever happens.
+
+    Reopens the log files (logrotate moved them away), then re-reads the
+    configuration files: when they are valid as a whole, the options that
+    may change while running (``debug``, ``log_config_append``) take
+    effect, and oslo.config warns about changed ones that need a restart;
+    when they are not, the running configuration stays and the problem is
+    logged naming the option. systemd hears RELOADING=1 before and
+    READY=1 after.
+    """
+    notifier.reloading()
+    reopened = logs.reopen_files()
+    try:
+        # The whole configuration as a start would check it: mutating in
+        # place reads only what changed, and a bad value would then break
+        # every later read of that option.
+        config.load(argv)
+    except config.ConfigError as exc:
+        LOG.error('Not reloading on SIGHUP: invalid configuration: %s; '
+                  'keeping the running configuration', exc)
+    else:
+        try:
+            conf.mutate_config_files()
+            logs.apply_levels(conf)
+        except (cfg.Error, logs.LogConfigError) as exc:
+            # The files changed between the check and the reading, or a
+            # logging configuration file did not apply.
+            LOG.error('Not reloading on SIGHUP: %s; keeping the running '
+                      'configuration', config.mask_credentials(str(exc)))
+        else:
+            LOG.info('Reloaded on SIGHUP: log level %s, %s',
+                     logs.level_name(),
+                     '%d log file(s) reopened' % len(reopened)
+                     if reopened else 'no log file to reopen')
+    notifier.ready()
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    os.umask(UMASK)
+    # SIGHUP's default action ends the process (status 129, which systemd
+    # counts as a clean exit): record it from the very start.
+    reloads = SignalRecorder()
+    signal.signal(signal.SIGHUP, reloads)
+    try:
+        conf = _prepare(argv)
+    except config.ConfigError as exc:
+        return _config_error(exc)
+    except state_dir.InUse as exc:
+        sys.stderr.write('guest-health-monitor: %s\n' % exc)
+        return EXIT_CONFIG_ERROR
+    except OSError as exc:
+        sys.stderr.write('guest-health-monitor: cannot start: %s\n'
+                         % config.mask_credentials(str(exc)))
+        return EXIT_START_ERROR
+
+    # Green threads only from here on: the scheduler, the event
+    # dispatcher and the delivery worker. libvirt calls run in native
+    # threads (tpool), libvirt's event loop in its own native thread.
+    import eventlet
+    eventlet.monkey_patch()
+    from eventlet import tpool
+    from keystoneauth1 import exceptions as ks_exc
+
+    from monitor.daemon import service as service_mod
+    from monitor.notify import outbox
+    tpool.set_num_threads(conf.monitor.max_concurrent_pings + 2)
+
+    LOG.info('guest-health-monitor starting on host %s', conf.host)
+    config.log_effective_settings(conf, LOG)
+    config.warn_unknown_options(conf, LOG)
+    try:
+        service = service_mod.MonitorService(conf)
+    except (OSError, ValueError, TypeError, ImportError, cfg.Error,
+            ks_exc.ClientException, outbox.OutboxError) as exc:
+        # Expected at start (a port in use, an unusable outbox, a backend
+        # that fails to build): one line; the stack only when debugging.
+        LOG.debug('Start-up failure', exc_info=True)
+        LOG.error('Cannot start: %s', config.mask_credentials(str(exc)))
+        return EXIT_START_ERROR
+
+    stops = SignalRecorder()
+    signal.signal(signal.SIGTERM, stops)
+    signal.signal(signal.SIGINT, stops)
+    notifier = systemd_notify.SystemdNotifier.from_environ()
+    service.start()
+    while not stops.received and not service.stop_event.is_set():
+        service.stop_event.wait(_SIGNAL_POLL)
+        if reloads.take() and not stops.received:
+            # Several SIGHUPs since the last look need one reload.
+            reload_on_hup(conf, argv, notifier)
+    notifier.close()
+    if stops.received:
+        LOG.info('Received %s; stopping',
+                 signal.Signals(stops.received[0]).name)
+    service.stop()
+    # A ping in flight ends within one ping timeout; do not wait longer.
+    service.wait(grace=conf.monitor.ping_timeout)
+    service.close()
+    LOG.info('guest-health-monitor stopped')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,364 @@
+"""The daemon's metrics, kept and rendered by prometheus_client.
+
+:class:`MonitorMetrics` is the daemon's own set, on a registry of its own:
+nothing is registered on prometheus_client's process-wide default registry,
+so two sets in one process (the tests make many) never collide and a
+library that registers on the default registry never leaks into the
+daemon's scrape. This module serves nothing; metrics_server.py is the
+HTTP edge and asks :meth:`MonitorMetrics.render` for the text.
+
+The modules that count (scheduler, tracker, delivery worker) call its
+named methods. Values that already live elsewhere (domains per state, the
+outbox, the libvirt connection, the breaker) are read at each scrape
+rather than copied, so they can never drift from the truth.
+
+Every label takes a fixed, declared set of values and the methods refuse
+anything else, so no series is ever keyed by a domain: the number of
+series stays the same whatever the number of guests. Per-domain detail is
+in the log, which names each domain at each state change.
+
+Threads: prometheus_client holds a ``threading`` lock around each update.
+It is imported before eventlet's monkey-patching, so those may be native
+locks; either kind is safe here because only green threads, all on the
+hub's one OS thread, touch the metrics (native threads -- tpool workers,
+libvirt's event thread -- never do), and no lock is held across a green
+switch: reads that may do I/O (the store, the outbox) run outside them.
+"""
+
+import collections
+import functools
+import logging
+
+import prometheus_client
+from prometheus_client import exposition
+from prometheus_client import metrics_core
+
+from monitor.health import states
+from monitor.health.ping_outcome import Outcome
+from monitor.notify import notification as notification_mod
+
+LOG = logging.getLogger(__name__)
+
+PREFIX = 'guest_health_monitor_'
+
+# What render() returns is the classic text format with plain metric
+# names. prometheus_client 0.22 moved CONTENT_TYPE_LATEST to the 1.0.0
+# text format (names beyond [a-zA-Z0-9_:]) and kept the 0.0.4 one, which
+# it sends itself when a scraper does not negotiate, under this name.
+CONTENT_TYPE = getattr(exposition, 'CONTENT_TYPE_PLAIN_0_0_4',
+                       prometheus_client.CONTENT_TYPE_LATEST)
+
+# A sweep lasts about as long as its slowest ping: tens of milliseconds
+# when every agent answers, one ping timeout plus libvirt's 5 s guest-sync
+# floor when one is hung. The buckets split those cases and show sweeps
+# longer than the default 10 s interval.
+SWEEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0, 15.0,
+                 30.0, 60.0)
+
+PING_OUTCOMES = tuple(o.value for o in Outcome)
+# Label values are lower case, as Prometheus conventions have them.
+DELIVERY_RESULTS = (notification_mod.OutcomeKind.ACCEPTED.value.lower(),
+                    notification_mod.OutcomeKind.DUPLICATE.value.lower())
+# The stages of libvirt_host (kept here as values: metrics must not import
+# the libvirt edge).
+DOMAIN_ERROR_STAGES = ('list', 'xml', 'ping')
+
+
+@functools.lru_cache(maxsize=1)
+def version():
+    """This release's version, or 'unknown' when it cannot be told."""
+    import pbr.version
+
+    try:
+        return pbr.version.VersionInfo('guest-health-monitor').version_string()
+    # pbr raises a bare Exception when neither installed metadata nor a git
+    # checkout tell the version; a build label is not worth failing for.
+    except Exception:
+        return 'unknown'
+
+
+class ReadAtScrape:
+    """A gauge read from another part of the daemon at each scrape.
+
+    ``read`` returns a number, a mapping from label value to number (when
+    the gauge has a label), or None; None, or no ``read`` at all, gives the
+    family without samples, which Prometheus reads as "no data", not as
+    zero.
+
+    A read that fails leaves out this family's samples and no other: the
+    scrape still carries sweeps_total and libvirt_connected, the signals
+    that the daemon works, when for example the outbox file cannot be
+    read. The series of the family go stale, which an alert on absent()
+    catches; the log says why, once when the reads start failing and once
+    when they work again.
+    """
+
+    def __init__(self, name, documentation, label=None):
+        self.name = name
+        self.documentation = documentation
+        self.label = label
+        self.read = None
+        self.failing = False
+
+    def _family(self):
+        return metrics_core.GaugeMetricFamily(
+            self.name, self.documentation,
+            labels=[self.label] if self.label else [])
+
+    def describe(self):
+        return [self._family()]
+
+    def collect(self):
+        family = self._family()
+        if self.read is None:
+            return [family]
+        try:
+            value = self.read()
+        except Exception as exc:  # scrape boundary: this family only
+            if self.failing:
+                LOG.debug('Still cannot read %s: %s', self.name, exc)
+            else:
+                self.failing = True
+                LOG.warning('Cannot read %s, served without samples until '
+                            'it can be read: %s', self.name, exc)
+            return [family]
+        if self.failing:
+            self.failing = False
+            LOG.info('%s can be read again', self.name)
+        if value is None:
+            return [family]
+        if self.label is None:
+            family.add_metric([], value)
+        else:
+            for label_value, number in value.items():
+                family.add_metric([label_value], number)
+        return [family]
+
+
+class _WithoutCreated:
+    """The registry as a scrape sees it: no ``*_created`` samples.
+
+    prometheus_client gives each counter and histogram series a creation
+    timestamp, an OpenMetrics notion that the classic text format can only
+    carry as one extra gauge family per counter; Prometheus stores them as
+    ordinary series. prometheus_client's switch to leave them out is
+    process-wide (a module global), so they are dropped here, for this
+    registry only.
+    """
+
+    def __init__(self, registry):
+        self.registry = registry
+
+    def collect(self):
+        for family in self.registry.collect():
+            created = family.name + '_created'
+            # Each collect() builds new families, so trimming one in place
+            # changes nothing that the registry keeps.
+            family.samples = [s for s in family.samples if s.name != created]
+            yield family
+
+
+class MonitorMetrics:
+    """The daemon's metrics; one instance per daemon, shared by its parts.
+
+    ``registry``: the prometheus_client CollectorRegistry to register on;
+    by default a new one of this instance's own.
+    """
+
+    def __init__(self, registry=None):
+        if registry is None:
+            registry = prometheus_client.CollectorRegistry()
+        r = self.registry = registry
+        self._scrape = _WithoutCreated(r)
+        self.sweeps = prometheus_client.Counter(
+            PREFIX + 'sweeps_total',
+            'Sweeps completed (domains listed, pinged and the results '
+            'applied). A sweep that could not list the domains because '
+            'libvirt was unreachable is not counted.', registry=r)
+        self.sweep_duration = prometheus_client.Histogram(
+            PREFIX + 'sweep_duration_seconds',
+            'Duration of completed sweeps, in seconds.',
+            buckets=SWEEP_BUCKETS, registry=r)
+        # Read from the last sweep rather than a set gauge, so that before
+        # the first sweep there is no sample instead of a misleading 0.
+        self.last_sweep_duration = self._read_at_scrape(
+            PREFIX + 'last_sweep_duration_seconds',
+            'Duration of the last completed sweep, in seconds.')
+        self._last_sweep = None
+        self.last_sweep_duration.read = lambda: self._last_sweep
+        self.pings = self._counter(
+            PREFIX + 'pings_total',
+            'Guest-pings by outcome: ok (answered), missed (counts towards '
+            'the failure threshold), not_running, gone, no_agent, '
+            'disconnected (libvirt lost; nobody\'s miss), error (something '
+            'unexpected raised for that domain; not a miss).',
+            'outcome', PING_OUTCOMES)
+        self.domains = self._read_at_scrape(
+            PREFIX + 'domains',
+            'Monitored domains on this host by health state.', 'state')
+        # Only changes between states are counted; what can happen is
+        # bounded by the four states, so the series appear on first use.
+        self.state_transitions = prometheus_client.Counter(
+            PREFIX + 'state_transitions_total',
+            'Changes of a domain\'s health state, by old and new state.',
+            ['from', 'to'], registry=r)
+        self.notifications_queued = prometheus_client.Counter(
+            PREFIX + 'notifications_queued_total',
+            'Notifications written to the outbox for the HA engine.',
+            registry=r)
+        self.notifications_delivered = self._counter(
+            PREFIX + 'notifications_delivered_total',
+            'Notifications the HA engine has: accepted (HTTP 202) or '
+            'duplicate (HTTP 409, it already had them).',
+            'result', DELIVERY_RESULTS)
+        self.notification_attempts_failed = prometheus_client.Counter(
+            PREFIX + 'notification_attempts_failed_total',
+            'Delivery attempts that failed and will be retried (HA engine '
+            'unreachable, timing out or answering with a retryable error).',
+            registry=r)
+        self.notifications_rejected = prometheus_client.Counter(
+            PREFIX + 'notifications_rejected_total',
+            'Notifications the HA engine refused for good, kept as dead '
+            'letters.', registry=r)
+        self.outbox_pending = self._read_at_scrape(
+            PREFIX + 'outbox_pending',
+            'Notifications in the outbox waiting for delivery.')
+        self.outbox_dead_letters = self._read_at_scrape(
+            PREFIX + 'outbox_dead_letters',
+            'Dead letters in the outbox, waiting for an operator '
+            '(guest-health-monitor-outbox dead / retry).')
+        self.libvirt_connected = self._read_at_scrape(
+            PREFIX + 'libvirt_connected',
+            '1 while the daemon holds a connection to libvirt, else 0.')
+        self.libvirt_reconnects = prometheus_client.Counter(
+            PREFIX + 'libvirt_reconnects_total',
+            'Connections to libvirt made again after the first one.',
+            registry=r)
+        self.mass_failure_breaker_tripped = self._read_at_scrape(
+            PREFIX + 'mass_failure_breaker_tripped',
+            '1 while the mass-failure breaker holds back notifications, '
+            'else 0.')
+        self.domain_errors = self._counter(
+            PREFIX + 'domain_errors_total',
+            'Unexpected errors raised for one domain, by stage: list '
+            '(describing it; the domain is skipped), xml (reading its '
+            'XML; not monitored), ping (pinging it; not counted as a '
+            'miss). Each domain is named once in the log.',
+            'stage', DOMAIN_ERROR_STAGES)
+        self.guest_active_holds = prometheus_client.Counter(
+            PREFIX + 'agent_silent_guest_active_total',
+            'Incidents in which a guest\'s agent stopped answering for '
+            'failure_threshold pings while the guest\'s own disk or network '
+            'I/O went on: logged as "agent unresponsive, guest active" and '
+            'not reported to the HA engine. Counted once per incident.',
+            registry=r)
+        self.build_info = prometheus_client.Gauge(
+            PREFIX + 'build_info',
+            'Always 1; the version label names the running release.',
+            ['version'], registry=r)
+        self.build_info.labels(version()).set(1)
+        # process_cpu_seconds_total, process_resident_memory_bytes,
+        # process_open_fds, ...: read from /proc at each scrape.
+        prometheus_client.ProcessCollector(registry=r)
+
+    def _counter(self, name, documentation, label, values):
+        """A counter with one label, every value shown at 0 from the
+        start so that rate() works from the first scrape."""
+        counter = prometheus_client.Counter(name, documentation, [label],
+                                            registry=self.registry)
+        for value in values:
+            counter.labels(value)
+        return counter
+
+    def _read_at_scrape(self, name, documentation, label=None):
+        gauge = ReadAtScrape(name, documentation, label)
+        self.registry.register(gauge)
+        return gauge
+
+    # -- what the counting modules call ------------------------------------
+
+    def sweep_finished(self, duration, outcomes):
+        """One sweep completed; ``outcomes`` of every ping it made."""
+        # One increment per outcome rather than per ping: a sweep of
+        # thousands of domains takes six label look-ups, not thousands.
+        counts = collections.Counter(Outcome(outcome).value
+                                     for outcome in outcomes)
+        self.sweeps.inc()
+        self.sweep_duration.observe(duration)
+        self._last_sweep = duration
+        for outcome, count in counts.items():
+            self.pings.labels(outcome).inc(count)
+
+    def state_changed(self, old_state, new_state):
+        for state in (old_state, new_state):
+            if state not in states.ALL_STATES:
+                raise ValueError('%r is not a health state' % (state,))
+        if old_state != new_state:
+            self.state_transitions.labels(old_state, new_state).inc()
+
+    def notification_queued(self):
+        self.notifications_queued.inc()
+
+    def notification_delivered(self, kind):
+        """The engine has it; ``kind`` is accepted or duplicate."""
+        result = notification_mod.OutcomeKind(kind).value.lower()
+        if result not in DELIVERY_RESULTS:
+            raise ValueError('%r is not a delivery' % (kind,))
+        self.notifications_delivered.labels(result).inc()
+
+    def notification_attempt_failed(self):
+        self.notification_attempts_failed.inc()
+
+    def notification_rejected(self):
+        self.notifications_rejected.inc()
+
+    def agent_silent_guest_active(self):
+        """A guest was found active behind its silent agent (once per
+        incident)."""
+        self.guest_active_holds.inc()
+
+    def libvirt_reconnected(self):
+        self.libvirt_reconnects.inc()
+
+    def domain_error(self, stage):
+        """Something unexpected was raised for one domain at ``stage``,
+        one of DOMAIN_ERROR_STAGES."""
+        if stage not in DOMAIN_ERROR_STAGES:
+            raise ValueError('%r is not a domain error stage' % (stage,))
+        self.domain_errors.labels(stage).inc()
+
+    # -- values read at scrape time -----------------------------------------
+
+    def watch(self, store=None, outbox=None, scheduler=None, breaker=None):
+        """Read these parts' current values at each scrape.
+
+        A gauge whose part is not given has no sample (HELP and TYPE
+        only), which Prometheus reads as "no data", not as zero.
+        """
+        if store is not None:
+            self.domains.read = lambda: _count_states(store.all())
+        if outbox is not None:
+            # A few hundred rows at most (max_pending), read every scrape
+            # interval: cheap next to a sweep.
+            self.outbox_pending.read = lambda: len(outbox.pending())
+            self.outbox_dead_letters.read = (
+                lambda: len(outbox.dead_letters()))
+        if scheduler is not None:
+            self.libvirt_connected.read = lambda: int(scheduler.connected)
+        if breaker is not None:
+            self.mass_failure_breaker_tripped.read = (
+                lambda: int(breaker.tripped))
+
+    def render(self):
+        """The whole exposition in the text format (see CONTENT_TYPE)."""
+        return prometheus_client.generate_latest(self._scrape).decode('utf-8')
+
+
+def _count_states(records):
+    counts = dict.fromkeys(states.ALL_STATES, 0)
+    for record in records:
+        # A state name this version does not know (a store written by
+        # another release) is left out rather than breaking the scrape.
+        if record.state in counts:
+            counts[record.state] += 1
+    return counts

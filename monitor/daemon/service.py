@@ -1,0 +1,246 @@
+"""Wires the monitor together and runs its green threads.
+
+Three green threads share one eventlet hub: the sweep loop (scheduler),
+the libvirt event dispatcher, and the outbox delivery worker; a fourth
+serves the metrics when [metrics] listen_port is set. Green threads only
+switch at I/O, so the tracker and the store need no locks; blocking
+libvirt calls go to native threads through eventlet.tpool.
+"""
+
+import logging
+import threading
+import time
+
+import eventlet
+from eventlet import tpool
+
+from monitor.daemon import metrics as metrics_mod
+from monitor.daemon import metrics_server
+from monitor.daemon import recovery_step
+from monitor.daemon import scheduler as scheduler_mod
+from monitor.daemon import status_server
+from monitor.daemon import systemd_notify
+from monitor.daemon import tracker as domain_tracker
+from monitor.health import guest_activity
+from monitor.health import mass_failure
+from monitor.health import policy as health_policy
+from monitor.notify import delivery
+from monitor.notify import drivers as notifier_driver
+from monitor.notify import outbox as outbox_mod
+from monitor.store import domain_store
+from monitor.store import evidence as evidence_mod
+from monitor.store import recovery_history
+from monitor.virt import events as libvirt_events
+from monitor.virt import host as libvirt_host
+
+LOG = logging.getLogger(__name__)
+
+
+class MonitorService:
+
+    def __init__(self, conf, clock=time.time):
+        self.conf = conf
+        self._clock = clock
+        self.stop_event = threading.Event()
+        self.metrics = metrics_mod.MonitorMetrics()
+        self.store = domain_store.DomainStore.from_conf(conf)
+        self.outbox = outbox_mod.Outbox.from_conf(conf)
+        # Held by a daemon that stopped while recovering a guest: sent,
+        # saying so, by the delivery worker this start begins. Here, so
+        # that an outbox locked by another process for longer than its
+        # wait stops the start with one line, like an unusable outbox.
+        recovery_step.release_interrupted(self.outbox, clock())
+        # [notifier] driver: the engine, a signed webhook or nothing. One
+        # outbox and one delivery worker serve them all, so a webhook gets
+        # the engine's guarantees (durable, retried, exactly once).
+        self.client = notifier_driver.build_client(conf)
+        # Set by the tracker after each enqueue, waited on by the delivery
+        # worker: the first attempt goes out at once. Neither knows the
+        # other; what became of a notification is read from the outbox.
+        delivery_wakeup = threading.Event()
+        self.host = libvirt_host.LibvirtHost.from_conf(conf)
+        breaker = mass_failure.MassFailureBreaker.from_conf(conf)
+        # Self-recovery (plain libvirt host): with the masakari driver
+        # every action is none, and the step only says once per domain
+        # that a metadata action is ignored.
+        self.recovery = recovery_step.RecoveryStep.from_conf(
+            conf, self.outbox, breaker, self.host,
+            recovery_history.RecoveryHistory.from_conf(conf),
+            evidence_mod.EvidenceStore.from_conf(conf),
+            delivery_wakeup=delivery_wakeup)
+        self.tracker = domain_tracker.DomainTracker(
+            self.store,
+            health_policy.HealthPolicy.from_conf(conf),
+            breaker,
+            self.outbox, conf.host, delivery_wakeup=delivery_wakeup,
+            clock=clock, metrics=self.metrics,
+            silent_periods=guest_activity.SilentPeriods.from_conf(conf),
+            recovery=self.recovery)
+        self.delivery = delivery.DeliveryWorker.from_conf(
+            conf, self.outbox, self.client, metrics=self.metrics,
+            wakeup=delivery_wakeup)
+        self.events = libvirt_events.EventBridge(clock=clock)
+        self.scheduler = scheduler_mod.Scheduler.from_conf(
+            conf, self.host, self.tracker,
+            on_connected=self._on_connected,
+            on_close=self.events.on_connection_closed,
+            metrics=self.metrics)
+        self.metrics.watch(store=self.store, outbox=self.outbox,
+                           scheduler=self.scheduler,
+                           breaker=self.tracker.breaker)
+        self.metrics_server = metrics_server.MetricsServer.from_conf(
+            conf, metrics_server.make_app(
+                self.metrics, metrics_server.scheduler_health(self.scheduler)))
+        if self.metrics_server is not None:
+            # Bound now, so that a port in use stops the daemon at start
+            # with the address in the error, like any other bad setting.
+            self.metrics_server.listen()
+        self.status_server = status_server.StatusServer.from_conf(
+            conf, self.status_snapshot)
+        self.status_server.listen()
+        self.systemd = systemd_notify.SystemdNotifier.from_environ()
+        # The loop counts as stuck once it has not come round for this
+        # long; reconnect waits count as coming round, so systemd does not
+        # restart a daemon that is only waiting for libvirt.
+        self._stall_after = systemd_notify.sweep_stall_after(
+            conf.monitor.interval, conf.monitor.ping_timeout,
+            conf.libvirt.reconnect_max_delay)
+        self._started_at = time.monotonic()
+        self.watchdog = systemd_notify.WatchdogKeeper.from_environ(
+            self.systemd, self.loop_alive)
+        self._threads = []
+
+    def loop_alive(self):
+        """True while the scheduler's loop keeps coming round."""
+        last = self.scheduler.last_loop_at
+        since = self._started_at if last is None else last
+        return time.monotonic() - since <= self._stall_after
+
+    def status_snapshot(self):
+        """What ``guest-health-monitor-status`` shows."""
+        return status_server.build_snapshot(
+            self.store.all(), self.outbox.latest_per_domain(),
+            self.conf.host, self._clock(),
+            libvirt_connected=self.scheduler.connected)
+
+    def _on_connected(self, conn):
+        try:
+            tpool.execute(self.events.register, conn)
+        except libvirt_events.EventsUnavailable as exc:
+            # Typically libvirtd went away right after we connected: the
+            # next sweep finds out and reconnects, subscribing again.
+            # Until then the listings stand in for the events.
+            LOG.warning('%s; relying on domain listings until the next '
+                        'reconnect', exc)
+        # Whatever happened while we could not see libvirt (a reboot, a
+        # libvirtd restart re-syncing its agent link) must not count as
+        # misses; the agent-disconnect grace covers it.
+        self.tracker.libvirt_connected()
+
+    # -- event dispatch ----------------------------------------------------------
+
+    def dispatch(self, item):
+        """Apply one item from libvirt's event thread."""
+        if isinstance(item, libvirt_events.EventLost):
+            LOG.warning('A libvirt %s event could not be read (%s); the '
+                        'next listing stands in for it', item.kind, item.text)
+        elif isinstance(item, libvirt_events.ConnectionClosed):
+            if item.conn is not None and item.conn is not self.host.connection:
+                LOG.debug('Ignoring the close of a connection already '
+                          'replaced')
+                return
+            self.scheduler.connection_lost(
+                'libvirt closed the connection, reason %d' % item.reason)
+        elif getattr(item, 'kind', None) == libvirt_events.KIND_METADATA:
+            self._metadata_changed(item)
+        else:
+            self.tracker.apply_event(item)
+
+    def _metadata_changed(self, event):
+        # The listing's copy of the settings is read once per run of the
+        # domain; read them again now so that the change applies at once.
+        parsed = tpool.execute(self.host.refresh_settings, event.uuid)
+        if parsed is None:
+            return  # gone meanwhile, or libvirt with it
+        self.tracker.settings_changed(event.uuid, event.name,
+                                      parsed.settings, parsed.error)
+
+    def _dispatch_loop(self):
+        while not self.stop_event.is_set():
+            self.events.wait(timeout=1.0)
+            for item in self.events.drain():
+                try:
+                    self.dispatch(item)
+                except Exception:  # loop boundary: log and keep going
+                    LOG.exception('Unexpected error applying %r', item)
+            # What the libvirt calls in native threads had to say.
+            self.host.log_notes(self.metrics)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self):
+        libvirt_events.start_event_loop()
+        pending = self.outbox.pending()
+        if pending:
+            LOG.warning('%d notification(s) from before the restart are '
+                        'still pending; delivering them', len(pending))
+            self.tracker.adopt_pending(pending)
+        self._threads = [
+            eventlet.spawn(self.scheduler.run, self.stop_event),
+            eventlet.spawn(self._dispatch_loop),
+            eventlet.spawn(self.delivery.run, self.stop_event),
+        ]
+        if self.metrics_server is not None:
+            self._threads.append(eventlet.spawn(self._serve_metrics))
+        self._threads.append(
+            eventlet.spawn(self.status_server.serve, self.stop_event))
+        if self.watchdog is not None:
+            self._threads.append(
+                eventlet.spawn(self.watchdog.run, self.stop_event))
+        # Ready once the loops run: waiting for libvirt is part of running
+        # as intended, and a unit that never became ready would only be
+        # restarted in a loop that cannot bring libvirt back.
+        self.systemd.ready('Monitoring guests on %s' % self.host.uri)
+
+    def _serve_metrics(self):
+        # stop() may run in a signal handler, where killing a green
+        # thread is not safe; the server is stopped from here instead.
+        self.metrics_server.start()
+        while not self.stop_event.wait(1.0):
+            pass
+        self.metrics_server.stop()
+
+    def stop(self):
+        self.systemd.stopping()
+        self.stop_event.set()
+        self.delivery.wake()
+
+    def wait(self, grace=None):
+        """Wait for the green threads, at most ``grace`` seconds after
+        stop() (a ping in flight ends within one ping timeout)."""
+        for thread in self._threads:
+            if grace is None:
+                thread.wait()
+                continue
+            with eventlet.Timeout(grace, False):
+                thread.wait()
+        self._threads = []
+
+    def close(self):
+        """Flush and release everything; pending notifications stay in
+        the outbox for the next start."""
+        if self.metrics_server is not None:
+            # Before the outbox closes: a scrape reads it.
+            self.metrics_server.stop()
+        self.status_server.close()
+        self.store.close()
+        self.outbox.close()
+        # The webhook's HTTP session; the engine's client keeps none open.
+        close_client = getattr(self.client, 'close', None)
+        if close_client is not None:
+            close_client()
+        if self.host.connection is not None:
+            self.events.deregister(self.host.connection)
+        self.host.close()
+        self.events.close()
+        self.systemd.close()

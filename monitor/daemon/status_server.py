@@ -1,0 +1,270 @@
+"""The status socket: what the running daemon watches, for
+``guest-health-monitor-status``.
+
+The daemon listens on a unix stream socket, ``<state_path>/status.sock``,
+mode 0600: only its own user (and root) may connect, since the answer
+names every guest on the host. Each connection gets one JSON document and
+is closed; nothing is read from the client. It works with every cache
+backend, the in-memory one included, because the answer comes from the
+daemon itself.
+
+:func:`build_snapshot` is the plain part (records and outbox entries in,
+the document out); :class:`StatusServer` is the socket, served from one
+green thread.
+"""
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import stat
+
+import eventlet
+from eventlet.green import socket
+
+from monitor.notify import notification as notification_mod
+
+LOG = logging.getLogger(__name__)
+
+SOCKET_NAME = 'status.sock'
+
+# Bumped when a field changes meaning or goes away; new fields do not.
+FORMAT_VERSION = 1
+
+# Seconds a client gets to take the answer before it is dropped.
+CLIENT_TIMEOUT = 5.0
+MAX_CLIENTS = 4
+
+# sun_path is 108 bytes on Linux, the terminating NUL included.
+_MAX_PATH = 107
+
+
+@contextlib.contextmanager
+def addressable(path):
+    """A name for the unix socket ``path`` that fits in sun_path.
+
+    A longer path (a deep state_path) is reached through the directory's
+    descriptor, /proc/self/fd/N/<name>, for as long as the context lasts.
+    """
+    if len(os.fsencode(path)) <= _MAX_PATH:
+        yield path
+        return
+    directory, name = os.path.split(path)
+    fd = os.open(directory or '.', os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield '/proc/self/fd/%d/%s' % (fd, name)
+    finally:
+        os.close(fd)
+
+
+class StatusServerError(OSError):
+    """The status socket cannot be served (an OSError, like the metrics
+    endpoint's: the daemon reports it at start as "Cannot start: ...")."""
+
+
+def socket_path(state_path):
+    return os.path.join(state_path, SOCKET_NAME)
+
+
+def _when(epoch_seconds):
+    if epoch_seconds is None:
+        return None
+    return notification_mod.format_time(epoch_seconds)
+
+
+def _notification_view(entry):
+    return {
+        'id': entry.id,
+        'status': entry.status,
+        # Queued for a pending one; accepted or refused for a finished one.
+        'at': _when(entry.finished_at if entry.finished_at is not None
+                    else entry.created_at),
+        'attempts': entry.attempts,
+        'last_error': entry.last_error,
+    }
+
+
+def _latest_notifications(entries):
+    """instance UUID -> the entry to show: a pending one first, else the
+    most recently finished one."""
+    latest = {}
+    for entry in entries:
+        uuid = entry.notification.instance_uuid
+        shown = latest.get(uuid)
+        if shown is None or _rank(entry) > _rank(shown):
+            latest[uuid] = entry
+    return latest
+
+
+def _rank(entry):
+    pending = entry.finished_at is None
+    return (pending, entry.finished_at or entry.created_at)
+
+
+def build_snapshot(records, entries, host, now, libvirt_connected=None):
+    """The status document.
+
+    :param records: the monitored domains' records (DomainRecord).
+    :param entries: outbox entries to show: the newest pending and the
+        newest delivered or dead one of each domain
+        (``Outbox.latest_per_domain``), which alone says what became of a
+        domain's notifications.
+    :param host: this host's name as sent to the HA engine.
+    :param now: epoch seconds.
+    :param libvirt_connected: whether the daemon is connected to libvirt,
+        or None if unknown.
+    """
+    notifications = _latest_notifications(entries)
+    domains = []
+    for record in sorted(records, key=lambda r: (r.name, r.uuid)):
+        entry = notifications.get(record.uuid)
+        shown = None if entry is None else _notification_view(entry)
+        domains.append({
+            'name': record.name,
+            'uuid': record.uuid,
+            'state': record.state,
+            'paused': bool(record.paused),
+            'misses': record.misses,
+            'last_answer': _when(record.last_ok),
+            'notification': shown,
+        })
+    return {
+        'version': FORMAT_VERSION,
+        'host': host,
+        'generated_at': _when(now),
+        'libvirt_connected': libvirt_connected,
+        'domains': domains,
+    }
+
+
+class StatusServer:
+    """Answers each connection on ``path`` with ``snapshot()`` as JSON."""
+
+    def __init__(self, path, snapshot, poll=1.0):
+        self.path = path
+        self.snapshot = snapshot
+        self.poll = poll
+        self._sock = None
+        self._inode = None
+        self._pool = eventlet.GreenPool(MAX_CLIENTS)
+
+    @classmethod
+    def from_conf(cls, conf, snapshot):
+        return cls(socket_path(conf.state_path), snapshot)
+
+    def listen(self):
+        """Bind the socket now, so that a problem stops the daemon at
+        start with the path in the error.
+
+        A socket left by a daemon that died is removed; one that another
+        daemon still serves is not touched (two daemons on one state_path
+        would share an outbox).
+        """
+        self._remove_stale()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # The umask closes the window between bind and chmod; green
+        # threads do not switch in between, and native threads create
+        # no files.
+        old_umask = os.umask(0o177)
+        try:
+            with addressable(self.path) as address:
+                sock.bind(address)
+            os.chmod(self.path, 0o600)
+            sock.listen(16)
+        except OSError as exc:
+            sock.close()
+            raise StatusServerError('cannot serve status on %s: %s'
+                                    % (self.path, exc.strerror or exc))
+        finally:
+            os.umask(old_umask)
+        self._inode = os.stat(self.path).st_ino
+        self._sock = sock
+
+    def _remove_stale(self):
+        try:
+            mode = os.lstat(self.path).st_mode
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StatusServerError('cannot serve status on %s: %s'
+                                    % (self.path, exc.strerror or exc))
+        if not stat.S_ISSOCK(mode):
+            raise StatusServerError(
+                'cannot serve status on %s: it exists and is not a socket'
+                % self.path)
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(1.0)
+        try:
+            with addressable(self.path) as address:
+                probe.connect(address)
+        except OSError as exc:
+            if exc.errno != errno.ECONNREFUSED:
+                raise StatusServerError('cannot serve status on %s: %s'
+                                        % (self.path, exc.strerror or exc))
+        else:
+            raise StatusServerError(
+                'cannot serve status on %s: another guest-health-monitor '
+                'serves it (same state_path)' % self.path)
+        finally:
+            probe.close()
+        LOG.info('Removing the status socket %s left by a daemon that '
+                 'stopped', self.path)
+        os.unlink(self.path)
+
+    def serve(self, stop_event):
+        """Answer connections until ``stop_event`` is set, then close.
+
+        Waits at most ``poll`` seconds at a time, so it ends soon after
+        the event without being killed (stop may run in a signal handler,
+        where killing a green thread is not safe).
+        """
+        if self._sock is None:
+            self.listen()
+        LOG.info('Serving status on %s', self.path)
+        self._sock.settimeout(self.poll)
+        try:
+            while not stop_event.is_set():
+                try:
+                    conn, _ = self._sock.accept()
+                except socket.timeout:
+                    continue
+                except OSError as exc:
+                    if self._sock is None:
+                        break
+                    LOG.warning('Status socket %s: %s', self.path, exc)
+                    eventlet.sleep(self.poll)
+                    continue
+                self._pool.spawn_n(self.handle, conn)
+        finally:
+            self.close()
+
+    def handle(self, conn):
+        """Send one document on ``conn`` and close it."""
+        try:
+            conn.settimeout(CLIENT_TIMEOUT)
+            try:
+                document = self.snapshot()
+            except Exception:  # loop boundary: one bad answer, not a crash
+                LOG.exception('Cannot build the status snapshot')
+                document = {'version': FORMAT_VERSION,
+                            'error': 'the daemon could not build its '
+                                     'status; see its log'}
+            payload = json.dumps(document, sort_keys=True) + '\n'
+            conn.sendall(payload.encode('utf-8'))
+        except OSError as exc:
+            LOG.debug('Status client went away: %s', exc)
+        finally:
+            conn.close()
+
+    def close(self):
+        """Stop listening and remove the socket if it is still ours."""
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        sock.close()
+        try:
+            if os.stat(self.path).st_ino == self._inode:
+                os.unlink(self.path)
+        except OSError:
+            pass

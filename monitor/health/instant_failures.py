@@ -1,0 +1,133 @@
+"""Failures libvirt already knows about: notify at once, never twice.
+
+Most dead guests only show as an agent that stops answering, and the
+failure threshold has to be counted out. Some failures libvirt sees as they
+happen, and waiting for missed pings would only delay the recovery:
+
+* a guest kernel panic, through a pvpanic device (``<panic model='isa'/>``
+  with the guest's pvpanic driver): a crashed lifecycle event, detail
+  panicked, whatever ``on_crash`` does next (preserve keeps the domain
+  'crashed', destroy stops it, restart boots it again: the panic was real
+  in every case);
+* the QEMU process of a guest ending on its own (killed, crashed, the host
+  out of memory): a stopped lifecycle event, detail failed, or detail
+  crashed after a panic with on_crash=destroy;
+* a watchdog device firing (``<watchdog action=.../>``): the guest stopped
+  feeding it, so it hangs. Reported when libvirt's action leaves the guest
+  down or stuck (none, pause, dump, poweroff, shutdown, debug; dump shows
+  as pause); not when the action is itself a recovery (reset, inject-nmi),
+  whose outcome the pings and a crash event judge.
+
+Not reported: a crash that loaded the guest's crash kernel (kdump), as the
+guest dumps and reboots by itself.
+
+Plain code: :func:`failure_of` says what failure an event reports and
+:func:`decide` whether to notify now, from the domain's facts.
+
+The contract the tracker follows, so that one failure is notified once:
+
+1. Call :func:`decide` for every domain event, before the event's
+   lifecycle action is applied (a stopped event forgets the record), with
+   the record's health state (None: no record, the domain is not
+   monitored) and what the health policy knows of notifications for it:
+   a pending one, or one of the current incident delivered or refused
+   (the reason text the policy gives, or simply True; falsy for none).
+2. When it says notify, queue the notification and record the incident
+   as the threshold miss would: the record enters the failing state
+   (``healthy`` -> ``error``; ``discovery`` stays), ``misses`` = failure
+   threshold, and the incident's start (``failing_since``) is the event's
+   time unless it began earlier, so that the notification, created now,
+   belongs to it. The engine's acceptance then makes the domain
+   ``reported`` as for any other failure.
+3. From then on the same incident is never notified again: the health
+   policy asks for no notification while one is pending or one of the
+   incident is delivered (later misses, a crashed domain's pings), and
+   :func:`decide` declines for the same reasons (a repeated watchdog, the
+   stopped event that follows a crash) and for a ``reported`` domain. A
+   later incident starts when the guest answers again or is restarted, as
+   for any other failure.
+"""
+
+import typing
+
+from monitor.health import lifecycle
+from monitor.health import states
+
+try:
+    import libvirt
+except ImportError:  # pragma: no cover - hosts without the binding
+    libvirt = None
+
+# DomainEvent.kind of a watchdog event (event: the watchdog action,
+# detail: 0).
+KIND_WATCHDOG = lifecycle.KIND_WATCHDOG
+
+
+class Decision(typing.NamedTuple):
+    notify: bool
+    # Operator text: the failure when notifying, else why not.
+    reason: str
+
+
+def _lifecycle_failures():
+    return {
+        (libvirt.VIR_DOMAIN_EVENT_CRASHED,
+         libvirt.VIR_DOMAIN_EVENT_CRASHED_PANICKED):
+            'guest kernel panicked (reported by its pvpanic device)',
+        (libvirt.VIR_DOMAIN_EVENT_STOPPED,
+         libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED):
+            'guest crashed and libvirt stopped it',
+        (libvirt.VIR_DOMAIN_EVENT_STOPPED,
+         libvirt.VIR_DOMAIN_EVENT_STOPPED_FAILED):
+            'QEMU process of the guest ended unexpectedly',
+    }
+
+
+def _watchdog_failures():
+    return {
+        libvirt.VIR_DOMAIN_EVENT_WATCHDOG_NONE:
+            'watchdog fired (no action configured)',
+        libvirt.VIR_DOMAIN_EVENT_WATCHDOG_PAUSE:
+            'watchdog fired; libvirt paused the guest',
+        libvirt.VIR_DOMAIN_EVENT_WATCHDOG_POWEROFF:
+            'watchdog fired; libvirt powered the guest off',
+        libvirt.VIR_DOMAIN_EVENT_WATCHDOG_SHUTDOWN:
+            'watchdog fired; libvirt asked the guest to shut down',
+        libvirt.VIR_DOMAIN_EVENT_WATCHDOG_DEBUG:
+            'watchdog fired; libvirt only logged it',
+    }
+
+
+def failure_of(event):
+    """The failure a domain event reports, as operator text, or None.
+
+    ``event`` is a ``lifecycle.DomainEvent`` (kind, event, detail); kinds
+    and numbers this module does not know report no failure.
+    """
+    if event.kind == lifecycle.KIND_LIFECYCLE:
+        return _lifecycle_failures().get((event.event, event.detail))
+    if event.kind == KIND_WATCHDOG:
+        return _watchdog_failures().get(event.event)
+    return None
+
+
+def decide(event, state, already_notified):
+    """Whether ``event`` must be notified now.
+
+    :param state: the domain record's health state, None without a record.
+    :param already_notified: falsy when the outbox holds neither a pending
+        notification for the domain nor a delivered or refused one of its
+        current incident; else True or the policy's text saying which.
+    """
+    failure = failure_of(event)
+    if failure is None:
+        return Decision(False, 'no failure')
+    if state is None:
+        return Decision(False, '%s; domain not monitored' % failure)
+    if already_notified:
+        if already_notified is True:
+            already_notified = 'a notification is already queued'
+        return Decision(False, '%s; %s' % (failure, already_notified))
+    if state == states.REPORTED:
+        return Decision(False, '%s; already reported' % failure)
+    return Decision(True, failure)

@@ -1,0 +1,59 @@
+"""The facts kept per monitored domain.
+
+A record holds plain values only (the state is a name, never a machine), so
+any dogpile backend can keep it, including ones that pickle (dbm, file) and
+let the state survive a daemon restart. Records are treated as immutable:
+the health policy returns new ones with :func:`dataclasses.replace`.
+
+A record holds health facts only. What became of a notification (queued,
+delivered, dead) is the outbox's alone: a copy kept here would disagree
+with it after a crash between the two writes.
+"""
+
+import dataclasses
+import typing
+
+from monitor.health import states
+
+
+@dataclasses.dataclass
+class DomainRecord:
+    uuid: str
+    name: str
+    state: str = states.DISCOVERY
+    # Consecutive missed pings that counted towards the failure threshold.
+    misses: int = 0
+    # Epoch seconds of the last answered ping.
+    last_ok: typing.Optional[float] = None
+    # Epoch seconds at which the domain entered discovery.
+    discovery_since: typing.Optional[float] = None
+    # The agent answered at least once since this daemon began monitoring
+    # the domain. A re-arm (reboot, resume) keeps it; only forgetting the
+    # domain clears it. The discovery timeout applies only to such guests:
+    # one whose agent never answered may simply not run an agent.
+    ever_healthy: bool = False
+    # Paused, PM-suspended or shutting down: no pings, no counting.
+    paused: bool = False
+    # Epoch seconds of the last agent disconnect event, while disconnected.
+    agent_disconnected_at: typing.Optional[float] = None
+    # Epoch seconds at which the current failure began: the first counted
+    # miss, or the restart whose agent did not come back within the
+    # discovery timeout. None while nothing fails. A notification created
+    # at or after this time for this domain belongs to this incident.
+    failing_since: typing.Optional[float] = None
+
+    def to_dict(self):
+        """The record as a plain dict, the form kept in the store."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        """Build a record from :meth:`to_dict` output.
+
+        Keys this version does not know are ignored and missing optional
+        ones take their defaults, so a store written by an older or newer
+        release still loads (older records carry ``notification_id`` and
+        ``notified_at``, facts the outbox now owns).
+        """
+        known = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

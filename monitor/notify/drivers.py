@@ -1,0 +1,113 @@
+"""Which notifier the daemon uses, and the checks that tie it to recovery.
+
+``[notifier] driver`` chooses the HA engine (Masakari), a signed webhook,
+or nothing. The clients are imported only when built, so a host without an
+HA engine never needs Keystone settings.
+"""
+
+from __future__ import annotations
+
+from oslo_config import cfg
+
+from monitor.health import recovery_policy as recovery
+from monitor.notify.notification import DeliveryOutcome
+from monitor.notify.notification import OutcomeKind
+
+GROUP = 'notifier'
+
+MASAKARI = 'masakari'
+WEBHOOK = 'webhook'
+NONE = 'none'
+
+OPTS = [
+    cfg.StrOpt(
+        'driver',
+        default=MASAKARI,
+        choices=[
+            (MASAKARI, 'the OpenStack Masakari API, which recovers the VM'),
+            (WEBHOOK, 'a signed JSON POST to [webhook] url'),
+            (NONE, 'no notification; log only (with [recovery] action '
+                   'the monitor still recovers guests itself)'),
+        ],
+        help="""
+Where failure notifications go. Default masakari.
+
+With webhook or none the monitor can recover guests itself ([recovery]
+action); the Keystone and endpoint options of this group are then unused.
+
+Related options:
+
+* [webhook] url, [webhook] secret, [recovery] action
+"""),
+]
+
+
+def list_opts():
+    return [(GROUP, OPTS)]
+
+
+def register_opts(conf):
+    conf.register_opts(OPTS, group=GROUP)
+
+
+class ConfCheckError(ValueError):
+    """A combination of options that cannot work, naming the first one."""
+
+    def __init__(self, group, option, message):
+        self.group = group
+        self.option = option
+        self.message = message
+        super().__init__(group, option, message)
+
+    def __str__(self):
+        return '[%s] %s: %s' % (self.group, self.option, self.message)
+
+
+def check_conf(conf):
+    """Refuse option combinations of the standalone mode at start.
+
+    :raises ConfCheckError: names the option to change; the message names
+        the other one involved.
+    """
+    driver = conf[GROUP].driver
+    action = conf[recovery.GROUP].action
+    if driver == MASAKARI and action != recovery.NONE:
+        raise ConfCheckError(
+            recovery.GROUP, 'action',
+            "'%s' cannot be used with [notifier] driver = masakari: the HA "
+            "engine recovers the VM itself and two recoverers must not act "
+            "on one VM; set [notifier] driver = webhook or none, or "
+            "[recovery] action = none" % action)
+    if driver == WEBHOOK:
+        if not conf.webhook.url:
+            raise ConfCheckError('webhook', 'url',
+                                 'required with [notifier] driver = webhook')
+        if not conf.webhook.secret:
+            raise ConfCheckError('webhook', 'secret',
+                                 'required with [notifier] driver = webhook: '
+                                 'every POST is signed with it')
+
+
+class NoNotifier:
+    """``[notifier] driver = none``: every notification counts as
+    delivered at once, so the health state moves on as with an engine."""
+
+    def send(self, notification):
+        return DeliveryOutcome(OutcomeKind.ACCEPTED, None,
+                               'not sent: [notifier] driver = none')
+
+    def close(self):
+        pass
+
+
+def build_client(conf):
+    """The client for ``[notifier] driver``; each has ``send(notification)
+    -> DeliveryOutcome``."""
+    driver = conf[GROUP].driver
+    if driver == WEBHOOK:
+        from monitor.notify import webhook
+        return webhook.WebhookClient.from_conf(conf)
+    if driver == NONE:
+        return NoNotifier()
+    from monitor.notify import masakari as notifier
+    return notifier.MasakariClient.from_conf(conf)

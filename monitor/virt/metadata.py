@@ -1,0 +1,205 @@
+"""What a domain's XML tells the standalone mode: its own monitoring
+settings, and where its evidence can be found.
+
+Per-domain settings live in libvirt domain metadata, namespace
+``urn:guest-health-monitor:1``, element ``<monitor/>``::
+
+    virsh metadata DOMAIN --uri urn:guest-health-monitor:1 --key ghm \\
+        --set '<monitor enabled="no" failure_threshold="5" action="reset"/>'
+
+Attributes, each optional: ``enabled`` (yes/no), ``failure_threshold``
+(an integer >= 1), ``action`` (none/reset/restart). An element that is not
+exactly that (unknown attribute, bad value, not XML) is ignored as a whole
+and the caller logs the returned error once: a typo such as
+``enable="no"`` must be seen, and half of a broken element is no safer
+than none of it.
+
+Pure code: the text comes from the libvirt edge.
+"""
+
+from __future__ import annotations
+
+import typing
+
+from lxml import etree
+
+from monitor.health import recovery_policy as recovery
+
+NAMESPACE = 'urn:guest-health-monitor:1'
+ELEMENT = 'monitor'
+# The prefix libvirt stores the element under (virsh --key).
+KEY = 'ghm'
+
+_YES_NO = {'yes': True, 'no': False}
+_ATTRIBUTES = ('enabled', 'failure_threshold', 'action')
+# A threshold beyond this is a typo, not a wish: at a 10 s interval it is
+# more than a day of silence.
+MAX_FAILURE_THRESHOLD = 10000
+# More than any valid element can need; bounds what is parsed.
+MAX_METADATA_CHARS = 4096
+
+# The project's safe parser settings (see domain_xml): domain XML comes
+# from libvirt, but nothing gives a parser a reason to fetch or expand.
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True,
+                          huge_tree=False)
+
+
+class DomainSettings(typing.NamedTuple):
+    """A domain's own settings; None means "the configured default"."""
+
+    enabled: bool = True
+    failure_threshold: typing.Optional[int] = None
+    action: typing.Optional[str] = None
+
+
+DEFAULTS = DomainSettings()
+
+
+class Parsed(typing.NamedTuple):
+    settings: DomainSettings
+    # Why the element was ignored, for the caller to log once; None when
+    # it was read (or absent).
+    error: typing.Optional[str]
+
+
+def _fromstring(text):
+    if isinstance(text, str):
+        # lxml refuses str input that carries an encoding declaration.
+        text = text.encode('utf-8')
+    root = etree.fromstring(text, parser=_PARSER)
+    if root is None:
+        raise etree.XMLSyntaxError('empty document', None, 0, 0)
+    return root
+
+
+def _local_name(element):
+    tag = element.tag
+    if not isinstance(tag, str):
+        return None
+    return etree.QName(tag).localname
+
+
+def parse_settings(text):
+    """Settings from the ``<monitor/>`` element libvirt returns for the
+    namespace (``virDomainGetMetadata``), or from None (no metadata).
+
+    Never raises: anything invalid gives the defaults and an error text.
+    """
+    if text is None or not text.strip():
+        return Parsed(DEFAULTS, None)
+    if len(text) > MAX_METADATA_CHARS:
+        return Parsed(DEFAULTS, 'metadata element is %d characters long, '
+                                'more than %d' % (len(text),
+                                                  MAX_METADATA_CHARS))
+    try:
+        element = _fromstring(text)
+    except etree.XMLSyntaxError as exc:
+        return Parsed(DEFAULTS, 'metadata is not XML: %s' % exc)
+    if element.getroottree().docinfo.doctype:
+        # libvirt never returns one; entities declared in it would be
+        # expanded into attribute values.
+        return Parsed(DEFAULTS, 'metadata must not carry a DOCTYPE')
+    return settings_from_element(element)
+
+
+def settings_from_element(element):
+    """Settings from a parsed ``<monitor/>`` element (any namespace
+    prefix); defaults plus an error when it is invalid."""
+    name = _local_name(element)
+    if name != ELEMENT:
+        return Parsed(DEFAULTS, 'metadata element is <%s>, expected <%s>'
+                                % (name, ELEMENT))
+    values = {}
+    for raw_name, raw_value in sorted(element.attrib.items()):
+        attribute = etree.QName(raw_name).localname
+        if attribute not in _ATTRIBUTES:
+            return Parsed(DEFAULTS, 'unknown attribute %s="%s" (known: %s)'
+                                    % (attribute, raw_value,
+                                       ', '.join(_ATTRIBUTES)))
+        value, error = _convert(attribute, raw_value.strip())
+        if error:
+            return Parsed(DEFAULTS, '%s="%s": %s' % (attribute, raw_value,
+                                                    error))
+        values[attribute] = value
+    return Parsed(DomainSettings(**values), None)
+
+
+def _convert(attribute, value):
+    if attribute == 'enabled':
+        lowered = value.lower()
+        if lowered not in _YES_NO:
+            return None, 'must be yes or no'
+        return _YES_NO[lowered], None
+    if attribute == 'failure_threshold':
+        try:
+            number = int(value, 10)
+        except ValueError:
+            return None, 'must be an integer'
+        if not 1 <= number <= MAX_FAILURE_THRESHOLD:
+            return None, 'must be between 1 and %d' % MAX_FAILURE_THRESHOLD
+        return number, None
+    if value not in recovery.ACTIONS:
+        return None, 'must be one of %s' % ', '.join(recovery.ACTIONS)
+    return value, None
+
+
+def _parse_domain(xml):
+    try:
+        root = _fromstring(xml)
+    except etree.XMLSyntaxError as exc:
+        raise ValueError('malformed domain XML: %s' % exc) from None
+    if root.tag != 'domain':
+        raise ValueError('not a libvirt domain XML: root element is <%s>'
+                         % root.tag)
+    return root
+
+
+def settings_from_domain_xml(xml):
+    """Settings from a whole domain XML (its ``<metadata>`` section).
+
+    :raises ValueError: the text is not a domain XML.
+    """
+    root = _parse_domain(xml)
+    found = root.findall('metadata/{%s}%s' % (NAMESPACE, ELEMENT))
+    if not found:
+        return Parsed(DEFAULTS, None)
+    return settings_from_element(found[0])
+
+
+def console_log_paths(xml):
+    """Files the domain's serial consoles are written to, in device order:
+    ``<serial type='file'>`` sources and the ``<log file=...>`` that
+    libvirt keeps for other serial types. The ``<console>`` that mirrors
+    the first serial port is not listed twice.
+
+    :raises ValueError: the text is not a domain XML.
+    """
+    root = _parse_domain(xml)
+    paths = []
+    for device in root.iterfind('devices/*'):
+        if device.tag not in ('serial', 'console'):
+            continue
+        candidates = []
+        if device.get('type') == 'file':
+            source = device.find('source')
+            if source is not None:
+                candidates.append(source.get('path'))
+        log = device.find('log')
+        if log is not None:
+            candidates.append(log.get('file'))
+        for path in candidates:
+            if path and path not in paths:
+                paths.append(path)
+    return paths
+
+
+def has_graphics(xml):
+    """True when the domain has a display a screenshot can be taken of.
+
+    :raises ValueError: the text is not a domain XML.
+    """
+    root = _parse_domain(xml)
+    return (root.find('devices/graphics') is not None
+            or any(video.find('model') is None
+                   or video.find('model').get('type') != 'none'
+                   for video in root.iterfind('devices/video')))

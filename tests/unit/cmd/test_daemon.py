@@ -1,0 +1,471 @@
+"""The guest-health-monitor console script, run as operators run it.
+
+A bad configuration is refused at start with exit status 2 and one line
+naming the option; a valid one starts even when libvirt is unreachable,
+says so once, and stops cleanly on SIGTERM. No test here reaches a real
+libvirt daemon or leaves 127.0.0.1.
+"""
+
+import contextlib
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from monitor.cmd import daemon as cmd
+from tests.unit.conf.test_log_setup import saved_logging  # noqa: F401 (a fixture)
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
+SCRIPT = shutil.which('guest-health-monitor',
+                      path=os.path.dirname(sys.executable))
+COMMAND = [SCRIPT] if SCRIPT else [sys.executable, '-m', 'monitor.cmd.daemon']
+PASSWORD = 'pw-n0t-for-logs-7731'
+
+
+def write_conf(tmp_path, **sections):
+    """A valid configuration, changed by ``sections``:
+    {'group': {'option': value or None to leave it out}}."""
+    base = {
+        'DEFAULT': {'host': 'compute-1',
+                    'state_path': str(tmp_path / 'state')},
+        'libvirt': {'connection_uri': 'qemu+unix:///system?socket=%s'
+                    % (tmp_path / 'no-libvirtd.sock'),
+                    'reconnect_initial_delay': '0.1',
+                    'reconnect_max_delay': '1'},
+        'monitor': {'interval': '1'},
+        'cache': {'backend': 'dogpile.cache.memory'},
+        'notifier': {'endpoint': 'http://127.0.0.1:9/v1',
+                     'auth_type': 'none',
+                     'password': PASSWORD},
+    }
+    for group, options in sections.items():
+        base.setdefault(group, {}).update(options)
+    lines = []
+    for group, options in base.items():
+        lines.append('[%s]' % group)
+        lines.extend('%s = %s' % (k, v) for k, v in options.items()
+                     if v is not None)
+    path = tmp_path / 'guest-health-monitor.conf'
+    path.write_text('\n'.join(lines) + '\n')
+    return str(path)
+
+
+def run(conf_path):
+    return subprocess.run(COMMAND + ['--config-file', conf_path], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+
+
+def log_lines(text, level):
+    """The log lines at ``level`` (oslo.log's format: date time pid
+    LEVEL logger [-] message)."""
+    return [line for line in text.splitlines()
+            if re.match(r'\S+ \S+ \d+ %s ' % level, line)]
+
+
+def assert_quiet_failure(proc, status, text):
+    assert proc.returncode == status, proc.stderr + proc.stdout
+    assert text in proc.stderr
+    assert 'Traceback' not in proc.stderr
+    assert 'Eventlet is deprecated' not in proc.stderr
+    assert PASSWORD not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize('group, option, value', [
+    ('monitor', 'interval', '-5'),
+    ('monitor', 'failure_threshold', 'three'),
+    ('libvirt', 'connection_uri', 'not a uri'),
+    ('cache', 'backend', 'dogpile.cache.nosuchbackend'),
+    ('notifier', 'auth_type', 'no-such-plugin'),
+    ('notifier', 'endpoint', 'not-a-url'),
+])
+def test_a_bad_option_is_named_and_exits_2(tmp_path, group, option, value):
+    proc = run(write_conf(tmp_path, **{group: {option: value}}))
+
+    assert_quiet_failure(proc, 2, '[%s] %s: ' % (group, option))
+    assert proc.stderr.count('\n') == 1  # one line, nothing else
+
+
+def test_a_state_path_that_cannot_be_created_is_named(tmp_path):
+    regular_file = tmp_path / 'a-file'
+    regular_file.write_text('')
+    proc = run(write_conf(tmp_path, DEFAULT={
+        'state_path': str(regular_file / 'state')}))
+
+    assert_quiet_failure(proc, 2, '[DEFAULT] state_path: ')
+    assert proc.stderr.count('\n') == 1
+
+
+def test_options_an_auth_plugin_needs_are_named(tmp_path):
+    proc = run(write_conf(tmp_path, notifier={'auth_type': 'password'}))
+
+    assert_quiet_failure(
+        proc, 2, "[notifier] auth_url: required by auth_type 'password'")
+
+
+def test_an_unusable_outbox_is_a_clear_error(tmp_path):
+    (tmp_path / 'state' / 'outbox.sqlite').mkdir(parents=True)
+    proc = run(write_conf(tmp_path))
+
+    assert_quiet_failure(proc, 1, 'Cannot start: cannot create the outbox')
+
+
+@contextlib.contextmanager
+def daemon(conf_path, log, args=()):
+    """Run the console script with its stderr in ``log``; yield the
+    process, killed on the way out if a test left it running."""
+    with open(log, 'w') as stderr:
+        proc = subprocess.Popen(
+            COMMAND + ['--config-file', conf_path] + list(args), cwd=REPO,
+            stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def terminate(proc):
+    """SIGTERM and return the exit status."""
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=30)
+
+
+def wait_for(path, text, guard=30.0):
+    """Wait until ``text`` appears in the file (which may not exist
+    yet); fail after ``guard`` s."""
+    deadline = time.monotonic() + guard
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text():
+            return
+        time.sleep(0.05)
+    pytest.fail('%r never appeared in the log:\n%s'
+                % (text, path.read_text() if path.exists() else '(none)'))
+
+
+@pytest.mark.parametrize('notifier', [
+    {},
+    {'auth_type': 'password', 'auth_url': 'http://127.0.0.1:9/identity',
+     'username': 'monitor', 'project_name': 'service',
+     'user_domain_name': 'Default', 'project_domain_name': 'Default'},
+], ids=['no-auth', 'keystone-password'])
+def test_an_unreachable_libvirt_is_said_once_and_sigterm_stops(tmp_path,
+                                                               notifier):
+    log = tmp_path / 'stderr.log'
+    with daemon(write_conf(tmp_path, notifier=notifier), log) as proc:
+        wait_for(log, 'Cannot connect to libvirt')
+        # Reconnect attempts start 0.1 s apart, capped at 1 s: give it
+        # several.
+        time.sleep(1.5)
+        status = terminate(proc)
+
+    text = log.read_text()
+    assert status == 0, text
+    errors = log_lines(text, 'ERROR')
+    assert len(errors) == 1, text
+    assert 'Cannot connect to libvirt' in errors[0]
+    assert 'no-libvirtd.sock' in errors[0]
+    assert 'Received SIGTERM; stopping' in text
+    assert text.rstrip().endswith('guest-health-monitor stopped')
+    assert 'Traceback' not in text
+    assert 'Eventlet is deprecated' not in text
+    # The effective settings are logged, the password never.
+    assert 'notifier.endpoint' in text
+    assert PASSWORD not in text
+
+
+@pytest.mark.parametrize('group, option, value, text', [
+    ('DEFAULT', 'log_file', '/nonexistent-dir/ghm.log',
+     '[DEFAULT] log_file: cannot write /nonexistent-dir/ghm.log'),
+    ('cache', 'backend', 'dogpile.cache.memcached',
+     '[cache] backend: dogpile.cache.memcached cannot be used'),
+    ('notifier', 'auth_type', 'v3applicationcredential',
+     '[notifier] auth_type: v3applicationcredential: '),
+    ('notifier', 'auth_section', 'keystone',
+     '[notifier] auth_section: no [keystone] section'),
+])
+def test_start_up_failures_that_used_to_be_tracebacks(tmp_path, group,
+                                                      option, value, text):
+    if option == 'backend' and importlib.util.find_spec('memcache'):
+        pytest.skip('the memcached library is installed here')
+    proc = run(write_conf(tmp_path, **{group: {option: value}}))
+
+    assert_quiet_failure(proc, 2, text)
+    assert proc.stderr.count('\n') == 1
+
+
+@pytest.mark.parametrize('content', [None, b'[DEFAULT]\nhost = \xff\n'],
+                         ids=['directory', 'not-utf8'])
+def test_a_config_path_that_cannot_be_read_is_named(tmp_path, content):
+    path = tmp_path / 'ghm.conf'
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    proc = run(str(path))
+
+    assert_quiet_failure(proc, 2, 'configuration file %s: ' % path)
+    assert proc.stderr.count('\n') == 1
+
+
+def state_modes(state):
+    modes = {}
+    for entry in os.scandir(state):
+        modes[entry.name] = entry.stat(follow_symlinks=False).st_mode & 0o777
+    return modes
+
+
+def test_one_daemon_per_state_path_with_private_files(tmp_path):
+    state = tmp_path / 'state'
+    state.mkdir()
+    os.chmod(state, 0o755)
+    # Left by a daemon that ran with a lax umask.
+    (state / 'guest-health-monitor.lock').write_text('')
+    os.chmod(state / 'guest-health-monitor.lock', 0o755)
+    conf_path = write_conf(
+        tmp_path,
+        DEFAULT={'host': 'compute-1', 'state_path': str(state)},
+        monitor={'interval': '1', 'intervall': '5'},
+        cache={'backend': 'guest_health_monitor.sqlite',
+               'backend_argument':
+                   'filename:%s' % (state / 'domains.sqlite')},
+        notifier={'endpoint': 'http://monitor:%s@127.0.0.1:9/v1'
+                  % PASSWORD})
+    log = tmp_path / 'first.log'
+    # The daemon inherits it; whatever it creates must still be private.
+    old_umask = os.umask(0)
+    try:
+        with daemon(conf_path, log) as first:
+            wait_for(log, 'Cannot connect to libvirt')
+            second = run(conf_path)
+            modes = state_modes(state)
+            lock_text = (state / 'guest-health-monitor.lock').read_text()
+            status = terminate(first)
+    finally:
+        os.umask(old_umask)
+
+    assert_quiet_failure(
+        second, 2, 'guest-health-monitor: another guest-health-monitor '
+                   '(PID %d) already uses state_path %s\n'
+                   % (first.pid, state))
+    assert lock_text == '%d\n' % first.pid
+    assert os.stat(state).st_mode & 0o777 == 0o700
+    assert 'outbox.sqlite' in modes, modes
+    assert any(name.startswith('domains.sqlite') for name in modes), modes
+    assert all(
+        mode == (0o700 if os.path.isdir(state / name) else 0o600)
+        for name, mode in modes.items()), modes
+    text = log.read_text()
+    assert status == 0, text
+    assert 'WARNING monitor [-] [monitor] intervall is not a known option; ' \
+        'ignored' in text
+    assert 'http://monitor:***@127.0.0.1:9/v1' in text
+    assert PASSWORD not in text
+
+
+def test_the_stop_signal_handler_never_switches_greenlets():
+    # A signal handler can run inside the eventlet hub itself. Were it to
+    # log while a green thread holds the handler's lock (green once the
+    # daemon monkey-patches), it would have to switch away from the hub:
+    # "Cannot switch to MAINLOOP from MAINLOOP".
+    import logging
+
+    import eventlet
+    from eventlet import hubs
+    from eventlet.green import threading as green_threading
+
+    from monitor.cmd import daemon as cmd
+
+    log_handler = logging.Handler()
+    log_handler.lock = green_threading.RLock()
+    log_handler.emit = lambda record: None
+    logger = logging.getLogger('monitor')
+    logger.addHandler(log_handler)
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    stop = cmd.SignalRecorder()
+    outcome = []
+
+    def hold_the_log_lock():
+        with log_handler.lock:
+            eventlet.sleep(0.2)
+
+    def signal_arrives_in_the_hub():
+        try:
+            stop(signal.SIGTERM, None)
+            outcome.append('returned')
+        except BaseException as exc:  # whatever it is, the test says it
+            outcome.append(repr(exc))
+
+    try:
+        holder = eventlet.spawn(hold_the_log_lock)
+        eventlet.sleep(0)
+        hubs.get_hub().schedule_call_global(0, signal_arrives_in_the_hub)
+        holder.wait()
+    finally:
+        logger.removeHandler(log_handler)
+        logger.setLevel(old_level)
+
+    assert outcome == ['returned']
+    assert stop.received == [signal.SIGTERM]
+
+
+# -- SIGHUP --------------------------------------------------------------------
+
+def rewrite(conf_path, old, new):
+    with open(conf_path) as f:
+        text = f.read()
+    assert old in text
+    with open(conf_path, 'w') as f:
+        f.write(text.replace(old, new))
+
+
+@pytest.fixture
+def systemd():
+    from tests.unit.daemon.test_systemd_notify import FakeSystemd
+
+    name = 'ghm-test-%s' % uuid.uuid4().hex
+    receiver = FakeSystemd('\0' + name)
+    receiver.notify_socket = '@' + name
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def running_conf(tmp_path, saved_logging):  # noqa: F811
+    """(conf, argv, log file) of a daemon set up as main() sets it up."""
+    from monitor.conf import config
+    from monitor.conf import log_setup as logs
+
+    log_file = tmp_path / 'ghm.log'
+    argv = ['--config-file', write_conf(
+        tmp_path, DEFAULT={'log_file': str(log_file), 'debug': 'false'})]
+    conf = config.load(argv)
+    logs.setup(conf)
+    return conf, argv, log_file
+
+
+def test_reload_applies_debug_reopens_the_log_and_tells_systemd(
+        running_conf, systemd):
+    import logging
+
+    from monitor.daemon import systemd_notify
+
+    conf, argv, log_file = running_conf
+    rewrite(argv[1], 'debug = false', 'debug = true')
+    notifier = systemd_notify.SystemdNotifier(systemd.notify_socket)
+
+    cmd.reload_on_hup(conf, argv, notifier)
+    notifier.close()
+
+    assert conf.debug is True
+    assert logging.getLogger().level == logging.DEBUG
+    # The HTTP exchanges with the engine too, not only the root.
+    assert logging.getLogger('urllib3.connectionpool').getEffectiveLevel() \
+        == logging.DEBUG
+    text = log_file.read_text()
+    assert 'INFO monitor [-] Reloaded on SIGHUP: log level DEBUG, 1 log ' \
+        'file(s) reopened' in text
+    assert log_lines(text, 'ERROR') == []
+    [reloading, ready] = systemd.messages()
+    assert reloading.startswith('RELOADING=1\nMONOTONIC_USEC=')
+    assert ready == 'READY=1'
+
+
+def test_a_config_broken_before_the_reload_keeps_the_running_one(
+        running_conf, systemd):
+    import logging
+
+    from monitor.daemon import systemd_notify
+
+    conf, argv, log_file = running_conf
+    rewrite(argv[1], 'debug = false', 'debug = maybe')
+    notifier = systemd_notify.SystemdNotifier(systemd.notify_socket)
+
+    cmd.reload_on_hup(conf, argv, notifier)
+    notifier.close()
+
+    assert conf.debug is False
+    assert logging.getLogger().level == logging.INFO
+    [error] = log_lines(log_file.read_text(), 'ERROR')
+    assert 'Not reloading on SIGHUP: invalid configuration: [DEFAULT] ' \
+        'debug: not a valid boolean value (got maybe); keeping the ' \
+        'running configuration' in error
+    assert 'Reloaded' not in log_file.read_text()
+    assert systemd.messages()[-1] == 'READY=1'
+
+
+def test_a_change_that_needs_a_restart_is_warned_about(running_conf):
+    from monitor.daemon import systemd_notify
+
+    conf, argv, log_file = running_conf
+    rewrite(argv[1], 'interval = 1', 'interval = 5')
+
+    cmd.reload_on_hup(conf, argv, systemd_notify.SystemdNotifier(None))
+
+    assert conf.monitor.interval == 1
+    assert any('Ignoring change to immutable option monitor.interval' in line
+               for line in log_lines(log_file.read_text(), 'WARNING'))
+
+
+def test_sighup_reloads_and_the_daemon_keeps_running(tmp_path, systemd,
+                                                     monkeypatch):
+    log_file = tmp_path / 'ghm.log'
+    conf_path = write_conf(tmp_path, DEFAULT={'log_file': str(log_file),
+                                              'debug': 'false'})
+    monkeypatch.setenv('NOTIFY_SOCKET', systemd.notify_socket)
+    output = tmp_path / 'output.log'
+    with daemon(conf_path, output) as proc:
+        wait_for(log_file, 'Cannot connect to libvirt')
+        # What logrotate does, and an operator turning debug on.
+        os.rename(log_file, tmp_path / 'ghm.log.1')
+        rewrite(conf_path, 'debug = false', 'debug = true')
+        systemd.messages()
+        proc.send_signal(signal.SIGHUP)
+        wait_for(log_file, 'Reloaded on SIGHUP')
+        after_reload = systemd.messages()
+        # A broken file on the next reload: kept running, said why.
+        rewrite(conf_path, 'debug = true', 'debug = maybe')
+        proc.send_signal(signal.SIGHUP)
+        wait_for(log_file, 'Not reloading on SIGHUP')
+        running = proc.poll() is None
+        status = terminate(proc)
+
+    text = log_file.read_text()
+    assert running, text
+    assert status == 0, text
+    assert 'Reloaded on SIGHUP: log level DEBUG, 1 log file(s) reopened' \
+        in text
+    assert 'Reloaded on SIGHUP' not in (tmp_path / 'ghm.log.1').read_text()
+    [error] = [line for line in log_lines(text, 'ERROR')
+               if 'SIGHUP' in line]
+    assert '[DEFAULT] debug: not a valid boolean value (got maybe)' in error
+    assert text.rstrip().endswith('guest-health-monitor stopped')
+    assert 'Traceback' not in text + output.read_text()
+    reload_messages = [m.split('\n')[0] for m in after_reload
+                       if not m.startswith('WATCHDOG=1')]
+    assert reload_messages == ['RELOADING=1', 'READY=1']
+
+
+def test_log_file_and_debug_on_the_command_line(tmp_path):
+    log_file = tmp_path / 'cli.log'
+    output = tmp_path / 'output.log'
+    with daemon(write_conf(tmp_path), output,
+                args=['--log-file', str(log_file), '--debug']) as proc:
+        wait_for(log_file, 'Cannot connect to libvirt')
+        status = terminate(proc)
+
+    text = log_file.read_text()
+    assert status == 0, text
+    assert log_lines(text, 'DEBUG'), text
+    assert 'guest-health-monitor stopped' in text
+    # The log goes to the file only.
+    assert output.read_text() == ''

@@ -1,0 +1,30 @@
+"""The notification value: what the engine's body holds, and the incident
+facts that travel with it but never reach the engine."""
+
+from monitor.notify import notification as notification_mod
+
+DETAILS = {'consecutive_misses': 3,
+           'recovery': {'action': 'reset', 'result': 'done', 'detail': ''},
+           'evidence': []}
+
+
+def test_the_engine_body_never_carries_the_details():
+    plain = notification_mod.Notification.new(
+        '6f1f4b4e-95c5-4c6a-9a43-1c1bb8d0a0f1', 'vm-1', 'compute-1',
+        1700000000.0)
+    detailed = notification_mod.Notification(
+        **dict(plain.to_dict(), details=DETAILS))
+
+    assert detailed.body() == plain.body()
+    assert set(detailed.body()['notification']['payload']) == {
+        'event', 'instance_uuid', 'vir_domain_event'}
+
+
+def test_a_notification_with_details_round_trips_as_a_dict():
+    n = notification_mod.Notification.new(
+        '6f1f4b4e-95c5-4c6a-9a43-1c1bb8d0a0f1', 'vm-1', 'compute-1',
+        1700000000.0, details=DETAILS)
+
+    assert notification_mod.Notification.from_dict(n.to_dict()) == n
+    # Still a value: usable in sets and as a key.
+    assert len({n, n}) == 1

@@ -1,0 +1,791 @@
+"""The durable outbox: what is stored, what is due, and what survives a
+restart or a SIGKILL."""
+
+import json
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from oslo_config import cfg
+
+from monitor.notify import notification as notification_mod
+from monitor.notify import outbox as outbox_mod
+from monitor.notify.outbox import Outbox
+from monitor.notify.outbox import OutboxError
+from monitor.notify.outbox import OutboxFull
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
+
+
+def notification(n=1, at=1700000000.0):
+    return notification_mod.Notification.new(
+        instance_uuid=f'00000000-0000-4000-8000-{n:012d}',
+        domain_name=f'instance-{n:08x}', hostname='compute-1', at=at)
+
+
+@pytest.fixture
+def path(tmp_path):
+    return str(tmp_path / 'state' / 'outbox.sqlite')
+
+
+@pytest.fixture
+def outbox(path):
+    box = Outbox(path, max_size=10)
+    yield box
+    box.close()
+
+
+def test_an_enqueued_notification_is_pending_and_due_at_once(outbox):
+    n = notification()
+
+    entry = outbox.enqueue(n, now=100.0)
+
+    assert entry.notification == n
+    assert (entry.status, entry.attempts, entry.created_at,
+            entry.next_attempt_at) == ('pending', 0, 100.0, 100.0)
+    assert outbox.due(99.9) == []
+    assert outbox.due(100.0) == [entry]
+    assert outbox.pending() == [entry]
+    assert outbox.get(n.id) == entry
+
+
+def test_due_entries_come_oldest_first(outbox):
+    for n in (3, 1, 2):
+        outbox.enqueue(notification(n), now=100.0)
+
+    due = outbox.due(100.0)
+
+    assert [e.notification.domain_name for e in due] == [
+        'instance-00000003', 'instance-00000001', 'instance-00000002']
+
+
+def test_enqueue_is_idempotent_on_the_notification_id(outbox):
+    n = notification()
+    first = outbox.enqueue(n, now=100.0)
+
+    again = outbox.enqueue(n, now=200.0)
+
+    assert again == first
+    assert len(outbox.pending()) == 1
+
+
+def test_a_full_outbox_refuses_new_notifications_loudly(path):
+    box = Outbox(path, max_size=2)
+    a, b = box.enqueue(notification(1), 1.0), box.enqueue(notification(2), 1.0)
+
+    with pytest.raises(OutboxFull) as error:
+        box.enqueue(notification(3), 1.0)
+    assert error.value.max_size == 2
+    assert '2 notifications' in str(error.value)
+
+    # Finished entries free their place; re-enqueueing a stored one is fine.
+    box.mark_delivered(a.id, 'ACCEPTED', 2.0)
+    box.mark_dead(b.id, 2.0, 'Host not found')
+    box.enqueue(notification(3), 3.0)
+    fourth = notification(4)
+    box.enqueue(fourth, 3.0)
+    assert box.enqueue(fourth, 4.0).status == 'pending'
+    with pytest.raises(OutboxFull):
+        box.enqueue(notification(5), 4.0)
+    box.close()
+
+
+def test_a_failed_attempt_is_counted_and_postpones_the_entry(outbox):
+    entry = outbox.enqueue(notification(), now=100.0)
+
+    failed = outbox.record_attempt_failed(entry.id, 101.0, 103.0,
+                                          'connection failed: refused')
+
+    assert (failed.status, failed.attempts, failed.last_attempt_at,
+            failed.next_attempt_at, failed.last_error) == (
+        'pending', 1, 101.0, 103.0, 'connection failed: refused')
+    assert outbox.due(102.9) == []
+    assert outbox.due(103.0) == [failed]
+    assert outbox.next_due_at() == 103.0
+
+
+def test_a_delivered_entry_is_no_longer_pending(outbox):
+    entry = outbox.enqueue(notification(), now=100.0)
+    outbox.record_attempt_failed(entry.id, 101.0, 102.0, 'HTTP 503: busy')
+
+    done = outbox.mark_delivered(entry.id, notification_mod.OutcomeKind.DUPLICATE,
+                                 102.0)
+
+    assert (done.status, done.outcome, done.attempts, done.finished_at) == (
+        'delivered', 'DUPLICATE', 2, 102.0)
+    assert outbox.pending() == []
+    assert outbox.due(1e12) == []
+    assert outbox.next_due_at() is None
+
+
+def test_only_acceptance_or_duplicate_counts_as_delivered(outbox):
+    entry = outbox.enqueue(notification(), now=100.0)
+
+    with pytest.raises(ValueError):
+        outbox.mark_delivered(entry.id, 'REJECTED', 101.0)
+    assert outbox.get(entry.id).status == 'pending'
+
+
+def test_delivered_entries_are_pruned_after_the_retention(path):
+    box = Outbox(path, max_size=10, delivered_retention=60)
+    old = box.enqueue(notification(1), 100.0)
+    box.mark_delivered(old.id, 'ACCEPTED', 100.0)
+    recent = box.enqueue(notification(2), 150.0)
+    box.mark_delivered(recent.id, 'ACCEPTED', 150.0)
+    assert box.get(old.id) is not None
+
+    assert box.prune_delivered(now=161.0) == 1
+
+    assert box.get(old.id) is None
+    assert box.get(recent.id).status == 'delivered'
+    box.close()
+
+
+def test_delivering_prunes_what_is_past_the_retention(path):
+    box = Outbox(path, max_size=10, delivered_retention=60)
+    old = box.enqueue(notification(1), 100.0)
+    box.mark_delivered(old.id, 'ACCEPTED', 100.0)
+    later = box.enqueue(notification(2), 200.0)
+
+    box.mark_delivered(later.id, 'ACCEPTED', 200.0)
+
+    assert box.get(old.id) is None
+    box.close()
+
+
+def test_dead_letters_are_kept_visible_and_never_due(outbox):
+    entry = outbox.enqueue(notification(), now=100.0)
+
+    dead = outbox.mark_dead(entry.id, 101.0,
+                            'Host with name compute-1 could not be found.')
+
+    assert (dead.status, dead.outcome, dead.attempts, dead.last_error) == (
+        'dead', 'REJECTED', 1, 'Host with name compute-1 could not be found.')
+    assert outbox.dead_letters() == [dead]
+    assert outbox.pending() == []
+    assert outbox.due(1e12) == []
+    assert outbox.prune_delivered(1e12) == 0
+
+
+def test_a_requeued_dead_letter_is_due_with_its_original_content(outbox):
+    entry = outbox.enqueue(notification(), now=100.0)
+    outbox.record_attempt_failed(entry.id, 100.0, 101.0, 'HTTP 503: busy')
+    outbox.mark_dead(entry.id, 101.0, 'Host not found')
+
+    again = outbox.requeue_dead(entry.id)
+
+    assert again.notification == entry.notification
+    assert (again.status, again.attempts, again.outcome) == (
+        'pending', 0, None)
+    assert outbox.due(101.0) == [again]
+    assert outbox.dead_letters() == []
+
+
+def test_only_dead_letters_can_be_requeued(outbox):
+    entry = outbox.enqueue(notification(), now=100.0)
+
+    with pytest.raises(OutboxError, match='is pending, not dead'):
+        outbox.requeue_dead(entry.id)
+    with pytest.raises(OutboxError, match='no notification nope'):
+        outbox.requeue_dead('nope')
+
+
+def test_updates_of_a_finished_entry_are_refused(outbox):
+    entry = outbox.enqueue(notification(), now=100.0)
+    outbox.mark_delivered(entry.id, 'ACCEPTED', 101.0)
+
+    with pytest.raises(OutboxError, match='is delivered, not pending'):
+        outbox.record_attempt_failed(entry.id, 102.0, 103.0, 'late')
+    with pytest.raises(OutboxError):
+        outbox.mark_dead(entry.id, 102.0, 'late')
+
+
+def test_everything_survives_closing_and_reopening(path):
+    box = Outbox(path, max_size=10)
+    pending = box.enqueue(notification(1), 100.0)
+    box.record_attempt_failed(pending.id, 101.0, 105.0, 'HTTP 500: oops')
+    dead = box.enqueue(notification(2), 100.0)
+    box.mark_dead(dead.id, 101.0, 'Host not found')
+    before = (box.pending(), box.dead_letters())
+    box.close()
+
+    reopened = Outbox(path, max_size=10)
+
+    assert (reopened.pending(), reopened.dead_letters()) == before
+    assert reopened.pending()[0].notification.generated_time == (
+        pending.notification.generated_time)
+    assert reopened.due(105.0)[0].attempts == 1
+    reopened.close()
+
+
+def test_an_enqueued_notification_survives_sigkill(path):
+    # The child enqueues, reports the id, and is killed at once: no close,
+    # no interpreter shutdown, no chance to flush anything.
+    child = textwrap.dedent(f"""
+        import os, signal, sys
+        from monitor.notify import notification as notification_mod
+        from monitor.notify import outbox
+        box = outbox.Outbox({path!r}, max_size=10)
+        n = notification_mod.Notification.new('uuid-1', 'vm-1', 'compute-1', 0)
+        box.enqueue(n, 100.0)
+        sys.stdout.write(n.id)
+        sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc = subprocess.run([sys.executable, '-c', child], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+
+    box = Outbox(path, max_size=10)
+    entry = box.get(proc.stdout)
+    box.close()
+
+    assert entry is not None
+    assert (entry.status, entry.notification.domain_name) == (
+        'pending', 'vm-1')
+
+
+def test_the_file_is_in_wal_mode_with_full_synchronous_commits(outbox, path):
+    with sqlite3.connect(path) as other:
+        mode = other.execute('PRAGMA journal_mode').fetchone()[0]
+
+    assert mode == 'wal'
+    # synchronous is per connection: check the outbox's own.
+    assert outbox._conn.execute('PRAGMA synchronous').fetchone()[0] == 2
+
+
+def test_the_state_directory_is_created_private(path):
+    Outbox(path, max_size=1).close()
+
+    directory = os.path.dirname(path)
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_an_unusable_location_is_a_clear_error(tmp_path):
+    blocker = tmp_path / 'not-a-directory'
+    blocker.write_text('')
+
+    with pytest.raises(OutboxError, match='cannot create the outbox'):
+        Outbox(str(blocker / 'outbox.sqlite'), max_size=1)
+
+
+def test_a_missing_outbox_is_not_created_when_told_not_to(path):
+    with pytest.raises(OutboxError, match='no outbox at'):
+        Outbox(path, max_size=1, create=False)
+
+    assert not os.path.exists(os.path.dirname(path))
+
+
+def test_entries_far_in_the_future_are_due_after_the_clock_stepped_back(
+        outbox):
+    entry = outbox.enqueue(notification(), now=10000.0)
+    outbox.record_attempt_failed(entry.id, 10000.0, 10060.0, 'HTTP 503')
+
+    # The wall clock went back an hour: the retry is now 3660 s away,
+    # further than any backoff would ever schedule.
+    assert outbox.due(6400.0) == []
+    assert [e.id for e in outbox.due(6400.0, horizon=60.0)] == [entry.id]
+    assert outbox.due(10000.0, horizon=60.0) == []
+
+
+def test_from_conf_puts_the_outbox_under_the_state_path(tmp_path):
+    conf = cfg.ConfigOpts()
+    conf.register_opt(cfg.StrOpt('state_path'))
+    outbox_mod.register_opts(conf)
+    conf(args=[], default_config_files=[])
+    conf.set_override('state_path', str(tmp_path / 'state'))
+    conf.set_override('max_pending', 1, group='outbox')
+
+    box = Outbox.from_conf(conf)
+    box.enqueue(notification(1), 1.0)
+
+    assert box.path == str(tmp_path / 'state' / 'outbox.sqlite')
+    with pytest.raises(OutboxFull):
+        box.enqueue(notification(2), 1.0)
+    box.close()
+
+
+def test_options_say_their_defaults():
+    [(group, opts)] = outbox_mod.list_opts()
+
+    assert group == 'outbox'
+    assert {o.dest: o.default for o in opts} == {
+        'max_pending': 1000, 'delivered_retention': 86400,
+        'dead_retention': 2592000}
+    for opt in opts:
+        assert f'Default {opt.default}' in opt.help
+
+
+# Integrity at start: whatever is at the path is either a sound outbox of
+# this version, or refused with what to do; never replaced, never altered.
+
+def file_bytes(path):
+    with open(path, 'rb') as f:
+        return f.read()
+
+
+def assert_refused(path, match):
+    before = file_bytes(path)
+
+    with pytest.raises(OutboxError, match=match) as error:
+        Outbox(path, max_size=10)
+
+    message = str(error.value)
+    assert path in message
+    assert 'move' in message and 'aside' in message
+    assert file_bytes(path) == before
+    return message
+
+
+def write_outbox_with_entries(path, count=20):
+    box = Outbox(path, max_size=100)
+    for n in range(count):
+        box.enqueue(notification(n), 100.0)
+    # Closing checkpoints the WAL: every page is in the main file.
+    box.close()
+
+
+def test_a_missing_outbox_is_created_in_one_step(path):
+    box = Outbox(path, max_size=10)
+    box.close()
+
+    # Built under a temporary name and linked in place: nothing of it
+    # stays behind.
+    assert sorted(os.listdir(os.path.dirname(path))) == ['outbox.sqlite']
+    with sqlite3.connect(path) as other:
+        assert other.execute('PRAGMA user_version').fetchone()[0] == 2
+        assert other.execute('PRAGMA journal_mode').fetchone()[0] == 'wal'
+
+
+def test_a_failed_first_creation_leaves_no_file_behind(path, monkeypatch):
+    # A file left empty (or schema-less) by a first start that failed or
+    # crashed would later look like a truncated outbox and be refused.
+    monkeypatch.setattr(outbox_mod, '_SCHEMA', ('CREATE TABLE broken (',))
+
+    with pytest.raises(OutboxError, match='outbox'):
+        Outbox(path, max_size=1)
+
+    assert os.listdir(os.path.dirname(path)) == []
+    monkeypatch.undo()
+    Outbox(path, max_size=1).close()
+    assert os.listdir(os.path.dirname(path)) == ['outbox.sqlite']
+
+
+def test_leftovers_of_an_interrupted_creation_do_not_stop_the_next(path):
+    os.makedirs(os.path.dirname(path))
+    for pid in (os.getpid(), 1):
+        for leftover in ('', '-wal', '-journal'):
+            with open(f'{path}.new-{pid}{leftover}', 'wb') as f:
+                f.write(b'half-written' * 100)
+
+    box = Outbox(path, max_size=10)
+    entry = box.enqueue(notification(), 100.0)
+
+    assert box.pending() == [entry]
+    box.close()
+
+
+def test_a_page_corrupted_outbox_is_refused(path):
+    write_outbox_with_entries(path)
+    with sqlite3.connect(path) as other:
+        page_size = other.execute('PRAGMA page_size').fetchone()[0]
+    with open(path, 'r+b') as f:
+        f.seek(page_size)  # page 2: the notifications table
+        f.write(b'\xa5' * page_size)
+
+    assert_refused(path, 'is corrupt .*quick_check')
+
+
+def test_a_zero_length_outbox_is_refused_not_recreated(path):
+    write_outbox_with_entries(path)
+    # What a truncation leaves: the notifications it held are gone.
+    os.truncate(path, 0)
+
+    message = assert_refused(path, r'is empty \(0 bytes\)')
+
+    assert 'truncated' in message
+    assert os.path.getsize(path) == 0
+
+
+def test_a_file_that_is_not_sqlite_is_refused(path):
+    os.makedirs(os.path.dirname(path))
+    with open(path, 'w') as f:
+        f.write('this is not sqlite' * 100)
+
+    assert_refused(path, 'is not an sqlite database')
+
+
+def test_another_applications_database_is_refused_and_left_untouched(path):
+    os.makedirs(os.path.dirname(path))
+    with sqlite3.connect(path) as other:
+        other.execute('CREATE TABLE users (name TEXT)')
+        other.execute("INSERT INTO users VALUES ('alice')")
+    other.close()
+
+    message = assert_refused(path, 'not an outbox of this monitor')
+
+    assert 'tables: users' in message
+
+
+@pytest.mark.parametrize('version', [99, 3])
+def test_an_outbox_from_a_newer_version_is_refused(path, version):
+    write_outbox_with_entries(path, count=1)
+    with sqlite3.connect(path) as other:
+        other.execute(f'PRAGMA user_version = {version}')
+    other.close()
+
+    assert_refused(path, f'newer version .*schema {version}')
+
+
+@pytest.mark.parametrize('version', [0, -1])
+def test_an_outbox_with_an_unknown_older_version_is_refused(path, version):
+    write_outbox_with_entries(path, count=1)
+    with sqlite3.connect(path) as other:
+        other.execute(f'PRAGMA user_version = {version}')
+    other.close()
+
+    assert_refused(path, f'not an outbox of this monitor .*user_version '
+                         f'{version}')
+
+
+def test_a_foreign_table_of_the_same_name_and_version_is_refused(path):
+    os.makedirs(os.path.dirname(path))
+    with sqlite3.connect(path) as other:
+        other.execute('CREATE TABLE notifications (id TEXT, body TEXT)')
+        other.execute('PRAGMA user_version = 1')
+    other.close()
+
+    assert_refused(path, 'not an outbox of this monitor')
+
+
+def test_a_write_ahead_log_without_its_outbox_is_refused(path):
+    box = Outbox(path, max_size=10)
+    box.enqueue(notification(), 100.0)
+    # While a connection is open, the commit is in outbox.sqlite-wal.
+    os.rename(path, path + '.moved')
+
+    # sqlite would replay that log into a new file.
+    with pytest.raises(OutboxError, match='-wal but no'):
+        Outbox(path, max_size=10)
+
+    assert not os.path.exists(path)
+    box.close()
+
+
+# Locks held by other processes: waited for in Python, bounded.
+
+@pytest.fixture
+def holder(path):
+    """Another connection holding the write lock, as a CLI or an sqlite3
+    shell would."""
+    Outbox(path, max_size=10).close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute('BEGIN IMMEDIATE')
+    yield conn
+    if conn.in_transaction:
+        conn.execute('ROLLBACK')
+    conn.close()
+
+
+def test_a_lock_held_elsewhere_is_waited_for_and_then_taken(path, holder):
+    pauses = []
+
+    def sleep(seconds):
+        pauses.append(seconds)
+        if len(pauses) == 3:
+            holder.execute('COMMIT')
+
+    box = Outbox(path, max_size=10, sleep=sleep)
+    entry = box.enqueue(notification(), 100.0)
+
+    assert len(pauses) == 3
+    assert box.pending() == [entry]
+    box.close()
+
+
+def test_a_lock_held_too_long_is_outbox_busy_and_changes_nothing(
+        path, holder):
+    box = Outbox(path, max_size=10, busy_wait=0.2)
+
+    with pytest.raises(outbox_mod.OutboxBusy, match='locked by another'):
+        box.enqueue(notification(), 100.0)
+
+    holder.execute('COMMIT')
+    assert box.pending() == []
+    box.close()
+
+
+def test_a_committed_delivery_stands_when_pruning_finds_the_lock_taken(
+        outbox, monkeypatch):
+    entry = outbox.enqueue(notification(), 100.0)
+
+    def busy(now):
+        raise outbox_mod.OutboxBusy(outbox.path, 30)
+    monkeypatch.setattr(outbox, 'prune', busy)
+
+    done = outbox.mark_delivered(entry.id, 'ACCEPTED', 101.0)
+
+    assert done.status == 'delivered'
+
+
+# The hub must keep running while another process holds the lock: under
+# eventlet a wait inside sqlite's C busy handler stops every green thread.
+HUB_CHILD = textwrap.dedent("""
+    import eventlet
+    eventlet.monkey_patch()
+    import json, subprocess, sys
+    from monitor.notify import notification as notification_mod
+    from monitor.notify import outbox
+
+    path = sys.argv[1]
+    box = outbox.Outbox(path, max_size=10)
+    holder = subprocess.Popen(
+        [sys.executable, '-c',
+         'import sqlite3, sys\\n'
+         'c = sqlite3.connect(sys.argv[1], isolation_level=None)\\n'
+         'c.execute("BEGIN IMMEDIATE")\\n'
+         'print("locked", flush=True)\\n'
+         'sys.stdin.readline()\\n'
+         'c.execute("COMMIT")\\n', path],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == 'locked\\n'
+
+    ticks = [0]
+    def ticker():
+        while True:
+            ticks[0] += 1
+            eventlet.sleep(0.01)
+    eventlet.spawn(ticker)
+    eventlet.sleep(0)
+
+    n = notification_mod.Notification.new('uuid-1', 'vm-1', 'compute-1', 0)
+    seen = {}
+    def write():
+        seen['start'] = ticks[0]
+        try:
+            box.enqueue(n, 100.0)
+        except Exception as e:
+            seen['error'] = str(e)
+        seen['end'] = ticks[0]
+    writer = eventlet.spawn(write)
+    eventlet.sleep(1.0)  # the lock is held all along
+    seen['release'] = ticks[0]
+    waiting = not writer.dead
+    holder.stdin.write('release\\n')
+    holder.stdin.flush()
+    holder.wait()
+    writer.wait()
+    result = {
+        # Ticks while the writer waited and the lock was held.
+        'ticks_while_locked': min(seen['end'], seen['release'])
+                              - seen['start'],
+        'writer_waiting_at_release': waiting,
+        'writer_error': seen.get('error'),
+        'pending': [e.notification.domain_name for e in box.pending()]}
+    print(json.dumps(result))
+""")
+
+
+def test_waiting_for_a_lock_held_by_another_process_keeps_the_hub_running(
+        path):
+    proc = subprocess.run([sys.executable, '-c', HUB_CHILD, path],
+                          cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.splitlines()[-1])
+
+    # The writer was still waiting when the lock went, and other green
+    # threads ran all along; then the write went through.
+    assert result['ticks_while_locked'] > 0, result
+    assert result['writer_waiting_at_release'] is True, result
+    assert result['pending'] == ['vm-1'], result
+
+
+# Dead letters: kept for dead_retention, at most max_dead of them.
+
+def make_dead(box, n, at):
+    entry = box.enqueue(notification(n), at)
+    return box.mark_dead(entry.id, at, 'Host not found')
+
+
+def test_dead_letters_are_pruned_after_their_retention(path, caplog):
+    box = Outbox(path, max_size=10, dead_retention=100)
+    old = make_dead(box, 1, 100.0)
+    recent = make_dead(box, 2, 150.0)
+
+    caplog.set_level('INFO', logger='monitor.notify.outbox')
+    assert box.prune(now=201.0) == 1
+
+    assert box.dead_letters() == [recent]
+    assert box.get(old.id) is None
+    [record] = caplog.records
+    assert record.levelname == 'INFO'
+    for part in (old.id, 'instance-00000001',
+                 old.notification.instance_uuid, 'dead_retention'):
+        assert part in record.getMessage()
+    box.close()
+
+
+def test_a_dead_retention_of_zero_keeps_dead_letters(path):
+    box = Outbox(path, max_size=10, dead_retention=0)
+    dead = make_dead(box, 1, 100.0)
+
+    assert box.prune(now=1e12) == 0
+
+    assert box.dead_letters() == [dead]
+    box.close()
+
+
+def test_delivering_prunes_dead_letters_past_their_retention(path):
+    box = Outbox(path, max_size=10, dead_retention=100)
+    old = make_dead(box, 1, 100.0)
+    entry = box.enqueue(notification(2), 300.0)
+
+    box.mark_delivered(entry.id, 'ACCEPTED', 300.0)
+
+    assert box.get(old.id) is None
+    box.close()
+
+
+def test_an_engine_refusing_everything_keeps_dead_letters_bounded(
+        path, caplog):
+    # Nothing is ever delivered, so pruning must come with each refusal.
+    box = Outbox(path, max_size=10, dead_retention=0, max_dead=2)
+    first = make_dead(box, 1, 100.0)
+    caplog.set_level('WARNING', logger='monitor.notify.outbox')
+
+    later = [make_dead(box, n, 100.0 + n) for n in (2, 3)]
+
+    assert box.dead_letters() == later
+    assert box.get(first.id) is None
+    [record] = caplog.records
+    assert record.levelname == 'WARNING'
+    assert first.id in record.getMessage()
+    assert 'more than 2 dead letters' in record.getMessage()
+    box.close()
+
+
+def test_latest_per_domain_is_the_newest_pending_and_finished_of_each(
+        outbox):
+    a1, a2, a3 = (notification(1, at=t) for t in (1.0, 2.0, 3.0))
+    b1 = notification(2)
+    for i, n in enumerate((a1, b1, a2, a3)):
+        outbox.enqueue(n, 100.0 + i)
+    outbox.mark_delivered(a1.id, notification_mod.OutcomeKind.ACCEPTED, 110.0)
+    outbox.mark_dead(a2.id, 111.0, 'unknown host')
+
+    latest = outbox.latest_per_domain()
+
+    assert [(e.id, e.status) for e in latest] == [
+        (b1.id, 'pending'), (a2.id, 'dead'), (a3.id, 'pending')]
+    assert [(e.id, e.status) for e in outbox.latest_per_domain(
+        a1.instance_uuid)] == [(a2.id, 'dead'), (a3.id, 'pending')]
+    assert outbox.latest_per_domain('no-such-domain') == []
+
+
+# -- details and held entries (schema 2) ---------------------------------------
+
+DETAILS = {'consecutive_misses': 3,
+           'recovery': {'action': 'reset', 'result': 'done',
+                        'detail': 'reset'},
+           'evidence': [{'kind': 'console', 'path': '/e/x.log', 'size': 3,
+                         'sha256': 'ab' * 32, 'media_type': 'text/plain'}]}
+
+
+def test_the_details_are_kept_with_the_notification(outbox, path):
+    n = notification_mod.Notification.new(
+        '00000000-0000-4000-8000-000000000001', 'vm-1', 'compute-1',
+        1700000000.0, details=DETAILS)
+
+    outbox.enqueue(n, 100.0)
+    outbox.close()
+    reopened = Outbox(path, max_size=10)
+
+    [entry] = reopened.pending()
+    assert entry.notification == n
+    assert entry.notification.details == DETAILS
+    reopened.close()
+
+
+def test_a_held_entry_is_pending_but_never_due_until_released(outbox):
+    n = notification()
+
+    entry = outbox.enqueue(n, 100.0, held=True)
+
+    assert entry.held
+    assert outbox.pending() == [entry]
+    assert outbox.due(1e9) == []
+    assert outbox.next_due_at() is None
+    assert outbox.held() == [entry]
+
+    released = outbox.release(n.id, DETAILS, 130.0)
+
+    assert not released.held
+    assert released.notification.details == DETAILS
+    assert outbox.due(130.0) == [released]
+    assert outbox.held() == []
+    # A second release (an interrupted one, redone) changes nothing.
+    assert outbox.release(n.id, {'other': 1}, 140.0) == released
+
+
+def test_a_held_entry_survives_a_restart_still_held(outbox, path):
+    n = notification()
+    outbox.enqueue(n, 100.0, held=True)
+    outbox.close()
+
+    reopened = Outbox(path, max_size=10)
+
+    assert [e.id for e in reopened.held()] == [n.id]
+    reopened.close()
+
+
+def write_version_1_outbox(path):
+    """An outbox as the version before details wrote it, with one pending
+    and one delivered entry."""
+    os.makedirs(os.path.dirname(path))
+    conn = sqlite3.connect(path)
+    conn.execute('PRAGMA journal_mode = WAL')
+    conn.execute(outbox_mod._SCHEMA[0].replace(
+        ',\n        details TEXT,\n        held INTEGER NOT NULL DEFAULT 0',
+        ''))
+    conn.execute(outbox_mod._SCHEMA[1])
+    columns = outbox_mod._NOTIFICATION_COLUMNS
+    written = [notification(1), notification(2)]
+    for n, status in zip(written, ('pending', 'delivered')):
+        values = n.to_dict()
+        conn.execute(
+            f'INSERT INTO notifications ({", ".join(columns)}, status, '
+            'created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '
+            '?, ?)', (*(values[c] for c in columns), status, 100.0, 100.0))
+    conn.execute('PRAGMA user_version = 1')
+    conn.commit()
+    conn.close()
+    return written
+
+
+def test_a_version_1_outbox_is_migrated_and_its_entries_still_work(path):
+    first, _delivered = write_version_1_outbox(path)
+
+    box = Outbox(path, max_size=10)
+
+    [pending] = box.pending()
+    assert pending.notification == first
+    assert pending.notification.details is None and not pending.held
+    assert box.due(100.0) == [pending]
+    box.mark_delivered(pending.id, 'ACCEPTED', 101.0)
+    third = box.enqueue(notification(3), 102.0, held=True)
+    box.close()
+    with sqlite3.connect(path) as other:
+        assert other.execute('PRAGMA user_version').fetchone()[0] == 2
+    other.close()
+    # Opened again: already version 2, nothing to migrate.
+    again = Outbox(path, max_size=10)
+    assert again.held() == [third]
+    again.close()

@@ -1,0 +1,417 @@
+"""The webhook client: the signed document it POSTs, how every answer of a
+real HTTP receiver on 127.0.0.1 is classified, and that the outbox's
+delivery worker retries it like the HA engine."""
+
+import dataclasses
+import hashlib
+import hmac
+import http.server
+import json
+import shutil
+import ssl
+import subprocess
+import threading
+
+import pytest
+from oslo_config import cfg
+
+from lab import webhook_receiver
+from monitor.health import recovery_policy as recovery
+from monitor.notify import delivery
+from monitor.notify import notification as notification_mod
+from monitor.notify import webhook
+from monitor.notify.notification import OutcomeKind
+from monitor.notify.outbox import Outbox
+from monitor.store import evidence
+from tests.unit import http_engine
+from tests.unit.http_engine import HANG
+from tests.unit.http_engine import Response
+
+SECRET = 's3cret-never-logged'
+UUID = '6f1f4b4e-95c5-4c6a-9a43-1c1bb8d0a0f1'
+
+
+def details(misses=3, result=recovery.RESULT_DONE):
+    report = recovery.RecoveryReport(recovery.RESET, result, 'reset')
+    ref = evidence.EvidenceRef(
+        'console', '/var/lib/guest-health-monitor/evidence/x-console.log',
+        12, 'ab' * 32, 'text/plain')
+    return recovery.notification_details(
+        misses, report, [ref],
+        reason='3 consecutive missed pings (failure threshold 3)')
+
+
+def notification(at=1700000000.0, with_details=True):
+    return notification_mod.Notification.new(
+        instance_uuid=UUID, domain_name='appliance-1', hostname='hv-1', at=at,
+        details=details() if with_details else None)
+
+
+@pytest.fixture
+def servers():
+    started = []
+
+    def start(responder):
+        server = http_engine.HTTPServer(responder)
+        started.append(server)
+        return server
+    yield start
+    for server in started:
+        server.close()
+
+
+@pytest.fixture
+def receiver():
+    with webhook_receiver.WebhookReceiver(SECRET) as running:
+        yield running
+
+
+def client(url, **kwargs):
+    return webhook.WebhookClient(url, SECRET, **kwargs)
+
+
+# -- the signed document --------------------------------------------------------
+
+def test_the_receiver_verifies_the_signature_of_what_was_sent(receiver):
+    outcome = client(receiver.url).send(notification())
+
+    assert outcome.kind == OutcomeKind.ACCEPTED
+    [got] = receiver.deliveries
+    assert got.signature_valid
+
+
+def test_the_signature_is_a_plain_hmac_sha256_of_the_raw_body(receiver):
+    client(receiver.url).send(notification())
+
+    [got] = receiver.deliveries
+    expected = hmac.new(SECRET.encode(), got.body, hashlib.sha256).hexdigest()
+    assert got.headers[webhook.SIGNATURE_HEADER] == 'sha256=' + expected
+
+
+def test_a_receiver_with_another_secret_finds_the_signature_invalid():
+    with webhook_receiver.WebhookReceiver('another secret') as other:
+        outcome = client(other.url).send(notification())
+
+    assert not other.deliveries[0].signature_valid
+    # Its 401 says nothing about the report: kept and retried.
+    assert outcome.kind == OutcomeKind.RETRY
+
+
+def test_verify_refuses_a_missing_or_altered_signature():
+    body = b'{"id": "1"}'
+    good = webhook.sign(SECRET, body)
+
+    assert webhook.verify(SECRET, body, good)
+    assert not webhook.verify(SECRET, body, None)
+    assert not webhook.verify(SECRET, body + b' ', good)
+    assert not webhook.verify(SECRET, body, good[:-1] + '0')
+
+
+def test_the_body_carries_the_whole_incident(receiver):
+    n = notification()
+    client(receiver.url).send(n)
+
+    body = receiver.deliveries[0].json()
+    assert body['id'] == n.id
+    assert body['host'] == 'hv-1'
+    assert body['domain_uuid'] == UUID
+    assert body['domain_name'] == 'appliance-1'
+    assert body['event'] == 'QEMU_GUEST_AGENT_ERROR'
+    assert body['reason'] == '3 consecutive missed pings (failure threshold 3)'
+    assert body['consecutive_misses'] == 3
+    assert body['generated_time'] == '2023-11-14T22:13:20Z'
+    assert body['recovery'] == {'action': 'reset', 'result': 'done',
+                                'detail': 'reset'}
+    assert body['evidence'] == [{
+        'kind': 'console',
+        'path': '/var/lib/guest-health-monitor/evidence/x-console.log',
+        'size': 12, 'sha256': 'ab' * 32, 'media_type': 'text/plain'}]
+    assert receiver.deliveries[0].headers[webhook.ID_HEADER] == n.id
+
+
+def test_the_body_says_when_the_recovery_budget_is_exhausted(receiver):
+    n = notification()
+    n = dataclasses.replace(n, details=details(
+        result=recovery.RESULT_BUDGET_EXHAUSTED))
+    client(receiver.url).send(n)
+
+    body = receiver.deliveries[0].json()
+    assert body['recovery']['result'] == 'budget_exhausted'
+
+
+def test_a_notification_without_incident_facts_still_goes_out(receiver):
+    client(receiver.url).send(notification(with_details=False))
+
+    body = receiver.deliveries[0].json()
+    assert body['reason'] is None
+    assert body['consecutive_misses'] is None
+    assert body['recovery'] is None
+    assert body['evidence'] == []
+
+
+def test_a_resend_is_byte_identical(receiver):
+    n = notification()
+    sender = client(receiver.url)
+    sender.send(n)
+    sender.send(n)
+
+    first, second = receiver.deliveries
+    assert first.body == second.body
+    assert first.headers[webhook.SIGNATURE_HEADER] == \
+        second.headers[webhook.SIGNATURE_HEADER]
+
+
+def test_the_secret_is_never_in_the_body_repr_or_an_outcome(servers):
+    server = servers(http_engine.reply(500, b'boom'))
+    sender = client(server.url)
+
+    outcome = sender.send(notification())
+
+    assert SECRET not in outcome.message
+    assert SECRET not in repr(sender)
+    assert SECRET.encode() not in server.requests[0].body
+
+
+# -- answers ------------------------------------------------------------------
+
+@pytest.mark.parametrize('status', [200, 201, 202, 204])
+def test_any_2xx_is_accepted(servers, status):
+    server = servers(http_engine.reply(status))
+
+    outcome = client(server.url).send(notification())
+
+    assert outcome.kind == OutcomeKind.ACCEPTED
+    assert outcome.status_code == status
+
+
+@pytest.mark.parametrize('status', [301, 302, 303, 307, 308])
+def test_a_redirect_is_not_followed_and_is_retried_naming_the_location(
+        servers, status):
+    target = servers(http_engine.reply(202))
+    location = target.url + '/elsewhere'
+    server = servers(http_engine.reply(status, b'',
+                                       {'Location': location}))
+
+    outcome = client(server.url).send(notification())
+
+    assert target.requests == []
+    assert len(server.requests) == 1
+    assert outcome.kind == OutcomeKind.RETRY
+    assert outcome.status_code == status
+    assert location in outcome.message
+
+
+@pytest.mark.parametrize('status', [500, 502, 503, 504])
+def test_a_5xx_is_retried_with_the_status_and_message(servers, status):
+    server = servers(http_engine.reply(status, b'receiver is\n restarting'))
+
+    outcome = client(server.url).send(notification())
+
+    assert outcome.kind == OutcomeKind.RETRY
+    assert outcome.status_code == status
+    assert outcome.message == 'HTTP %d: receiver is restarting' % status
+
+
+def test_409_means_the_receiver_already_has_it(servers):
+    server = servers(http_engine.reply(409, b'already have it'))
+
+    outcome = client(server.url).send(notification())
+
+    assert outcome.kind == OutcomeKind.DUPLICATE
+    assert outcome.done
+
+
+def test_400_is_rejected_with_the_receivers_message(servers):
+    server = servers(http_engine.reply(400, b'unknown field'))
+
+    outcome = client(server.url).send(notification())
+
+    assert outcome.kind == OutcomeKind.REJECTED
+    assert outcome.message == 'unknown field'
+
+
+@pytest.mark.parametrize('status', [401, 403, 404, 405, 408, 429])
+def test_answers_that_say_nothing_about_the_report_are_retried(servers,
+                                                                status):
+    server = servers(http_engine.reply(status))
+
+    assert client(server.url).send(notification()).kind == OutcomeKind.RETRY
+
+
+def test_a_refused_connection_is_retried():
+    url = 'http://127.0.0.1:%d/hook' % http_engine.refused_port()
+
+    outcome = client(url).send(notification())
+
+    assert outcome.kind == OutcomeKind.RETRY
+    assert outcome.status_code is None
+    assert outcome.message.startswith('connection failed:')
+
+
+def test_a_receiver_that_hangs_past_the_timeout_is_retried(servers):
+    server = servers(lambda request: HANG)
+
+    outcome = client(server.url, timeout=0.5).send(notification())
+
+    assert outcome.kind == OutcomeKind.RETRY
+    assert outcome.message.startswith('timed out')
+
+
+class _EndlessBody(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers['Content-Length']))
+        self.send_response(500)
+        self.send_header('Transfer-Encoding', 'chunked')
+        self.end_headers()
+        chunk = b'x' * 65536
+        try:
+            while not self.server.stopping.is_set():
+                self.wfile.write(b'%x\r\n%s\r\n' % (len(chunk), chunk))
+        except OSError:
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+def test_an_endless_answer_is_read_only_up_to_the_cap():
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _EndlessBody)
+    server.daemon_threads = True
+    server.stopping = threading.Event()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = 'http://127.0.0.1:%d/hook' % server.server_address[1]
+        outcome = client(url, timeout=30).send(notification())
+    finally:
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()
+
+    assert outcome.kind == OutcomeKind.RETRY
+    assert outcome.status_code == 500
+    assert len(outcome.message) <= 520
+
+
+# -- TLS ----------------------------------------------------------------------
+
+@pytest.fixture
+def tls_receiver(tmp_path):
+    if shutil.which('openssl') is None:
+        pytest.skip('openssl is needed to make a test certificate')
+    cert, key = tmp_path / 'cert.pem', tmp_path / 'key.pem'
+    subprocess.run(
+        ['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
+         '-keyout', str(key), '-out', str(cert), '-days', '1',
+         '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'],
+        check=True, capture_output=True)
+    receiver = webhook_receiver.WebhookReceiver(SECRET).start()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    receiver._server.socket = context.wrap_socket(receiver._server.socket,
+                                                  server_side=True)
+    yield receiver.url.replace('http:', 'https:'), str(cert), receiver
+    receiver.stop()
+
+
+def test_an_unknown_certificate_is_refused_and_retried(tls_receiver):
+    url, _cafile, receiver = tls_receiver
+
+    outcome = client(url).send(notification())
+
+    assert outcome.kind == OutcomeKind.RETRY
+    assert outcome.message.startswith('TLS verification failed')
+    assert receiver.deliveries == []
+
+
+def test_a_certificate_signed_by_the_cafile_is_trusted(tls_receiver):
+    url, cafile, receiver = tls_receiver
+
+    outcome = client(url, cafile=cafile).send(notification())
+
+    assert outcome.kind == OutcomeKind.ACCEPTED
+    assert receiver.deliveries[0].signature_valid
+
+
+# -- configuration --------------------------------------------------------------
+
+def conf_with(tmp_path, **webhook_opts):
+    path = tmp_path / 'monitor.conf'
+    path.write_text('[webhook]\n' + ''.join(
+        '%s = %s\n' % item for item in webhook_opts.items()))
+    conf = cfg.ConfigOpts()
+    webhook.register_opts(conf)
+    conf(args=['--config-file', str(path)], default_config_files=[])
+    return conf
+
+
+def test_the_client_is_built_from_its_options(tmp_path, receiver):
+    conf = conf_with(tmp_path, url=receiver.url, secret=SECRET, timeout=3)
+
+    sender = webhook.WebhookClient.from_conf(conf)
+
+    assert sender.timeout == 3
+    assert sender.send(notification()).kind == OutcomeKind.ACCEPTED
+    assert receiver.deliveries[0].signature_valid
+
+
+def test_the_secret_option_is_masked_in_logs():
+    [secret] = [opt for opt in webhook.OPTS if opt.dest == 'secret']
+    assert secret.secret
+
+
+def test_a_client_without_url_or_secret_cannot_be_built():
+    with pytest.raises(ValueError):
+        webhook.WebhookClient('', SECRET)
+    with pytest.raises(ValueError):
+        webhook.WebhookClient('http://127.0.0.1:1/hook', '')
+
+
+# -- with the outbox ------------------------------------------------------------
+
+def test_the_delivery_worker_retries_a_webhook_until_it_is_accepted(
+        tmp_path, servers):
+    server = servers(http_engine.script(Response(503, b'busy'),
+                                        Response(204)))
+    box = Outbox(str(tmp_path / 'outbox.sqlite'), max_size=10)
+    worker = delivery.DeliveryWorker(
+        box, client(server.url),
+        retry_policy=delivery.RetryPolicy(jitter=0.0))
+    n = notification(with_details=False)
+    box.enqueue(n, now=1000.0)
+
+    worker.run_once(now=1000.0)
+    assert box.get(n.id).status == 'pending'
+    worker.run_once(now=1001.0)
+
+    assert box.get(n.id).status == 'delivered'
+    assert box.pending() == []
+    assert len(server.requests) == 2
+    assert json.loads(server.requests[0].body) == \
+        json.loads(server.requests[1].body)
+    box.close()
+
+
+def test_the_details_kept_in_the_outbox_are_in_the_body_and_signed(
+        tmp_path, receiver):
+    box = Outbox(str(tmp_path / 'outbox.sqlite'), max_size=10)
+    worker = delivery.DeliveryWorker(box, client(receiver.url))
+    n = notification()
+    box.enqueue(n, now=1000.0)
+    box.close()
+    # What a restarted daemon reads back is what it sends.
+    box = Outbox(str(tmp_path / 'outbox.sqlite'), max_size=10)
+    worker = delivery.DeliveryWorker(box, client(receiver.url))
+
+    worker.run_once(now=1001.0)
+
+    [got] = receiver.valid()
+    body = got.json()
+    assert body['consecutive_misses'] == 3
+    assert body['recovery'] == {'action': 'reset', 'result': 'done',
+                                'detail': 'reset'}
+    assert [e['kind'] for e in body['evidence']] == ['console']
+    assert box.get(n.id).status == 'delivered'
+    box.close()

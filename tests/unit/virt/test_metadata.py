@@ -1,0 +1,174 @@
+"""A domain's own monitoring settings from its libvirt metadata, and where
+its evidence is, read from its XML."""
+
+import pytest
+
+from monitor.virt import metadata as domain_metadata
+from monitor.virt.metadata import DEFAULTS
+from monitor.virt.metadata import DomainSettings
+
+NS = domain_metadata.NAMESPACE
+
+
+def element(attributes='', prefix='ghm'):
+    return '<%s:monitor xmlns:%s="%s" %s/>' % (prefix, prefix, NS, attributes)
+
+
+# -- the <monitor/> element as libvirt returns it -------------------------------
+
+def test_no_metadata_means_the_defaults_without_error():
+    assert domain_metadata.parse_settings(None) == (DEFAULTS, None)
+    assert domain_metadata.parse_settings('') == (DEFAULTS, None)
+    assert DEFAULTS == DomainSettings(True, None, None)
+
+
+def test_a_domain_can_opt_out():
+    parsed = domain_metadata.parse_settings(element('enabled="no"'))
+
+    assert parsed == (DomainSettings(enabled=False), None)
+
+
+def test_every_attribute_is_read():
+    parsed = domain_metadata.parse_settings(element(
+        'enabled="yes" failure_threshold="5" action="restart"'))
+
+    assert parsed == (DomainSettings(True, 5, 'restart'), None)
+
+
+@pytest.mark.parametrize('text', [
+    # As virsh --key ghm stores it, with or without the namespace, and with
+    # the default namespace.
+    element('enabled="no"'),
+    '<monitor enabled="no"/>',
+    '<monitor xmlns="%s" enabled="no"/>' % NS,
+    '<?xml version="1.0" encoding="UTF-8"?>\n<monitor enabled="NO"/>',
+])
+def test_the_element_is_read_whatever_its_prefix(text):
+    assert domain_metadata.parse_settings(text) == (
+        DomainSettings(enabled=False), None)
+
+
+@pytest.mark.parametrize('attributes,error', [
+    ('enabled="maybe"', 'enabled="maybe": must be yes or no'),
+    ('enabled="no" failure_threshold="0"',
+     'failure_threshold="0": must be between 1 and 10000'),
+    ('failure_threshold="three"', 'failure_threshold="three": must be an '
+                                  'integer'),
+    ('failure_threshold="2.5"', 'must be an integer'),
+    ('action="reboot"', 'action="reboot": must be one of none, reset, '
+                        'restart'),
+    ('enable="no"', 'unknown attribute enable="no"'),
+])
+def test_an_invalid_element_gives_the_defaults_and_says_why(attributes,
+                                                             error):
+    settings, message = domain_metadata.parse_settings(element(attributes))
+
+    assert settings == DEFAULTS
+    assert error in message
+
+
+@pytest.mark.parametrize('text,error', [
+    ('<monitor enabled="no"', 'not XML'),
+    ('<watch enabled="no"/>', 'expected <monitor>'),
+    ('<!DOCTYPE m [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+     '<monitor enabled="&e;"/>', ''),
+    ('<monitor enabled="no" %s/>' % ('x="y" ' * 1000), 'characters long'),
+])
+def test_garbage_gives_the_defaults_and_an_error(text, error):
+    settings, message = domain_metadata.parse_settings(text)
+
+    assert settings == DEFAULTS
+    assert message and error in message
+
+
+def test_a_doctype_is_refused_so_no_entity_is_ever_expanded():
+    text = ('<!DOCTYPE m [<!ENTITY e "no">]><monitor enabled="&e;"/>')
+
+    settings, message = domain_metadata.parse_settings(text)
+
+    assert settings == DEFAULTS
+    assert 'DOCTYPE' in message
+
+
+# -- the whole domain XML -------------------------------------------------------
+
+DOMAIN = """<domain type='qemu'>
+  <name>appliance-1</name>
+  <uuid>6f1f4b4e-95c5-4c6a-9a43-1c1bb8d0a0f1</uuid>
+  <metadata>
+    <other:thing xmlns:other="urn:example:other" enabled="no"/>
+    %(metadata)s
+  </metadata>
+  <devices>
+    %(devices)s
+  </devices>
+</domain>"""
+
+
+def domain(metadata='', devices=''):
+    return DOMAIN % {'metadata': metadata, 'devices': devices}
+
+
+def test_settings_are_found_in_the_domain_xml():
+    xml = domain(element('enabled="no" action="reset"'))
+
+    assert domain_metadata.settings_from_domain_xml(xml) == (
+        DomainSettings(False, None, 'reset'), None)
+
+
+def test_other_namespaces_are_not_ours():
+    assert domain_metadata.settings_from_domain_xml(domain()) == (
+        DEFAULTS, None)
+    assert domain_metadata.settings_from_domain_xml(
+        domain('<monitor enabled="no"/>')) == (DEFAULTS, None)
+
+
+def test_a_broken_domain_xml_is_an_error():
+    with pytest.raises(ValueError):
+        domain_metadata.settings_from_domain_xml('<domain>')
+    with pytest.raises(ValueError):
+        domain_metadata.console_log_paths('<network/>')
+
+
+SERIAL_FILE = """
+    <serial type='file'>
+      <source path='/var/log/guests/a.log' append='off'/>
+      <target port='0'/>
+    </serial>
+    <console type='file'>
+      <source path='/var/log/guests/a.log' append='off'/>
+      <target type='serial' port='0'/>
+    </console>"""
+
+SERIAL_PTY_LOGGED = """
+    <serial type='pty'>
+      <log file='/var/log/libvirt/qemu/a-serial0.log' append='on'/>
+      <target port='0'/>
+    </serial>"""
+
+
+def test_a_file_backed_serial_console_is_listed_once():
+    assert domain_metadata.console_log_paths(domain(devices=SERIAL_FILE)) == [
+        '/var/log/guests/a.log']
+
+
+def test_a_logged_pty_console_is_listed():
+    assert domain_metadata.console_log_paths(
+        domain(devices=SERIAL_PTY_LOGGED)) == [
+        '/var/log/libvirt/qemu/a-serial0.log']
+
+
+def test_an_unlogged_pty_console_has_no_file():
+    devices = "<serial type='pty'><target port='0'/></serial>"
+
+    assert domain_metadata.console_log_paths(domain(devices=devices)) == []
+
+
+@pytest.mark.parametrize('devices,expected', [
+    ('', False),
+    ("<graphics type='vnc' port='-1'/>", True),
+    ("<video><model type='vga'/></video>", True),
+    ("<video><model type='none'/></video>", False),
+])
+def test_graphics_are_seen(devices, expected):
+    assert domain_metadata.has_graphics(domain(devices=devices)) is expected
