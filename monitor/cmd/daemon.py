@@ -13,6 +13,8 @@ import sys
 
 from oslo_config import cfg
 
+from monitor import errors
+from monitor import masking
 from monitor.conf import config
 from monitor.conf import log_setup as logs
 from monitor.daemon import systemd_notify
@@ -67,7 +69,7 @@ def _prepare(argv):
     """Load the configuration, take the state directory, set up logging.
 
     :raises config.ConfigError: a configuration problem.
-    :raises state_dir.InUse: another daemon uses the state directory.
+    :raises errors.StateDirInUse: another daemon uses the state directory.
     :raises OSError: the state directory cannot be locked or fixed.
     """
     conf = config.load(argv)
@@ -110,7 +112,7 @@ def reload_on_hup(conf, argv, notifier):
             # The files changed between the check and the reading, or a
             # logging configuration file did not apply.
             LOG.error('Not reloading on SIGHUP: %s; keeping the running '
-                      'configuration', config.mask_credentials(str(exc)))
+                      'configuration', masking.mask(str(exc)))
         else:
             LOG.info('Reloaded on SIGHUP: log level %s, %s',
                      logs.level_name(),
@@ -130,12 +132,12 @@ def main(argv=None):
         conf = _prepare(argv)
     except config.ConfigError as exc:
         return _config_error(exc)
-    except state_dir.InUse as exc:
+    except errors.StateDirInUse as exc:
         sys.stderr.write('guest-health-monitor: %s\n' % exc)
         return EXIT_CONFIG_ERROR
     except OSError as exc:
         sys.stderr.write('guest-health-monitor: cannot start: %s\n'
-                         % config.mask_credentials(str(exc)))
+                         % masking.mask(str(exc)))
         return EXIT_START_ERROR
 
     # Green threads only from here on: the scheduler, the event
@@ -160,7 +162,7 @@ def main(argv=None):
         # Expected at start (a port in use, an unusable outbox, a backend
         # that fails to build): one line; the stack only when debugging.
         LOG.debug('Start-up failure', exc_info=True)
-        LOG.error('Cannot start: %s', config.mask_credentials(str(exc)))
+        LOG.error('Cannot start: %s', masking.mask(str(exc)))
         return EXIT_START_ERROR
 
     stops = SignalRecorder()

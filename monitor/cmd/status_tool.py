@@ -25,6 +25,8 @@ from oslo_config import cfg
 from monitor.cmd import text_table
 from monitor.conf import config
 from monitor.daemon import status_server
+from monitor.errors import DaemonNoAnswer  # noqa: F401 (raised here)
+from monitor.errors import DaemonNotRunning  # noqa: F401 (raised here)
 
 PROG = 'guest-health-monitor-status'
 
@@ -44,19 +46,11 @@ CLI_OPTS = [
 ]
 
 
-class NotRunning(Exception):
-    pass
-
-
-class NoAnswer(Exception):
-    pass
-
-
 def fetch(path, timeout=TIMEOUT):
     """The daemon's status document.
 
-    :raises NotRunning: no socket at ``path``, or nothing listens on it.
-    :raises NoAnswer: the daemon could not be asked or did not answer.
+    :raises DaemonNotRunning: no socket at ``path``, or nothing listens on it.
+    :raises DaemonNoAnswer: the daemon could not be asked or did not answer.
     """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
@@ -65,19 +59,19 @@ def fetch(path, timeout=TIMEOUT):
             with status_server.addressable(path) as address:
                 sock.connect(address)
         except FileNotFoundError:
-            raise NotRunning('no status socket at %s' % path)
+            raise DaemonNotRunning('no status socket at %s' % path)
         except ConnectionRefusedError:
-            raise NotRunning('nothing listens on %s' % path)
+            raise DaemonNotRunning('nothing listens on %s' % path)
         except PermissionError:
-            raise NoAnswer('permission denied on %s: run this as the '
+            raise DaemonNoAnswer('permission denied on %s: run this as the '
                            "daemon's user or root" % path)
         except socket.timeout:
-            raise NoAnswer('the daemon did not accept a connection on %s '
+            raise DaemonNoAnswer('the daemon did not accept a connection on %s '
                            'within %.0f s' % (path, timeout))
         except OSError as exc:
             if exc.errno == errno.ENOTDIR:
-                raise NotRunning('no status socket at %s' % path)
-            raise NoAnswer('cannot connect to %s: %s'
+                raise DaemonNotRunning('no status socket at %s' % path)
+            raise DaemonNoAnswer('cannot connect to %s: %s'
                            % (path, exc.strerror or exc))
         chunks = []
         size = 0
@@ -85,27 +79,27 @@ def fetch(path, timeout=TIMEOUT):
             try:
                 chunk = sock.recv(65536)
             except socket.timeout:
-                raise NoAnswer('the daemon did not answer on %s within '
+                raise DaemonNoAnswer('the daemon did not answer on %s within '
                                '%.0f s' % (path, timeout))
             except OSError as exc:
-                raise NoAnswer('reading from %s: %s'
+                raise DaemonNoAnswer('reading from %s: %s'
                                % (path, exc.strerror or exc))
             if not chunk:
                 break
             size += len(chunk)
             if size > _MAX_REPLY:
-                raise NoAnswer('the answer on %s is too large' % path)
+                raise DaemonNoAnswer('the answer on %s is too large' % path)
             chunks.append(chunk)
     finally:
         sock.close()
     try:
         document = json.loads(b''.join(chunks).decode('utf-8'))
     except ValueError:
-        raise NoAnswer('the answer on %s is not JSON' % path)
+        raise DaemonNoAnswer('the answer on %s is not JSON' % path)
     if not isinstance(document, dict):
-        raise NoAnswer('the answer on %s is not a status document' % path)
+        raise DaemonNoAnswer('the answer on %s is not a status document' % path)
     if 'error' in document:
-        raise NoAnswer('the daemon says: %s' % document['error'])
+        raise DaemonNoAnswer('the daemon says: %s' % document['error'])
     return document
 
 
@@ -158,10 +152,10 @@ def main(argv=None, out=None, err=None):
         return EXIT_CONFIG_ERROR
     try:
         document = fetch(path)
-    except NotRunning as exc:
+    except DaemonNotRunning as exc:
         print('guest-health-monitor is not running (%s)' % exc, file=err)
         return EXIT_NOT_RUNNING
-    except NoAnswer as exc:
+    except DaemonNoAnswer as exc:
         print('%s: %s' % (PROG, exc), file=err)
         return EXIT_NO_ANSWER
     if conf.json:

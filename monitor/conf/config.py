@@ -23,6 +23,9 @@ import urllib.parse
 from oslo_config import cfg
 from oslo_config import types
 
+from monitor import masking
+from monitor.errors import ConfigError  # noqa: F401 (raised here)
+
 PROJECT = 'guest-health-monitor'
 PROG = 'guest-health-monitor'
 
@@ -66,44 +69,6 @@ def register_opts(conf):
 
 def list_opts():
     return [('DEFAULT', OPTS)]
-
-
-class ConfigError(Exception):
-    """A configuration problem, naming the option when there is one."""
-
-    def __init__(self, group, option, message):
-        self.group = group
-        self.option = option
-        self.message = message
-        super().__init__(group, option, message)
-
-    def __str__(self):
-        # Messages may quote values; a URL among them keeps no password.
-        message = mask_credentials(self.message)
-        if self.option is None:
-            return message
-        return '[%s] %s: %s' % (self.group or 'DEFAULT', self.option, message)
-
-
-# user:password@ in any URL, and password-like query parameters.
-_URL_PASSWORD = re.compile(
-    r'(?P<prefix>[A-Za-z][A-Za-z0-9+.-]*://[^/@:\s\'"]*):[^/\s\'"]*@')
-_QUERY_SECRET = re.compile(
-    r'(?P<prefix>[?&;](?:[A-Za-z_]*(?:password|passwd|secret|token)'
-    r'[A-Za-z_]*)=)[^&;#\s\'"]*', re.IGNORECASE)
-MASK = '***'
-
-
-def mask_credentials(text):
-    """``text`` with the password of every URL in it masked.
-
-    ``https://user:pass@host/v1`` becomes ``https://user:***@host/v1``;
-    query parameters such as ``?password=x`` lose their value too.
-    """
-    if not text:
-        return text
-    text = _URL_PASSWORD.sub(r'\g<prefix>:' + MASK + '@', str(text))
-    return _QUERY_SECRET.sub(r'\g<prefix>' + MASK, text)
 
 
 def build_conf():
@@ -361,7 +326,7 @@ class _MaskingLogger:
     def log(self, level, msg, *args):
         if args:
             msg = msg % args
-        self._logger.log(level, '%s', mask_credentials(msg))
+        self._logger.log(level, '%s', masking.mask(msg))
 
 
 def unknown_options(conf):

@@ -20,7 +20,7 @@ from oslo_log import handlers as oslo_handlers
 from oslo_log import log as oslo_log
 from oslo_log import versionutils
 
-from monitor.conf import config
+from monitor import masking
 
 # The file under log_dir when log_file is unset. oslo.log would name it
 # after the running script, which is cmd.py.log under ``python -m``.
@@ -239,7 +239,7 @@ class MaskingFormatter(logging.Formatter):
         self.inner = inner
 
     def format(self, record):
-        return config.mask_credentials(self.inner.format(record))
+        return masking.mask(self.inner.format(record))
 
 
 def _mask_handlers():

@@ -22,6 +22,7 @@ from eventlet import wsgi
 from oslo_config import cfg
 
 from monitor.daemon import metrics as metrics_mod
+from monitor.errors import MetricsServerError  # noqa: F401 (raised here)
 
 LOG = logging.getLogger(__name__)
 
@@ -87,10 +88,6 @@ READ_TIMEOUT = 10.0
 _POOL_SLACK = 16
 
 _METHODS = ('GET', 'HEAD')
-
-
-class MetricsServerError(OSError):
-    """The metrics endpoint cannot listen (address in use, not local)."""
 
 
 def progress_bound(interval, ping_timeout):

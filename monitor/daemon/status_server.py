@@ -23,6 +23,7 @@ import stat
 import eventlet
 from eventlet.green import socket
 
+from monitor.errors import StatusServerError  # noqa: F401 (raised here)
 from monitor.notify import notification as notification_mod
 
 LOG = logging.getLogger(__name__)
@@ -56,11 +57,6 @@ def addressable(path):
         yield '/proc/self/fd/%d/%s' % (fd, name)
     finally:
         os.close(fd)
-
-
-class StatusServerError(OSError):
-    """The status socket cannot be served (an OSError, like the metrics
-    endpoint's: the daemon reports it at start as "Cannot start: ...")."""
 
 
 def socket_path(state_path):

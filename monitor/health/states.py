@@ -13,6 +13,9 @@ makes a fresh record in ``discovery`` instead.
 from automaton import exceptions as automaton_exc
 from automaton import machines
 
+from monitor.errors import InvalidTransition  # noqa: F401 (raised here)
+from monitor.errors import UnknownState  # noqa: F401 (raised here)
+
 DISCOVERY = 'discovery'
 HEALTHY = 'healthy'
 ERROR = 'error'
@@ -46,27 +49,6 @@ TRANSITIONS = {
 }
 
 
-class UnknownState(ValueError):
-    """A stored state name is not a state of the machine."""
-
-    def __init__(self, state):
-        self.state = state
-        super().__init__(
-            "unknown health state '%s' (known: %s)"
-            % (state, ', '.join(ALL_STATES)))
-
-
-class InvalidTransition(ValueError):
-    """The machine has no transition for this state and event."""
-
-    def __init__(self, state, event):
-        self.state = state
-        self.event = event
-        super().__init__(
-            "no transition from health state '%s' on event '%s'"
-            % (state, event))
-
-
 def _build():
     machine = machines.FiniteMachine()
     for state in ALL_STATES:
@@ -87,7 +69,7 @@ def machine_for(state_name):
     :raises UnknownState: when ``state_name`` is not a known state.
     """
     if state_name not in MACHINE:
-        raise UnknownState(state_name)
+        raise UnknownState(state_name, ALL_STATES)
     machine = MACHINE.copy(shallow=True)
     machine.initialize(state_name)
     return machine

@@ -26,7 +26,6 @@ import http.client
 import json
 import logging
 import math
-import re
 import time
 import urllib.parse
 
@@ -39,6 +38,7 @@ from keystoneauth1 import plugin as ks_plugin
 from oslo_config import cfg
 from urllib3 import exceptions as urllib3_exc
 
+from monitor import masking
 from monitor.notify.notification import DeliveryOutcome
 from monitor.notify.notification import OutcomeKind
 
@@ -166,7 +166,7 @@ def _check_url(option, value):
     url = urllib.parse.urlsplit(value)
     if url.scheme not in ('http', 'https') or not url.hostname:
         raise OptionError(option, "not an http(s) URL (got '%s')"
-                          % mask_url(value))
+                          % masking.mask(value))
 
 
 def check_options(conf):
@@ -205,32 +205,6 @@ def engine_url(conf):
     """
     group = conf[GROUP]
     return group.endpoint_override or group.endpoint
-
-
-def mask_url(url):
-    """``url`` without the password it may carry."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rpartition('@')[2]
-        return urllib.parse.urlunsplit(parts._replace(
-            netloc=f'{parts.username}:***@{netloc}'))
-    except ValueError:
-        return '<unparsable URL>'
-
-
-# user:password@ in any URL quoted in a message.
-_URL_PASSWORD = re.compile(r'(://[^/\s:@]*):[^/\s@]*@')
-
-
-def _scrub(text):
-    """``text`` with the password of every URL in it masked.
-
-    keystoneauth and requests quote the URL in their error messages, and
-    outcome messages are logged and kept in the outbox.
-    """
-    return _URL_PASSWORD.sub(r'\1:***@', text)
 
 
 # 4xx answers that say nothing about the notification itself: credentials
@@ -278,7 +252,7 @@ def _location_text(location):
     location = ' '.join(str(location).split())
     if len(location) > _MAX_LOCATION:
         location = location[:_MAX_LOCATION] + '...'
-    return f'Location {mask_url(location)}'
+    return f'Location {masking.mask(location)}'
 
 
 def classify_response(status_code, text, location=None):
@@ -493,7 +467,7 @@ class MasakariClient:
         """POST one notification; returns a DeliveryOutcome, never raises
         for HTTP, connection, catalog or authentication failures."""
         outcome = self._send(notification)
-        return outcome._replace(message=_scrub(outcome.message))
+        return outcome._replace(message=masking.mask(outcome.message))
 
     def _send(self, notification):
         deadline = time.monotonic() + self._request_timeout
@@ -516,7 +490,7 @@ class MasakariClient:
                           f'({type(e).__name__}): {e}')
         data, cut = _read_prefix(response, deadline)
         LOG.debug('POST %s: HTTP %s, %d bytes read%s',
-                  mask_url(response.url), response.status_code, len(data),
+                  masking.mask(response.url), response.status_code, len(data),
                   f' ({cut})' if cut else '')
         outcome = classify_response(response.status_code,
                                     data.decode('utf-8', 'replace'),

@@ -31,6 +31,9 @@ import time
 
 from oslo_config import cfg
 
+from monitor.errors import OutboxBusy  # noqa: F401 (raised here)
+from monitor.errors import OutboxError  # noqa: F401 (raised here)
+from monitor.errors import OutboxFull  # noqa: F401 (raised here)
 from monitor.notify import notification as notification_mod
 
 LOG = logging.getLogger(__name__)
@@ -150,29 +153,6 @@ _SQLITE_BUSY = 5
 # a lock held for long is polled a few times a second.
 _BUSY_FIRST_PAUSE = 0.005
 _BUSY_MAX_PAUSE = 0.1
-
-
-class OutboxError(Exception):
-    """The outbox cannot be opened or an operation on it is invalid."""
-
-
-class OutboxFull(OutboxError):
-    """``max_pending`` notifications already wait for delivery."""
-
-    def __init__(self, max_size):
-        super().__init__(f'outbox full: {max_size} notifications already '
-                         'wait for delivery to the HA engine')
-        self.max_size = max_size
-
-
-class OutboxBusy(OutboxError):
-    """Another process held the outbox's lock for longer than we wait."""
-
-    def __init__(self, path, waited):
-        super().__init__(f'outbox {path} is locked by another process '
-                         f'(waited {waited:g} s); nothing was changed')
-        self.path = path
-        self.waited = waited
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,6 +24,8 @@ import time
 
 from oslo_config import cfg
 
+from monitor.errors import EvidenceError  # noqa: F401 (raised here)
+
 GROUP = 'evidence'
 DIRECTORY = 'evidence'
 
@@ -59,10 +61,6 @@ def list_opts():
 
 def register_opts(conf):
     conf.register_opts(OPTS, group=GROUP)
-
-
-class EvidenceError(Exception):
-    """Evidence could not be stored."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,21 +19,9 @@ import fcntl
 import os
 import stat
 
+from monitor.errors import StateDirInUse  # noqa: F401 (raised here)
+
 LOCK_FILE = 'guest-health-monitor.lock'
-
-
-class InUse(Exception):
-    """Another process holds the state directory."""
-
-    def __init__(self, path, pid):
-        self.path = path
-        self.pid = pid
-        super().__init__(path, pid)
-
-    def __str__(self):
-        holder = 'PID %d' % self.pid if self.pid else 'PID unknown'
-        return ('another guest-health-monitor (%s) already uses state_path %s'
-                % (holder, self.path))
 
 
 class StateLock:
@@ -69,7 +57,7 @@ def lock(state_path):
     The descriptor stays open until :meth:`StateLock.release` or the end of
     the process; nothing closes it on garbage collection.
 
-    :raises InUse: another process holds it.
+    :raises StateDirInUse: another process holds it.
     :raises OSError: the lock file cannot be created or locked.
     """
     path = lock_path(state_path)
@@ -81,7 +69,7 @@ def lock(state_path):
         except OSError as exc:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise
-            raise InUse(state_path, _holder(fd)) from None
+            raise StateDirInUse(state_path, _holder(fd)) from None
         # The file is never removed: unlinking a lock file lets a third
         # process lock a new file while the second still waits on the old.
         os.ftruncate(fd, 0)

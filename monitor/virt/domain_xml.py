@@ -13,6 +13,8 @@ import typing
 from lxml import etree
 from oslo_config import cfg
 
+from monitor.errors import DomainXMLError  # noqa: F401 (raised here)
+
 GROUP = 'monitor'
 
 OPTS = [
@@ -57,10 +59,6 @@ def register_opts(conf):
 
 def list_opts():
     return [(GROUP, OPTS)]
-
-
-class DomainXMLError(ValueError):
-    """The text is not a readable libvirt domain XML."""
 
 
 class AgentChannel(typing.NamedTuple):

@@ -18,6 +18,7 @@ from eventlet import hubs
 from eventlet import patcher
 from eventlet import timeout as eventlet_timeout
 
+from monitor.errors import EventsUnavailable  # noqa: F401 (raised here)
 from monitor.health import lifecycle
 from monitor.virt import metadata as domain_metadata
 
@@ -42,10 +43,6 @@ _KIND_WATCHDOG = lifecycle.KIND_WATCHDOG
 # monitoring settings may have. Dispatched by the service, which reads
 # them again; not a lifecycle matter.
 KIND_METADATA = 'metadata'
-
-
-class EventsUnavailable(Exception):
-    """libvirt refused to deliver domain events on a connection."""
 
 
 class ConnectionClosed(typing.NamedTuple):

@@ -28,6 +28,7 @@ import typing
 
 from oslo_config import cfg
 
+from monitor.errors import LibvirtUnavailable  # noqa: F401 (raised here)
 from monitor.health import ping_outcome
 from monitor.health.ping_outcome import Outcome
 from monitor.virt import domain_xml
@@ -82,10 +83,6 @@ def list_opts():
 
 def register_opts(conf):
     conf.register_opts(LIBVIRT_OPTS, group='libvirt')
-
-
-class LibvirtUnavailable(Exception):
-    """libvirt cannot be reached (daemon down, socket missing...)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,6 +28,7 @@ guest as without corroboration.
 import time
 import typing
 
+from monitor.errors import StatsUnavailable  # noqa: F401 (raised here)
 from monitor.health import guest_activity
 from monitor.health import ping_outcome
 
@@ -35,11 +36,6 @@ try:
     import libvirt
 except ImportError:  # pragma: no cover - hosts without the binding
     libvirt = None
-
-
-class StatsUnavailable(Exception):
-    """libvirt gave no counters at all: the connection is lost, or it
-    refused the call for every active domain."""
 
 
 class Collected(typing.NamedTuple):

@@ -7,6 +7,7 @@ import subprocess
 import pytest
 from keystoneauth1 import loading as ks_loading
 
+from monitor import masking
 from monitor.conf import config
 from monitor.conf import opts
 
@@ -340,7 +341,7 @@ def test_options_that_look_secret_are_secret():
     ('qemu:///system', 'qemu:///system'),
 ])
 def test_mask_credentials(text, masked):
-    assert config.mask_credentials(text) == masked
+    assert masking.mask(text) == masked
 
 
 def test_effective_settings_mask_passwords_in_urls(write_conf, caplog):

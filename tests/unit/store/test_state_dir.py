@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 
+from monitor import errors
 from monitor.store import state_dir
 
 
@@ -37,7 +38,7 @@ def test_the_lock_file_names_the_holder(state, held):
 
 
 def test_a_second_holder_is_refused_with_the_pid_and_the_path(state, held):
-    with pytest.raises(state_dir.InUse) as excinfo:
+    with pytest.raises(errors.StateDirInUse) as excinfo:
         state_dir.lock(state)
 
     assert excinfo.value.pid == os.getpid()
@@ -78,7 +79,7 @@ def test_the_kernel_releases_the_lock_of_a_killed_holder(state):
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline() == 'locked\n'
-        with pytest.raises(state_dir.InUse) as excinfo:
+        with pytest.raises(errors.StateDirInUse) as excinfo:
             state_dir.lock(state)
         assert excinfo.value.pid == proc.pid
     finally:
