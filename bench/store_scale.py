@@ -32,7 +32,7 @@ import tracemalloc
 from oslo_config import cfg
 
 from bench.figures import say
-from monitor.conf import config
+from monitor.conf import general
 from monitor.health import record as domain_record
 from monitor.health import states
 from monitor.store import domain_store
@@ -49,7 +49,7 @@ CHANGED = 0.1
 
 def make_conf(state_path, backend):
     conf = cfg.ConfigOpts()
-    config.register_opts(conf)
+    general.register_opts(conf)
     domain_store.register_opts(conf)
     conf([], default_config_files=[])
     conf.set_override('state_path', state_path)

@@ -29,7 +29,6 @@ from eventlet import hubs as _hubs
 from eventlet import patcher as _patcher
 from eventlet import semaphore as _semaphore
 from eventlet import tpool as _tpool
-from eventlet import wsgi as _wsgi
 from eventlet.green import socket as green_socket  # noqa: F401 (re-exported)
 
 # eventlet's timeout is a BaseException: no "except Exception" in a
@@ -118,6 +117,13 @@ def shutdown_safe(sock):
 def serve_wsgi(listener, app, log, pool_size, read_timeout):
     """Serve the WSGI ``app`` on ``listener`` in a new green thread; the
     returned handle's ``kill()`` stops it."""
+    # Imported when first used: importing eventlet.wsgi re-imports the
+    # standard library's http.server with green sockets and leaves that
+    # copy as ``http.server``, which would turn every plain-thread HTTP
+    # server of a process that merely imports this module (a tool, a test
+    # receiver) green.
+    from eventlet import wsgi as _wsgi
+
     return eventlet.spawn(
         _wsgi.server, listener, app, log=log, log_output=True, debug=False,
         custom_pool=eventlet.GreenPool(pool_size), keepalive=read_timeout,

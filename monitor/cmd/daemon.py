@@ -13,10 +13,13 @@ import sys
 
 from oslo_config import cfg
 
+from monitor import concurrency
 from monitor import errors
 from monitor import masking
-from monitor.conf import config
+from monitor.conf import general
+from monitor.conf import loading
 from monitor.conf import log_setup as logs
+from monitor.conf import settings_log
 from monitor.daemon import systemd_notify
 from monitor.store import state_dir
 
@@ -68,18 +71,15 @@ def _config_error(exc):
 def _prepare(argv):
     """Load the configuration, take the state directory, set up logging.
 
-    :raises config.ConfigError: a configuration problem.
+    :raises errors.ConfigError: a configuration problem.
     :raises errors.StateDirInUse: another daemon uses the state directory.
     :raises OSError: the state directory cannot be locked or fixed.
     """
-    conf = config.load(argv)
-    # Held until the process exits, however it exits.
+    conf = loading.load(argv)
+    # The lock lasts until the process exits, however it exits.
     state_dir.lock(conf.state_path)
-    state_dir.restrict_modes(conf.state_path, config.state_files(conf))
-    try:
-        logs.setup(conf)
-    except logs.OptionError as exc:
-        raise config.ConfigError(None, exc.option, exc.reason) from None
+    state_dir.restrict_modes(conf.state_path, general.state_files(conf))
+    logs.setup(conf)
     return conf
 
 
@@ -100,8 +100,8 @@ def reload_on_hup(conf, argv, notifier):
         # The whole configuration as a start would check it: mutating in
         # place reads only what changed, and a bad value would then break
         # every later read of that option.
-        config.load(argv)
-    except config.ConfigError as exc:
+        loading.load(argv)
+    except errors.ConfigError as exc:
         LOG.error('Not reloading on SIGHUP: invalid configuration: %s; '
                   'keeping the running configuration', exc)
     else:
@@ -130,7 +130,7 @@ def main(argv=None):
     signal.signal(signal.SIGHUP, reloads)
     try:
         conf = _prepare(argv)
-    except config.ConfigError as exc:
+    except errors.ConfigError as exc:
         return _config_error(exc)
     except errors.StateDirInUse as exc:
         sys.stderr.write('guest-health-monitor: %s\n' % exc)
@@ -142,23 +142,21 @@ def main(argv=None):
 
     # Green threads only from here on: the scheduler, the event
     # dispatcher and the delivery worker. libvirt calls run in native
-    # threads (tpool), libvirt's event loop in its own native thread.
-    import eventlet
-    eventlet.monkey_patch()
-    from eventlet import tpool
-    from keystoneauth1 import exceptions as ks_exc
-
+    # threads, libvirt's event loop in its own native thread. The
+    # configuration and logging set-up above ran before anything was
+    # green; the service is imported once the standard library is
+    # patched, as the modules it brings in expect.
+    concurrency.monkey_patch()
     from monitor.daemon import service as service_mod
-    from monitor.notify import outbox
-    tpool.set_num_threads(conf.monitor.max_concurrent_pings + 2)
+    concurrency.set_native_threads(conf.monitor.max_concurrent_pings + 2)
 
     LOG.info('guest-health-monitor starting on host %s', conf.host)
-    config.log_effective_settings(conf, LOG)
-    config.warn_unknown_options(conf, LOG)
+    settings_log.log_effective_settings(conf, LOG)
+    settings_log.warn_unknown_options(conf, LOG)
     try:
         service = service_mod.MonitorService(conf)
     except (OSError, ValueError, TypeError, ImportError, cfg.Error,
-            ks_exc.ClientException, outbox.OutboxError) as exc:
+            errors.ConfigError, errors.OutboxError) as exc:
         # Expected at start (a port in use, an unusable outbox, a backend
         # that fails to build): one line; the stack only when debugging.
         LOG.debug('Start-up failure', exc_info=True)

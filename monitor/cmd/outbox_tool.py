@@ -28,7 +28,8 @@ import time
 from oslo_config import cfg
 
 from monitor.cmd import text_table
-from monitor.conf import config
+from monitor.conf import general
+from monitor.conf import loading
 from monitor.notify import delivery
 from monitor.notify import notification as notification_mod
 from monitor.notify import outbox as outbox_mod
@@ -126,11 +127,11 @@ def main(argv=None, out=None, err=None):
     """Run the command; returns the exit status (2: configuration)."""
     out = out or sys.stdout
     err = err or sys.stderr
-    conf = config.build_conf()
+    conf = loading.build_conf()
     conf.register_cli_opt(cfg.SubCommandOpt(
         'command', title='commands', handler=_add_commands))
     try:
-        conf(args=argv, project=config.PROJECT, prog=PROG,
+        conf(args=argv, project=general.PROJECT, prog=PROG,
              default_config_files=None)
     except cfg.Error as e:
         print(f'{PROG}: {e}', file=err)

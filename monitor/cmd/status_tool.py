@@ -23,7 +23,7 @@ import sys
 from oslo_config import cfg
 
 from monitor.cmd import text_table
-from monitor.conf import config
+from monitor.conf import general
 from monitor.daemon import status_server
 from monitor.errors import DaemonNoAnswer  # noqa: F401 (raised here)
 from monitor.errors import DaemonNotRunning  # noqa: F401 (raised here)
@@ -141,10 +141,10 @@ def main(argv=None, out=None, err=None):
     out = out or sys.stdout
     err = err or sys.stderr
     conf = cfg.ConfigOpts()
-    config.register_opts(conf)
+    general.register_opts(conf)
     conf.register_cli_opts(CLI_OPTS)
     try:
-        conf(args=argv, project=config.PROJECT, prog=PROG,
+        conf(args=argv, project=general.PROJECT, prog=PROG,
              default_config_files=None)
         path = status_server.socket_path(conf.state_path)
     except cfg.Error as exc:

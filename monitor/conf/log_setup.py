@@ -21,6 +21,7 @@ from oslo_log import log as oslo_log
 from oslo_log import versionutils
 
 from monitor import masking
+from monitor.errors import ConfigError
 
 # The file under log_dir when log_file is unset. oslo.log would name it
 # after the running script, which is cmd.py.log under ``python -m``.
@@ -50,18 +51,6 @@ LOG = logging.getLogger(__name__)
 
 # A log_config_append file that does not apply (at start or on reload).
 LogConfigError = oslo_log.LogConfigError
-
-
-class OptionError(Exception):
-    """A logging option the daemon cannot use ([DEFAULT] ``option``)."""
-
-    def __init__(self, option, reason):
-        self.option = option
-        self.reason = reason
-        super().__init__(option, reason)
-
-    def __str__(self):
-        return '[DEFAULT] %s: %s' % (self.option, self.reason)
 
 
 def set_defaults():
@@ -103,30 +92,31 @@ def log_file_path(conf):
 def check_options(conf):
     """What oslo.log would only find out while setting up, or never.
 
-    :raises OptionError: naming the first option that cannot be used.
+    :raises ConfigError: naming the first option that cannot be used.
     """
     _check_level_pairs(conf.default_log_levels)
     _check_facility(conf.syslog_log_facility)
     if conf.publish_errors:
-        raise OptionError('publish_errors', 'not supported: the daemon has '
-                          'no messaging transport to publish to')
+        raise ConfigError(None, 'publish_errors', 'not supported: the '
+                          'daemon has no messaging transport to publish to')
     if conf.log_config_append:
         # Then oslo.log ignores every other logging option.
         _check_log_config(conf.log_config_append)
         return
     if conf.use_journal and oslo_handlers.journal is None:
-        raise OptionError('use_journal', 'needs the systemd Python bindings '
-                          '(Debian: python3-systemd; pip: systemd-python)')
+        raise ConfigError(None, 'use_journal', 'needs the systemd Python '
+                          'bindings (Debian: python3-systemd; pip: '
+                          'systemd-python)')
     _check_log_dir(conf.log_dir)
     path = log_file_path(conf)
     if path is None:
         return
     option = 'log_file' if conf.log_file else 'log_dir'
     if not os.path.isabs(path):
-        raise OptionError('log_file', 'must be an absolute path unless '
+        raise ConfigError(None, 'log_file', 'must be an absolute path unless '
                           'log_dir is set (got %s)' % path)
     if os.path.isdir(path):
-        raise OptionError(option, '%s is a directory' % path)
+        raise ConfigError(None, option, '%s is a directory' % path)
     try:
         # Opened (and created) as the handler will open it, so that a
         # wrong directory or permission is said here and not as a
@@ -134,7 +124,7 @@ def check_options(conf):
         with open(path, 'a'):
             pass
     except OSError as exc:
-        raise OptionError(option, 'cannot write %s: %s'
+        raise ConfigError(None, option, 'cannot write %s: %s'
                           % (path, exc.strerror or exc)) from None
 
 
@@ -143,7 +133,7 @@ def _check_level_pairs(pairs):
         name, sep, level = pair.partition('=')
         # oslo.log hands the level to the logging module as written.
         if not (name and sep and (level in LEVEL_NAMES or level.isdigit())):
-            raise OptionError('default_log_levels',
+            raise ConfigError(None, 'default_log_levels',
                               "expected logger=LEVEL pairs (got '%s')" % pair)
 
 
@@ -152,7 +142,7 @@ def _check_facility(name):
     if bare.startswith('LOG_'):
         bare = bare[4:]
     if bare not in SYSLOG_FACILITIES or not hasattr(syslog, 'LOG_' + bare):
-        raise OptionError('syslog_log_facility',
+        raise ConfigError(None, 'syslog_log_facility',
                           "not a syslog facility such as LOG_USER or "
                           "LOG_LOCAL0 (got '%s')" % name)
 
@@ -161,12 +151,12 @@ def _check_log_dir(path):
     if not path:
         return
     if not os.path.isabs(path):
-        raise OptionError('log_dir', 'must be an absolute path (got %s)'
+        raise ConfigError(None, 'log_dir', 'must be an absolute path (got %s)'
                           % path)
     if not os.path.isdir(path):
-        raise OptionError('log_dir', '%s is not a directory' % path)
+        raise ConfigError(None, 'log_dir', '%s is not a directory' % path)
     if not os.access(path, os.W_OK | os.X_OK):
-        raise OptionError('log_dir', '%s is not writable' % path)
+        raise ConfigError(None, 'log_dir', '%s is not writable' % path)
 
 
 def _check_log_config(path):
@@ -175,16 +165,16 @@ def _check_log_config(path):
             parser = configparser.ConfigParser(interpolation=None)
             parser.read_file(stream)
     except OSError as exc:
-        raise OptionError('log_config_append', 'cannot read %s: %s'
+        raise ConfigError(None, 'log_config_append', 'cannot read %s: %s'
                           % (path, exc.strerror or exc)) from None
     except (configparser.Error, UnicodeDecodeError) as exc:
-        raise OptionError('log_config_append', '%s is not a logging '
+        raise ConfigError(None, 'log_config_append', '%s is not a logging '
                           'configuration file (%s)'
                           % (path, type(exc).__name__)) from None
     missing = [s for s in ('loggers', 'handlers', 'formatters')
                if not parser.has_section(s)]
     if missing:
-        raise OptionError('log_config_append', '%s is not a logging '
+        raise ConfigError(None, 'log_config_append', '%s is not a logging '
                           'configuration file (no [%s] section)'
                           % (path, missing[0]))
 
@@ -193,7 +183,7 @@ def setup(conf, version='unknown'):
     """Log as the configuration says. Call once the configuration is
     valid and before eventlet monkey-patches anything.
 
-    :raises OptionError: a logging option that turned out unusable.
+    :raises ConfigError: a logging option that turned out unusable.
     """
     if conf.log_dir and not conf.log_file:
         conf.set_override('log_file', DEFAULT_LOG_FILE_NAME)
@@ -204,9 +194,9 @@ def setup(conf, version='unknown'):
         # eventlet patches anything anyway.
         oslo_log.setup(conf, PRODUCT, version, fix_eventlet=False)
     except oslo_log.LogConfigError as exc:
-        raise OptionError('log_config_append', str(exc)) from None
+        raise ConfigError(None, 'log_config_append', str(exc)) from None
     except OSError as exc:
-        raise OptionError('log_file' if conf.log_file else 'log_dir',
+        raise ConfigError(None, 'log_file' if conf.log_file else 'log_dir',
                           'cannot write %s: %s' % (
                               log_file_path(conf),
                               exc.strerror or exc)) from None

@@ -13,7 +13,7 @@ from oslo_config import cfg
 
 # Modules that own options, in the order their options appear in the sample.
 OPTION_MODULES = (
-    'monitor.conf.config',
+    'monitor.conf.general',
     'monitor.conf.log_setup',
     'monitor.virt.host',
     'monitor.daemon.scheduler',
@@ -23,7 +23,7 @@ OPTION_MODULES = (
     'monitor.virt.domain_xml',
     'monitor.store.domain_store',
     'monitor.notify.drivers',
-    'monitor.notify.masakari',
+    'monitor.notify.masakari_conf',
     'monitor.notify.webhook',
     'monitor.health.recovery_policy',
     'monitor.store.evidence',

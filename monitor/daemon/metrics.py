@@ -17,12 +17,13 @@ anything else, so no series is ever keyed by a domain: the number of
 series stays the same whatever the number of guests. Per-domain detail is
 in the log, which names each domain at each state change.
 
-Threads: prometheus_client holds a ``threading`` lock around each update.
-It is imported before eventlet's monkey-patching, so those may be native
-locks; either kind is safe here because only green threads, all on the
-hub's one OS thread, touch the metrics (native threads -- tpool workers,
-libvirt's event thread -- never do), and no lock is held across a green
-switch: reads that may do I/O (the store, the outbox) run outside them.
+Threads: prometheus_client takes a ``threading`` lock around each update.
+It is imported before the daemon's monkey-patching, so those may be
+native locks; either kind is safe here because only green threads, all on
+the hub's one OS thread, touch the metrics (native threads -- run_native's
+workers, libvirt's event thread -- never do), and no green switch happens
+while a lock is taken: reads that may do I/O (the store, the outbox) run
+outside them.
 """
 
 import collections
@@ -158,6 +159,27 @@ class _WithoutCreated:
             yield family
 
 
+# (name, help) of the metrics about the outbox and the libvirt connection
+# without labels, by name.
+_OUTBOX_AND_LIBVIRT = {name: (PREFIX + name, text) for name, text in (
+    ('notification_attempts_failed_total',
+     'Delivery attempts that failed and will be retried (HA engine '
+     'unreachable, timing out or answering with a retryable error).'),
+    ('notifications_rejected_total',
+     'Notifications the HA engine refused for good, kept as dead letters.'),
+    ('outbox_pending', 'Notifications in the outbox waiting for delivery.'),
+    ('outbox_dead_letters',
+     'Dead letters in the outbox, waiting for an operator '
+     '(guest-health-monitor-outbox dead / retry).'),
+    ('libvirt_connected',
+     '1 while the daemon holds a connection to libvirt, else 0.'),
+    ('libvirt_reconnects_total',
+     'Connections to libvirt made again after the first one.'),
+    ('mass_failure_breaker_tripped',
+     '1 while the mass-failure breaker holds back notifications, else 0.'),
+)}
+
+
 class MonitorMetrics:
     """The daemon's metrics; one instance per daemon, shared by its parts.
 
@@ -170,11 +192,11 @@ class MonitorMetrics:
             registry = prometheus_client.CollectorRegistry()
         r = self.registry = registry
         self._scrape = _WithoutCreated(r)
-        self.sweeps = prometheus_client.Counter(
+        self.sweeps = self._plain_counter(
             PREFIX + 'sweeps_total',
             'Sweeps completed (domains listed, pinged and the results '
             'applied). A sweep that could not list the domains because '
-            'libvirt was unreachable is not counted.', registry=r)
+            'libvirt was unreachable is not counted.')
         self.sweep_duration = prometheus_client.Histogram(
             PREFIX + 'sweep_duration_seconds',
             'Duration of completed sweeps, in seconds.',
@@ -202,42 +224,28 @@ class MonitorMetrics:
             PREFIX + 'state_transitions_total',
             'Changes of a domain\'s health state, by old and new state.',
             ['from', 'to'], registry=r)
-        self.notifications_queued = prometheus_client.Counter(
+        self.notifications_queued = self._plain_counter(
             PREFIX + 'notifications_queued_total',
-            'Notifications written to the outbox for the HA engine.',
-            registry=r)
+            'Notifications written to the outbox for the HA engine.')
         self.notifications_delivered = self._counter(
             PREFIX + 'notifications_delivered_total',
             'Notifications the HA engine has: accepted (HTTP 202) or '
             'duplicate (HTTP 409, it already had them).',
             'result', DELIVERY_RESULTS)
-        self.notification_attempts_failed = prometheus_client.Counter(
-            PREFIX + 'notification_attempts_failed_total',
-            'Delivery attempts that failed and will be retried (HA engine '
-            'unreachable, timing out or answering with a retryable error).',
-            registry=r)
-        self.notifications_rejected = prometheus_client.Counter(
-            PREFIX + 'notifications_rejected_total',
-            'Notifications the HA engine refused for good, kept as dead '
-            'letters.', registry=r)
+        self.notification_attempts_failed = self._plain_counter(
+            *_OUTBOX_AND_LIBVIRT['notification_attempts_failed_total'])
+        self.notifications_rejected = self._plain_counter(
+            *_OUTBOX_AND_LIBVIRT['notifications_rejected_total'])
         self.outbox_pending = self._read_at_scrape(
-            PREFIX + 'outbox_pending',
-            'Notifications in the outbox waiting for delivery.')
+            *_OUTBOX_AND_LIBVIRT['outbox_pending'])
         self.outbox_dead_letters = self._read_at_scrape(
-            PREFIX + 'outbox_dead_letters',
-            'Dead letters in the outbox, waiting for an operator '
-            '(guest-health-monitor-outbox dead / retry).')
+            *_OUTBOX_AND_LIBVIRT['outbox_dead_letters'])
         self.libvirt_connected = self._read_at_scrape(
-            PREFIX + 'libvirt_connected',
-            '1 while the daemon holds a connection to libvirt, else 0.')
-        self.libvirt_reconnects = prometheus_client.Counter(
-            PREFIX + 'libvirt_reconnects_total',
-            'Connections to libvirt made again after the first one.',
-            registry=r)
+            *_OUTBOX_AND_LIBVIRT['libvirt_connected'])
+        self.libvirt_reconnects = self._plain_counter(
+            *_OUTBOX_AND_LIBVIRT['libvirt_reconnects_total'])
         self.mass_failure_breaker_tripped = self._read_at_scrape(
-            PREFIX + 'mass_failure_breaker_tripped',
-            '1 while the mass-failure breaker holds back notifications, '
-            'else 0.')
+            *_OUTBOX_AND_LIBVIRT['mass_failure_breaker_tripped'])
         self.domain_errors = self._counter(
             PREFIX + 'domain_errors_total',
             'Unexpected errors raised for one domain, by stage: list '
@@ -245,13 +253,12 @@ class MonitorMetrics:
             'XML; not monitored), ping (pinging it; not counted as a '
             'miss). Each domain is named once in the log.',
             'stage', DOMAIN_ERROR_STAGES)
-        self.guest_active_holds = prometheus_client.Counter(
+        self.guests_active_spared = self._plain_counter(
             PREFIX + 'agent_silent_guest_active_total',
             'Incidents in which a guest\'s agent stopped answering for '
             'failure_threshold pings while the guest\'s own disk or network '
             'I/O went on: logged as "agent unresponsive, guest active" and '
-            'not reported to the HA engine. Counted once per incident.',
-            registry=r)
+            'not reported to the HA engine. Counted once per incident.')
         self.build_info = prometheus_client.Gauge(
             PREFIX + 'build_info',
             'Always 1; the version label names the running release.',
@@ -269,6 +276,11 @@ class MonitorMetrics:
         for value in values:
             counter.labels(value)
         return counter
+
+    def _plain_counter(self, name, documentation):
+        """A counter without labels."""
+        return prometheus_client.Counter(name, documentation,
+                                         registry=self.registry)
 
     def _read_at_scrape(self, name, documentation, label=None):
         gauge = ReadAtScrape(name, documentation, label)
@@ -315,7 +327,7 @@ class MonitorMetrics:
     def agent_silent_guest_active(self):
         """A guest was found active behind its silent agent (once per
         incident)."""
-        self.guest_active_holds.inc()
+        self.guests_active_spared.inc()
 
     def libvirt_reconnected(self):
         self.libvirt_reconnects.inc()

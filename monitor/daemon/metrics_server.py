@@ -1,9 +1,9 @@
 """The HTTP edge for operators: GET /metrics and GET /healthz.
 
-Served by eventlet.wsgi in one green thread, like the daemon's other
-loops; a scrape renders the metrics in the hub's thread, so it sees the
-tracker's and the scheduler's state between two of their steps, never
-half-way through one.
+Served by a green WSGI server (``concurrency.serve_wsgi``) in one green
+thread, like the daemon's other loops; a scrape renders the metrics in the
+hub's thread, so it sees the tracker's and the scheduler's state between
+two of their steps, never half-way through one.
 
 Off by default (listen_port 0), and on 127.0.0.1 when on: the endpoint
 has no authentication, so exposing it beyond the host is the operator's
@@ -16,11 +16,9 @@ import logging
 import socket
 import time
 
-import eventlet
-from eventlet import greenio
-from eventlet import wsgi
 from oslo_config import cfg
 
+from monitor import concurrency
 from monitor.daemon import metrics as metrics_mod
 from monitor.errors import MetricsServerError  # noqa: F401 (raised here)
 
@@ -186,7 +184,7 @@ def _respond(start_response, status, text, headers=(),
 
 
 class _DebugLog:
-    """eventlet.wsgi's log, at debug: it writes an access line per request
+    """The WSGI server's log, at debug: it writes an access line per request
     and Prometheus scrapes every few seconds, which would drown the
     operator's log."""
 
@@ -200,7 +198,7 @@ class _DebugLog:
 
 
 class _SheddingListener:
-    """The listening socket as eventlet.wsgi sees it: accept() keeps at
+    """The listening socket as the WSGI server sees it: accept() keeps at
     most ``limit`` client connections open by shutting down the one idle
     longest (its green thread then reads end-of-file and ends)."""
 
@@ -220,7 +218,7 @@ class _SheddingListener:
             key, old = self._open.popitem(last=False)
             LOG.debug('Closing the metrics connection from %s:%s, idle '
                       'longest, to serve a new one', *key)
-            greenio.shutdown_safe(old)
+            concurrency.shutdown_safe(old)
         self._open[_peer_key(addr)] = conn
         return conn, addr
 
@@ -280,10 +278,11 @@ class MetricsServer:
         """
         family = socket.AF_INET6 if ':' in self.address else socket.AF_INET
         try:
-            # No SO_REUSEPORT (eventlet sets it by default): a second
-            # daemon on the same port must fail, not take half the scrapes.
-            self._sock = eventlet.listen((self.address, self.requested_port),
-                                         family=family, reuse_port=False)
+            # No SO_REUSEPORT: a second daemon on the same port must
+            # fail, not take half the scrapes.
+            self._sock = concurrency.listen(
+                (self.address, self.requested_port), family,
+                reuse_port=False)
         except OSError as exc:
             raise MetricsServerError(
                 'cannot serve metrics on %s: %s'
@@ -303,11 +302,9 @@ class MetricsServer:
             listener.touch(environ)
             return self.app(environ, start_response)
 
-        self._thread = eventlet.spawn(
-            wsgi.server, listener, app, log=_DebugLog(),
-            log_output=True, debug=False, custom_pool=eventlet.GreenPool(
-                self.max_connections + _POOL_SLACK),
-            keepalive=self.read_timeout, socket_timeout=self.read_timeout)
+        self._thread = concurrency.serve_wsgi(
+            listener, app, _DebugLog(), self.max_connections + _POOL_SLACK,
+            self.read_timeout)
 
     def stop(self):
         """Stop serving and release the port; requests in progress end
@@ -317,7 +314,7 @@ class MetricsServer:
         if thread is not None:
             thread.kill()
         if sock is not None:
-            # wsgi.server closes it on its way out, unless it never ran.
+            # The server closes it on its way out, unless it never ran.
             sock.close()
 
     def _where(self, port):

@@ -1,23 +1,25 @@
 """The recovery step of a plain libvirt host: evidence, then the action,
 then the notification's details.
 
-The tracker calls it when it queues a notification for a failure whose
-effective action ([recovery] action, or the domain's own metadata) is
-reset or restart. The notification is already in the outbox, *held*: it
-is pending, so no second one is queued for the domain, but it is not sent
-until this step has filled in what happened. So a crash at any point
-loses nothing: at the next start :func:`release_interrupted` sends every
-held notification with the result ``interrupted``.
+The tracker's ``notification_queue`` calls it when it queues a
+notification for a failure whose effective action ([recovery] action, or
+the domain's own metadata) is reset or restart. The notification is
+already in the outbox, *held*: it is pending, so no second one is queued
+for the domain, but it is not sent until this step has filled in what
+happened. So a crash at any point loses nothing: at the next start
+:func:`release_interrupted` sends every held notification with the result
+``interrupted``.
 
 One recovery runs in a green thread of its own, so the sweep that found
 the failure goes on at once: a screenshot of a wedged QEMU or a slow
-destroy may take seconds, and holding the round for it would delay the
+destroy may take seconds, and making the round wait for it would delay the
 pings (and the failures) of every other guest. At most
-``MAX_CONCURRENT`` recoveries touch libvirt at a time: they use
-eventlet's native thread pool, which the daemon's libvirt listings share,
-and a host where many guests fail at once is the breaker's case anyway.
-Each libvirt call runs in a native thread (eventlet.tpool) that neither
-logs nor touches anything green; this module logs what they return.
+``MAX_CONCURRENT`` recoveries touch libvirt at a time: they use the
+native thread pool of ``concurrency.run_native``, which the daemon's
+libvirt listings share, and a host where many guests fail at once is the
+breaker's case anyway. Each libvirt call runs in a native thread that
+neither logs nor touches anything green; this module logs what they
+return.
 
 Order of one recovery: the mass-failure breaker (tripped: nothing is
 touched), the budget (decided and written down before the guest is
@@ -32,25 +34,17 @@ from __future__ import annotations
 import logging
 import time
 
-import eventlet
-from eventlet import semaphore
-from eventlet import tpool
-
+from monitor import concurrency
 from monitor.health import recovery_policy as recovery
 from monitor.notify import outbox as outbox_mod
 from monitor.virt import guest_actions as libvirt_actions
-
-try:
-    import libvirt
-except ImportError:  # pragma: no cover - only on hosts without it
-    libvirt = None
 
 LOG = logging.getLogger(__name__)
 
 # Recoveries carrying out libvirt calls at once.
 MAX_CONCURRENT = 2
 
-# Pause between attempts to release a notification while another process
+# Wait between attempts to release a notification while another process
 # holds the outbox's lock (each attempt already waits up to 30 s).
 RELEASE_RETRY = 5.0
 
@@ -59,32 +53,13 @@ INTERRUPTED_DETAIL = ('the monitor stopped while this recovery was under '
                       'unknown')
 
 
-def capture_and_act(conn, uuid, action, store, console_lines):
-    """Native thread: evidence, then the action (None: evidence only).
-
-    Returns (refs, problems, ActionResult or None); never raises for
-    libvirt errors and never logs.
-    """
-    if conn is None:
-        return [], [], libvirt_actions.ActionResult(
-            False, 'not connected to libvirt')
-    try:
-        dom = conn.lookupByUUIDString(uuid)
-    except libvirt.libvirtError as exc:
-        return [], [], libvirt_actions.ActionResult(
-            False, 'domain not found: %s' % (exc.get_error_message() or exc))
-    refs, problems = libvirt_actions.collect_evidence(dom, store,
-                                                      console_lines)
-    result = None if action is None else libvirt_actions.act(dom, action)
-    return refs, problems, result
-
-
 class RecoveryStep:
 
     def __init__(self, policy, history, evidence_store, outbox, breaker,
-                 driver, host, console_lines=100, execute=tpool.execute,
-                 spawn=eventlet.spawn_n, clock=time.time,
-                 delivery_wakeup=None, sleep=eventlet.sleep):
+                 driver, host, console_lines=100,
+                 execute=concurrency.run_native, spawn=concurrency.spawn_n,
+                 clock=time.time, delivery_wakeup=None,
+                 sleep=concurrency.sleep):
         """``host`` has the libvirt ``connection`` (monitor.virt.host);
         ``delivery_wakeup`` is the event shared with the delivery worker,
         set once a notification is released."""
@@ -101,7 +76,7 @@ class RecoveryStep:
         self._clock = clock
         self._delivery_wakeup = delivery_wakeup
         self._sleep = sleep
-        self._slots = semaphore.Semaphore(MAX_CONCURRENT)
+        self._slots = concurrency.Semaphore(MAX_CONCURRENT)
         # UUIDs whose metadata action was said to be ignored.
         self._noted = set()
 
@@ -157,7 +132,7 @@ class RecoveryStep:
             LOG.warning('Domain %s (%s): no %s while the mass-failure '
                         'breaker is tripped', name, uuid, action)
             return recovery.RecoveryReport(
-                action, recovery.RESULT_HELD,
+                action, recovery.RESULT_BREAKER_OPEN,
                 'mass-failure breaker tripped: the host, not the guest, is '
                 'suspected'), []
         now = self._clock()
@@ -185,8 +160,8 @@ class RecoveryStep:
 
     def _capture(self, uuid, name, action):
         refs, problems, result = self._execute(
-            capture_and_act, self.host.connection, uuid, action,
-            self.evidence_store, self.console_lines)
+            libvirt_actions.capture_and_act, self.host.connection, uuid,
+            action, self.evidence_store, self.console_lines)
         for problem in problems:
             LOG.info('Domain %s (%s): evidence: %s', name, uuid, problem)
         for ref in refs:

@@ -17,13 +17,15 @@ holds one slot, never the round:
   such pings are slow; in a lane of their own they cannot starve the
   answering domains. After a first miss, each confirmation ping starts
   ``confirm_interval`` seconds after the previous ping of that domain
-  ended, until the domain has missed ``failure_threshold`` times in a row.
+  ended, until the domain has missed its failure threshold in a row (the
+  tracker owns each domain's threshold: the configured one or its own,
+  from its metadata, and says it with the round's outcome).
 - the *silent lane* then pings it once per interval, so that guests
   reported long ago never hold up the confirmation of a new failure.
 
 All lanes share ``max_concurrent_pings`` slots; the last two together
 take at most a third of them, the answering lane whatever they leave free
-(see ``lane_sizes``). The round waits for the confirming lane at most until
+(the lanes and their slots: ``lanes``). The round waits for the confirming lane at most until
 ``interval`` seconds after its start (less the time the last round took
 to apply its results), and not for the silent lane; a ping still running
 then is handed to the tracker with the round in which it ends.
@@ -33,59 +35,66 @@ starts early, at that moment, and pings the answering domains again too.
 That keeps the mass-failure breaker meaningful: it judges how many of the
 answering domains missed *at once*, so each batch it sees must cover the
 whole host, never only the few domains being confirmed (three confirmations
-missing together would read as "every domain missed" and hold back the very
+missing together would read as "every domain missed" and suppress the very
 notifications they confirm). Per-domain schedules spread over the interval
 would cost fewer pings while something is being confirmed, but would hand
 the breaker slices of the host, too thin to tell a host stall from a few
 dead guests. Early rounds last only while a domain is being confirmed
-(``failure_threshold - 1`` confirmations per failure).
+(threshold - 1 confirmations per failure).
 
-Before a round's results are applied, the I/O counters of the domains
-that missed and that the tracker wants to corroborate are taken in one
-libvirt call (``CounterSnapshots``: bounded wait, one call in flight) and
-handed over with them.
+While a round's results are applied, the tracker asks for the I/O
+counters of the domains that missed and whose silence it corroborates;
+they are taken in one libvirt call (``counter_snapshots``: bounded wait,
+one call in flight).
 
 A domain is never queued or in flight twice, and never pinged again before
 its last result has been applied: libvirt would queue two pings to one
 agent behind each other, and the tracker counts one result per domain per
-round. Misses of a round the breaker held do not start confirmations and
-keep the domains in the answering lane: the host, not the guest, is
+round. Misses of a round the breaker suppressed do not start confirmations
+and keep the domains in the answering lane: the host, not the guest, is
 suspected.
 """
 
+import functools
 import logging
 import time
 import typing
 
-import eventlet
-from eventlet import event as eventlet_event
-from eventlet import tpool
 from oslo_config import cfg
 
+from monitor import concurrency
+from monitor.daemon import counter_snapshots as counters_mod
+from monitor.daemon import lanes as lanes_mod
 from monitor.daemon import metrics as metrics_mod
 from monitor.health.ping_outcome import Outcome
 from monitor.virt import host as libvirt_host
-from monitor.virt import ping_pool
-from monitor.virt import stats as libvirt_stats
 
 LOG = logging.getLogger(__name__)
+
+
+
+def _prose(text):
+    """Help text written as prose: each paragraph's lines joined by one
+    space, paragraphs kept apart by a blank line."""
+    return '\n\n'.join(' '.join(paragraph.split())
+                        for paragraph in text.strip().split('\n\n'))
+
 
 SCHEDULER_OPTS = [
     cfg.FloatOpt('interval',
                  default=10.0, min=0.5, max=86400.0,
-                 help='Seconds between the starts of two rounds; each '
-                      'round pings every monitored guest once. From 0.5 to '
-                      '86400 (a day). Default 10.'
-                      '\n\nRelated options: ping_timeout, confirm_interval, '
-                      'failure_threshold.'),
+                 help=_prose("""
+Seconds between the starts of two rounds; each round pings every monitored
+guest once. From 0.5 to 86400 (a day). Default 10.
+
+Related options: ping_timeout, confirm_interval, failure_threshold.""")),
     cfg.IntOpt('ping_timeout',
                default=2, min=1, max=3600,
-               help='Seconds to wait for one guest-ping answer. libvirt '
-                    'rounds this to whole seconds and, once an agent has '
-                    'timed out, adds its own guest-sync wait of at least 5 '
-                    's to every later command to that guest. From 1 to '
-                    '3600: libvirt takes a C int, and a longer wait only '
-                    'hides a dead guest. Default 2.'),
+               help=_prose("""
+Seconds to wait for one guest-ping answer. libvirt rounds this to whole
+seconds and, once an agent has timed out, adds its own guest-sync wait of
+at least 5 s to every later command to that guest. From 1 to 3600: libvirt
+takes a C int, and a longer wait only hides a dead guest. Default 2.""")),
     # Default 0: libvirt already paces confirmations (every command to an
     # agent that timed out waits at least 5 s for its guest-sync), so any
     # wait added here only delays the report. Measured on the lab at
@@ -93,44 +102,37 @@ SCHEDULER_OPTS = [
     # 1.0 s of it these waits (bench/README.md).
     cfg.FloatOpt('confirm_interval',
                  default=0.0, min=0.0, max=60.0,
-                 help='Seconds between the end of a missed ping and the '
-                      'next ping of that guest, until it has missed '
-                      'failure_threshold pings in a row (or answers). '
-                      'Each confirmation also waits for libvirt\'s own '
-                      'guest-sync of at least 5 s, so with the defaults a '
-                      'guest is reported after about 2 + 2 x (0 + 5) = '
-                      '12 s of silence instead of 2 intervals. A longer '
-                      'value lets a guest stall for longer (heavy '
-                      'swapping, a host under load) without being '
-                      'reported, at the cost of a later report of a real '
-                      'failure: each second here adds failure_threshold - '
-                      '1 seconds to both; with interval or more, '
-                      'confirmations wait for the regular rounds. A miss '
-                      'libvirt returns at once (the agent\'s channel '
-                      'closed, as during a reboot) is confirmed no sooner '
-                      'than ping_timeout after it started, so that the '
-                      'reboot\'s own events arrive first. Default '
-                      '0 (confirm at the pace libvirt allows).\n\n'
-                      'Related options: interval, failure_threshold.'),
+                 help=_prose("""
+Seconds between the end of a missed ping and the next ping of that guest,
+until it has missed failure_threshold pings in a row (or answers). Each
+confirmation also waits for libvirt's own guest-sync of at least 5 s, so
+with the defaults a guest is reported after about 2 + 2 x (0 + 5) = 12 s
+of silence instead of 2 intervals. A longer value lets a guest stall for
+longer (heavy swapping, a host under load) without being reported, at the
+cost of a later report of a real failure: each second here adds
+failure_threshold - 1 seconds to both; with interval or more,
+confirmations wait for the regular rounds. A miss libvirt returns at once
+(the agent's channel closed, as during a reboot) is confirmed no sooner
+than ping_timeout after it started, so that the reboot's own events arrive
+first. Default 0 (confirm at the pace libvirt allows).
+
+Related options: interval, failure_threshold.""")),
     cfg.IntOpt('max_concurrent_pings',
                default=5, min=1, max=64,
-               help='Most guest-pings in flight at once on the libvirt '
-                    'connection. Guests whose last ping missed take at most '
-                    'a third of them (at least two, when that leaves one), '
-                    'the others the rest. libvirtd serves at most '
-                    'max_client_requests (default 5) calls per client '
-                    'connection at a time and max_workers (default 20) in '
-                    'all; calls beyond them wait in libvirtd, where hung '
-                    'agents would then hold up the others. Keep this value '
-                    'at most max_client_requests. The default pings about '
-                    '1,400 guests per 10 s interval; for more, raise '
-                    'libvirtd\'s max_client_requests to this value and '
-                    'max_workers to this value plus what other clients '
-                    '(nova-compute) need, e.g. 50 / 70 / 50 for 5,000 '
-                    'guests. Each ping in flight holds one native thread '
-                    'here and one of libvirtd\'s workers, so more than 64 '
-                    'only queues calls in libvirtd and starves its other '
-                    'clients. From 1 to 64. Default 5.'),
+               help=_prose("""
+Most guest-pings in flight at once on the libvirt connection. Guests whose
+last ping missed take at most a third of them (at least two, when that
+leaves one), the others the rest. libvirtd serves at most
+max_client_requests (default 5) calls per client connection at a time and
+max_workers (default 20) in all; calls beyond them wait in libvirtd, where
+hung agents would then hold up the others. Keep this value at most
+max_client_requests. The default pings about 1,400 guests per 10 s
+interval; for more, raise libvirtd's max_client_requests to this value and
+max_workers to this value plus what other clients (nova-compute) need,
+e.g. 50 / 70 / 50 for 5,000 guests. Each ping in flight holds one native
+thread here and one of libvirtd's workers, so more than 64 only queues
+calls in libvirtd and starves its other clients. From 1 to 64. Default
+5.""")),
 ]
 
 
@@ -142,26 +144,6 @@ def register_opts(conf):
     conf.register_opts(SCHEDULER_OPTS, group='monitor')
 
 
-def lane_sizes(max_concurrent_pings):
-    """Slots the answering lane always has, slots for domains that missed
-    (confirming and silent lanes together) and, of those, the most the
-    silent lane may take. The answering lane may also use the slots the
-    others leave free.
-
-    A third of the slots (at least two while that leaves one) may go to
-    domains whose last ping missed: each ping to a hung agent holds its
-    slot for libvirt's 5 s guest-sync floor, and a third of 50 slots
-    confirms 32 hung agents per 10 s. At most a third of those (at least
-    one) serves domains already past ``failure_threshold``, so that guests
-    reported long ago never hold up the confirmation of a new failure.
-    With fewer than two such slots, both share one lane.
-    """
-    missed = max(1, min(2, max_concurrent_pings - 1),
-                 max_concurrent_pings // 3)
-    silent = max(1, missed // 3) if missed >= 2 else 0
-    return max(1, max_concurrent_pings - missed), missed, silent
-
-
 class SweepStats(typing.NamedTuple):
     """What one round did. ``answering`` is how long its answering lane
     took; ``duration`` includes the wait for confirmations."""
@@ -169,183 +151,36 @@ class SweepStats(typing.NamedTuple):
     listed: int
     pinged: int
     missed: int
-    held: bool
+    suppressed: bool
     answering: float = 0.0
     confirming: int = 0
-
-
-class _Lane:
-    """One pool of pings; knows how many of its pings have not been
-    collected yet, and wakes whoever waits for it to be idle."""
-
-    def __init__(self, pool):
-        self.pool = pool
-        self.in_flight = 0
-        self._idle = None
-
-    def add(self, func, args, tag):
-        self.in_flight += 1
-        self.pool.submit(func, args, tag)
-
-    def ended(self):
-        self.in_flight -= 1
-        if not self.in_flight and self._idle is not None:
-            idle, self._idle = self._idle, None
-            idle.send()
-
-    @property
-    def busy(self):
-        return self.in_flight > 0
-
-    def wait_idle(self, timeout=None):
-        """Wait until every ping of the lane has been collected, at most
-        ``timeout`` seconds; return True when idle."""
-        while self.busy:
-            if self._idle is None:
-                self._idle = eventlet_event.Event()
-            idle = self._idle
-            with eventlet.Timeout(timeout, False):
-                idle.wait()
-            if idle is self._idle:  # timed out, never sent
-                break
-        return not self.busy
-
-
-class CounterSnapshots:
-    """The I/O counters of guests that just missed a ping, for the
-    tracker's corroboration, without ever holding a round up for long.
-
-    One ``libvirt_stats.collect`` call for all of a round's domains, in a
-    native thread, at most one in flight. The round waits for it at most
-    ``timeout`` seconds: block counters come from each QEMU's monitor, and
-    libvirt waits without a bound for a QEMU stuck on lost storage. A
-    call still running then is left to end on its own and its answer is
-    dropped; until it ends no other call starts (no piling up of native
-    threads behind a stuck libvirtd), and the domains of those rounds get
-    no counters, which reports them as without corroboration.
-    """
-
-    def __init__(self, execute=tpool.execute, timeout=2.0,
-                 collect=libvirt_stats.collect):
-        self._execute = execute
-        self.timeout = timeout
-        self._collect = collect
-        self._in_flight = None
-        # Said once when calls stop answering in time, once when they do
-        # again.
-        self._late = False
-        # Types of unexpected exceptions already logged with a traceback.
-        self._errors_logged = set()
-
-    def take(self, conn, domains):
-        """{uuid: DomainCounters} of ``domains`` (virDomain objects);
-        empty when they could not be had in time."""
-        if conn is None or not domains:
-            return {}
-        if self._in_flight is not None:
-            LOG.debug('I/O counters of %d domain(s) not taken: the last '
-                      'stats call has not ended yet', len(domains))
-            return {}
-        call = eventlet.spawn(self._call, conn, domains)
-        self._in_flight = call
-        call.link(self._ended)
-        answer = None
-        with eventlet.Timeout(self.timeout, False):
-            answer = call.wait()
-        if answer is None:
-            if not self._late:
-                self._late = True
-                LOG.warning('libvirt\'s domain stats did not answer within '
-                            '%g s; guests that miss pings meanwhile are '
-                            'judged without their I/O counters',
-                            self.timeout)
-            return {}
-        if self._late:
-            self._late = False
-            LOG.info('libvirt\'s domain stats answer in time again')
-        return answer
-
-    def _ended(self, call):
-        if self._in_flight is call:
-            self._in_flight = None
-
-    def _call(self, conn, domains):
-        try:
-            collected = self._execute(self._collect, conn, domains)
-        except libvirt_stats.StatsUnavailable as exc:
-            LOG.info('No I/O counters from libvirt: %s', exc)
-            return {}
-        except Exception as exc:  # boundary: counters are an extra, the
-            # round's results must not be lost for them
-            kind = type(exc).__name__
-            if kind in self._errors_logged:
-                LOG.debug('Unexpected error taking I/O counters again: '
-                          '%s: %s', kind, exc)
-            else:
-                # Once per kind: a binding that always fails this way
-                # would otherwise log a traceback every round.
-                self._errors_logged.add(kind)
-                LOG.exception('Unexpected error taking I/O counters; the '
-                              'guests that missed are judged without them')
-            return {}
-        for uuid, text in collected.errors.items():
-            LOG.debug('No I/O counters for domain %s: %s', uuid, text)
-        return collected.counters
 
 
 class Scheduler:
 
     def __init__(self, host, tracker, interval, ping_timeout,
                  max_concurrent_pings, confirm_interval=0.0,
-                 failure_threshold=3, on_connected=None, on_close=None,
-                 reconnect_initial_delay=1.0, reconnect_max_delay=30.0,
-                 clock=time.monotonic, execute=tpool.execute, metrics=None,
-                 native_pings=None, counter_snapshots=None):
+                 clock=time.monotonic, execute=concurrency.run_native,
+                 metrics=None, native_pings=None, counter_snapshots=None):
         self.host = host
         self.tracker = tracker
         self.interval = interval
         self.ping_timeout = ping_timeout
         self.max_concurrent_pings = max_concurrent_pings
         self.confirm_interval = confirm_interval
-        self.failure_threshold = failure_threshold
-        self.reconnect_initial_delay = reconnect_initial_delay
-        self.reconnect_max_delay = reconnect_max_delay
-        self._on_connected = on_connected or (lambda conn: None)
-        self._on_close = on_close
         self._clock = clock
         self._execute = execute
         # Bounded by the ping timeout: one round trip per domain, as a
         # ping.
-        self.counter_snapshots = counter_snapshots or CounterSnapshots(
-            execute, timeout=ping_timeout)
-        _answering, missed, silent = lane_sizes(max_concurrent_pings)
+        self.counter_snapshots = (
+            counter_snapshots
+            or counters_mod.CounterSnapshots(execute, timeout=ping_timeout))
         # Guest-pings on native threads of their own, unless the caller
         # runs libvirt calls some other way (tests: directly).
         if native_pings is None:
-            native_pings = execute is tpool.execute
-        self._mailbox = ping_pool.Mailbox(linger=0.01 if native_pings else 0)
-
-        def pool(size, shared=(), priority=False):
-            if native_pings:
-                return ping_pool.NativePool(size, self._mailbox, shared,
-                                            priority)
-            return ping_pool.GreenPool(size, self._mailbox, execute, shared)
-
-        semaphore = (ping_pool.NativePool.semaphore if native_pings
-                     else ping_pool.GreenPool.semaphore)
-        self._collecting = False
-        # Every ping holds one of max_concurrent_pings slots; those of
-        # domains that missed also one of ``missed``, taken first, and get
-        # a freed slot before the answering domains; those past the
-        # threshold are at most ``silent`` of them. The answering domains
-        # may use every slot the others leave free.
-        every = semaphore(max_concurrent_pings)
-        for_missed = semaphore(missed)
-        self._answering = _Lane(pool(max_concurrent_pings, (every,)))
-        self._confirming = _Lane(pool(missed, (for_missed, every), True))
-        self._silent = (_Lane(pool(silent, (for_missed, every), True))
-                        if silent else self._confirming)
-        self._lanes = (self._answering, self._confirming, self._silent)
+            native_pings = execute is concurrency.run_native
+        self._lanes = lanes_mod.Lanes(max_concurrent_pings, self._ping_ended,
+                                      native=native_pings, execute=execute)
         # Domains queued, in flight, or with a result not applied yet.
         self._busy = set()
         # Results not handed to the tracker yet, by UUID.
@@ -364,12 +199,6 @@ class Scheduler:
         self._apply_took = 0.0
         # (UUID, exception type) already logged, to log each once.
         self._ping_errors = set()
-        self._connected = False
-        self._outage_since = None
-        self._reconnect_delay = reconnect_initial_delay
-        # A connection after the first one is a reconnect, for the metrics
-        # (the log says "Reconnected" after a failed first attempt too).
-        self._ever_connected = False
         self.metrics = metrics or metrics_mod.MonitorMetrics()
         self.last_sweep = None
         # Clock seconds when the loop last completed a round (domains
@@ -381,66 +210,28 @@ class Scheduler:
         self.last_loop_at = None
 
     @classmethod
-    def from_conf(cls, conf, host, tracker, on_connected=None,
-                  on_close=None, metrics=None):
+    def from_conf(cls, conf, host, tracker, metrics=None):
         return cls(host, tracker,
                    interval=conf.monitor.interval,
                    ping_timeout=conf.monitor.ping_timeout,
                    max_concurrent_pings=conf.monitor.max_concurrent_pings,
                    confirm_interval=conf.monitor.confirm_interval,
-                   failure_threshold=conf.monitor.failure_threshold,
-                   on_connected=on_connected, on_close=on_close,
-                   reconnect_initial_delay=conf.libvirt.
-                   reconnect_initial_delay,
-                   reconnect_max_delay=conf.libvirt.reconnect_max_delay,
                    metrics=metrics)
 
     # -- connection ------------------------------------------------------------
 
     def connection_lost(self, why):
         """libvirt dropped us (close callback or a disconnect error)."""
-        if self._connected:
-            self._connected = False
-            self._outage_since = self._clock()
-            self._reconnect_delay = self.reconnect_initial_delay
-            LOG.warning('Lost the libvirt connection to %s (%s); '
-                        'reconnecting', self.host.uri, why)
-            self._execute(self.host.close)
+        self.host.connection_lost(why)
 
     def ensure_connected(self):
         """Connect if needed; return the seconds to wait before retrying
         (0 when connected)."""
-        if self._connected:
-            return 0
-        try:
-            conn = self._execute(self.host.connect, self._on_close)
-        except libvirt_host.LibvirtUnavailable as exc:
-            if self._outage_since is None:
-                self._outage_since = self._clock()
-                LOG.error('Cannot connect to libvirt at %s: %s; retrying '
-                          'with backoff up to %.0f s', self.host.uri, exc,
-                          self.reconnect_max_delay)
-            delay = self._reconnect_delay
-            self._reconnect_delay = min(self._reconnect_delay * 2,
-                                        self.reconnect_max_delay)
-            return delay
-        self._on_connected(conn)
-        self._connected = True
-        if self._ever_connected:
-            self.metrics.libvirt_reconnected()
-        self._ever_connected = True
-        self._reconnect_delay = self.reconnect_initial_delay
-        if self._outage_since is None:
-            LOG.info('Connected to libvirt at %s', self.host.uri)
-        else:
-            LOG.info('Reconnected to libvirt at %s after %.1f s',
-                     self.host.uri, self._clock() - self._outage_since)
-        self._outage_since = None
-        return 0
+        return self.host.ensure_connected()
 
     @property
     def connected(self):
-        return self._connected
+        return self.host.connected
 
     # -- one round ----------------------------------------------------------------
 
@@ -464,15 +255,16 @@ class Scheduler:
             if lane is None:
                 continue
             self._busy.add(info.uuid)
-            self._start_ping(info, lane)
+            self._lanes.start(lane, self.host.ping, (info, self.ping_timeout),
+                              info)
             pinged += 1
-        self._answering.wait_idle()
+        self._lanes.answering.wait_idle()
         answering = self._clock() - started
         # Confirmations may finish in this round as long as the round
         # still ends within the interval. Nothing waits for the silent
         # lane: its results are no news, the next round applies them.
-        self._confirming.wait_idle(max(0.0, started + self.interval
-                                       - self._apply_took - self._clock()))
+        self._lanes.confirming.wait_idle(max(
+            0.0, started + self.interval - self._apply_took - self._clock()))
         apply_started = self._clock()
 
         results, self._results = self._results, {}
@@ -485,17 +277,18 @@ class Scheduler:
             self.connection_lost('connection lost during a round')
             results = {uuid: r for uuid, r in results.items()
                        if r.outcome is Outcome.OK}
-        counters = self._counters(results, listed)
         with _batch(self.tracker):
-            held = self.tracker.apply_round(results, counters=counters)
-        self._note_outcomes(results, held)
+            outcome = self.tracker.apply_round(
+                results, counters_of=functools.partial(self._counters,
+                                                       listed))
+        self._note_outcomes(results, outcome)
         self._apply_took = self._clock() - apply_started
         stats = SweepStats(
             duration=self._clock() - started, listed=len(domains),
             pinged=pinged,
             missed=sum(1 for r in results.values()
                        if r.outcome is Outcome.MISSED),
-            held=held, answering=answering,
+            suppressed=outcome.suppressed, answering=answering,
             confirming=len(self._confirm_due))
         self.last_sweep = stats
         self.last_progress_at = self._clock()
@@ -506,18 +299,13 @@ class Scheduler:
                   stats.duration, stats.answering, stats.confirming)
         return stats
 
-    def _counters(self, results, listed):
-        """The I/O counters the tracker wants of the domains that just
-        missed, taken now, in one call."""
-        missed = [uuid for uuid, result in results.items()
-                  if result.outcome is Outcome.MISSED]
-        if not missed:
-            return {}
-        domains = []
-        for uuid in self.tracker.wants_counters(missed):
-            info = listed.get(uuid)
-            if info is not None and info.dom is not None:
-                domains.append(info.dom)
+    def _counters(self, listed, uuids):
+        """The I/O counters of the domains ``uuids`` (of the round's
+        listing ``listed``), taken now, in one call: the tracker asks for
+        those of the domains that missed and whose silence it
+        corroborates."""
+        domains = [listed[uuid].dom for uuid in uuids
+                   if uuid in listed and listed[uuid].dom is not None]
         return self.counter_snapshots.take(self.host.connection, domains)
 
     def _lane_for(self, uuid, round_started):
@@ -525,33 +313,17 @@ class Scheduler:
         if uuid in self._busy:
             return None
         if uuid not in self._missed:
-            return self._answering
+            return self._lanes.answering
         due = self._confirm_due.get(uuid)
         if due is not None:
-            return self._confirming if due <= round_started else None
+            return self._lanes.confirming if due <= round_started else None
         # Past the threshold: once per interval, in the silent lane, even
         # when rounds start early.
         last = self._queued_round.get(uuid)
         if last is not None and last + self.interval > round_started:
             return None
         self._queued_round[uuid] = round_started
-        return self._silent
-
-    def _start_ping(self, info, lane):
-        lane.add(self.host.ping, (info, self.ping_timeout), (info, lane))
-        if not self._collecting:
-            self._collecting = True
-            eventlet.spawn_n(self._collect)
-
-    def _collect(self):
-        """Take ended pings from the mailbox while any is in flight."""
-        try:
-            while any(lane.busy for lane in self._lanes):
-                for (info, lane), ok, value in self._mailbox.wait():
-                    self._ping_ended(info, ok, value)
-                    lane.ended()
-        finally:
-            self._collecting = False
+        return self._lanes.silent
 
     def _ping_ended(self, info, ok, value):
         if not ok:
@@ -567,20 +339,21 @@ class Scheduler:
         self._ended[info.uuid] = self._clock()
         self._results[info.uuid] = value
 
-    def _note_outcomes(self, results, held):
-        """Decide from the applied results which domains are confirmed
-        next, and when."""
+    def _note_outcomes(self, results, outcome):
+        """Decide from the applied results (and the tracker's
+        ``RoundOutcome`` of them) which domains are confirmed next, and
+        when."""
         for uuid, result in results.items():
-            if result.outcome is not Outcome.MISSED or held:
-                # A held miss is the host's, not the guest's: it keeps its
-                # place among the answering domains.
+            if result.outcome is not Outcome.MISSED or outcome.suppressed:
+                # A suppressed miss is the host's, not the guest's: it
+                # keeps its place among the answering domains.
                 self._missed.pop(uuid, None)
                 self._confirm_due.pop(uuid, None)
                 self._queued_round.pop(uuid, None)
                 continue
             misses = self._missed.get(uuid, 0) + 1
             self._missed[uuid] = misses
-            if misses < self.failure_threshold:
+            if misses < outcome.thresholds[uuid]:
                 # A miss libvirt returned at once (the agent's channel
                 # closed: a reboot or an agent restart under way) is
                 # confirmed no sooner than one that timed out. The reboot

@@ -1,19 +1,18 @@
 """Wires the monitor together and runs its green threads.
 
-Three green threads share one eventlet hub: the sweep loop (scheduler),
-the libvirt event dispatcher, and the outbox delivery worker; a fourth
-serves the metrics when [metrics] listen_port is set. Green threads only
-switch at I/O, so the tracker and the store need no locks; blocking
-libvirt calls go to native threads through eventlet.tpool.
+Three green threads share one hub: the sweep loop (scheduler), the
+libvirt event dispatcher, and the outbox delivery worker; more serve the
+metrics (when [metrics] listen_port is set) and the status socket, and
+feed the systemd watchdog. Green threads only switch at I/O, so the
+tracker and the store need no locks; blocking libvirt calls go to native
+threads through ``concurrency.run_native``.
 """
 
 import logging
 import threading
 import time
 
-import eventlet
-from eventlet import tpool
-
+from monitor import concurrency
 from monitor.daemon import metrics as metrics_mod
 from monitor.daemon import metrics_server
 from monitor.daemon import recovery_step
@@ -58,7 +57,12 @@ class MonitorService:
         # worker: the first attempt goes out at once. Neither knows the
         # other; what became of a notification is read from the outbox.
         delivery_wakeup = threading.Event()
-        self.host = libvirt_host.LibvirtHost.from_conf(conf)
+        # The host object subscribes the bridge on every new connection
+        # and turns its close callback into a reconnect.
+        self.events = libvirt_events.EventBridge(clock=clock)
+        self.host = libvirt_host.LibvirtHost.from_conf(
+            conf, events=self.events, metrics=self.metrics,
+            on_connected=self._on_connected)
         breaker = mass_failure.MassFailureBreaker.from_conf(conf)
         # Self-recovery (plain libvirt host): with the masakari driver
         # every action is none, and the step only says once per domain
@@ -79,11 +83,8 @@ class MonitorService:
         self.delivery = delivery.DeliveryWorker.from_conf(
             conf, self.outbox, self.client, metrics=self.metrics,
             wakeup=delivery_wakeup)
-        self.events = libvirt_events.EventBridge(clock=clock)
         self.scheduler = scheduler_mod.Scheduler.from_conf(
             conf, self.host, self.tracker,
-            on_connected=self._on_connected,
-            on_close=self.events.on_connection_closed,
             metrics=self.metrics)
         self.metrics.watch(store=self.store, outbox=self.outbox,
                            scheduler=self.scheduler,
@@ -123,15 +124,7 @@ class MonitorService:
             self.conf.host, self._clock(),
             libvirt_connected=self.scheduler.connected)
 
-    def _on_connected(self, conn):
-        try:
-            tpool.execute(self.events.register, conn)
-        except libvirt_events.EventsUnavailable as exc:
-            # Typically libvirtd went away right after we connected: the
-            # next sweep finds out and reconnects, subscribing again.
-            # Until then the listings stand in for the events.
-            LOG.warning('%s; relying on domain listings until the next '
-                        'reconnect', exc)
+    def _on_connected(self):
         # Whatever happened while we could not see libvirt (a reboot, a
         # libvirtd restart re-syncing its agent link) must not count as
         # misses; the agent-disconnect grace covers it.
@@ -145,13 +138,8 @@ class MonitorService:
             LOG.warning('A libvirt %s event could not be read (%s); the '
                         'next listing stands in for it', item.kind, item.text)
         elif isinstance(item, libvirt_events.ConnectionClosed):
-            if item.conn is not None and item.conn is not self.host.connection:
-                LOG.debug('Ignoring the close of a connection already '
-                          'replaced')
-                return
-            self.scheduler.connection_lost(
-                'libvirt closed the connection, reason %d' % item.reason)
-        elif getattr(item, 'kind', None) == libvirt_events.KIND_METADATA:
+            self.host.connection_closed(item.reason, item.conn)
+        elif isinstance(item, libvirt_events.MetadataChanged):
             self._metadata_changed(item)
         else:
             self.tracker.apply_event(item)
@@ -159,10 +147,11 @@ class MonitorService:
     def _metadata_changed(self, event):
         # The listing's copy of the settings is read once per run of the
         # domain; read them again now so that the change applies at once.
-        parsed = tpool.execute(self.host.refresh_settings, event.uuid)
+        parsed = concurrency.run_native(self.host.refresh_settings,
+                                        event.uuid)
         if parsed is None:
             return  # gone meanwhile, or libvirt with it
-        self.tracker.settings_changed(event.uuid, event.name,
+        self.tracker.settings.changed(event.uuid, event.name,
                                       parsed.settings, parsed.error)
 
     def _dispatch_loop(self):
@@ -186,17 +175,17 @@ class MonitorService:
                         'still pending; delivering them', len(pending))
             self.tracker.adopt_pending(pending)
         self._threads = [
-            eventlet.spawn(self.scheduler.run, self.stop_event),
-            eventlet.spawn(self._dispatch_loop),
-            eventlet.spawn(self.delivery.run, self.stop_event),
+            concurrency.spawn(self.scheduler.run, self.stop_event),
+            concurrency.spawn(self._dispatch_loop),
+            concurrency.spawn(self.delivery.run, self.stop_event),
         ]
         if self.metrics_server is not None:
-            self._threads.append(eventlet.spawn(self._serve_metrics))
+            self._threads.append(concurrency.spawn(self._serve_metrics))
         self._threads.append(
-            eventlet.spawn(self.status_server.serve, self.stop_event))
+            concurrency.spawn(self.status_server.serve, self.stop_event))
         if self.watchdog is not None:
             self._threads.append(
-                eventlet.spawn(self.watchdog.run, self.stop_event))
+                concurrency.spawn(self.watchdog.run, self.stop_event))
         # Ready once the loops run: waiting for libvirt is part of running
         # as intended, and a unit that never became ready would only be
         # restarted in a loop that cannot bring libvirt back.
@@ -222,7 +211,7 @@ class MonitorService:
             if grace is None:
                 thread.wait()
                 continue
-            with eventlet.Timeout(grace, False):
+            with concurrency.deadline(grace):
                 thread.wait()
         self._threads = []
 
@@ -239,8 +228,6 @@ class MonitorService:
         close_client = getattr(self.client, 'close', None)
         if close_client is not None:
             close_client()
-        if self.host.connection is not None:
-            self.events.deregister(self.host.connection)
         self.host.close()
         self.events.close()
         self.systemd.close()

@@ -20,13 +20,14 @@ import logging
 import os
 import stat
 
-import eventlet
-from eventlet.green import socket
-
+from monitor import concurrency
 from monitor.errors import StatusServerError  # noqa: F401 (raised here)
 from monitor.notify import notification as notification_mod
 
 LOG = logging.getLogger(__name__)
+
+# Sockets that wait in the hub, not in the kernel.
+socket = concurrency.green_socket
 
 SOCKET_NAME = 'status.sock'
 
@@ -141,9 +142,9 @@ class StatusServer:
         self.path = path
         self.snapshot = snapshot
         self.poll = poll
-        self._sock = None
-        self._inode = None
-        self._pool = eventlet.GreenPool(MAX_CLIENTS)
+        # The listening socket and its inode, once bound.
+        self._sock = self._inode = None
+        self._pool = concurrency.GreenPool(MAX_CLIENTS)
 
     @classmethod
     def from_conf(cls, conf, snapshot):
@@ -229,7 +230,7 @@ class StatusServer:
                     if self._sock is None:
                         break
                     LOG.warning('Status socket %s: %s', self.path, exc)
-                    eventlet.sleep(self.poll)
+                    concurrency.sleep(self.poll)
                     continue
                 self._pool.spawn_n(self.handle, conn)
         finally:

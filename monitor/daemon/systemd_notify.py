@@ -169,7 +169,8 @@ class WatchdogKeeper:
         self.notifier = notifier
         self.interval = interval
         self.is_alive = is_alive
-        self._withheld = False
+        # True while the watchdog is not fed (the loop is stuck).
+        self._starving = False
 
     @classmethod
     def from_environ(cls, notifier, is_alive, environ=None):
@@ -184,14 +185,14 @@ class WatchdogKeeper:
     def beat(self):
         """Feed the watchdog if the daemon progresses; True if fed."""
         if not self.is_alive():
-            if not self._withheld:
-                self._withheld = True
+            if not self._starving:
+                self._starving = True
                 LOG.error('The sweep loop has made no progress; no longer '
                           'feeding the systemd watchdog, so systemd will '
                           'restart the daemon')
             return False
-        if self._withheld:
-            self._withheld = False
+        if self._starving:
+            self._starving = False
             LOG.warning('The sweep loop progresses again; feeding the '
                         'systemd watchdog')
         return self.notifier.watchdog()

@@ -284,9 +284,10 @@ def _evidence_text(disk, sent, seconds, vcpu_busy):
 
 class Judgement(typing.NamedTuple):
     assessment: Assessment
-    # True: the guest is working; do not notify now.
-    hold: bool
-    # True on the first hold of an incident: log it and count it, once.
+    # True: the guest is working; defer the notification.
+    defer: bool
+    # True the first time an incident is deferred: log it and count it,
+    # once.
     newly_active: bool
 
 
@@ -304,7 +305,7 @@ class SilentPeriods:
       (None when the stats call gave none): the first one opens the
       period;
     * :meth:`judge` when the health policy asks to notify, after
-      :meth:`missed` for the same miss; ``hold`` means do not queue the
+      :meth:`missed` for the same miss; ``defer`` means do not queue the
       notification now (the policy asks again on the next miss, which is
       judged over the time since this one, so a guest that stops working
       later is still reported);
@@ -349,8 +350,8 @@ class SilentPeriods:
         self._active.discard(uuid)
 
     def is_active(self, uuid):
-        """True while ``uuid``'s current incident is held back because
-        the guest was found working."""
+        """True while ``uuid``'s current incident is deferred because the
+        guest was found working."""
         return uuid in self._active
 
     def keep_only(self, uuids):

@@ -50,17 +50,12 @@ The contract the tracker follows, so that one failure is notified once:
 
 import typing
 
-from monitor.health import lifecycle
 from monitor.health import states
-
-try:
-    import libvirt
-except ImportError:  # pragma: no cover - hosts without the binding
-    libvirt = None
-
-# DomainEvent.kind of a watchdog event (event: the watchdog action,
-# detail: 0).
-KIND_WATCHDOG = lifecycle.KIND_WATCHDOG
+from monitor.health.lifecycle import CrashedDetail
+from monitor.health.lifecycle import EventKind
+from monitor.health.lifecycle import LifecycleEvent
+from monitor.health.lifecycle import StoppedDetail
+from monitor.health.lifecycle import WatchdogAction
 
 
 class Decision(typing.NamedTuple):
@@ -69,45 +64,37 @@ class Decision(typing.NamedTuple):
     reason: str
 
 
-def _lifecycle_failures():
-    return {
-        (libvirt.VIR_DOMAIN_EVENT_CRASHED,
-         libvirt.VIR_DOMAIN_EVENT_CRASHED_PANICKED):
-            'guest kernel panicked (reported by its pvpanic device)',
-        (libvirt.VIR_DOMAIN_EVENT_STOPPED,
-         libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED):
-            'guest crashed and libvirt stopped it',
-        (libvirt.VIR_DOMAIN_EVENT_STOPPED,
-         libvirt.VIR_DOMAIN_EVENT_STOPPED_FAILED):
-            'QEMU process of the guest ended unexpectedly',
-    }
+_LIFECYCLE_FAILURES = {
+    (LifecycleEvent.CRASHED, CrashedDetail.PANICKED):
+        'guest kernel panicked (reported by its pvpanic device)',
+    (LifecycleEvent.STOPPED, StoppedDetail.CRASHED):
+        'guest crashed and libvirt stopped it',
+    (LifecycleEvent.STOPPED, StoppedDetail.FAILED):
+        'QEMU process of the guest ended unexpectedly',
+}
 
-
-def _watchdog_failures():
-    return {
-        libvirt.VIR_DOMAIN_EVENT_WATCHDOG_NONE:
-            'watchdog fired (no action configured)',
-        libvirt.VIR_DOMAIN_EVENT_WATCHDOG_PAUSE:
-            'watchdog fired; libvirt paused the guest',
-        libvirt.VIR_DOMAIN_EVENT_WATCHDOG_POWEROFF:
-            'watchdog fired; libvirt powered the guest off',
-        libvirt.VIR_DOMAIN_EVENT_WATCHDOG_SHUTDOWN:
-            'watchdog fired; libvirt asked the guest to shut down',
-        libvirt.VIR_DOMAIN_EVENT_WATCHDOG_DEBUG:
-            'watchdog fired; libvirt only logged it',
-    }
+# Reset and inject-nmi are recoveries themselves: the pings and a crash
+# event judge their outcome.
+_WATCHDOG_FAILURES = {
+    WatchdogAction.NONE: 'watchdog fired (no action configured)',
+    WatchdogAction.PAUSE: 'watchdog fired; libvirt paused the guest',
+    WatchdogAction.POWEROFF: 'watchdog fired; libvirt powered the guest off',
+    WatchdogAction.SHUTDOWN:
+        'watchdog fired; libvirt asked the guest to shut down',
+    WatchdogAction.DEBUG: 'watchdog fired; libvirt only logged it',
+}
 
 
 def failure_of(event):
     """The failure a domain event reports, as operator text, or None.
 
-    ``event`` is a ``lifecycle.DomainEvent`` (kind, event, detail); kinds
-    and numbers this module does not know report no failure.
+    ``event`` is a :class:`lifecycle.DomainEvent`; kinds, events and
+    details that are no failure report None.
     """
-    if event.kind == lifecycle.KIND_LIFECYCLE:
-        return _lifecycle_failures().get((event.event, event.detail))
-    if event.kind == KIND_WATCHDOG:
-        return _watchdog_failures().get(event.event)
+    if event.kind is EventKind.LIFECYCLE:
+        return _LIFECYCLE_FAILURES.get((event.event, event.detail))
+    if event.kind is EventKind.WATCHDOG:
+        return _WATCHDOG_FAILURES.get(event.event)
     return None
 
 

@@ -1,64 +1,55 @@
-"""What a libvirt domain event means for health monitoring.
+"""What a domain event means for health monitoring.
 
-Pure mapping, no libvirt needed: the libvirt constants this module relies on
-are copied here as plain ints under their libvirt names (a unit test checks
-them against the libvirt module when it is installed).
+Pure mapping, no libvirt: a :class:`DomainEvent` carries the monitor's
+own names for what happened (:class:`EventKind`, :class:`LifecycleEvent`,
+the detail enums the policy tells apart); the libvirt edge
+(``monitor.virt.events``) translates libvirt's numbers into them, by
+name: a member's name is that of libvirt's constant, less its prefix.
 """
 
 import dataclasses
 import enum
+import typing
 
-# virDomainEventID: the callbacks the monitor registers.
-VIR_DOMAIN_EVENT_ID_LIFECYCLE = 0
-VIR_DOMAIN_EVENT_ID_REBOOT = 1
-VIR_DOMAIN_EVENT_ID_WATCHDOG = 3
-VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE = 18
 
-# virDomainEventType: the ``event`` of a lifecycle event.
-VIR_DOMAIN_EVENT_DEFINED = 0
-VIR_DOMAIN_EVENT_UNDEFINED = 1
-VIR_DOMAIN_EVENT_STARTED = 2
-VIR_DOMAIN_EVENT_SUSPENDED = 3
-VIR_DOMAIN_EVENT_RESUMED = 4
-VIR_DOMAIN_EVENT_STOPPED = 5
-VIR_DOMAIN_EVENT_SHUTDOWN = 6
-VIR_DOMAIN_EVENT_PMSUSPENDED = 7
-VIR_DOMAIN_EVENT_CRASHED = 8
+class EventKind(enum.Enum):
+    """Which kind of domain event: the libvirt callback it came from."""
+    LIFECYCLE = 'lifecycle'
+    REBOOT = 'reboot'
+    AGENT = 'agent'
+    # A watchdog device fired: ``event`` is the action libvirt took.
+    WATCHDOG = 'watchdog'
 
-# virConnectDomainEventAgentLifecycleState / ...Reason: the ``event`` and
-# ``detail`` of an agent lifecycle event.
-VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_CONNECTED = 1
-VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_DISCONNECTED = 2
-VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_REASON_UNKNOWN = 0
-VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_REASON_DOMAIN_STARTED = 1
-VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_REASON_CHANNEL = 2
 
-KIND_LIFECYCLE = 'lifecycle'
-KIND_REBOOT = 'reboot'
-KIND_AGENT = 'agent'
-# A watchdog device fired: ``event`` is the watchdog action libvirt took
-# (virDomainEventWatchdogAction), ``detail`` 0.
-KIND_WATCHDOG = 'watchdog'
-KINDS = (KIND_LIFECYCLE, KIND_REBOOT, KIND_AGENT, KIND_WATCHDOG)
+def _words(name, members):
+    """An enum whose members' values are their names in words (what
+    :func:`describe` says): FROM_SNAPSHOT is 'from snapshot'."""
+    return enum.Enum(name, [(member, member.lower().replace('_', ' '))
+                            for member in members.split()],
+                     module=__name__, qualname=name)
 
-_LIFECYCLE_EVENT_NAMES = {
-    VIR_DOMAIN_EVENT_DEFINED: 'defined',
-    VIR_DOMAIN_EVENT_UNDEFINED: 'undefined',
-    VIR_DOMAIN_EVENT_STARTED: 'started',
-    VIR_DOMAIN_EVENT_SUSPENDED: 'suspended',
-    VIR_DOMAIN_EVENT_RESUMED: 'resumed',
-    VIR_DOMAIN_EVENT_STOPPED: 'stopped',
-    VIR_DOMAIN_EVENT_SHUTDOWN: 'shutdown',
-    VIR_DOMAIN_EVENT_PMSUSPENDED: 'pmsuspended',
-    VIR_DOMAIN_EVENT_CRASHED: 'crashed',
-}
 
-_AGENT_STATE_NAMES = {
-    VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_CONNECTED:
-        'agent connected',
-    VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_DISCONNECTED:
-        'agent disconnected',
-}
+LifecycleEvent = _words('LifecycleEvent', """
+    DEFINED UNDEFINED STARTED SUSPENDED RESUMED STOPPED SHUTDOWN PMSUSPENDED
+    CRASHED""")
+
+# Why a domain crashed: PANICKED is reported by the guest's pvpanic
+# device; CRASHLOADED means the guest loaded its crash kernel (kdump).
+CrashedDetail = _words('CrashedDetail', 'PANICKED CRASHLOADED')
+
+# Why a domain stopped: CRASHED after a crash with on_crash=destroy;
+# FAILED when the QEMU process ended on its own.
+StoppedDetail = _words('StoppedDetail', """
+    SHUTDOWN DESTROYED CRASHED MIGRATED SAVED FAILED FROM_SNAPSHOT""")
+
+# What libvirt did when a watchdog device fired.
+WatchdogAction = _words('WatchdogAction', """
+    NONE PAUSE RESET POWEROFF SHUTDOWN DEBUG INJECTNMI""")
+
+AgentState = _words('AgentState', 'CONNECTED DISCONNECTED')
+
+# Why the guest agent's state changed.
+AgentReason = _words('AgentReason', 'UNKNOWN DOMAIN_STARTED CHANNEL')
 
 
 class Action(enum.Enum):
@@ -76,87 +67,87 @@ class Action(enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class DomainEvent:
-    """A libvirt domain event, reduced to plain values."""
+    """A domain event, reduced to plain values."""
 
     uuid: str
     name: str
-    # One of KINDS: which libvirt callback produced it.
-    kind: str
-    # lifecycle: virDomainEventType; agent: the agent state; watchdog:
-    # the action; reboot: 0.
-    event: int
-    # lifecycle: the event's detail; agent: the reason; reboot, watchdog:
-    # 0.
-    detail: int
-    # Epoch seconds at which the callback ran.
+    kind: EventKind
+    # lifecycle: a LifecycleEvent; agent: an AgentState; watchdog: a
+    # WatchdogAction; reboot: None.
+    event: typing.Any
+    # lifecycle: CrashedDetail or StoppedDetail for those events, None
+    # for details the policy does not tell apart; agent: an AgentReason
+    # (None when unknown); reboot, watchdog: None.
+    detail: typing.Any
+    # Epoch seconds at which the event was seen.
     at: float
 
 
 _LIFECYCLE_ACTIONS = {
     # Booted, migrated in, restored, from snapshot, woken up: a new run of
     # the guest whose agent has to come up first.
-    VIR_DOMAIN_EVENT_STARTED: Action.REARM,
-    VIR_DOMAIN_EVENT_RESUMED: Action.REARM,
+    LifecycleEvent.STARTED: Action.REARM,
+    LifecycleEvent.RESUMED: Action.REARM,
     # Paused for any reason (user, migration, I/O error, watchdog): the
     # agent cannot answer and that is not a guest failure.
-    VIR_DOMAIN_EVENT_SUSPENDED: Action.PARK,
-    VIR_DOMAIN_EVENT_PMSUSPENDED: Action.PARK,
+    LifecycleEvent.SUSPENDED: Action.PARK,
+    LifecycleEvent.PMSUSPENDED: Action.PARK,
     # The guest is shutting down: no misses while it goes away. A STOPPED
     # event normally follows; a fake reboot resumes it instead.
-    VIR_DOMAIN_EVENT_SHUTDOWN: Action.PARK,
-    VIR_DOMAIN_EVENT_STOPPED: Action.FORGET,
-    VIR_DOMAIN_EVENT_UNDEFINED: Action.FORGET,
-    VIR_DOMAIN_EVENT_DEFINED: Action.IGNORE,
+    LifecycleEvent.SHUTDOWN: Action.PARK,
+    LifecycleEvent.STOPPED: Action.FORGET,
+    LifecycleEvent.UNDEFINED: Action.FORGET,
+    LifecycleEvent.DEFINED: Action.IGNORE,
     # A guest panic seen by a pvpanic device. Nothing changes for the
     # record's lifecycle: the domain either stops or restarts (other
     # events follow) or is kept 'crashed' and still pinged. The failure
     # itself is notified at once by instant_failures, before this action
     # is applied, and never again by the misses that follow.
-    VIR_DOMAIN_EVENT_CRASHED: Action.IGNORE,
+    LifecycleEvent.CRASHED: Action.IGNORE,
 }
 
 _AGENT_ACTIONS = {
-    VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_CONNECTED:
-        Action.AGENT_CONNECTED,
-    VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_DISCONNECTED:
-        Action.AGENT_DISCONNECTED,
+    AgentState.CONNECTED: Action.AGENT_CONNECTED,
+    AgentState.DISCONNECTED: Action.AGENT_DISCONNECTED,
 }
+
+
+def _value(member):
+    return 'unknown' if member is None else member.value
 
 
 def describe(event):
     """Short operator text for a :class:`DomainEvent`, e.g.
-    'stopped (detail 5)' or 'agent disconnected (reason 2)'."""
-    if event.kind == KIND_REBOOT:
+    'stopped (failed)' or 'agent disconnected (reason channel)'."""
+    if event.kind is EventKind.REBOOT:
         return 'reboot'
-    if event.kind == KIND_WATCHDOG:
-        return 'watchdog fired (action %s)' % event.event
-    if event.kind == KIND_AGENT:
-        name = _AGENT_STATE_NAMES.get(event.event,
-                                      'agent state %s' % event.event)
-        return '%s (reason %s)' % (name, event.detail)
-    name = _LIFECYCLE_EVENT_NAMES.get(event.event,
-                                      'lifecycle event %s' % event.event)
-    return '%s (detail %s)' % (name, event.detail)
+    if event.kind is EventKind.WATCHDOG:
+        return 'watchdog fired (action %s)' % _value(event.event)
+    if event.kind is EventKind.AGENT:
+        return 'agent %s (reason %s)' % (_value(event.event),
+                                         _value(event.detail))
+    text = _value(event.event)
+    if event.detail is not None:
+        text += ' (%s)' % event.detail.value
+    return text
 
 
 def action_for(event):
     """Return the :class:`Action` a :class:`DomainEvent` calls for.
 
-    Event numbers this module does not know (a newer libvirt) are ignored.
-
-    :raises ValueError: when ``event.kind`` is not one of :data:`KINDS`.
+    :raises ValueError: when ``event.kind`` is not an :class:`EventKind`.
     """
-    if event.kind == KIND_LIFECYCLE:
+    if event.kind is EventKind.LIFECYCLE:
         return _LIFECYCLE_ACTIONS.get(event.event, Action.IGNORE)
-    if event.kind == KIND_REBOOT:
+    if event.kind is EventKind.REBOOT:
         return Action.REARM
-    if event.kind == KIND_AGENT:
+    if event.kind is EventKind.AGENT:
         return _AGENT_ACTIONS.get(event.event, Action.IGNORE)
-    if event.kind == KIND_WATCHDOG:
+    if event.kind is EventKind.WATCHDOG:
         # What the watchdog's action does to the domain comes as events
         # of its own (suspended for pause, stopped for poweroff, reboot
         # for reset); the failure is instant_failures' to notify.
         return Action.IGNORE
     raise ValueError(
         "unknown domain event kind '%s' (known: %s)"
-        % (event.kind, ', '.join(KINDS)))
+        % (event.kind, ', '.join(k.value for k in EventKind)))

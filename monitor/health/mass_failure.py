@@ -3,7 +3,7 @@
 When many guests on one host stop answering in the same sweep, the cause is
 almost always the host (libvirt hung, storage stalled, host overloaded), not
 the guests. Recovering each of them through the HA engine would make things
-worse, so while the breaker is tripped the caller holds back notifications.
+worse, so while the breaker is tripped the caller suppresses notifications.
 """
 
 import logging
@@ -17,9 +17,7 @@ GROUP = 'monitor'
 OPTS = [
     cfg.IntOpt(
         'mass_failure_min_domains',
-        default=3,
-        min=1,
-        max=100000,
+        default=3, min=1, max=100000,
         help="""
 Smallest number of domains missing their ping in one sweep that can trip the
 host-wide mass-failure breaker.
@@ -38,9 +36,7 @@ Related options:
 """),
     cfg.FloatOpt(
         'mass_failure_ratio',
-        default=0.5,
-        min=0.0,
-        max=1.0,
+        default=0.5, min=0.0, max=1.0,
         help="""
 Fraction of the monitored domains that must miss their ping in one sweep,
 together with mass_failure_min_domains, to trip the mass-failure breaker. The
@@ -57,16 +53,16 @@ Related options:
 ]
 
 
-def register_opts(conf):
-    conf.register_opts(OPTS, group=GROUP)
-
-
 def list_opts():
     return [(GROUP, OPTS)]
 
 
+def register_opts(conf):
+    conf.register_opts(OPTS, group=GROUP)
+
+
 class MassFailureBreaker:
-    """Decides, once per sweep, whether notifications must be held back."""
+    """Decides, once per sweep, whether notifications are suppressed."""
 
     def __init__(self, min_domains, ratio):
         self.min_domains = min_domains
@@ -75,8 +71,8 @@ class MassFailureBreaker:
 
     @classmethod
     def from_conf(cls, conf):
-        return cls(conf.monitor.mass_failure_min_domains,
-                   conf.monitor.mass_failure_ratio)
+        return cls(min_domains=conf.monitor.mass_failure_min_domains,
+                   ratio=conf.monitor.mass_failure_ratio)
 
     def evaluate(self, monitored, missed):
         """Feed one sweep's counts; return True while tripped.

@@ -1,8 +1,8 @@
-"""What one guest-ping told us, and how libvirt's answers map onto it.
+"""What one guest-ping told us: its outcome, and what a reply means.
 
-Plain code: libvirt's error codes are copied here as integers (a unit test
-checks them against the installed binding) so the classification table can
-be read and tested without a libvirt connection.
+Plain code, no libvirt: the libvirt edge maps libvirt's errors onto
+:class:`Outcome` (``monitor.virt.libvirt_errors.classify_error``) and
+checks the agent's reply with :func:`classify_reply`.
 """
 
 import enum
@@ -45,67 +45,6 @@ class PingResult(typing.NamedTuple):
 # A healthy reply is 15 bytes; anything far longer is garbage, and is not
 # worth parsing (a hostile agent could send megabytes of nested arrays).
 MAX_REPLY_CHARS = 4096
-
-
-# libvirt error codes (virErrorNumber) and domains (virErrorDomain).
-VIR_ERR_INTERNAL_ERROR = 1
-VIR_ERR_NO_SUPPORT = 3
-VIR_ERR_NO_CONNECT = 5
-VIR_ERR_INVALID_CONN = 6
-VIR_ERR_INVALID_DOMAIN = 7
-VIR_ERR_SYSTEM_ERROR = 38
-VIR_ERR_NO_DOMAIN = 42
-VIR_ERR_OPERATION_INVALID = 55
-VIR_ERR_OPERATION_TIMEOUT = 68
-VIR_ERR_ARGUMENT_UNSUPPORTED = 74
-VIR_ERR_AGENT_UNRESPONSIVE = 86
-VIR_ERR_AGENT_UNSYNCED = 97
-
-VIR_FROM_RPC = 7
-VIR_FROM_REMOTE = 13
-
-LIBVIRT_CONSTANTS = {
-    name: value for name, value in globals().items()
-    if name.startswith(('VIR_ERR_', 'VIR_FROM_'))
-}
-
-
-def is_disconnect(code, domain):
-    """True when a libvirt error means the connection itself is lost.
-
-    Only these errors trigger a reconnect; everything else is about one
-    domain.
-    """
-    if code in (VIR_ERR_NO_CONNECT, VIR_ERR_INVALID_CONN):
-        return True
-    return (code in (VIR_ERR_SYSTEM_ERROR, VIR_ERR_INTERNAL_ERROR)
-            and domain in (VIR_FROM_REMOTE, VIR_FROM_RPC))
-
-
-def classify_error(code, domain):
-    """Map a libvirt error raised by a guest-ping to an Outcome."""
-    if is_disconnect(code, domain):
-        return Outcome.DISCONNECTED
-    if code in (VIR_ERR_NO_DOMAIN, VIR_ERR_INVALID_DOMAIN):
-        return Outcome.GONE
-    if code == VIR_ERR_OPERATION_INVALID:
-        # "domain is not running": paused, or going down.
-        return Outcome.NOT_RUNNING
-    if code == VIR_ERR_ARGUMENT_UNSUPPORTED:
-        # "QEMU guest agent is not configured".
-        return Outcome.NO_AGENT
-    if code == VIR_ERR_NO_SUPPORT:
-        # "this function is not supported by the connection driver": the
-        # driver (test://, or another hypervisor than QEMU) cannot run
-        # agent commands at all. Counting that as misses would report
-        # every guest on the host.
-        return Outcome.NO_AGENT
-    # VIR_ERR_AGENT_UNRESPONSIVE (hung, not connected, in error),
-    # VIR_ERR_OPERATION_TIMEOUT, VIR_ERR_AGENT_UNSYNCED and anything we do
-    # not know: the guest did not answer. Counting an unknown error as a
-    # miss keeps a dead guest from hiding behind an unexpected code; the
-    # threshold still needs several in a row.
-    return Outcome.MISSED
 
 
 def classify_reply(reply):

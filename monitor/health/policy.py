@@ -17,7 +17,7 @@ after that time for this domain.
 A verdict with ``notify=True`` asks the caller to queue one notification
 now. The request is repeated on every further miss while the outbox holds
 neither a pending notification for the domain nor a delivered (or dead)
-one for the incident, so one that the caller held back (mass-failure
+one for the incident, so one that the caller suppressed (mass-failure
 breaker) or could not queue (outbox full) is asked for again while the
 guest is still dead, and one already queued or delivered before a crash is
 never asked for twice. While any notification for the domain is pending no

@@ -31,9 +31,9 @@ RESULT_NOT_REQUESTED = 'not_requested'
 RESULT_DONE = 'done'
 RESULT_FAILED = 'failed'
 RESULT_BUDGET_EXHAUSTED = 'budget_exhausted'
-# The mass-failure breaker was tripped: the host, not the guest, is
-# suspected, and no guest is touched.
-RESULT_HELD = 'held'
+# The mass-failure breaker was open (tripped): the host, not the guest,
+# is suspected, and no guest is touched.
+RESULT_BREAKER_OPEN = 'breaker_open'
 # Stored with a notification while its recovery is under way; never sent.
 RESULT_IN_PROGRESS = 'in_progress'
 # The daemon stopped while the recovery was under way (found held in the
@@ -41,7 +41,7 @@ RESULT_IN_PROGRESS = 'in_progress'
 # unknown.
 RESULT_INTERRUPTED = 'interrupted'
 RESULTS = (RESULT_NOT_REQUESTED, RESULT_DONE, RESULT_FAILED,
-           RESULT_BUDGET_EXHAUSTED, RESULT_HELD, RESULT_IN_PROGRESS,
+           RESULT_BUDGET_EXHAUSTED, RESULT_BREAKER_OPEN, RESULT_IN_PROGRESS,
            RESULT_INTERRUPTED)
 
 OPTS = [

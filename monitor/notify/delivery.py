@@ -23,7 +23,6 @@ import time
 from oslo_config import cfg
 
 from monitor import crash_points
-from monitor.daemon import metrics as metrics_mod
 from monitor.notify import outbox as outbox_mod
 from monitor.notify.notification import OutcomeKind
 
@@ -117,13 +116,29 @@ def _cause(outcome):
     return outcome.status_code, outcome.message.partition(':')[0]
 
 
+class _NoMetrics:
+    """Counts nothing: the metrics of a worker built without any."""
+
+    def notification_delivered(self, kind):
+        pass
+
+    def notification_attempt_failed(self):
+        pass
+
+    def notification_rejected(self):
+        pass
+
+
 class DeliveryWorker:
     """Sends due outbox entries with ``client`` and records the outcomes
     in the outbox.
 
     ``wakeup`` is a ``threading.Event`` also given to whoever enqueues
     (the tracker): setting it starts a pass at once. One is made when not
-    given.
+    given. ``metrics`` counts what became of each attempt: any object with
+    ``notification_delivered(kind)``, ``notification_attempt_failed()``
+    and ``notification_rejected()`` (the daemon's metrics); none counts
+    nothing.
     """
 
     def __init__(self, outbox, client, clock=time.time, retry_policy=None,
@@ -134,7 +149,7 @@ class DeliveryWorker:
         self._client = client
         self._clock = clock
         self._policy = retry_policy or RetryPolicy()
-        self.metrics = metrics or metrics_mod.MonitorMetrics()
+        self.metrics = _NoMetrics() if metrics is None else metrics
         self._wake_event = threading.Event() if wakeup is None else wakeup
         self._stop_event = None
         self._outage = None
@@ -266,9 +281,9 @@ class DeliveryWorker:
         if self._outage is None:
             self._outage = _Outage(now, cause)
             LOG.error('%s unavailable, notifications are kept in the '
-                      'outbox and retried (first held: domain %s (%s)): %s',
-                      self.peer, notification.domain_name, notification.instance_uuid,
-                      outcome.message)
+                      'outbox and retried (first kept: domain %s (%s)): %s',
+                      self.peer, notification.domain_name,
+                      notification.instance_uuid, outcome.message)
         elif cause != self._outage.cause:
             self._outage.cause = cause
             LOG.error('%s still unavailable, now: %s', self.peer,

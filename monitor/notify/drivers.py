@@ -1,15 +1,17 @@
 """Which notifier the daemon uses, and the checks that tie it to recovery.
 
 ``[notifier] driver`` chooses the HA engine (Masakari), a signed webhook,
-or nothing. The clients are imported only when built, so a host without an
-HA engine never needs Keystone settings.
+or nothing. The HA engine's client is imported only when built, so a host
+without an HA engine never needs Keystone settings.
 """
 
 from __future__ import annotations
 
 from oslo_config import cfg
 
+from monitor.errors import ConfigError
 from monitor.health import recovery_policy as recovery
+from monitor.notify import webhook
 from monitor.notify.notification import DeliveryOutcome
 from monitor.notify.notification import OutcomeKind
 
@@ -50,29 +52,27 @@ def register_opts(conf):
     conf.register_opts(OPTS, group=GROUP)
 
 
-class ConfCheckError(ValueError):
-    """A combination of options that cannot work, naming the first one."""
-
-    def __init__(self, group, option, message):
-        self.group = group
-        self.option = option
-        self.message = message
-        super().__init__(group, option, message)
-
-    def __str__(self):
-        return '[%s] %s: %s' % (self.group, self.option, self.message)
+def uses_masakari(conf):
+    """True when notifications go to the HA engine: only then are the
+    engine's endpoint, Keystone and TLS options used and checked
+    (``masakari_conf.check_conf``)."""
+    return conf[GROUP].driver == MASAKARI
 
 
 def check_conf(conf):
     """Refuse option combinations of the standalone mode at start.
 
-    :raises ConfCheckError: names the option to change; the message names
+    The HA engine's own options are checked by ``masakari_conf.check_conf``
+    when ``uses_masakari(conf)``, the webhook's CA file by
+    ``webhook.check_conf`` whatever the driver.
+
+    :raises ConfigError: names the option to change; the message names
         the other one involved.
     """
     driver = conf[GROUP].driver
     action = conf[recovery.GROUP].action
     if driver == MASAKARI and action != recovery.NONE:
-        raise ConfCheckError(
+        raise ConfigError(
             recovery.GROUP, 'action',
             "'%s' cannot be used with [notifier] driver = masakari: the HA "
             "engine recovers the VM itself and two recoverers must not act "
@@ -80,12 +80,12 @@ def check_conf(conf):
             "[recovery] action = none" % action)
     if driver == WEBHOOK:
         if not conf.webhook.url:
-            raise ConfCheckError('webhook', 'url',
-                                 'required with [notifier] driver = webhook')
+            raise ConfigError('webhook', 'url',
+                              'required with [notifier] driver = webhook')
         if not conf.webhook.secret:
-            raise ConfCheckError('webhook', 'secret',
-                                 'required with [notifier] driver = webhook: '
-                                 'every POST is signed with it')
+            raise ConfigError('webhook', 'secret',
+                              'required with [notifier] driver = webhook: '
+                              'every POST is signed with it')
 
 
 class NoNotifier:
@@ -102,12 +102,15 @@ class NoNotifier:
 
 def build_client(conf):
     """The client for ``[notifier] driver``; each has ``send(notification)
-    -> DeliveryOutcome``."""
+    -> DeliveryOutcome``.
+
+    :raises ConfigError: when the client cannot be built from the options
+        (for the HA engine: its Keystone auth plugin or session).
+    """
     driver = conf[GROUP].driver
     if driver == WEBHOOK:
-        from monitor.notify import webhook
         return webhook.WebhookClient.from_conf(conf)
     if driver == NONE:
         return NoNotifier()
-    from monitor.notify import masakari as notifier
-    return notifier.MasakariClient.from_conf(conf)
+    from monitor.notify import masakari
+    return masakari.MasakariClient.from_conf(conf)

@@ -13,9 +13,9 @@ Which answers count as delivered: any 2xx. A generic receiver (a chat
 bridge, an alert manager, a small script) answers 200, 201, 202 or 204 as
 it pleases, and none of them means "try again". 409 means the receiver
 already has this notification id (it may deduplicate on ``id`` or on the
-``X-Notification-Id`` header). Redirects are never followed: a 3xx is
-retried and names the Location, so the body and its signature never go
-to an address the operator did not configure.
+``X-Notification-Id`` header). The deadline, the capped read of the
+answer, redirect refusal and the rest of the classification are the HTTP
+edge's (``http_edge``), shared with the HA engine's client.
 """
 
 from __future__ import annotations
@@ -23,14 +23,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import time
 
 import requests
-import urllib3
 from oslo_config import cfg
 
-from monitor.notify.notification import DeliveryOutcome
-from monitor.notify.notification import OutcomeKind
+from monitor.notify import http_edge
+from monitor.notify import tls_files
 
 GROUP = 'webhook'
 
@@ -87,15 +85,13 @@ def register_opts(conf):
     conf.register_opts(OPTS, group=GROUP)
 
 
-# 4xx answers that say nothing about the notification itself: a receiver
-# that does not yet know the secret (401, 403), a wrong path (404, 405) or
-# load (408, 429). Giving up on them would lose a failure report.
-RETRYABLE_CLIENT_STATUSES = frozenset({401, 403, 404, 405, 408, 429})
+def check_conf(conf):
+    """A ``[webhook] cafile`` that is set must be a readable CA bundle.
 
-# Most of an answer read: only its message is kept, and a receiver must not
-# make the daemon buffer an endless body.
-MAX_ANSWER_BYTES = 64 * 1024
-_MAX_MESSAGE = 500
+    :raises ConfigError: naming ``[webhook] cafile``.
+    """
+    if conf[GROUP].cafile:
+        tls_files.check_cafile(GROUP, 'cafile', conf[GROUP].cafile)
 
 
 def sign(secret, body):
@@ -146,39 +142,31 @@ def encode(doc):
                       ensure_ascii=True).encode('ascii')
 
 
-def _message(raw):
-    text = raw.decode('utf-8', 'replace')
-    return ' '.join(text.split())[:_MAX_MESSAGE]
+def _describe_failure(error):
+    if isinstance(error, requests.exceptions.SSLError):
+        return 'TLS verification failed: %s' % error
+    if isinstance(error, requests.exceptions.Timeout):
+        return 'timed out: %s' % error
+    if isinstance(error, requests.exceptions.ConnectionError):
+        return 'connection failed: %s' % error
+    return 'request failed (%s): %s' % (type(error).__name__, error)
 
 
-def classify_response(status_code, raw, location=None):
-    """Map the receiver's answer to a DeliveryOutcome."""
-    if 200 <= status_code < 300:
-        return DeliveryOutcome(OutcomeKind.ACCEPTED, status_code, '')
-    message = _message(raw) or 'HTTP %d' % status_code
-    if 300 <= status_code < 400:
-        return DeliveryOutcome(
-            OutcomeKind.RETRY, status_code,
-            'HTTP %d: redirect to %s not followed; set [webhook] url to the '
-            'final address' % (status_code, location or '(no Location)'))
-    if status_code == 409:
-        return DeliveryOutcome(OutcomeKind.DUPLICATE, status_code, message)
-    if 400 <= status_code < 500 and (
-            status_code not in RETRYABLE_CLIENT_STATUSES):
-        return DeliveryOutcome(OutcomeKind.REJECTED, status_code, message)
-    return DeliveryOutcome(OutcomeKind.RETRY, status_code,
-                           'HTTP %d: %s' % (status_code, message))
-
-
-def _retry(reason):
-    return DeliveryOutcome(OutcomeKind.RETRY, None, reason)
+_PEER = http_edge.Peer(
+    name='the receiver',
+    # A generic receiver answers 200, 201, 202 or 204 as it pleases, and
+    # none of them means "try again".
+    accepted=frozenset(range(200, 300)), accepted_text='2xx',
+    timeout_option='[webhook] timeout',
+    errors=(requests.exceptions.RequestException,),
+    describe=_describe_failure,
+    redirect_hint='; set [webhook] url to the final address')
 
 
 class WebhookClient:
     """POSTs signed notifications to one URL with one requests session."""
 
-    def __init__(self, url, secret, timeout=10.0, cafile=None,
-                 clock=time.monotonic):
+    def __init__(self, url, secret, timeout=10.0, cafile=None):
         if not url:
             raise ValueError('webhook url is required')
         if not secret:
@@ -187,7 +175,6 @@ class WebhookClient:
         self._secret = secret.encode('utf-8')
         self.timeout = timeout
         self._verify = cafile or True
-        self._clock = clock
         self._session = requests.Session()
         # Trust, proxies and CA bundles come from the daemon's config, not
         # from whatever environment it was started in
@@ -209,49 +196,14 @@ class WebhookClient:
         self._session.close()
 
     def send(self, notification):
-        """POST one notification; returns a DeliveryOutcome, never raises
-        for HTTP, TLS or connection failures."""
-        return self.post(notification.id, encode(document(notification)))
-
-    def post(self, notification_id, body):
-        """POST ``body`` (bytes) signed; the outcome of that one request."""
-        headers = {'Content-Type': 'application/json',
-                   'Accept': 'application/json, text/plain, */*',
-                   SIGNATURE_HEADER: sign(self._secret, body),
-                   ID_HEADER: notification_id}
-        deadline = self._clock() + self.timeout
-        try:
-            response = self._session.post(
-                self.url, data=body, headers=headers,
-                allow_redirects=False, verify=self._verify, stream=True,
-                # total: connecting and waiting for the answer's headers
-                # share one deadline; reading the body is bounded below.
-                timeout=urllib3.Timeout(total=self.timeout))
-        except requests.exceptions.SSLError as e:
-            return _retry('TLS verification failed: %s' % e)
-        except requests.exceptions.Timeout as e:
-            return _retry('timed out after %.1f s: %s' % (self.timeout, e))
-        except requests.exceptions.ConnectionError as e:
-            return _retry('connection failed: %s' % e)
-        except requests.exceptions.RequestException as e:
-            return _retry('request failed (%s): %s' % (type(e).__name__, e))
-        try:
-            raw = self._read_capped(response, deadline)
-        except (requests.exceptions.RequestException,
-                urllib3.exceptions.HTTPError, OSError):
-            # The status line arrived; a broken body does not change it.
-            raw = b''
-        finally:
-            response.close()
-        return classify_response(response.status_code, raw,
-                                 response.headers.get('Location'))
-
-    def _read_capped(self, response, deadline):
-        chunks = []
-        size = 0
-        for chunk in response.iter_content(chunk_size=8192):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= MAX_ANSWER_BYTES or self._clock() >= deadline:
-                break
-        return b''.join(chunks)[:MAX_ANSWER_BYTES]
+        """POST one notification, signed; returns a DeliveryOutcome, never
+        raises for HTTP, TLS or connection failures."""
+        body = encode(document(notification))
+        return http_edge.post(
+            self._session.post, _PEER, self.timeout, self.url, data=body,
+            headers={'Content-Type': 'application/json',
+                     'Accept': 'application/json, text/plain, */*',
+                     SIGNATURE_HEADER: sign(self._secret, body),
+                     ID_HEADER: notification.id,
+                     **http_edge.ANSWER_ENCODING},
+            allow_redirects=False, verify=self._verify, stream=True)

@@ -1,48 +1,100 @@
-"""libvirt's event loop in a native thread, delivered to green threads.
+"""libvirt's event loop in a native thread, delivered to green threads,
+and the one table from libvirt's event numbers to the monitor's names.
 
 The native thread only runs ``virEventRunDefaultImpl()``. Callbacks turn
-each libvirt event into a small ``lifecycle.DomainEvent`` (or a
-``ConnectionClosed``), put it on a native queue and write one byte to a
-pipe; a green thread waiting on the pipe drains the queue and hands each
-item to the dispatcher. Nothing in the native thread logs or touches the
-monitor's state.
+each libvirt event into a small ``lifecycle.DomainEvent`` (libvirt's
+numbers translated by :func:`domain_event`), a :class:`MetadataChanged`
+or a :class:`ConnectionClosed` and puts it on a
+``native_queue.NativeQueue``; a green thread waiting on it takes the items
+and hands each to the dispatcher. Nothing in the native thread logs or
+touches the monitor's state.
 """
 
-import collections
-import logging
-import os
 import time
 import typing
 
-from eventlet import hubs
-from eventlet import patcher
-from eventlet import timeout as eventlet_timeout
-
+from monitor import concurrency
 from monitor.errors import EventsUnavailable  # noqa: F401 (raised here)
 from monitor.health import lifecycle
+from monitor.health.lifecycle import AgentReason
+from monitor.health.lifecycle import AgentState
+from monitor.health.lifecycle import CrashedDetail
+from monitor.health.lifecycle import EventKind
+from monitor.health.lifecycle import LifecycleEvent
+from monitor.health.lifecycle import StoppedDetail
+from monitor.health.lifecycle import WatchdogAction
 from monitor.virt import metadata as domain_metadata
+from monitor.virt import native_queue
 
 try:
     import libvirt
 except ImportError:  # pragma: no cover
     libvirt = None
 
-LOG = logging.getLogger(__name__)
+_native_threading = concurrency.original('threading')
 
-_native_threading = patcher.original('threading')
-# The daemon monkey-patches os: the green read() and write() wait in the
-# hub instead of raising BlockingIOError, so drain() would block for ever
-# on an empty pipe and the libvirt thread would block on a full one.
-_native_os = patcher.original('os')
+# The callback of a metadata change, which is no lifecycle matter.
+_KIND_METADATA = 'metadata'
 
-_KIND_LIFECYCLE = 'lifecycle'
-_KIND_REBOOT = 'reboot'
-_KIND_AGENT = 'agent'
-_KIND_WATCHDOG = lifecycle.KIND_WATCHDOG
-# A domain's metadata changed (virsh metadata ... --live): its own
-# monitoring settings may have. Dispatched by the service, which reads
-# them again; not a lifecycle matter.
-KIND_METADATA = 'metadata'
+
+def _by_name(prefix, ours):
+    """{libvirt's number: our member} for the libvirt constants named
+    ``prefix`` + a member's name: our names are libvirt's, less the
+    prefix."""
+    return {getattr(libvirt, prefix + member.name): member
+            for member in ours}
+
+
+def _translation_table():
+    """{kind: {libvirt event number: (ours, {libvirt detail: ours})}}."""
+    reasons = _by_name('VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_REASON_',
+                       AgentReason)
+    details = {
+        LifecycleEvent.STOPPED: _by_name('VIR_DOMAIN_EVENT_STOPPED_',
+                                         StoppedDetail),
+        LifecycleEvent.CRASHED: _by_name('VIR_DOMAIN_EVENT_CRASHED_',
+                                         CrashedDetail),
+        AgentState.CONNECTED: reasons,
+        AgentState.DISCONNECTED: reasons,
+    }
+    events = {
+        EventKind.LIFECYCLE: _by_name('VIR_DOMAIN_EVENT_', LifecycleEvent),
+        EventKind.AGENT: _by_name(
+            'VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_', AgentState),
+        EventKind.WATCHDOG: _by_name('VIR_DOMAIN_EVENT_WATCHDOG_',
+                                     WatchdogAction),
+    }
+    return {kind: {number: (member, details.get(member, {}))
+                   for number, member in numbers.items()}
+            for kind, numbers in events.items()}
+
+
+_TRANSLATION = _translation_table() if libvirt is not None else {}
+
+
+def domain_event(uuid, name, kind, event, detail, at):
+    """The ``lifecycle.DomainEvent`` for libvirt's ``event`` and
+    ``detail`` numbers of a ``kind`` of event (both 0 for a reboot), or
+    None for an event number this monitor does not know (a newer libvirt):
+    such an event calls for nothing. A detail it does not know becomes
+    None."""
+    if kind is EventKind.REBOOT:
+        return lifecycle.DomainEvent(uuid, name, kind, None, None, at)
+    known = _TRANSLATION.get(kind, {}).get(event)
+    if known is None:
+        return None
+    ours, details = known
+    return lifecycle.DomainEvent(uuid, name, kind, ours, details.get(detail),
+                                 at)
+
+
+class MetadataChanged(typing.NamedTuple):
+    """The monitor's own metadata element of a domain changed (virsh
+    metadata ... --live): its monitoring settings may have, and are read
+    again."""
+    uuid: str
+    name: str
+    at: float
 
 
 class ConnectionClosed(typing.NamedTuple):
@@ -88,64 +140,59 @@ class EventBridge:
 
     def __init__(self, clock=time.time):
         self._clock = clock
-        # A deque, not a queue.SimpleQueue: appends and pops are atomic
-        # and take no lock, whereas the monkey-patched queue module would
-        # hand the native thread a green lock.
-        self._items = collections.deque()
-        self._read_fd, self._write_fd = os.pipe()
-        os.set_blocking(self._read_fd, False)
-        os.set_blocking(self._write_fd, False)
+        self._queue = native_queue.NativeQueue()
         self._callback_ids = []
 
     # -- native thread side ---------------------------------------------------
 
     def _put(self, item):
-        self._items.append(item)
-        try:
-            _native_os.write(self._write_fd, b'x')
-        except BlockingIOError:
-            # The pipe is full, so the reader is already due to wake up.
-            pass
+        self._queue.put(item)
 
     def _on_lifecycle(self, _conn, dom, event, detail, _opaque):
-        self._put_event(dom, _KIND_LIFECYCLE, event, detail)
+        self._put_event(dom, EventKind.LIFECYCLE, event, detail)
 
     def _on_reboot(self, _conn, dom, _opaque):
-        self._put_event(dom, _KIND_REBOOT, 0, 0)
+        self._put_event(dom, EventKind.REBOOT, 0, 0)
 
     def _on_agent(self, _conn, dom, state, reason, _opaque):
-        self._put_event(dom, _KIND_AGENT, state, reason)
+        self._put_event(dom, EventKind.AGENT, state, reason)
 
     def _on_watchdog(self, _conn, dom, action, _opaque):
-        self._put_event(dom, _KIND_WATCHDOG, action, 0)
+        self._put_event(dom, EventKind.WATCHDOG, action, 0)
+
     def _on_metadata(self, _conn, dom, mtype, nsuri, _opaque):
         # Only our element: a title, a description or another tool's
         # element (Nova's, say) changes nothing here.
         if mtype != libvirt.VIR_DOMAIN_METADATA_ELEMENT or \
                 nsuri != domain_metadata.NAMESPACE:
             return
-        self._put_event(dom, KIND_METADATA, mtype, 0)
+        self._put_event(dom, _KIND_METADATA, mtype, 0)
 
     def _put_event(self, dom, kind, event, detail):
         try:
-            item = lifecycle.DomainEvent(dom.UUIDString(), dom.name(), kind,
-                                         event, detail, self._clock())
+            uuid, name = dom.UUIDString(), dom.name()
+            if kind == _KIND_METADATA:
+                item = MetadataChanged(uuid, name, self._clock())
+            else:
+                item = domain_event(uuid, name, kind, event, detail,
+                                    self._clock())
         except Exception as exc:  # per-event boundary in libvirt's thread
             # An exception escaping a callback would be printed by libvirt
             # from its own thread; the green side logs it instead, and the
             # next listing stands in for the lost event.
-            item = EventLost(kind, '%s: %s' % (type(exc).__name__, exc))
-        self._put(item)
+            item = EventLost(getattr(kind, 'value', kind),
+                             '%s: %s' % (type(exc).__name__, exc))
+        if item is not None:  # None: an event unknown to this monitor
+            self._put(item)
 
     def on_connection_closed(self, reason, conn=None):
         self._put(ConnectionClosed(reason, self._clock(), conn))
 
-    # -- registration (called from the scheduler after each connect) --------
+    # -- registration (by the host object, on each new connection) ----------
 
     def register(self, conn):
         """Subscribe to lifecycle, reboot, agent, watchdog and metadata
-        events on
-        ``conn``.
+        events on ``conn``.
 
         :raises EventsUnavailable: libvirt refused a subscription (the
             connection died meanwhile); none is left registered.
@@ -181,30 +228,11 @@ class EventBridge:
 
     def drain(self):
         """Return every queued item without waiting."""
-        try:
-            while _native_os.read(self._read_fd, 4096):
-                pass
-        except BlockingIOError:
-            pass
-        items = []
-        while True:
-            try:
-                items.append(self._items.popleft())
-            except IndexError:
-                return items
+        return self._queue.take_all()
 
     def wait(self, timeout=None):
         """Block the calling green thread until something is queued."""
-        if self._items:
-            return
-        try:
-            hubs.trampoline(self._read_fd, read=True, timeout=timeout)
-        except (hubs.IOClosed, eventlet_timeout.Timeout):
-            pass
+        self._queue.wait(timeout)
 
     def close(self):
-        for fd in (self._read_fd, self._write_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._queue.close()

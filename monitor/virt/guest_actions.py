@@ -2,7 +2,7 @@
 evidence, read its monitoring metadata.
 
 Every function here blocks on libvirt or the file system and is meant to
-run in a native thread (eventlet.tpool): none logs, none touches anything
+run in a native thread (concurrency.run_native): none logs, none touches anything
 green, none raises for libvirt errors. Each returns a value saying what
 happened, in libvirt's own words, for the caller to log and report.
 """
@@ -15,6 +15,7 @@ import typing
 from monitor.health import recovery_policy as recovery
 from monitor.store import evidence as evidence_mod
 from monitor.virt import metadata as domain_metadata
+from monitor.virt.libvirt_errors import error_text
 
 try:
     import libvirt
@@ -52,11 +53,6 @@ MAX_CONSOLE_BYTES = 256 * 1024
 _CHUNK = 256 * 1024
 
 
-def _error_text(exc):
-    message = exc.get_error_message() or str(exc)
-    return '%s (code %s)' % (message, exc.get_error_code())
-
-
 def _code(exc):
     return exc.get_error_code()
 
@@ -81,7 +77,7 @@ def reset(dom):
             return ActionResult(True, 'reset, then resumed (libvirt kept '
                                       'the crashed guest paused)')
     except libvirt.libvirtError as exc:
-        return ActionResult(False, 'reset failed: %s' % _error_text(exc))
+        return ActionResult(False, 'reset failed: %s' % error_text(exc))
     return ActionResult(True, 'reset')
 
 
@@ -94,7 +90,7 @@ def restart(dom):
     try:
         persistent = dom.isPersistent()
     except libvirt.libvirtError as exc:
-        return ActionResult(False, 'restart failed: %s' % _error_text(exc))
+        return ActionResult(False, 'restart failed: %s' % error_text(exc))
     if persistent != 1:
         return ActionResult(False, 'restart refused: the domain is '
                                    'transient and would be lost once '
@@ -105,12 +101,12 @@ def restart(dom):
         # Already off (it crashed and libvirt let it go): start it anyway.
         if _code(exc) != libvirt.VIR_ERR_OPERATION_INVALID:
             return ActionResult(False, 'restart failed at destroy: %s'
-                                % _error_text(exc))
+                                % error_text(exc))
     try:
         dom.create()
     except libvirt.libvirtError as exc:
         return ActionResult(False, 'restart failed at start, the domain is '
-                                   'left shut off: %s' % _error_text(exc))
+                                   'left shut off: %s' % error_text(exc))
     return ActionResult(True, 'destroyed and started again')
 
 
@@ -149,7 +145,7 @@ def screenshot(dom, max_bytes=MAX_SCREENSHOT_BYTES):
         stream.finish()
         stream = None
     except libvirt.libvirtError as exc:
-        return Capture(None, '', 'no screenshot: %s' % _error_text(exc))
+        return Capture(None, '', 'no screenshot: %s' % error_text(exc))
     finally:
         if stream is not None:
             try:
@@ -181,7 +177,7 @@ def console_tail(dom, max_lines, max_bytes=MAX_CONSOLE_BYTES):
     try:
         xml = dom.XMLDesc(0)
     except libvirt.libvirtError as exc:
-        return Capture(None, '', 'no console: %s' % _error_text(exc))
+        return Capture(None, '', 'no console: %s' % error_text(exc))
     try:
         paths = domain_metadata.console_log_paths(xml)
     except ValueError as exc:
@@ -212,7 +208,7 @@ def collect_evidence(dom, store, console_lines):
         xml = dom.XMLDesc(0)
         graphics = domain_metadata.has_graphics(xml)
     except libvirt.libvirtError as exc:
-        return refs, ['no evidence: %s' % _error_text(exc)]
+        return refs, ['no evidence: %s' % error_text(exc)]
     except ValueError as exc:
         return refs, ['no evidence: %s' % exc]
     captures = [(evidence_mod.CONSOLE, console_tail(dom, console_lines))]
@@ -228,11 +224,29 @@ def collect_evidence(dom, store, console_lines):
         except evidence_mod.EvidenceError as exc:
             problems.append('%s not stored: %s' % (kind, exc))
         except libvirt.libvirtError as exc:
-            problems.append('%s not stored: %s' % (kind, _error_text(exc)))
+            problems.append('%s not stored: %s' % (kind, error_text(exc)))
     return refs, problems
 
 
 # -- metadata -----------------------------------------------------------------
+
+def capture_and_act(conn, uuid, action, store, console_lines):
+    """Evidence of the domain ``uuid``, then the ``action`` on it (None:
+    evidence only).
+
+    Returns (refs, problems, ActionResult or None).
+    """
+    if conn is None:
+        return [], [], ActionResult(False, 'not connected to libvirt')
+    try:
+        dom = conn.lookupByUUIDString(uuid)
+    except libvirt.libvirtError as exc:
+        return [], [], ActionResult(
+            False, 'domain not found: %s' % (exc.get_error_message() or exc))
+    refs, problems = collect_evidence(dom, store, console_lines)
+    result = None if action is None else act(dom, action)
+    return refs, problems, result
+
 
 def read_metadata(dom):
     """The domain's ``<monitor/>`` element in the live definition."""
@@ -242,7 +256,7 @@ def read_metadata(dom):
     except libvirt.libvirtError as exc:
         if _code(exc) == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
             return Metadata(None, None)
-        return Metadata(None, 'metadata not readable: %s' % _error_text(exc))
+        return Metadata(None, 'metadata not readable: %s' % error_text(exc))
     return Metadata(text, None)
 
 

@@ -10,31 +10,23 @@ together stay within one budget.
 
 ``NativePool`` runs calls on native threads of its own, which take the
 next call as soon as one ends: a lane of pings runs at full speed without
-the hub. The threads only run the call, append the outcome to a deque and,
-when the green side sleeps, write one byte to a pipe; they never log or
-touch anything green. The green side wakes a few times per ten
-milliseconds at most and drains every outcome at once, which costs the hub
-far less than ``tpool.execute`` per call (a green event, a queue hand-off
-and a wake-up each).
+the hub. The threads only run the call and put the outcome on a
+``native_queue.NativeQueue``; they never log or touch anything green. The
+green side wakes a few times per ten milliseconds at most and takes every
+outcome at once, which costs the hub far less than
+``concurrency.run_native`` per call (a green event, a queue hand-off and a
+wake-up each).
 
 ``GreenPool`` runs each call in a green thread through an ``execute``
 function, for tests (with a direct call) and for callers that have no
 native threads.
 """
 
-import collections
-import os
+from monitor import concurrency
+from monitor.virt import native_queue
 
-import eventlet
-from eventlet import hubs
-from eventlet import patcher
-from eventlet import semaphore as eventlet_semaphore
-
-_native_threading = patcher.original('threading')
-_native_queue = patcher.original('queue')
-# Monkey-patched os.read/os.write would wait in the hub; the native
-# threads must never, and the green side reads only what is there.
-_native_os = patcher.original('os')
+_native_threading = concurrency.original('threading')
+_native_queue = concurrency.original('queue')
 
 
 class Mailbox:
@@ -44,50 +36,22 @@ class Mailbox:
         # Seconds the green side waits after a wake-up so that outcomes
         # ending close together are taken in one go.
         self.linger = linger
-        self._ended = collections.deque()
-        self._asleep = False
-        self._read_fd, self._write_fd = os.pipe()
-        os.set_blocking(self._read_fd, False)
-        os.set_blocking(self._write_fd, False)
+        self._queue = native_queue.NativeQueue()
 
     def post(self, outcome):
-        self._ended.append(outcome)
-        if self._asleep:
-            self._asleep = False
-            try:
-                _native_os.write(self._write_fd, b'x')
-            except BlockingIOError:
-                pass  # the pipe is full: the reader is due to wake anyway
+        self._queue.put(outcome)
 
     def wait(self):
         """Block the calling green thread until something was posted;
         return everything posted so far."""
-        while not self._ended:
-            self._asleep = True
-            if self._ended:  # posted before it saw us asleep
-                break
-            hubs.trampoline(self._read_fd, read=True)
-            try:
-                while _native_os.read(self._read_fd, 4096):
-                    pass
-            except BlockingIOError:
-                pass
-        self._asleep = False
+        while not self._queue:
+            self._queue.wait()
         if self.linger:
-            eventlet.sleep(self.linger)
-        ended = []
-        while True:
-            try:
-                ended.append(self._ended.popleft())
-            except IndexError:
-                return ended
+            concurrency.sleep(self.linger)
+        return self._queue.take_all()
 
     def close(self):
-        for fd in (self._read_fd, self._write_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._queue.close()
 
 
 class Slots:
@@ -170,14 +134,14 @@ class GreenPool:
         self.size = size
         self._mailbox = mailbox
         self._execute = execute
-        self._shared = (eventlet_semaphore.Semaphore(size),) + tuple(shared)
+        self._shared = (concurrency.Semaphore(size),) + tuple(shared)
 
     @staticmethod
     def semaphore(value):
-        return eventlet_semaphore.Semaphore(value)
+        return concurrency.Semaphore(value)
 
     def submit(self, func, args, tag):
-        eventlet.spawn_n(self._work, func, args, tag)
+        concurrency.spawn_n(self._work, func, args, tag)
 
     def _work(self, func, args, tag):
         for semaphore in self._shared:

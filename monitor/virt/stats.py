@@ -30,7 +30,8 @@ import typing
 
 from monitor.errors import StatsUnavailable  # noqa: F401 (raised here)
 from monitor.health import guest_activity
-from monitor.health import ping_outcome
+from monitor.virt.libvirt_errors import error_text
+from monitor.virt.libvirt_errors import is_disconnect
 
 try:
     import libvirt
@@ -70,7 +71,7 @@ def collect(conn, domains=None, clock=time.monotonic):
                 _stats_groups(),
                 libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE | nowait)
         except libvirt.libvirtError as exc:
-            raise StatsUnavailable(_error_text(exc)) from None
+            raise StatsUnavailable(error_text(exc)) from None
         return _parse_all(records, clock())
     domains = list(domains)
     if not domains:
@@ -78,8 +79,8 @@ def collect(conn, domains=None, clock=time.monotonic):
     try:
         records = conn.domainListGetStats(domains, _stats_groups(), nowait)
     except libvirt.libvirtError as exc:
-        if _is_disconnect(exc):
-            raise StatsUnavailable(_error_text(exc)) from None
+        if is_disconnect(exc):
+            raise StatsUnavailable(error_text(exc)) from None
         return _one_by_one(conn, domains, clock)
     return _parse_all(records, clock())
 
@@ -93,11 +94,11 @@ def _one_by_one(conn, domains, clock):
                 [dom], _stats_groups(),
                 libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT)
         except libvirt.libvirtError as exc:
-            if _is_disconnect(exc):
-                raise StatsUnavailable(_error_text(exc)) from None
+            if is_disconnect(exc):
+                raise StatsUnavailable(error_text(exc)) from None
             if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 continue  # gone since it was listed
-            errors[_uuid_or_unknown(dom)] = _error_text(exc)
+            errors[_uuid_or_unknown(dom)] = error_text(exc)
             continue
         found = _parse_all(records, clock())
         counters.update(found.counters)
@@ -113,7 +114,7 @@ def _parse_all(records, at):
             uuid = dom.UUIDString()
             name = dom.name()
         except libvirt.libvirtError as exc:
-            errors[_uuid_or_unknown(dom)] = _error_text(exc)
+            errors[_uuid_or_unknown(dom)] = error_text(exc)
             continue
         try:
             counters[uuid] = parse(uuid, name, stats, at)
@@ -185,11 +186,3 @@ def _int(stats, key):
     return value
 
 
-def _is_disconnect(exc):
-    return ping_outcome.is_disconnect(exc.get_error_code(),
-                                      exc.get_error_domain())
-
-
-def _error_text(exc):
-    return '%s (code %s)' % (exc.get_error_message() or exc,
-                             exc.get_error_code())

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from monitor.virt import host as libvirt_host
+from monitor.virt import fault_hook
 from tests.integration.test_monitor_end_to_end import HEALTHY
 from tests.integration.test_monitor_end_to_end import wait_notifications
 
@@ -29,7 +29,7 @@ STAGE_LOG = {
 def test_a_crashed_guest_is_notified_on_time_beside_a_domain_that_raises(
         lab_guests, masakari, monitor_daemon, monkeypatch, stage):
     hostile, victim = lab_guests(2)
-    monkeypatch.setenv(libvirt_host.FAULTY_DOMAIN_ENV,
+    monkeypatch.setenv(fault_hook.FAULTY_DOMAIN_ENV,
                        '%s:%s' % (hostile.name, stage))
     daemon = monitor_daemon()
     daemon.wait_for_log(HEALTHY % victim.uuid, 60)

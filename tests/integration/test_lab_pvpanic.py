@@ -64,13 +64,13 @@ def domain_events(libvirt_lab):
     seen = collections.deque()
 
     def on_lifecycle(_conn, dom, event, detail, _opaque):
-        seen.append(lifecycle.DomainEvent(
-            dom.UUIDString(), dom.name(), lifecycle.KIND_LIFECYCLE, event,
-            detail, time.time()))
+        seen.append(libvirt_events.domain_event(
+            dom.UUIDString(), dom.name(), lifecycle.EventKind.LIFECYCLE,
+            event, detail, time.time()))
 
     def on_watchdog(_conn, dom, action, _opaque):
-        seen.append(lifecycle.DomainEvent(
-            dom.UUIDString(), dom.name(), instant_failures.KIND_WATCHDOG,
+        seen.append(libvirt_events.domain_event(
+            dom.UUIDString(), dom.name(), lifecycle.EventKind.WATCHDOG,
             action, 0, time.time()))
 
     callbacks = [
@@ -89,10 +89,11 @@ def wait_event(seen, uuid, kind, event, timeout=EVENT_TIMEOUT):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for item in list(seen):
-            if (item.uuid, item.kind, item.event) == (uuid, kind, event):
+            if item is not None and (item.uuid, item.kind, item.event) == (
+                    uuid, kind, event):
                 return item
         time.sleep(0.1)
-    raise AssertionError('no %s event %d for %s within %.0f s; saw %s'
+    raise AssertionError('no %s event %s for %s within %.0f s; saw %s'
                          % (kind, event, uuid, timeout, list(seen)))
 
 
@@ -102,9 +103,10 @@ def test_pvpanic_guest_panic_is_a_crashed_event_and_state(
 
     guest.control('panic')
 
-    crashed = wait_event(domain_events, guest.uuid, lifecycle.KIND_LIFECYCLE,
-                         libvirt.VIR_DOMAIN_EVENT_CRASHED)
-    assert crashed.detail == libvirt.VIR_DOMAIN_EVENT_CRASHED_PANICKED
+    crashed = wait_event(domain_events, guest.uuid,
+                         lifecycle.EventKind.LIFECYCLE,
+                         lifecycle.LifecycleEvent.CRASHED)
+    assert crashed.detail is lifecycle.CrashedDetail.PANICKED
     assert guest.wait_state(libvirt.VIR_DOMAIN_CRASHED, EVENT_TIMEOUT) == (
         libvirt.VIR_DOMAIN_CRASHED, libvirt.VIR_DOMAIN_CRASHED_PANICKED)
     assert instant_failures.decide(crashed, states.HEALTHY, False) == (
@@ -120,9 +122,8 @@ def test_a_watchdog_no_longer_fed_raises_the_watchdog_event(
 
     guest.control('watchdog-hang')
 
-    fired = wait_event(domain_events, guest.uuid,
-                       instant_failures.KIND_WATCHDOG,
-                       libvirt.VIR_DOMAIN_EVENT_WATCHDOG_NONE)
+    fired = wait_event(domain_events, guest.uuid, lifecycle.EventKind.WATCHDOG,
+                       lifecycle.WatchdogAction.NONE)
     assert instant_failures.decide(fired, states.HEALTHY, False) == (
         instant_failures.Decision(True,
                                   'watchdog fired (no action configured)'))

@@ -1,5 +1,5 @@
 """Send one notification to ``URL`` the way the daemon does: in a green
-thread after eventlet's monkey-patching. Prints the outcome as JSON.
+thread after the daemon's monkey-patching. Prints the outcome as JSON.
 
     python -m tests.unit.green_send URL REQUEST_TIMEOUT
 
@@ -7,9 +7,9 @@ Run as its own process by the tests: monkey-patching the test runner would
 change every other test.
 """
 
-import eventlet
+from monitor import concurrency
 
-eventlet.monkey_patch()
+concurrency.monkey_patch()
 
 import json  # noqa: E402
 import sys  # noqa: E402
@@ -26,7 +26,7 @@ def main(url, request_timeout):
     n = notification.Notification.new(
         '6f1f4b4e-95c5-4c6a-9a43-1c1bb8d0a0f1', 'instance-0000002a',
         'compute-1', 1700000000.0)
-    outcome = eventlet.spawn(client.send, n).wait()
+    outcome = concurrency.spawn(client.send, n).wait()
     print(json.dumps(outcome._asdict()))
 
 

@@ -25,8 +25,17 @@ LOG = logging.getLogger('monitor.probe')
 def fake_libvirt(native_time):
     """Modules standing in for libvirt and libvirt_qemu."""
     lv = types.ModuleType('libvirt')
+    lv.VIR_ERR_INTERNAL_ERROR = 1
     lv.VIR_ERR_NO_SUPPORT = 3
+    lv.VIR_ERR_NO_CONNECT = 5
+    lv.VIR_ERR_INVALID_CONN = 6
+    lv.VIR_ERR_INVALID_DOMAIN = 7
+    lv.VIR_ERR_SYSTEM_ERROR = 38
     lv.VIR_ERR_NO_DOMAIN = 42
+    lv.VIR_ERR_OPERATION_INVALID = 55
+    lv.VIR_ERR_ARGUMENT_UNSUPPORTED = 74
+    lv.VIR_FROM_RPC = 7
+    lv.VIR_FROM_REMOTE = 13
     lv.VIR_CONNECT_LIST_DOMAINS_ACTIVE = 1
     lv.VIR_DOMAIN_STATS_STATE = 1
     lv.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE = 1

@@ -373,11 +373,11 @@ def daemon_options():
     generator namespace)."""
     from oslo_config import cfg
 
-    from monitor.conf import config
+    from monitor.conf import loading
     from monitor.conf import opts
     known = {(getattr(group, 'name', group), opt.dest)
              for group, group_opts in opts.list_opts() for opt in group_opts}
-    conf = config.build_conf()
+    conf = loading.build_conf()
     for key in conf:
         if isinstance(conf[key], cfg.ConfigOpts.GroupAttr):
             known.update((key, name) for name in conf[key])

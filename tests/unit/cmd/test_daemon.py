@@ -342,13 +342,13 @@ def systemd():
 @pytest.fixture
 def running_conf(tmp_path, saved_logging):  # noqa: F811
     """(conf, argv, log file) of a daemon set up as main() sets it up."""
-    from monitor.conf import config
+    from monitor.conf import loading
     from monitor.conf import log_setup as logs
 
     log_file = tmp_path / 'ghm.log'
     argv = ['--config-file', write_conf(
         tmp_path, DEFAULT={'log_file': str(log_file), 'debug': 'false'})]
-    conf = config.load(argv)
+    conf = loading.load(argv)
     logs.setup(conf)
     return conf, argv, log_file
 

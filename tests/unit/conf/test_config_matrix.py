@@ -15,7 +15,9 @@ import sys
 import pytest
 from oslo_config import types
 
-from monitor.conf import config
+from monitor import errors
+from monitor.conf import checks
+from monitor.conf import loading
 from monitor.conf import opts
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -106,7 +108,7 @@ def daemon_options():
 
 def is_accepted(section, opt, value):
     group = None if section == 'DEFAULT' else section
-    if value == '' and (group, opt.dest) in config.EMPTY_ALLOWED:
+    if value == '' and (group, opt.dest) in checks.EMPTY_ALLOWED:
         return True
     if (section, opt.dest) in FREE_TEXT:
         return value != '' or opt.default is None
@@ -141,7 +143,7 @@ def write_conf(directory, section, option, value):
 
 def test_the_base_configuration_is_valid(tmp_path):
     path = write_conf(tmp_path, 'monitor', 'interval', '10')
-    config.load(['--config-file', path], default_config_files=[])
+    loading.load(['--config-file', path], default_config_files=[])
 
 
 def test_every_numeric_option_has_bounds():
@@ -150,7 +152,7 @@ def test_every_numeric_option_has_bounds():
         if isinstance(opt.type, (types.Integer, types.Float)):
             group = None if section == 'DEFAULT' else section
             bounded = (opt.type.min is not None and opt.type.max is not None
-                       ) or (group, opt.dest) in config.FOREIGN_BOUNDS
+                       ) or (group, opt.dest) in checks.FOREIGN_BOUNDS
             if not bounded:
                 unbounded.append('[%s] %s' % (section, opt.dest))
     assert unbounded == []
@@ -162,8 +164,8 @@ def test_a_bad_value_is_refused_and_named(tmp_path, capsys, section, opt,
     path = write_conf(tmp_path, section, opt.dest, value)
     error = None
     try:
-        config.load(['--config-file', path], default_config_files=[])
-    except config.ConfigError as exc:
+        loading.load(['--config-file', path], default_config_files=[])
+    except errors.ConfigError as exc:
         error = exc
 
     captured = capsys.readouterr()

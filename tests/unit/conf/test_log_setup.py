@@ -15,7 +15,8 @@ import pytest
 from oslo_log import handlers as oslo_handlers
 from oslo_log import log as oslo_log
 
-from monitor.conf import config
+from monitor import errors
+from monitor.conf import loading
 from monitor.conf import log_setup as logs
 
 ENDPOINT = 'http://127.0.0.1:9/v1'
@@ -63,12 +64,12 @@ def write_conf(tmp_path):
 
 
 def load(path, *args):
-    return config.load(['--config-file', path] + list(args),
+    return loading.load(['--config-file', path] + list(args),
                        default_config_files=[])
 
 
 def load_error(path, *args):
-    with pytest.raises(config.ConfigError) as excinfo:
+    with pytest.raises(errors.ConfigError) as excinfo:
         load(path, *args)
     return excinfo.value
 
@@ -109,7 +110,7 @@ def test_registering_the_options_adds_no_handler():
     for handler in list(root.handlers):
         # Put back by saved_logging.
         root.removeHandler(handler)
-    config.build_conf()
+    loading.build_conf()
     assert root.handlers == []
 
 

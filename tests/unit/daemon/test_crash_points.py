@@ -23,7 +23,7 @@ from monitor.notify.notification import DeliveryOutcome
 from monitor.notify.notification import OutcomeKind
 from monitor.store import domain_store
 from monitor.virt import domain_xml
-from monitor.virt import host as libvirt_host
+from monitor.virt import domains as libvirt_domains
 
 SCRIPT = ('from monitor import crash_points\n'
           'crash_points.reached("after_post")\n'
@@ -108,7 +108,7 @@ class Daemon:
 
     def sweep(self, missed=()):
         self.now += 10
-        domains = [libvirt_host.DomainInfo(u, 'vm-' + u[-1], True, False,
+        domains = [libvirt_domains.DomainInfo(u, 'vm-' + u[-1], True, False,
                                            AGENT) for u in UUIDS]
         to_ping = self.tracker.reconcile(domains, now=self.now)
         self.tracker.apply_round(
@@ -120,8 +120,8 @@ class Daemon:
     def restarted_guest(self, uuid):
         self.now += 1
         self.tracker.apply_event(lifecycle.DomainEvent(
-            uuid, 'vm', lifecycle.KIND_LIFECYCLE,
-            lifecycle.VIR_DOMAIN_EVENT_STARTED, 0, self.now), now=self.now)
+            uuid, 'vm', lifecycle.EventKind.LIFECYCLE,
+            lifecycle.LifecycleEvent.STARTED, None, self.now), now=self.now)
 
     def state(self, uuid):
         return self.store.get(uuid).state

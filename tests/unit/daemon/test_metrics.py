@@ -25,6 +25,7 @@ from monitor.notify.notification import DeliveryOutcome
 from monitor.notify.notification import OutcomeKind
 from monitor.store import domain_store
 from monitor.virt import domain_xml
+from monitor.virt import domains as libvirt_domains
 from monitor.virt import host as libvirt_host
 from tests.unit import exposition
 
@@ -437,7 +438,7 @@ AGENT = domain_xml.AgentChannel('org.qemu.guest_agent.0', '/run/x.sock',
 
 
 def domain(n):
-    return libvirt_host.DomainInfo('00000000-0000-4000-8000-%012d' % n,
+    return libvirt_domains.DomainInfo('00000000-0000-4000-8000-%012d' % n,
                                    'instance-%d' % n, True, False, AGENT)
 
 
@@ -454,13 +455,16 @@ class FakeHost:
         self.down = False
         self.listing_fails = False
 
-    def connect(self, on_close=None):
-        if self.down:
-            raise libvirt_host.LibvirtUnavailable('socket missing')
-        return 'conn'
+    connected = False
 
-    def close(self):
-        pass
+    def ensure_connected(self):
+        if self.down:
+            return 1.0
+        self.connected = True
+        return 0
+
+    def connection_lost(self, why):
+        self.connected = False
 
     def list_domains(self):
         if self.listing_fails:
@@ -478,11 +482,10 @@ class FakeTracker:
     def reconcile(self, domains):
         return list(domains)
 
-    def wants_counters(self, uuids):
-        return []
-
-    def apply_round(self, results, counters=None):
-        return False
+    def apply_round(self, results, counters_of=None):
+        return domain_tracker.RoundOutcome(False, {
+            uuid: 3 for uuid, result in results.items()
+            if result.outcome is Outcome.MISSED})
 
 
 def make_scheduler(host, tracker, m):
@@ -538,24 +541,6 @@ def test_a_sweep_that_cannot_list_is_not_counted():
     assert value(m, 'sweep_duration_seconds_count') == 0
 
 
-def test_only_connections_after_the_first_are_reconnects():
-    m = metrics.MonitorMetrics()
-    host = FakeHost([])
-    host.down = True
-    scheduler = make_scheduler(host, FakeTracker(), m)
-
-    assert scheduler.ensure_connected() > 0
-    host.down = False
-    assert scheduler.ensure_connected() == 0
-    assert value(m, 'libvirt_reconnects_total') == 0
-
-    scheduler.connection_lost('test')
-    scheduler.ensure_connected()
-    scheduler.connection_lost('test')
-    scheduler.ensure_connected()
-    assert value(m, 'libvirt_reconnects_total') == 2
-
-
 T0 = 1_700_000_000.0
 
 
@@ -593,7 +578,7 @@ def test_the_tracker_counts_transitions_and_queued_notifications(outbox):
         sweep(tracker, vms, T0 + 10 * n, missed={domain(1).uuid})
     outbox.mark_delivered(outbox.pending()[0].id, OutcomeKind.ACCEPTED,
                           T0 + 40)
-    tracker.tick(now=T0 + 41)
+    tracker.review(now=T0 + 41)
 
     def transitions(old, new):
         return value(m, 'state_transitions_total',
@@ -664,6 +649,6 @@ def test_the_delivery_worker_counts_each_outcome(outbox):
 
 
 def test_the_error_stages_are_those_of_the_libvirt_edge():
-    from monitor.virt import host as libvirt_host
+    from monitor.virt import notes as libvirt_notes
 
-    assert metrics.DOMAIN_ERROR_STAGES == libvirt_host.STAGES
+    assert metrics.DOMAIN_ERROR_STAGES == libvirt_notes.STAGES

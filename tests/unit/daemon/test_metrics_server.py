@@ -13,7 +13,7 @@ from dogpile.cache import region as dogpile_region
 from eventlet.green import threading as green_threading
 from eventlet.green.http import client as http_client
 
-from monitor.conf import config
+from monitor.conf import loading
 from monitor.daemon import metrics
 from monitor.daemon import metrics_server
 from monitor.daemon import scheduler as scheduler_mod
@@ -375,7 +375,7 @@ def conf_with(tmp_path, **metrics_options):
     lines += ['%s = %s' % item for item in metrics_options.items()]
     path = tmp_path / 'monitor.conf'
     path.write_text('\n'.join(lines) + '\n')
-    return config.load(['--config-file', str(path)],
+    return loading.load(['--config-file', str(path)],
                        default_config_files=[])
 
 
@@ -433,7 +433,7 @@ def test_a_scrape_shows_what_the_sweeps_and_deliveries_did(tmp_path, serve):
         scheduler.sweep()
     queued = exposition.parse(get(server.port, '/metrics')[2])
     worker.run_once()                           # the engine accepts it
-    tracker.tick()                              # as every sweep: reported
+    tracker.review()                            # as every sweep: reported
     status, _, body = get(server.port, '/metrics')
     box.close()
 

@@ -23,7 +23,7 @@ from monitor.notify import notification as notification_mod
 from monitor.notify import outbox as outbox_mod
 from monitor.store import recovery_history
 from monitor.store.evidence import EvidenceStore
-from monitor.virt import host as libvirt_host
+from monitor.virt import domains as libvirt_domains
 from monitor.virt import metadata as domain_metadata
 from tests.unit.daemon.test_tracker import AGENT
 from tests.unit.daemon.test_tracker import GRACE
@@ -88,7 +88,7 @@ class Spawned(list):
 
 
 def settings_listed(n, **settings):
-    return libvirt_host.DomainInfo(
+    return libvirt_domains.DomainInfo(
         uuid(n), name(n), True, False, AGENT,
         settings=domain_metadata.DomainSettings(**settings))
 
@@ -291,7 +291,7 @@ def test_the_history_file_is_private(rig):
     assert stat.S_IMODE(os.stat(rig.history_path).st_mode) == 0o600
 
 
-def test_the_breaker_holds_actions_as_it_holds_notifications(rig):
+def test_the_breaker_suppresses_actions_as_it_suppresses_notifications(rig):
     doms = [rig.domain(n) for n in (1, 2, 3)]
     domains = listed(1, 2, 3)
     rig.host.sweep(domains)
@@ -300,7 +300,7 @@ def test_the_breaker_holds_actions_as_it_holds_notifications(rig):
         rig.host.sweep(domains, default=MISSED)
     rig.spawned.run_all()
 
-    assert rig.host.held
+    assert rig.host.suppressed
     assert rig.outbox.pending() == []
     assert [dom.calls for dom in doms] == [[], [], []]
 
@@ -319,7 +319,7 @@ def test_a_recovery_started_while_the_breaker_is_tripped_touches_nothing(
     assert dom.calls == []
     [due] = rig.outbox.due(1e12)
     assert due.notification.details['recovery']['result'] == \
-        recovery.RESULT_HELD
+        recovery.RESULT_BREAKER_OPEN
 
 
 def test_the_domains_metadata_action_overrides_the_configured_one(
@@ -394,7 +394,7 @@ def test_opting_out_while_monitored_drops_the_domain_at_once(rig, log):
     rig.host.sweep(domains)
     assert rig.host.state(1) == H
 
-    rig.tracker.settings_changed(uuid(1), name(1),
+    rig.tracker.settings.changed(uuid(1), name(1),
                                  domain_metadata.DomainSettings(False))
 
     assert rig.host.record(1) is None
@@ -403,13 +403,13 @@ def test_opting_out_while_monitored_drops_the_domain_at_once(rig, log):
     # it back in discovery.
     rig.host.sweep([settings_listed(1, enabled=False), settings_listed(2)])
     assert rig.host.record(1) is None
-    rig.tracker.settings_changed(uuid(1), name(1), domain_metadata.DEFAULTS)
+    rig.tracker.settings.changed(uuid(1), name(1), domain_metadata.DEFAULTS)
     rig.host.sweep(domains, default=MISSED)
     assert rig.host.state(1) == D
 
 
 def test_an_invalid_element_is_logged_once_and_the_defaults_apply(rig, log):
-    bad = libvirt_host.DomainInfo(uuid(1), name(1), True, False, AGENT,
+    bad = libvirt_domains.DomainInfo(uuid(1), name(1), True, False, AGENT,
                                   settings_error='unknown attribute x="1"')
     for _ in range(3):
         rig.host.sweep([bad, settings_listed(2)])

@@ -9,7 +9,7 @@ import eventlet
 import libvirt
 import pytest
 
-from monitor.conf import config
+from monitor.conf import loading
 from monitor.daemon import service as service_mod
 from monitor.health import lifecycle
 from monitor.health import record as domain_record
@@ -72,7 +72,7 @@ backend = dogpile.cache.memory
 endpoint = http://127.0.0.1:9/v1
 auth_type = none
 """)
-    conf = config.load(['--config-file', str(conf_file)],
+    conf = loading.load(['--config-file', str(conf_file)],
                        default_config_files=[])
     service = service_mod.MonitorService(conf)
     yield service
@@ -89,7 +89,7 @@ def watch_agent_domain(service):
     assert service.store.get(AGENT_UUID).state == states.DISCOVERY
 
 
-def domain_event(kind, code=0, detail=0):
+def domain_event(kind, code=None, detail=None):
     return lifecycle.DomainEvent(AGENT_UUID, 'with-agent', kind, code,
                                  detail, 0.0)
 
@@ -126,12 +126,12 @@ def test_domain_events_go_to_the_tracker(service):
     connect(service)
     watch_agent_domain(service)
 
-    service.dispatch(domain_event(lifecycle.KIND_LIFECYCLE,
-                                  lifecycle.VIR_DOMAIN_EVENT_SUSPENDED))
+    service.dispatch(domain_event(lifecycle.EventKind.LIFECYCLE,
+                                  lifecycle.LifecycleEvent.SUSPENDED))
     assert service.store.get(AGENT_UUID).paused
 
-    service.dispatch(domain_event(lifecycle.KIND_LIFECYCLE,
-                                  lifecycle.VIR_DOMAIN_EVENT_STOPPED))
+    service.dispatch(domain_event(lifecycle.EventKind.LIFECYCLE,
+                                  lifecycle.LifecycleEvent.STOPPED))
     assert service.store.get(AGENT_UUID) is None
     assert service.scheduler.connected
 
@@ -196,7 +196,7 @@ def test_a_driver_without_agent_commands_monitors_nothing_quietly(service,
     assert stats.pinged == 0
     assert service.store.all() == []
     about = [r.getMessage() for r in caplog.records
-             if r.name == 'monitor.daemon.tracker']
+             if r.name.startswith('monitor.daemon.')]
     assert len([line for line in about if PLAIN_UUID in line]) == 1
     assert len([line for line in about if AGENT_UUID in line
                 and 'not monitored' in line]) == 1
@@ -245,7 +245,7 @@ connection_uri = test://{node}
         text += ''.join('%s = %s\n' % item for item in values.items())
     conf_file = tmp_path / 'monitor.conf'
     conf_file.write_text(text)
-    conf = config.load(['--config-file', str(conf_file)],
+    conf = loading.load(['--config-file', str(conf_file)],
                        default_config_files=[])
     return service_mod.MonitorService(conf)
 
@@ -273,11 +273,11 @@ def test_a_metadata_change_applies_without_waiting_for_a_listing(service):
         domain_metadata.KEY, domain_metadata.NAMESPACE,
         libvirt.VIR_DOMAIN_AFFECT_LIVE)
 
-    service.dispatch(domain_event(libvirt_events.KIND_METADATA,
-                                  libvirt.VIR_DOMAIN_METADATA_ELEMENT))
+    service.dispatch(libvirt_events.MetadataChanged(AGENT_UUID, 'with-agent',
+                                                    0.0))
 
     assert service.store.get(AGENT_UUID) is None
-    assert not service.tracker.settings_of(AGENT_UUID).enabled
+    assert not service.tracker.settings.of(AGENT_UUID).enabled
     # The next listing agrees: the domain stays unmonitored.
     assert service.tracker.reconcile(service.host.list_domains()) == []
 

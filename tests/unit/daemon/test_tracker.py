@@ -5,7 +5,6 @@ notifications, with the real policy, breaker, store and outbox."""
 import logging
 import sqlite3
 
-import libvirt
 import pytest
 from dogpile.cache import region as dogpile_region
 
@@ -16,13 +15,21 @@ from monitor.health import lifecycle
 from monitor.health import mass_failure
 from monitor.health import policy as health_policy
 from monitor.health import states
+from monitor.health.lifecycle import AgentReason
+from monitor.health.lifecycle import AgentState
+from monitor.health.lifecycle import CrashedDetail
+from monitor.health.lifecycle import EventKind
+from monitor.health.lifecycle import LifecycleEvent
+from monitor.health.lifecycle import StoppedDetail
+from monitor.health.lifecycle import WatchdogAction
 from monitor.health.ping_outcome import Outcome
 from monitor.health.ping_outcome import PingResult
 from monitor.notify import notification as notification_mod
 from monitor.notify import outbox as outbox_mod
 from monitor.store import domain_store
 from monitor.virt import domain_xml
-from monitor.virt import host as libvirt_host
+from monitor.virt import domains as libvirt_domains
+from monitor.virt import metadata as domain_metadata
 from tests.unit import exposition
 
 D, H, E, R = states.DISCOVERY, states.HEALTHY, states.ERROR, states.REPORTED
@@ -46,26 +53,23 @@ def name(n):
 
 
 def listed(n, running=True, paused=False, agent=AGENT):
-    return libvirt_host.DomainInfo(uuid(n), name(n), running, paused, agent)
+    return libvirt_domains.DomainInfo(uuid(n), name(n), running, paused, agent)
 
 
-def event(n, kind, code=0, detail=0, at=T0):
+def event(n, kind, code=None, detail=None, at=T0):
     return lifecycle.DomainEvent(uuid(n), name(n), kind, code, detail, at)
 
 
-def lifecycle_event(n, code, detail=0):
-    return event(n, lifecycle.KIND_LIFECYCLE, code, detail)
+def lifecycle_event(n, code, detail=None):
+    return event(n, EventKind.LIFECYCLE, code, detail)
 
 
 def agent_event(n, state):
-    return event(n, lifecycle.KIND_AGENT, state,
-                 lifecycle.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_REASON_CHANNEL)
+    return event(n, EventKind.AGENT, state, AgentReason.CHANNEL)
 
 
-AGENT_DISCONNECTED = (
-    lifecycle.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_DISCONNECTED)
-AGENT_CONNECTED = (
-    lifecycle.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_CONNECTED)
+AGENT_DISCONNECTED = AgentState.DISCONNECTED
+AGENT_CONNECTED = AgentState.CONNECTED
 
 
 def make_store():
@@ -87,7 +91,7 @@ class Host:
         self.outbox = outbox
         self.now = T0
         self.pinged = []
-        self.held = None
+        self.suppressed = None
 
     def sweep(self, domains, outcomes=None, default=OK, dt=INTERVAL):
         self.now += dt
@@ -98,13 +102,14 @@ class Host:
             info.uuid: PingResult(outcomes.get(info.uuid, default), 'test',
                                   self.now + 0.01, 0.02)
             for info in to_ping}
-        self.held = self.tracker.apply_round(
-            results, now=self.now + 0.05, counters=self.counters_for(results))
+        self.suppressed = self.tracker.apply_round(
+            results, now=self.now + 0.05,
+            counters_of=self.counters_of).suppressed
         return self.pinged
 
-    def counters_for(self, results):
-        """The I/O counters handed over with a round: none here."""
-        return None
+    def counters_of(self, uuids):
+        """The I/O counters the tracker asks for in a round: none here."""
+        return {}
 
     def sweeps(self, count, domains, outcomes=None, default=OK):
         for _ in range(count):
@@ -151,14 +156,16 @@ def wakes():
 
 
 def make_tracker(store, outbox, wakes, threshold=3, discovery_timeout=0,
-                 min_domains=3, ratio=0.5, hard_reboot_window=120):
+                 min_domains=3, ratio=0.5, hard_reboot_window=120,
+                 metrics=None, silent_periods=None):
     return domain_tracker.DomainTracker(
         store,
         health_policy.HealthPolicy(threshold, discovery_timeout, GRACE,
                                    hard_reboot_window),
         mass_failure.MassFailureBreaker(min_domains, ratio),
         outbox, HOST, delivery_wakeup=wakes,
-        clock=lambda: pytest.fail('the tracker read the wall clock'))
+        clock=lambda: pytest.fail('the tracker read the wall clock'),
+        metrics=metrics, silent_periods=silent_periods)
 
 
 ACCEPTED = notification_mod.OutcomeKind.ACCEPTED
@@ -188,7 +195,7 @@ def log(caplog):
 
     def lines(level=logging.INFO):
         return [r.getMessage() for r in caplog.records
-                if r.name == 'monitor.daemon.tracker'
+                if r.name.startswith('monitor.daemon.')
                 and r.levelno >= level]
     return lines
 
@@ -328,7 +335,7 @@ def test_a_ping_started_before_a_reboot_says_nothing_about_the_new_run(
     host.now += INTERVAL
     assert tracker.reconcile([listed(1)], now=host.now) == [listed(1)]
     started = host.now + 0.01
-    tracker.apply_event(event(1, lifecycle.KIND_REBOOT), now=host.now + 1)
+    tracker.apply_event(event(1, EventKind.REBOOT), now=host.now + 1)
     tracker.apply_round({uuid(1): PingResult(MISSED, 'late', started, 2.0)},
                         now=host.now + 2)
 
@@ -342,7 +349,7 @@ def test_an_answer_from_before_a_reboot_does_not_end_discovery(host,
     host.now += INTERVAL
     tracker.reconcile([listed(1)], now=host.now)
     started = host.now + 0.01
-    tracker.apply_event(event(1, lifecycle.KIND_REBOOT), now=host.now + 1)
+    tracker.apply_event(event(1, EventKind.REBOOT), now=host.now + 1)
     tracker.apply_round({uuid(1): PingResult(OK, 'ok', started, 1.5)},
                         now=host.now + 2)
 
@@ -354,7 +361,7 @@ def test_results_for_domains_forgotten_meanwhile_are_dropped(host, tracker):
     host.now += INTERVAL
     tracker.reconcile([listed(1)], now=host.now)
     tracker.apply_event(
-        lifecycle_event(1, lifecycle.VIR_DOMAIN_EVENT_STOPPED),
+        lifecycle_event(1, LifecycleEvent.STOPPED),
         now=host.now + 1)
     tracker.apply_round({uuid(1): PingResult(MISSED, 'x', host.now, 1.0)},
                         now=host.now + 2)
@@ -394,7 +401,7 @@ def test_a_domain_libvirt_could_not_ping_is_monitored_on_its_next_run(host):
 def test_a_domain_libvirt_could_not_ping_is_tried_again_once_restarted(
         host):
     host.sweep([listed(1)], default=Outcome.NO_AGENT)
-    host.event(lifecycle_event(1, lifecycle.VIR_DOMAIN_EVENT_STARTED))
+    host.event(lifecycle_event(1, LifecycleEvent.STARTED))
     assert host.sweep([listed(1)]) == [uuid(1)]
     assert host.state(1) == H
 
@@ -427,14 +434,14 @@ def test_an_answer_after_the_report_re_arms_for_a_new_incident(host,
 
 # -- the mass-failure breaker ----------------------------------------------------
 
-def test_most_domains_missing_at_once_is_held_not_reported(host, log):
+def test_most_domains_missing_at_once_is_suppressed_not_reported(host, log):
     healthy(host, 1, 2, 3, 4)
     domains = [listed(n) for n in (1, 2, 3, 4)]
     outcomes = {uuid(n): MISSED for n in (1, 2, 3)}
 
     host.sweeps(5, domains, outcomes)
 
-    assert host.held is True
+    assert host.suppressed is True
     assert host.pending() == []
     assert [host.record(n).misses for n in (1, 2, 3)] == [0, 0, 0]
     assert [host.state(n) for n in (1, 2, 3, 4)] == [H, H, H, H]
@@ -447,14 +454,14 @@ def test_guests_still_failing_when_the_breaker_clears_are_reported(host):
 
     host.sweeps(3, domains, {uuid(1): MISSED})
 
-    assert host.held is False
+    assert host.suppressed is False
     assert host.pending() == [(uuid(1), name(1), HOST)]
 
 
-def test_a_single_guest_failure_is_never_held(host):
+def test_a_single_guest_failure_is_never_suppressed(host):
     healthy(host, 1)
     host.sweeps(3, [listed(1)], default=MISSED)
-    assert host.held is False
+    assert host.suppressed is False
     assert host.pending() == [(uuid(1), name(1), HOST)]
 
 
@@ -465,7 +472,7 @@ def test_domains_in_discovery_do_not_count_for_the_breaker(host):
 
     host.sweeps(3, [listed(1)] + booting, default=MISSED)
 
-    assert host.held is False
+    assert host.suppressed is False
     assert host.pending() == [(uuid(1), name(1), HOST)]
 
 
@@ -479,12 +486,12 @@ def test_guests_already_reported_do_not_hold_a_new_failure(host, tracker):
         dead = {uuid(m): MISSED for m in range(1, n + 1)}
         host.sweeps(3, domains, dead)
         deliver(host)
-        tracker.tick(now=host.now)
+        tracker.review(now=host.now)
     assert [host.state(n) for n in (1, 2)] == [R, R]
 
     host.sweeps(3, domains, {uuid(n): MISSED for n in (1, 2, 3)})
 
-    assert host.held is False
+    assert host.suppressed is False
     assert host.pending() == [(uuid(3), name(3), HOST)]
 
 
@@ -508,7 +515,7 @@ def test_a_paused_domain_is_not_pinged_and_re_armed_when_running(host, log):
 
 def test_a_domain_libvirt_keeps_crashed_is_still_probed_and_reported(host):
     healthy(host, 1)
-    crashed = libvirt_host.DomainInfo(uuid(1), name(1), False, False, AGENT,
+    crashed = libvirt_domains.DomainInfo(uuid(1), name(1), False, False, AGENT,
                                       crashed=True)
     host.sweeps(3, [crashed], {uuid(1): MISSED})
     assert host.pending() == [(uuid(1), name(1), HOST)]
@@ -551,7 +558,7 @@ def test_a_reboot_re_arms_the_domain(host):
     healthy(host, 1)
     host.sweeps(2, [listed(1)], default=MISSED)
 
-    host.event(event(1, lifecycle.KIND_REBOOT))
+    host.event(event(1, EventKind.REBOOT))
 
     assert host.state(1) == D
     assert host.record(1).misses == 0
@@ -561,19 +568,19 @@ def test_a_reboot_re_arms_the_domain(host):
 
 def test_a_started_domain_is_re_armed(host):
     healthy(host, 1)
-    host.event(lifecycle_event(1, lifecycle.VIR_DOMAIN_EVENT_STARTED))
+    host.event(lifecycle_event(1, LifecycleEvent.STARTED))
     assert host.state(1) == D
 
 
 def test_a_stopped_domain_is_forgotten(host, log):
     healthy(host, 1)
-    host.event(lifecycle_event(1, lifecycle.VIR_DOMAIN_EVENT_STOPPED, 5))
+    host.event(lifecycle_event(1, LifecycleEvent.STOPPED, StoppedDetail.FAILED))
     assert host.record(1) is None
     assert name(1) in log()[-1] and uuid(1) in log()[-1]
 
 
-STOPPED = lifecycle.VIR_DOMAIN_EVENT_STOPPED
-STARTED = lifecycle.VIR_DOMAIN_EVENT_STARTED
+STOPPED = LifecycleEvent.STOPPED
+STARTED = LifecycleEvent.STARTED
 
 
 def test_a_hard_reboot_keeps_the_domains_history(store, outbox, wakes, log):
@@ -581,10 +588,10 @@ def test_a_hard_reboot_keeps_the_domains_history(store, outbox, wakes, log):
     host = Host(make_tracker(store, outbox, wakes, discovery_timeout=60),
                 store, outbox)
     healthy(host, 1)
-    host.event(lifecycle_event(1, STOPPED, 2))
+    host.event(lifecycle_event(1, STOPPED, StoppedDetail.CRASHED))
     assert host.record(1) is None  # not monitored while stopped
 
-    host.event(lifecycle_event(1, STARTED, 0), dt=5)
+    host.event(lifecycle_event(1, STARTED), dt=5)
 
     record = host.record(1)
     assert (record.state, record.ever_healthy) == (D, True)
@@ -609,9 +616,9 @@ def test_a_domain_stopped_for_longer_than_the_window_starts_afresh(
     host = Host(make_tracker(store, outbox, wakes, hard_reboot_window=120),
                 store, outbox)
     healthy(host, 1)
-    host.event(lifecycle_event(1, STOPPED, 2))
+    host.event(lifecycle_event(1, STOPPED, StoppedDetail.CRASHED))
 
-    host.event(lifecycle_event(1, STARTED, 0), dt=121)
+    host.event(lifecycle_event(1, STARTED), dt=121)
     host.sweep([listed(1)], default=MISSED)
 
     assert (host.state(1), host.record(1).ever_healthy) == (D, False)
@@ -622,8 +629,8 @@ def test_a_zero_window_forgets_a_stopped_domain_at_once(store, outbox,
     host = Host(make_tracker(store, outbox, wakes, hard_reboot_window=0),
                 store, outbox)
     healthy(host, 1)
-    host.event(lifecycle_event(1, STOPPED, 2))
-    host.event(lifecycle_event(1, STARTED, 0), dt=0)
+    host.event(lifecycle_event(1, STOPPED, StoppedDetail.CRASHED))
+    host.event(lifecycle_event(1, STARTED), dt=0)
     host.sweep([listed(1)], default=MISSED)
     assert host.record(1).ever_healthy is False
 
@@ -636,8 +643,8 @@ def test_a_restart_after_a_report_is_a_new_incident(host):
     host.sweep(domains, {uuid(1): MISSED})
     assert host.state(1) == R
 
-    host.event(lifecycle_event(1, STOPPED, 2))
-    host.event(lifecycle_event(1, STARTED, 0))
+    host.event(lifecycle_event(1, STOPPED, StoppedDetail.CRASHED))
+    host.event(lifecycle_event(1, STARTED))
     host.sweep(domains)
     host.sweeps(3, domains, {uuid(1): MISSED})
 
@@ -646,13 +653,13 @@ def test_a_restart_after_a_report_is_a_new_incident(host):
 
 def test_a_suspended_domain_is_parked(host):
     healthy(host, 1)
-    host.event(lifecycle_event(1, lifecycle.VIR_DOMAIN_EVENT_SUSPENDED))
+    host.event(lifecycle_event(1, LifecycleEvent.SUSPENDED))
 
     assert host.record(1).paused
     # The listing may lag behind the event; still no ping.
     assert host.sweep([listed(1, running=False, paused=True)]) == []
 
-    host.event(lifecycle_event(1, lifecycle.VIR_DOMAIN_EVENT_RESUMED))
+    host.event(lifecycle_event(1, LifecycleEvent.RESUMED))
     assert host.state(1) == D
     assert host.sweep([listed(1)]) == [uuid(1)]
     assert host.state(1) == H
@@ -678,8 +685,8 @@ def test_an_agent_that_reconnects_ends_the_grace(host):
 
 
 def test_events_for_unknown_domains_are_ignored(host, log):
-    for item in (event(7, lifecycle.KIND_REBOOT),
-                 lifecycle_event(7, lifecycle.VIR_DOMAIN_EVENT_STARTED),
+    for item in (event(7, EventKind.REBOOT),
+                 lifecycle_event(7, LifecycleEvent.STARTED),
                  agent_event(7, AGENT_DISCONNECTED)):
         host.event(item)
     assert host.record(7) is None
@@ -689,8 +696,8 @@ def test_events_for_unknown_domains_are_ignored(host, log):
 def test_a_crash_that_loaded_the_crash_kernel_changes_nothing(host):
     # kdump: the guest dumps and reboots by itself.
     healthy(host, 1)
-    host.event(lifecycle_event(1, lifecycle.VIR_DOMAIN_EVENT_CRASHED,
-                               libvirt.VIR_DOMAIN_EVENT_CRASHED_CRASHLOADED))
+    host.event(lifecycle_event(1, LifecycleEvent.CRASHED,
+                               CrashedDetail.CRASHLOADED))
     assert host.state(1) == H
     assert host.pending() == []
 
@@ -812,7 +819,7 @@ def test_a_full_outbox_is_an_error_and_the_next_miss_tries_again(
     blocker = notification_mod.Notification.new(uuid(9), name(9), HOST, T0)
     full.enqueue(blocker, T0)
     host.outbox = full
-    host.tracker.outbox = full
+    host.tracker.notifications.outbox = full
     healthy(host, 1, 2, 3)
     domains = [listed(n) for n in (1, 2, 3)]
 
@@ -838,7 +845,7 @@ def test_an_outbox_locked_elsewhere_is_an_error_and_the_next_miss_tries_again(
     path = str(tmp_path / 'locked.sqlite')
     locked = outbox_mod.Outbox(path, max_size=10, busy_wait=0.05)
     host.outbox = locked
-    host.tracker.outbox = locked
+    host.tracker.notifications.outbox = locked
     healthy(host, 1, 2, 3)
     domains = [listed(n) for n in (1, 2, 3)]
     host.sweeps(2, domains, {uuid(1): MISSED})
@@ -870,7 +877,7 @@ def test_a_restarted_guest_whose_agent_never_returns_is_reported(
     host = Host(make_tracker(store, outbox, wakes, discovery_timeout=60),
                 store, outbox)
     healthy(host, 1)
-    host.event(event(1, lifecycle.KIND_REBOOT))
+    host.event(event(1, EventKind.REBOOT))
 
     host.sweeps(5, [listed(1)], default=MISSED)
     assert host.pending() == []
@@ -881,15 +888,15 @@ def test_a_restarted_guest_whose_agent_never_returns_is_reported(
     assert len(host.outbox.pending()) == 1
 
 
-def test_tick_alone_runs_the_timers(store, outbox, wakes):
+def test_a_review_alone_runs_the_timers(store, outbox, wakes):
     tracker = make_tracker(store, outbox, wakes, discovery_timeout=60)
     host = Host(tracker, store, outbox)
     healthy(host, 1)
-    host.event(event(1, lifecycle.KIND_REBOOT))
+    host.event(event(1, EventKind.REBOOT))
 
-    tracker.tick(now=host.now + 59)
+    tracker.review(now=host.now + 59)
     assert host.pending() == []
-    tracker.tick(now=host.now + 60)
+    tracker.review(now=host.now + 60)
     assert host.pending() == [(uuid(1), name(1), HOST)]
 
 
@@ -904,7 +911,7 @@ def test_every_state_change_is_one_line_naming_the_domain(host, tracker,
     host.sweep([listed(1)])
 
     lines = [r.getMessage() for r in caplog.records
-             if r.name == 'monitor.daemon.tracker']
+             if r.name.startswith('monitor.daemon.')]
     changes = [line for line in lines if ' -> ' in line]
     assert [line.split(': ', 1)[1].split(' (')[0] for line in changes] == [
         'discovery -> healthy', 'healthy -> error', 'error -> reported',
@@ -914,21 +921,21 @@ def test_every_state_change_is_one_line_naming_the_domain(host, tracker,
 
 # -- failures libvirt reports at once ---------------------------------------------
 
-PANICKED = (lifecycle.VIR_DOMAIN_EVENT_CRASHED,
-            libvirt.VIR_DOMAIN_EVENT_CRASHED_PANICKED)
-STOPPED_FAILED = (lifecycle.VIR_DOMAIN_EVENT_STOPPED,
-                  libvirt.VIR_DOMAIN_EVENT_STOPPED_FAILED)
-STOPPED_CRASHED = (lifecycle.VIR_DOMAIN_EVENT_STOPPED,
-                   libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED)
+PANICKED = (LifecycleEvent.CRASHED,
+            CrashedDetail.PANICKED)
+STOPPED_FAILED = (LifecycleEvent.STOPPED,
+                  StoppedDetail.FAILED)
+STOPPED_CRASHED = (LifecycleEvent.STOPPED,
+                   StoppedDetail.CRASHED)
 
 
 def panic_event(n, at=None):
-    return event(n, lifecycle.KIND_LIFECYCLE, *PANICKED,
+    return event(n, EventKind.LIFECYCLE, *PANICKED,
                  at=T0 if at is None else at)
 
 
 def watchdog_event(n, action):
-    return event(n, lifecycle.KIND_WATCHDOG, action)
+    return event(n, EventKind.WATCHDOG, action)
 
 
 def test_a_pvpanic_crash_is_notified_at_once(host, wakes, log):
@@ -980,7 +987,7 @@ def test_the_events_that_follow_a_crash_add_no_notification(host, log):
     healthy(host, 1)
     host.event(panic_event(1, at=host.now))
     deliver(host)
-    host.event(event(1, lifecycle.KIND_LIFECYCLE, *STOPPED_CRASHED))
+    host.event(event(1, EventKind.LIFECYCLE, *STOPPED_CRASHED))
 
     assert host.outbox.pending() == []
     assert any('%s (%s): guest crashed and libvirt stopped it; '
@@ -1002,7 +1009,7 @@ def test_a_reported_domain_is_not_notified_again_by_an_event(host):
 def test_a_qemu_process_that_ended_is_notified_and_forgotten(host):
     healthy(host, 1)
 
-    host.event(event(1, lifecycle.KIND_LIFECYCLE, *STOPPED_FAILED))
+    host.event(event(1, EventKind.LIFECYCLE, *STOPPED_FAILED))
 
     assert host.pending() == [(uuid(1), name(1), HOST)]
     assert host.record(1) is None  # the stopped event's own action
@@ -1024,11 +1031,11 @@ def test_a_guest_still_booting_that_panics_is_notified(host):
 
 
 @pytest.mark.parametrize('action,notified', [
-    (libvirt.VIR_DOMAIN_EVENT_WATCHDOG_NONE, True),
-    (libvirt.VIR_DOMAIN_EVENT_WATCHDOG_PAUSE, True),
-    (libvirt.VIR_DOMAIN_EVENT_WATCHDOG_POWEROFF, True),
-    (libvirt.VIR_DOMAIN_EVENT_WATCHDOG_RESET, False),
-    (libvirt.VIR_DOMAIN_EVENT_WATCHDOG_INJECTNMI, False),
+    (WatchdogAction.NONE, True),
+    (WatchdogAction.PAUSE, True),
+    (WatchdogAction.POWEROFF, True),
+    (WatchdogAction.RESET, False),
+    (WatchdogAction.INJECTNMI, False),
 ])
 def test_a_watchdog_that_fired_is_notified_unless_its_action_recovers(
         host, action, notified):
@@ -1043,8 +1050,8 @@ def test_a_watchdog_that_fired_is_notified_unless_its_action_recovers(
 def test_an_instant_failure_is_queued_where_every_notification_is(
         host, monkeypatch):
     queued = []
-    monkeypatch.setattr(host.tracker, '_queue_notification',
-                        lambda record, reason, now: queued.append(
+    monkeypatch.setattr(host.tracker.notifications, 'queue',
+                        lambda record, reason, *args: queued.append(
                             (record.uuid, reason)))
     healthy(host, 1)
 
@@ -1059,7 +1066,7 @@ def test_an_instant_failure_the_outbox_cannot_take_is_asked_for_again(
     full = outbox_mod.Outbox(str(tmp_path / 'small.sqlite'), max_size=1)
     blocker = notification_mod.Notification.new(uuid(9), name(9), HOST, T0)
     full.enqueue(blocker, T0)
-    host.outbox = host.tracker.outbox = full
+    host.outbox = host.tracker.notifications.outbox = full
     healthy(host, 1, 2, 3)
     host.event(panic_event(1, at=host.now))
     assert host.pending() == [(uuid(9), name(9), HOST)]
@@ -1106,9 +1113,7 @@ class CorroboratingHost(Host):
         self.asked = []
         self.unavailable = set()
 
-    def counters_for(self, results):
-        missed = [u for u, r in results.items() if r.outcome is MISSED]
-        wanted = self.tracker.wants_counters(missed)
+    def counters_of(self, wanted):
         self.asked.append(sorted(wanted))
         ns = [n for n in range(1, 20)
               if uuid(n) in wanted and uuid(n) not in self.unavailable]
@@ -1122,11 +1127,10 @@ def metrics():
 
 def make_corroborating(store, outbox, wakes, metrics, enabled=True,
                        min_domains=3, ratio=0.5):
-    tracker = make_tracker(store, outbox, wakes, min_domains=min_domains,
-                           ratio=ratio)
-    tracker.metrics = metrics
-    tracker.silent_periods = guest_activity.SilentPeriods(enabled=enabled)
-    return tracker
+    return make_tracker(
+        store, outbox, wakes, min_domains=min_domains, ratio=ratio,
+        metrics=metrics,
+        silent_periods=guest_activity.SilentPeriods(enabled=enabled))
 
 
 @pytest.fixture
@@ -1140,7 +1144,7 @@ def chost(store, outbox, wakes, metrics, io):
                              store, outbox, io)
 
 
-def held_count(metrics):
+def spared_count(metrics):
     return exposition.parse(metrics.render()).value(
         metrics_mod.PREFIX + 'agent_silent_guest_active_total')
 
@@ -1167,7 +1171,7 @@ def test_a_working_guest_behind_a_silent_agent_is_not_reported(
                 if ACTIVE_LINE % (name(1), uuid(1)) in line]
     assert len(warnings) == 1
     assert '100 disk requests' in warnings[0]
-    assert held_count(metrics) == 1
+    assert spared_count(metrics) == 1
 
 
 def test_a_guest_still_working_is_logged_and_counted_once_per_incident(
@@ -1179,14 +1183,14 @@ def test_a_guest_still_working_is_logged_and_counted_once_per_incident(
     assert chost.record(1).misses == 6  # still counting
     assert len([line for line in log(logging.WARNING)
                 if ACTIVE_LINE % (name(1), uuid(1)) in line]) == 1
-    assert held_count(metrics) == 1
+    assert spared_count(metrics) == 1
 
     # The agent comes back, then falls silent again: a new incident.
     chost.sweep(DOMAINS)
     silent_while_working(chost, io)
     assert len([line for line in log(logging.WARNING)
                 if ACTIVE_LINE % (name(1), uuid(1)) in line]) == 2
-    assert held_count(metrics) == 2
+    assert spared_count(metrics) == 2
 
 
 def test_a_guest_whose_io_stops_later_is_reported(chost, io, log):
@@ -1267,8 +1271,8 @@ def test_with_corroboration_off_the_silence_alone_reports(
     silent_while_working(host, io)
 
     assert host.pending() == [(uuid(1), name(1), HOST)]
-    assert host.asked == [[]] * 4  # no stats call is asked for
-    assert held_count(metrics) == 0
+    assert host.asked == []  # no stats call is asked for
+    assert spared_count(metrics) == 0
 
 
 def test_a_tracker_without_silent_periods_does_not_corroborate(
@@ -1278,11 +1282,11 @@ def test_a_tracker_without_silent_periods_does_not_corroborate(
 
 def test_counters_are_asked_for_domains_counting_misses_only(chost, io):
     healthy(chost, 1, 2, 3)
-    chost.event(lifecycle_event(2, lifecycle.VIR_DOMAIN_EVENT_SUSPENDED))
+    chost.event(lifecycle_event(2, LifecycleEvent.SUSPENDED))
     domains = [listed(1), listed(2, paused=True), listed(3), listed(4)]
     # 4 is new: in discovery while its agent does not answer.
     chost.sweeps(3, domains, default=MISSED)
-    assert chost.asked[1:] == [[uuid(1), uuid(3)]] * 3
+    assert chost.asked == [[uuid(1), uuid(3)]] * 3
     deliver(chost, 0)
     deliver(chost, 0)
     chost.sweep(domains, default=MISSED)  # 1 and 3 are reported now
@@ -1306,14 +1310,14 @@ def test_a_guest_active_behind_its_agent_does_not_trip_the_breaker(
         io.work(1, 50)
         host.sweep(DOMAINS, {uuid(1): MISSED, uuid(2): MISSED})
 
-    assert host.held is False
+    assert host.suppressed is False
     assert host.pending() == [(uuid(2), name(2), HOST)]
 
 
 def test_a_new_run_of_the_guest_ends_its_silent_period(chost, io, metrics):
     healthy(chost, 1, 2, 3)
     silent_while_working(chost, io)
-    chost.event(event(1, lifecycle.KIND_REBOOT))
+    chost.event(event(1, EventKind.REBOOT))
     assert not chost.tracker.silent_periods.is_active(uuid(1))
     assert uuid(1) not in chost.tracker.silent_periods
 
@@ -1328,7 +1332,7 @@ def test_a_domain_that_left_the_host_ends_its_silent_period(chost, io):
     assert uuid(1) not in chost.tracker.silent_periods
 
 
-def test_an_instant_failure_of_a_guest_held_active_is_notified(chost, io):
+def test_an_instant_failure_of_a_guest_spared_as_active_is_notified(chost, io):
     healthy(chost, 1, 2, 3)
     silent_while_working(chost, io)
     assert chost.pending() == []
@@ -1336,3 +1340,37 @@ def test_an_instant_failure_of_a_guest_held_active_is_notified(chost, io):
     chost.event(panic_event(1, at=chost.now))
 
     assert chost.pending() == [(uuid(1), name(1), HOST)]
+
+
+# -- the round's outcome, for the scheduler ------------------------------------------
+
+def test_a_round_gives_each_missing_domain_its_own_failure_threshold(host):
+    own = libvirt_domains.DomainInfo(
+        uuid(1), name(1), True, False, AGENT,
+        settings=domain_metadata.DomainSettings(failure_threshold=5))
+    domains = [own, listed(2), listed(3), listed(4)]
+    healthy(host, 1, 2, 3, 4)
+    host.tracker.reconcile(domains, now=host.now)
+
+    outcome = host.tracker.apply_round(
+        {uuid(n): PingResult(MISSED if n < 3 else OK, 'test', host.now, 0.02)
+         for n in (1, 2, 3, 4)}, now=host.now + 0.05)
+
+    assert outcome.suppressed is False
+    # Only the domains that missed, each with the threshold that reports it.
+    assert outcome.thresholds == {uuid(1): 5, uuid(2): 3}
+
+
+def test_a_round_reads_the_outbox_once(host, monkeypatch):
+    healthy(host, 1, 2, 3, 4)
+    reads = []
+    latest = host.outbox.latest_per_domain
+    monkeypatch.setattr(host.outbox, 'latest_per_domain',
+                        lambda *args: reads.append(args) or latest(*args))
+    domains = [listed(n) for n in (1, 2, 3, 4)]
+
+    for _ in range(3):
+        host.sweep(domains, {uuid(1): MISSED})
+
+    assert host.pending() == [(uuid(1), name(1), HOST)]
+    assert len(reads) == 3

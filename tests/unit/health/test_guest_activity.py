@@ -3,7 +3,9 @@
 import pytest
 from oslo_config import cfg
 
-from monitor.conf import config
+from monitor import errors
+from monitor.conf import checks
+from monitor.conf import loading
 from monitor.health import guest_activity as ga
 
 A = ga.Activity
@@ -234,13 +236,13 @@ def test_a_bad_value_is_refused_naming_the_option(tmp_path, option,
                     '[monitor]\n%s = %s\n'
                     % (tmp_path / 'state', option, value))
 
-    conf = config.build_conf()
+    conf = loading.build_conf()
     # Registered here: the daemon does not act on these options yet.
     ga.register_opts(conf)
     conf(args=['--config-file', str(path)], default_config_files=[])
 
-    with pytest.raises(config.ConfigError) as failure:
-        config.validate(conf)
+    with pytest.raises(errors.ConfigError) as failure:
+        checks.validate(conf)
 
     assert str(failure.value).startswith('[monitor] %s: ' % option)
 
@@ -267,7 +269,7 @@ def test_the_first_miss_opens_the_period_and_the_threshold_judges_it():
     periods.missed(UUID, writing(5, 10))
     judgement = periods.judge(UUID, writing(10, 20))
 
-    assert judgement.hold is True
+    assert judgement.defer is True
     assert judgement.newly_active is True
     assert judgement.assessment.disk_requests == 20
 
@@ -278,7 +280,7 @@ def test_a_silent_guest_is_not_held():
 
     judgement = periods.judge(UUID, writing(10, 7))
 
-    assert judgement.hold is False
+    assert judgement.defer is False
     assert judgement.assessment.activity is A.SILENT
 
 
@@ -290,20 +292,20 @@ def test_an_active_guest_is_logged_and_counted_once_per_incident():
     periods.missed(UUID, writing(15, 40))
     second = periods.judge(UUID, writing(15, 40))
 
-    assert (first.hold, first.newly_active) == (True, True)
-    assert (second.hold, second.newly_active) == (True, False)
+    assert (first.defer, first.newly_active) == (True, True)
+    assert (second.defer, second.newly_active) == (True, False)
 
 
 def test_a_guest_that_stops_working_later_is_reported():
     periods = ga.SilentPeriods(floors=FLOORS)
     periods.missed(UUID, writing(0, 0))
-    assert periods.judge(UUID, writing(10, 50)).hold is True
+    assert periods.judge(UUID, writing(10, 50)).defer is True
 
     # It panics: no more writes since the last judgement, though the
     # period as a whole saw plenty.
     judgement = periods.judge(UUID, writing(15, 50))
 
-    assert judgement.hold is False
+    assert judgement.defer is False
     assert judgement.assessment.disk_requests == 0
 
 
@@ -317,7 +319,7 @@ def test_a_new_incident_is_logged_again():
     judgement = periods.judge(UUID, writing(110, 40))
 
     assert UUID in periods
-    assert (judgement.hold, judgement.newly_active) == (True, True)
+    assert (judgement.defer, judgement.newly_active) == (True, True)
 
 
 def test_without_counters_at_the_first_miss_the_next_ones_open_the_period():
@@ -325,11 +327,11 @@ def test_without_counters_at_the_first_miss_the_next_ones_open_the_period():
 
     periods.missed(UUID, None)
     assert UUID not in periods
-    assert periods.judge(UUID, writing(5, 20)).hold is False
+    assert periods.judge(UUID, writing(5, 20)).defer is False
     periods.missed(UUID, writing(5, 20))
     judgement = periods.judge(UUID, writing(10, 40))
 
-    assert judgement.hold is True
+    assert judgement.defer is True
 
 
 def test_a_threshold_of_one_has_no_period_to_judge():
@@ -338,7 +340,7 @@ def test_a_threshold_of_one_has_no_period_to_judge():
     periods.missed(UUID, writing(0, 5))
     judgement = periods.judge(UUID, writing(0, 5))
 
-    assert judgement.hold is False
+    assert judgement.defer is False
 
 
 def test_with_corroboration_off_nothing_is_held():
@@ -347,7 +349,7 @@ def test_with_corroboration_off_nothing_is_held():
 
     judgement = periods.judge(UUID, writing(10, 500))
 
-    assert judgement.hold is False
+    assert judgement.defer is False
     assert judgement.assessment.reason == 'I/O corroboration is off'
 
 

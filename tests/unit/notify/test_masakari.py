@@ -4,7 +4,6 @@ answer (or its absence) from a real HTTP server is classified."""
 import datetime
 import itertools
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -12,7 +11,9 @@ import sys
 import pytest
 from oslo_config import cfg
 
+from monitor.notify import http_edge
 from monitor.notify import masakari as notifier
+from monitor.notify import masakari_conf
 from monitor.notify import notification as notification_mod
 from monitor.notify.notification import OutcomeKind
 from tests.unit import http_engine
@@ -31,7 +32,7 @@ def make_conf(tmp_path, **notifier_opts):
     path = tmp_path / 'monitor.conf'
     path.write_text('\n'.join(lines) + '\n')
     conf = cfg.ConfigOpts()
-    notifier.register_opts(conf)
+    masakari_conf.register_opts(conf)
     conf(args=['--config-file', str(path)], default_config_files=[])
     return conf
 
@@ -40,19 +41,6 @@ def notification(at=1700000000.0):
     return notification_mod.Notification.new(
         instance_uuid=UUID, domain_name='instance-0000002a',
         hostname='compute-1', at=at)
-
-
-@pytest.fixture
-def engine():
-    servers = []
-
-    def start(responder):
-        server = http_engine.HTTPServer(responder)
-        servers.append(server)
-        return server
-    yield start
-    for server in servers:
-        server.close()
 
 
 def client_for(tmp_path, server, **opts):
@@ -270,26 +258,6 @@ def test_a_location_carrying_a_password_is_masked(engine, tmp_path):
     assert 'user:***@127.0.0.1:9/v1' in outcome.message
 
 
-def test_the_token_goes_to_the_engine_and_never_to_a_redirect_target(
-        engine, tmp_path):
-    elsewhere = engine(http_engine.reply(202, {}))
-    server = engine(http_engine.reply(
-        307, b'', {'Location': elsewhere.url + '/v1/notifications'}))
-    with http_engine.FakeKeystone('monitor', PASSWORD, TOKEN,
-                                  catalog(server.url)) as keystone:
-        conf = password_conf(tmp_path, keystone)
-
-        outcome = notifier.MasakariClient.from_conf(conf).send(
-            notification())
-
-    [request] = server.requests
-    assert request.headers['X-Auth-Token'] == TOKEN
-    assert elsewhere.requests == []
-    assert outcome.kind == OutcomeKind.RETRY
-    assert elsewhere.url in outcome.message
-    assert TOKEN not in outcome.message
-
-
 @pytest.mark.parametrize('status,body', [
     (200, {'notification': {'notification_uuid': 'from-a-proxy'}}),
     (201, {}),
@@ -331,18 +299,20 @@ def test_an_answer_trickling_in_is_cut_off_at_request_timeout(engine,
     assert written < 10 ** 6
 
 
-def test_an_accepted_notification_whose_body_trickles_is_accepted(
+def test_an_accepted_notification_whose_body_trickles_is_retried(
         engine, tmp_path):
-    # The status line says the engine has it; resending would only get a
-    # 409 for the same generated_time.
+    # A truncated answer is a failed attempt: the resend is answered 409
+    # (the engine has the notification of that generated_time), which
+    # counts as delivered.
     head = http_engine.raw_head(202, 'Accepted', [('Content-Length', 1000)])
     server = engine(lambda request: trickling(head))
 
     outcome = client_for(tmp_path, server,
                          request_timeout=0.5).send(notification())
 
-    assert outcome.kind == OutcomeKind.ACCEPTED
-    assert outcome.engine_uuid is None
+    assert outcome.kind == OutcomeKind.RETRY
+    assert outcome.status_code == 202
+    assert 'not complete within request_timeout' in outcome.message
 
 
 def test_a_huge_answer_is_read_only_up_to_the_cap(engine, tmp_path):
@@ -359,20 +329,12 @@ def test_a_huge_answer_is_read_only_up_to_the_cap(engine, tmp_path):
     assert outcome.kind == OutcomeKind.RETRY
     assert outcome.status_code == 503
     assert outcome.message.startswith('HTTP 503: <p>Service Unavailable</p>')
-    assert f'longer than {notifier.MAX_BODY_BYTES} bytes' in outcome.message
+    assert f'longer than {http_edge.MAX_ANSWER_BYTES} bytes' in outcome.message
     assert len(outcome.message) < 1000
     # What the server got out before the client hung up: the capped read
     # plus what the kernel buffers held, far from the whole answer.
     [written] = server.written()
     assert written < total // 4
-
-
-def test_a_capped_answer_still_yields_the_engine_fault_message():
-    text = json.dumps({'badRequest': {'code': 400, 'message': 'nope'}})
-
-    outcome = notifier.classify_response(400, text)
-
-    assert (outcome.kind, outcome.message) == (OutcomeKind.REJECTED, 'nope')
 
 
 def green_send(url, request_timeout):
@@ -403,308 +365,3 @@ def test_under_eventlet_a_trickling_answer_is_cut_off_at_request_timeout(
     assert 'request_timeout' in outcome['message']
     [written] = server.written()
     assert written < 10 ** 6
-
-
-# -- endpoint and authentication ---------------------------------------------
-
-def test_auth_type_none_with_an_endpoint_reaches_the_engine(engine, tmp_path):
-    server = engine(http_engine.reply(202, {}))
-    conf = make_conf(tmp_path, auth_type='none',
-                     endpoint=server.url + '/v1')
-
-    outcome = notifier.MasakariClient.from_conf(conf).send(notification())
-
-    assert outcome.kind == OutcomeKind.ACCEPTED
-    assert server.requests[0].path == '/v1/notifications'
-
-
-def test_no_endpoint_and_no_catalog_is_a_configuration_error(tmp_path):
-    for opts in ({}, {'auth_type': 'none'}):
-        conf = make_conf(tmp_path, **opts)
-        with pytest.raises(cfg.RequiredOptError) as error:
-            notifier.MasakariClient.from_conf(conf)
-        assert error.value.opt_name == 'endpoint_override'
-
-
-@pytest.mark.parametrize('name', ['endpoint_override', 'endpoint'])
-def test_a_fixed_url_reaches_the_engine_without_keystone(engine, tmp_path,
-                                                          name):
-    server = engine(http_engine.reply(202, {}))
-    conf = make_conf(tmp_path, auth_type='none',
-                     **{name: server.url + '/fixed/v1'})
-
-    outcome = notifier.MasakariClient.from_conf(conf).send(notification())
-
-    assert outcome.kind == OutcomeKind.ACCEPTED
-    assert server.requests[0].path == '/fixed/v1/notifications'
-
-
-def test_endpoint_override_wins_over_the_deprecated_endpoint(engine,
-                                                             tmp_path):
-    server = engine(http_engine.reply(202, {}))
-    conf = make_conf(tmp_path, endpoint='http://127.0.0.1:9/old/v1',
-                     endpoint_override=server.url + '/new/v1')
-
-    notifier.MasakariClient.from_conf(conf).send(notification())
-
-    assert server.requests[0].path == '/new/v1/notifications'
-
-
-def catalog(engine_url):
-    return [
-        http_engine.catalog_entry('identity', [
-            ('public', 'RegionOne', 'http://keystone.invalid/v3')]),
-        http_engine.catalog_entry('instance-ha', [
-            ('public', 'RegionOne', engine_url + '/public-one/v1'),
-            ('internal', 'RegionOne', engine_url + '/internal-one/v1'),
-            ('internal', 'RegionTwo', engine_url + '/internal-two/v1'),
-        ]),
-    ]
-
-
-def password_conf(tmp_path, keystone, password=PASSWORD, **opts):
-    return make_conf(tmp_path, auth_type='password',
-                     auth_url=keystone.auth_url, username='monitor',
-                     password=password, project_name='service',
-                     user_domain_name='Default',
-                     project_domain_name='Default', **opts)
-
-
-def test_password_auth_finds_the_internal_endpoint_in_the_catalog(
-        engine, tmp_path):
-    server = engine(http_engine.reply(202, {}))
-    with http_engine.FakeKeystone('monitor', PASSWORD, TOKEN,
-                                  catalog(server.url)) as keystone:
-        conf = password_conf(tmp_path, keystone, region_name='RegionOne')
-
-        outcome = notifier.MasakariClient.from_conf(conf).send(
-            notification())
-
-    assert outcome.kind == OutcomeKind.ACCEPTED
-    [request] = server.requests
-    assert request.path == '/internal-one/v1/notifications'
-    assert request.headers['X-Auth-Token'] == TOKEN
-
-
-@pytest.mark.parametrize('opts,path', [
-    ({'valid_interfaces': 'public'}, '/public-one/v1/notifications'),
-    ({'valid_interfaces': 'public,internal'},
-     '/public-one/v1/notifications'),
-    ({'region_name': 'RegionTwo'}, '/internal-two/v1/notifications'),
-    # The deprecated single interface still selects.
-    ({'interface': 'public'}, '/public-one/v1/notifications'),
-])
-def test_adapter_options_select_the_catalog_endpoint(engine, tmp_path,
-                                                     opts, path):
-    server = engine(http_engine.reply(202, {}))
-    with http_engine.FakeKeystone('monitor', PASSWORD, TOKEN,
-                                  catalog(server.url)) as keystone:
-        conf = password_conf(tmp_path, keystone, **opts)
-        notifier.MasakariClient.from_conf(conf).send(notification())
-
-    assert server.requests[-1].path == path
-
-
-def test_public_is_used_where_the_engine_has_no_internal_endpoint(
-        engine, tmp_path):
-    # Masakari's devstack plugin registers only a public endpoint.
-    server = engine(http_engine.reply(202, {}))
-    public_only = [http_engine.catalog_entry('instance-ha', [
-        ('public', 'RegionOne', server.url + '/public-only/v1')])]
-    with http_engine.FakeKeystone('monitor', PASSWORD, TOKEN,
-                                  public_only) as keystone:
-        conf = password_conf(tmp_path, keystone)
-
-        outcome = notifier.MasakariClient.from_conf(conf).send(
-            notification())
-
-    assert outcome.kind == OutcomeKind.ACCEPTED
-    assert server.requests[0].path == '/public-only/v1/notifications'
-
-
-def test_service_type_and_name_select_the_catalog_entry(engine, tmp_path):
-    server = engine(http_engine.reply(202, {}))
-    entries = catalog(server.url) + [http_engine.catalog_entry('ha-two', [
-        ('internal', 'RegionOne', server.url + '/ha-two/v1')])]
-    with http_engine.FakeKeystone('monitor', PASSWORD, TOKEN,
-                                  entries) as keystone:
-        conf = password_conf(tmp_path, keystone, service_type='ha-two',
-                             service_name='ha-two')
-        notifier.MasakariClient.from_conf(conf).send(notification())
-
-    assert server.requests[-1].path == '/ha-two/v1/notifications'
-
-
-def test_a_service_missing_from_the_catalog_is_retried(engine, tmp_path):
-    with http_engine.FakeKeystone('monitor', PASSWORD, TOKEN,
-                                  catalog('http://127.0.0.1:9')) as keystone:
-        conf = password_conf(tmp_path, keystone,
-                             service_type='no-such-service')
-
-        outcome = notifier.MasakariClient.from_conf(conf).send(
-            notification())
-
-    assert outcome.kind == OutcomeKind.RETRY
-    assert 'no no-such-service endpoint' in outcome.message
-
-
-def test_failed_authentication_is_retried_and_logs_no_secret(
-        engine, tmp_path, caplog):
-    caplog.set_level(logging.DEBUG)
-    with http_engine.FakeKeystone('monitor', 'the-real-one', TOKEN,
-                                  catalog('http://127.0.0.1:9')) as keystone:
-        conf = password_conf(tmp_path, keystone)
-
-        outcome = notifier.MasakariClient.from_conf(conf).send(
-            notification())
-        sent = keystone.server.requests[-1].body.decode()
-
-    assert outcome.kind == OutcomeKind.RETRY
-    assert 'Keystone authentication failed' in outcome.message
-    assert PASSWORD in sent  # it was really used...
-    assert PASSWORD not in caplog.text  # ...and never logged
-    assert PASSWORD not in outcome.message
-
-
-def test_a_successful_exchange_logs_neither_token_nor_password(
-        engine, tmp_path, caplog):
-    caplog.set_level(logging.DEBUG)
-    server = engine(http_engine.reply(202, {}))
-    with http_engine.FakeKeystone('monitor', PASSWORD, TOKEN,
-                                  catalog(server.url)) as keystone:
-        conf = password_conf(tmp_path, keystone)
-
-        notifier.MasakariClient.from_conf(conf).send(notification())
-
-    assert server.requests[0].headers['X-Auth-Token'] == TOKEN
-    assert caplog.records  # keystoneauth did log the requests
-    assert TOKEN not in caplog.text
-    assert PASSWORD not in caplog.text
-
-
-def test_tls_is_verified_unless_told_otherwise(tmp_path):
-    conf = make_conf(tmp_path, endpoint='https://engine.example/v1')
-    verify = notifier.MasakariClient.from_conf(conf)._session.verify
-
-    assert verify is True
-
-
-def test_the_request_timeout_also_bounds_keystone_requests(tmp_path):
-    conf = make_conf(tmp_path, endpoint='http://engine.example/v1',
-                     request_timeout=4)
-
-    assert notifier.MasakariClient.from_conf(conf)._session.timeout == 4.0
-
-
-# -- options ---------------------------------------------------------------
-
-def test_list_opts_has_our_options_and_keystoneauths_once_each():
-    [(group, opts)] = notifier.list_opts()
-    names = [opt.dest for opt in opts]
-
-    assert group == 'notifier'
-    assert len(names) == len(set(names))
-    for name in ('endpoint_override', 'service_type', 'service_name',
-                 'valid_interfaces', 'region_name', 'endpoint',
-                 'request_timeout', 'auth_type', 'auth_section', 'auth_url',
-                 'username', 'password', 'cafile', 'insecure', 'timeout'):
-        assert name in names
-    assert {opt.dest for opt in opts if opt.secret} == {'password'}
-
-
-def test_keystoneauth_retries_and_version_discovery_are_not_offered():
-    # Retries belong to the delivery worker; a retry inside one request
-    # would outlast request_timeout.
-    [(_, opts)] = notifier.list_opts()
-    names = {opt.dest for opt in opts}
-
-    assert not names & {'connect_retries', 'status_code_retries',
-                        'retriable_status_codes', 'version', 'min_version',
-                        'max_version'}
-
-
-def test_old_names_are_deprecated_aliases():
-    [(_, opts)] = notifier.list_opts()
-    by_name = {opt.dest: opt for opt in opts}
-
-    assert 'Deprecated alias of endpoint_override' in by_name['endpoint'].help
-    assert [(d.name, d.group) for d in
-            by_name['valid_interfaces'].deprecated_opts] == [
-        ('interface', 'notifier')]
-
-
-def test_defaults(tmp_path):
-    conf = make_conf(tmp_path)
-    group = conf.notifier
-
-    assert group.endpoint_override is None
-    assert group.endpoint is None
-    assert notifier.engine_url(conf) is None
-    assert group.service_type == 'instance-ha'
-    assert group.service_name is None
-    assert group.valid_interfaces == ['internal', 'public']
-    assert group.region_name is None
-    assert group.request_timeout == 10.0
-    assert group.insecure is False
-
-
-def test_a_deprecated_interface_becomes_the_list_of_one(tmp_path):
-    conf = make_conf(tmp_path, interface='public')
-
-    assert conf.notifier.valid_interfaces == ['public']
-
-
-# -- checks at start ---------------------------------------------------------
-
-def check_error(tmp_path, **opts):
-    with pytest.raises(notifier.OptionError) as error:
-        notifier.check_options(make_conf(tmp_path, **opts))
-    return error.value
-
-
-@pytest.mark.parametrize('opts', [
-    {'endpoint_override': 'http://127.0.0.1:15868/v1'},
-    {'endpoint': 'https://engine.example/v1', 'auth_type': 'none'},
-    {'auth_type': 'password'},
-    {'auth_type': 'password', 'valid_interfaces': 'admin'},
-])
-def test_good_notifier_options_pass_the_checks(tmp_path, opts):
-    notifier.check_options(make_conf(tmp_path, **opts))
-
-
-@pytest.mark.parametrize('opts,option', [
-    ({}, 'endpoint_override'),
-    ({'auth_type': 'none'}, 'endpoint_override'),
-    ({'endpoint_override': 'ftp://engine/v1'}, 'endpoint_override'),
-    ({'endpoint_override': 'engine:15868/v1'}, 'endpoint_override'),
-    ({'endpoint_override': 'http://127.0.0.1/v1',
-      'valid_interfaces': 'internal,private'}, 'valid_interfaces'),
-    ({'endpoint_override': 'http://127.0.0.1/v1', 'valid_interfaces': ''},
-     'valid_interfaces'),
-    ({'endpoint_override': 'http://127.0.0.1/v1', 'request_timeout': 'nan'},
-     'request_timeout'),
-])
-def test_bad_notifier_options_are_named(tmp_path, opts, option):
-    error = check_error(tmp_path, **opts)
-
-    assert (error.group, error.option) == ('notifier', option)
-    assert str(error).startswith(f'[notifier] {option}: ')
-
-
-def test_an_auth_section_may_hold_the_keystone_credentials(tmp_path):
-    notifier.check_options(make_conf(tmp_path, auth_section='keystone'))
-
-
-@pytest.mark.parametrize('value', ['601', 'inf'])
-def test_request_timeout_is_bounded(tmp_path, value):
-    conf = make_conf(tmp_path, request_timeout=value)
-
-    with pytest.raises(cfg.ConfigFileValueError):
-        conf.notifier.request_timeout
-
-
-def test_a_password_in_a_bad_url_is_not_repeated(tmp_path):
-    error = check_error(tmp_path,
-                        endpoint_override='ftp://user:s3cret@engine/v1')
-
-    assert 's3cret' not in str(error)

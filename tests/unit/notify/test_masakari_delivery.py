@@ -38,8 +38,8 @@ def test_a_redirect_keeps_the_notification_pending_until_the_engine_accepts(
             outbox, client, retry_policy=RetryPolicy(initial_delay=1.0, jitter=0.0))
         outbox.enqueue(n, 100.0)
 
-        [(held, first)] = worker.run_once(now=100.0)
-        held_messages = [r.getMessage() for r in caplog.records
+        [(retrying, first)] = worker.run_once(now=100.0)
+        outage_messages = [r.getMessage() for r in caplog.records
                          if r.levelno == logging.ERROR]
         [(sent, second)] = worker.run_once(now=200.0)
         later = worker.run_once(now=1000.0)
@@ -48,9 +48,9 @@ def test_a_redirect_keeps_the_notification_pending_until_the_engine_accepts(
         outbox.close()
 
     assert (first.kind, first.status_code) == (OutcomeKind.RETRY, 302)
-    assert (held.status, held.attempts) == ('pending', 1)
+    assert (retrying.status, retrying.attempts) == ('pending', 1)
     assert any(elsewhere.url in m and 'HTTP 302' in m
-               for m in held_messages)
+               for m in outage_messages)
     assert second.kind == OutcomeKind.ACCEPTED
     assert (sent.status, sent.attempts) == ('delivered', 2)
     assert later == [] and pending == []

@@ -16,6 +16,7 @@ import pytest
 from oslo_config import cfg
 
 from lab import webhook_receiver
+from monitor.errors import ConfigError
 from monitor.health import recovery_policy as recovery
 from monitor.notify import delivery
 from monitor.notify import notification as notification_mod
@@ -367,6 +368,32 @@ def test_a_client_without_url_or_secret_cannot_be_built():
         webhook.WebhookClient('', SECRET)
     with pytest.raises(ValueError):
         webhook.WebhookClient('http://127.0.0.1:1/hook', '')
+
+
+def test_a_missing_cafile_is_refused(tmp_path):
+    missing = tmp_path / 'no-such-ca.pem'
+    conf = conf_with(tmp_path, cafile=missing)
+
+    with pytest.raises(ConfigError) as caught:
+        webhook.check_conf(conf)
+
+    assert str(caught.value) == '[webhook] cafile: %s does not exist' % missing
+
+
+def test_a_cafile_without_a_certificate_is_refused(tmp_path):
+    garbage = tmp_path / 'ca.pem'
+    garbage.write_text('not a certificate\n')
+    conf = conf_with(tmp_path, cafile=garbage)
+
+    with pytest.raises(ConfigError) as caught:
+        webhook.check_conf(conf)
+
+    assert str(caught.value).startswith(
+        '[webhook] cafile: %s holds no usable CA certificate' % garbage)
+
+
+def test_no_cafile_means_the_system_authorities(tmp_path):
+    webhook.check_conf(conf_with(tmp_path))
 
 
 # -- with the outbox ------------------------------------------------------------

@@ -9,7 +9,7 @@ from dogpile.cache import proxy as dogpile_proxy
 from dogpile.cache import region as dogpile_region
 from oslo_config import cfg
 
-from monitor.conf import config
+from monitor.conf import general
 from monitor.health import record as domain_record
 from monitor.health import states
 from monitor.store import domain_store
@@ -26,7 +26,7 @@ def rec(uuid, name, **changes):
 def make_conf(tmp_path, backend='dogpile.cache.memory', arguments=(),
               expiration_time=0, host='compute-1'):
     conf = cfg.ConfigOpts()
-    config.register_opts(conf)
+    general.register_opts(conf)
     domain_store.register_opts(conf)
     conf([], default_config_files=[])
     conf.set_override('state_path', str(tmp_path))

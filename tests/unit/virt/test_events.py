@@ -13,6 +13,11 @@ import pytest
 from eventlet import patcher
 
 from monitor.health import lifecycle
+from monitor.health.lifecycle import AgentReason
+from monitor.health.lifecycle import AgentState
+from monitor.health.lifecycle import EventKind
+from monitor.health.lifecycle import LifecycleEvent
+from monitor.health.lifecycle import StoppedDetail
 from monitor.virt import events as libvirt_events
 from monitor.virt import metadata as domain_metadata
 
@@ -79,27 +84,26 @@ def test_callbacks_from_a_native_thread_come_out_in_order(bridge, conn):
     dom = conn.lookupByName(NAME)
 
     def callbacks():
-        bridge._on_lifecycle(conn, dom, lifecycle.VIR_DOMAIN_EVENT_STOPPED,
-                             1, None)
+        bridge._on_lifecycle(conn, dom, libvirt.VIR_DOMAIN_EVENT_STOPPED,
+                             libvirt.VIR_DOMAIN_EVENT_STOPPED_DESTROYED, None)
         bridge._on_reboot(conn, dom, None)
         bridge._on_agent(
             conn, dom,
-            lifecycle.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_DISCONNECTED,
-            lifecycle.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_REASON_CHANNEL,
+            libvirt.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_DISCONNECTED,
+            libvirt.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_REASON_CHANNEL,
             None)
         bridge.on_connection_closed(libvirt.VIR_CONNECT_CLOSE_REASON_EOF)
 
     in_native_thread(callbacks)
 
     assert bridge.drain() == [
-        lifecycle.DomainEvent(UUID, NAME, lifecycle.KIND_LIFECYCLE,
-                              lifecycle.VIR_DOMAIN_EVENT_STOPPED, 1, 100),
-        lifecycle.DomainEvent(UUID, NAME, lifecycle.KIND_REBOOT, 0, 0, 101),
-        lifecycle.DomainEvent(
-            UUID, NAME, lifecycle.KIND_AGENT,
-            lifecycle.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_DISCONNECTED,
-            lifecycle.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_REASON_CHANNEL,
-            102),
+        lifecycle.DomainEvent(UUID, NAME, EventKind.LIFECYCLE,
+                              LifecycleEvent.STOPPED,
+                              StoppedDetail.DESTROYED, 100),
+        lifecycle.DomainEvent(UUID, NAME, EventKind.REBOOT, None, None, 101),
+        lifecycle.DomainEvent(UUID, NAME, EventKind.AGENT,
+                              AgentState.DISCONNECTED, AgentReason.CHANNEL,
+                              102),
         libvirt_events.ConnectionClosed(
             libvirt.VIR_CONNECT_CLOSE_REASON_EOF, 103),
     ]
@@ -109,11 +113,11 @@ def test_callbacks_from_a_native_thread_come_out_in_order(bridge, conn):
 def test_the_events_mean_what_the_tracker_expects(bridge, conn):
     dom = conn.lookupByName(NAME)
     in_native_thread(lambda: (
-        bridge._on_lifecycle(conn, dom, lifecycle.VIR_DOMAIN_EVENT_STARTED,
+        bridge._on_lifecycle(conn, dom, libvirt.VIR_DOMAIN_EVENT_STARTED,
                              0, None),
         bridge._on_reboot(conn, dom, None),
         bridge._on_lifecycle(conn, dom,
-                             lifecycle.VIR_DOMAIN_EVENT_SUSPENDED, 0, None)))
+                             libvirt.VIR_DOMAIN_EVENT_SUSPENDED, 0, None)))
 
     assert [lifecycle.action_for(e) for e in bridge.drain()] == [
         lifecycle.Action.REARM, lifecycle.Action.REARM,
@@ -138,7 +142,7 @@ def test_wait_returns_when_an_item_is_queued(bridge, conn):
 
     items = in_green_thread(waiter)
     thread.join(10)
-    assert [item.kind for item in items] == [lifecycle.KIND_REBOOT]
+    assert [item.kind for item in items] == [EventKind.REBOOT]
 
 
 def test_wait_returns_at_once_when_items_are_already_queued(bridge, conn):
@@ -225,16 +229,16 @@ def test_an_event_that_cannot_be_read_is_queued_as_lost_not_raised(bridge,
                                                                   conn):
     def callbacks():
         bridge._on_lifecycle(conn, VanishingDomain(),
-                             lifecycle.VIR_DOMAIN_EVENT_STOPPED, 1, None)
+                             libvirt.VIR_DOMAIN_EVENT_STOPPED, 1, None)
         bridge._on_reboot(conn, conn.lookupByName(NAME), None)
 
     in_native_thread(callbacks)
 
     lost, reboot = bridge.drain()
     assert isinstance(lost, libvirt_events.EventLost)
-    assert lost.kind == lifecycle.KIND_LIFECYCLE
+    assert lost.kind == 'lifecycle'
     assert 'libvirtError' in lost.text
-    assert reboot.kind == lifecycle.KIND_REBOOT
+    assert reboot.kind is EventKind.REBOOT
 
 
 def test_it_works_in_the_daemon_where_eventlet_patches_os():
@@ -277,11 +281,6 @@ def test_register_subscribes_to_lifecycle_reboot_agent_and_watchdog_events(
         (None, libvirt.VIR_DOMAIN_EVENT_ID_METADATA_CHANGE,
          bridge._on_metadata, None),
     ]
-    assert [event_id for _d, event_id, _c, _o in conn.registered][:4] == [
-        lifecycle.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
-        lifecycle.VIR_DOMAIN_EVENT_ID_REBOOT,
-        lifecycle.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE,
-        lifecycle.VIR_DOMAIN_EVENT_ID_WATCHDOG]
 
     bridge.deregister(conn)
     bridge.deregister(conn)  # nothing left to deregister the second time
@@ -294,8 +293,8 @@ def test_a_watchdog_event_comes_out_with_its_action(bridge, conn):
         conn, dom, libvirt.VIR_DOMAIN_EVENT_WATCHDOG_PAUSE, None))
 
     assert bridge.drain() == [lifecycle.DomainEvent(
-        UUID, NAME, lifecycle.KIND_WATCHDOG,
-        libvirt.VIR_DOMAIN_EVENT_WATCHDOG_PAUSE, 0, 100)]
+        UUID, NAME, EventKind.WATCHDOG, lifecycle.WatchdogAction.PAUSE, None,
+        100)]
 
 
 def test_a_refused_subscription_leaves_none_behind(bridge):
@@ -337,12 +336,9 @@ def test_real_libvirt_events_reach_the_green_side(bridge, conn):
 
     items = in_green_thread(collect)
     assert [(i.uuid, i.name, i.kind, i.event) for i in items] == [
-        (UUID, NAME, lifecycle.KIND_LIFECYCLE,
-         lifecycle.VIR_DOMAIN_EVENT_SUSPENDED),
-        (UUID, NAME, lifecycle.KIND_LIFECYCLE,
-         lifecycle.VIR_DOMAIN_EVENT_RESUMED),
-        (UUID, NAME, lifecycle.KIND_LIFECYCLE,
-         lifecycle.VIR_DOMAIN_EVENT_STOPPED),
+        (UUID, NAME, EventKind.LIFECYCLE, LifecycleEvent.SUSPENDED),
+        (UUID, NAME, EventKind.LIFECYCLE, LifecycleEvent.RESUMED),
+        (UUID, NAME, EventKind.LIFECYCLE, LifecycleEvent.STOPPED),
     ]
     bridge.deregister(conn)
 
@@ -354,7 +350,6 @@ def test_deregister_tolerates_a_dead_connection(bridge, conn):
         conn.domainEventDeregisterAny(0)
 
     bridge.deregister(conn)  # must not raise
-
 
 
 def test_only_a_change_of_our_metadata_element_is_passed_on(bridge, conn):
@@ -373,8 +368,7 @@ def test_only_a_change_of_our_metadata_element_is_passed_on(bridge, conn):
     in_native_thread(callbacks)
 
     [item] = bridge.drain()
-    assert (item.uuid, item.name, item.kind) == (
-        UUID, NAME, libvirt_events.KIND_METADATA)
+    assert item == libvirt_events.MetadataChanged(UUID, NAME, 100)
 
 
 def test_a_real_metadata_change_reaches_the_green_side(bridge, conn):
@@ -393,5 +387,124 @@ def test_a_real_metadata_change_reaches_the_green_side(bridge, conn):
         return items
 
     [item] = in_green_thread(collect)
-    assert (item.uuid, item.kind) == (UUID, libvirt_events.KIND_METADATA)
+    assert isinstance(item, libvirt_events.MetadataChanged)
+    assert item.uuid == UUID
     bridge.deregister(conn)
+
+
+# -- libvirt's numbers, translated at the edge -------------------------------------
+
+A = lifecycle.Action
+LIFECYCLE = EventKind.LIFECYCLE
+
+# (libvirt event, every detail libvirt 9-12 defines for it, action called
+# for once translated)
+LIFECYCLE_TABLE = [
+    # booted, migrated, restored, from snapshot, wakeup
+    (libvirt.VIR_DOMAIN_EVENT_STARTED, range(5), A.REARM),
+    # unpaused, migrated, from snapshot, postcopy, postcopy failed
+    (libvirt.VIR_DOMAIN_EVENT_RESUMED, range(5), A.REARM),
+    # paused, migrated, I/O error, watchdog, restored, from snapshot,
+    # API error, postcopy, postcopy failed
+    (libvirt.VIR_DOMAIN_EVENT_SUSPENDED, range(9), A.PARK),
+    # memory, disk
+    (libvirt.VIR_DOMAIN_EVENT_PMSUSPENDED, range(2), A.PARK),
+    # finished, guest, host
+    (libvirt.VIR_DOMAIN_EVENT_SHUTDOWN, range(3), A.PARK),
+    # shutdown, destroyed, crashed, migrated, saved, failed, from snapshot
+    (libvirt.VIR_DOMAIN_EVENT_STOPPED, range(7), A.FORGET),
+    # removed, renamed
+    (libvirt.VIR_DOMAIN_EVENT_UNDEFINED, range(2), A.FORGET),
+    # added, updated, renamed, from snapshot
+    (libvirt.VIR_DOMAIN_EVENT_DEFINED, range(4), A.IGNORE),
+    # panicked, crashloaded: the pings decide
+    (libvirt.VIR_DOMAIN_EVENT_CRASHED, range(2), A.IGNORE),
+]
+
+
+def translated(kind, event, detail=0):
+    return libvirt_events.domain_event(UUID, NAME, kind, event, detail, 1.0)
+
+
+@pytest.mark.parametrize(
+    'event,detail,action',
+    [(event, detail, action) for event, details, action in LIFECYCLE_TABLE
+     for detail in details])
+def test_every_lifecycle_event_and_detail_means_an_action(event, detail,
+                                                          action):
+    assert lifecycle.action_for(translated(LIFECYCLE, event, detail)) is \
+        action
+
+
+def test_every_lifecycle_event_type_is_translated():
+    assert sorted(event for event, _d, _a in LIFECYCLE_TABLE) == \
+        list(range(9))
+    assert {translated(LIFECYCLE, event).event
+            for event, _d, _a in LIFECYCLE_TABLE} == set(LifecycleEvent)
+
+
+@pytest.mark.parametrize('event,detail,ours', [
+    (libvirt.VIR_DOMAIN_EVENT_CRASHED,
+     libvirt.VIR_DOMAIN_EVENT_CRASHED_PANICKED,
+     lifecycle.CrashedDetail.PANICKED),
+    (libvirt.VIR_DOMAIN_EVENT_CRASHED,
+     libvirt.VIR_DOMAIN_EVENT_CRASHED_CRASHLOADED,
+     lifecycle.CrashedDetail.CRASHLOADED),
+    (libvirt.VIR_DOMAIN_EVENT_STOPPED,
+     libvirt.VIR_DOMAIN_EVENT_STOPPED_FAILED, StoppedDetail.FAILED),
+    (libvirt.VIR_DOMAIN_EVENT_STOPPED,
+     libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED, StoppedDetail.CRASHED),
+    # Details the policy does not tell apart: a pause's reason.
+    (libvirt.VIR_DOMAIN_EVENT_SUSPENDED,
+     libvirt.VIR_DOMAIN_EVENT_SUSPENDED_IOERROR, None),
+])
+def test_the_details_the_policy_uses_are_translated(event, detail, ours):
+    assert translated(LIFECYCLE, event, detail).detail is ours
+
+
+def test_an_event_number_from_a_newer_libvirt_is_not_passed_on():
+    assert translated(LIFECYCLE, 42) is None
+    assert translated(EventKind.AGENT, 7) is None
+    assert translated(EventKind.WATCHDOG, 99) is None
+
+
+def test_a_detail_from_a_newer_libvirt_leaves_the_event_known():
+    event = translated(LIFECYCLE, libvirt.VIR_DOMAIN_EVENT_STOPPED, 42)
+
+    assert (event.event, event.detail) == (LifecycleEvent.STOPPED, None)
+
+
+@pytest.mark.parametrize('action', range(7))
+def test_every_watchdog_action_is_translated(action):
+    assert translated(EventKind.WATCHDOG, action).event in \
+        set(lifecycle.WatchdogAction)
+
+
+@pytest.mark.parametrize('reason,ours', [
+    (libvirt.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_REASON_UNKNOWN,
+     AgentReason.UNKNOWN),
+    (libvirt.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_REASON_DOMAIN_STARTED,
+     AgentReason.DOMAIN_STARTED),
+    (libvirt.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_REASON_CHANNEL,
+     AgentReason.CHANNEL),
+])
+@pytest.mark.parametrize('state,ours_state', [
+    (libvirt.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_CONNECTED,
+     AgentState.CONNECTED),
+    (libvirt.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_DISCONNECTED,
+     AgentState.DISCONNECTED),
+])
+def test_agent_states_and_reasons_are_translated(state, ours_state, reason,
+                                                 ours):
+    event = translated(EventKind.AGENT, state, reason)
+
+    assert (event.event, event.detail) == (ours_state, ours)
+
+
+def test_an_unknown_event_from_libvirts_thread_is_dropped(bridge, conn):
+    dom = conn.lookupByName(NAME)
+    in_native_thread(lambda: (
+        bridge._on_lifecycle(conn, dom, 42, 0, None),
+        bridge._on_watchdog(conn, dom, 99, None)))
+
+    assert bridge.drain() == []

@@ -229,6 +229,52 @@ def test_only_recovery_actions_are_carried_out():
         libvirt_actions.act(FakeDomain(), recovery.NONE)
 
 
+class LookupConn:
+    """A connection that finds ``dom`` by its UUID, or raises."""
+
+    def __init__(self, dom=None):
+        self.dom = dom
+
+    def lookupByUUIDString(self, uuid):
+        if self.dom is None:
+            raise libvirt_error(libvirt.VIR_ERR_NO_DOMAIN, 'no domain')
+        return self.dom
+
+
+def test_capture_and_act_takes_evidence_then_acts(tmp_path):
+    dom = FakeDomain()
+    store = EvidenceStore(str(tmp_path / 'evidence'))
+
+    refs, problems, result = libvirt_actions.capture_and_act(
+        LookupConn(dom), UUID, recovery.RESET, store, 10)
+
+    assert result.ok
+    assert 'reset' in [call[0] for call in dom.calls]
+
+
+def test_capture_and_act_without_an_action_only_takes_evidence(tmp_path):
+    dom = FakeDomain()
+    store = EvidenceStore(str(tmp_path / 'evidence'))
+
+    _refs, _problems, result = libvirt_actions.capture_and_act(
+        LookupConn(dom), UUID, None, store, 10)
+
+    assert result is None
+    assert 'reset' not in [call[0] for call in dom.calls]
+
+
+@pytest.mark.parametrize('conn,detail', [
+    (None, 'not connected to libvirt'),
+    (LookupConn(), 'domain not found: no domain'),
+])
+def test_capture_and_act_without_the_domain_says_why(tmp_path, conn, detail):
+    store = EvidenceStore(str(tmp_path / 'evidence'))
+
+    assert libvirt_actions.capture_and_act(conn, UUID, recovery.RESET, store,
+                                           10) == (
+        [], [], libvirt_actions.ActionResult(False, detail))
+
+
 # -- screenshot ------------------------------------------------------------------
 
 def test_a_screenshot_is_read_from_the_stream():

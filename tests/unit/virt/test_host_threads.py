@@ -16,8 +16,9 @@ import pytest
 from eventlet import patcher
 from eventlet import tpool
 
+from monitor.virt import guest_ping
 from monitor.virt import host as libvirt_host
-from tests.unit.virt import test_host as th
+from tests.unit.virt import libvirt_node as th
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
@@ -93,7 +94,7 @@ def test_no_log_record_comes_from_a_native_thread(uri, monkeypatch,
     monkeypatch.setattr(libvirt.virDomain, 'state', state)
     monkeypatch.setattr(libvirt.virConnect, 'getAllDomainStats',
                         stats_without_state)
-    monkeypatch.setattr(libvirt_host.libvirt_qemu, 'qemuAgentCommand',
+    monkeypatch.setattr(guest_ping.libvirt_qemu, 'qemuAgentCommand',
                         agent_command)
     host = libvirt_host.LibvirtHost(uri, th.AGENT)
 

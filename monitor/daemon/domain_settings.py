@@ -1,0 +1,88 @@
+"""Each listed domain's own monitoring settings, from its ``<monitor/>``
+metadata element: whether it is monitored at all, its failure threshold
+and its recovery action. A domain without settings of its own has the
+configured defaults.
+
+The one owner of a domain's effective failure threshold: the tracker
+counts misses against it and the scheduler confirms a missing guest up to
+it.
+"""
+
+import logging
+
+from monitor.virt import metadata as domain_metadata
+
+LOG = logging.getLogger(__name__)
+
+
+class DomainSettings:
+
+    def __init__(self, store, failure_threshold):
+        """``failure_threshold``: the configured one, for domains whose
+        metadata does not set theirs."""
+        self.store = store
+        self.failure_threshold = failure_threshold
+        # Settings other than the defaults, by UUID.
+        self._settings = {}
+        # UUIDs opted out by their metadata (enabled="no"), said once.
+        self._opted_out = set()
+        # (UUID, error) of invalid metadata elements already logged.
+        self._errors = set()
+
+    def of(self, uuid):
+        """The domain's own settings (defaults when it has none)."""
+        return self._settings.get(uuid, domain_metadata.DEFAULTS)
+
+    def threshold_of(self, uuid):
+        """Misses in a row that report the domain."""
+        return self.of(uuid).failure_threshold or self.failure_threshold
+
+    def changed(self, uuid, name, settings, error=None):
+        """A domain's metadata changed while it runs: apply its new
+        settings now, without waiting for the next listing."""
+        before = self.of(uuid)
+        # Opted out: the record goes now. Enabled again: the next listing
+        # takes the domain back, in discovery.
+        self.note(uuid, name, settings, error)
+        after = self.of(uuid)
+        if after != before:
+            LOG.info('Domain %s (%s): settings from its metadata now '
+                     'enabled=%s, failure_threshold=%s, action=%s', name,
+                     uuid, 'yes' if after.enabled else 'no',
+                     after.failure_threshold or 'default',
+                     after.action or 'default')
+
+    def note(self, uuid, name, settings, error):
+        """Keep a listed domain's settings; False when it opted out
+        (its record, if any, is dropped and it is said once)."""
+        if error is not None and (uuid, error) not in self._errors:
+            self._errors.add((uuid, error))
+            LOG.warning('Domain %s (%s): its <monitor/> metadata element is '
+                        'ignored, the configured defaults apply: %s', name,
+                        uuid, error)
+        settings = settings or domain_metadata.DEFAULTS
+        if settings == domain_metadata.DEFAULTS:
+            self._settings.pop(uuid, None)
+        else:
+            self._settings[uuid] = settings
+        if settings.enabled:
+            if uuid in self._opted_out:
+                self._opted_out.discard(uuid)
+                LOG.info('Domain %s (%s) is monitored again: its metadata '
+                         'no longer says enabled="no"', name, uuid)
+            return True
+        if uuid not in self._opted_out:
+            self._opted_out.add(uuid)
+            LOG.info('Domain %s (%s) is not monitored: its metadata says '
+                     'enabled="no"', name, uuid)
+        if self.store.get(uuid) is not None:
+            self.store.delete(uuid)
+        return False
+
+    def keep_only(self, listed):
+        """Forget what is known of domains not in ``listed``: one that
+        runs here again is looked at (and said) afresh."""
+        self._opted_out &= listed
+        for uuid in set(self._settings) - listed:
+            del self._settings[uuid]
+        self._errors = {key for key in self._errors if key[0] in listed}

@@ -1,0 +1,207 @@
+"""Listing and describing the active domains, with a per-run cache of
+what their XML says.
+
+Every method here blocks on libvirt and runs in a native thread: nothing
+logs; what deserves a log line becomes a note (``monitor.virt.notes``).
+Whatever is raised for one domain while listing it is that domain's
+problem alone: the listing skips it (and notes why); every other domain
+is listed as usual.
+"""
+
+import dataclasses
+import typing
+
+from monitor.errors import LibvirtUnavailable
+from monitor.virt import domain_xml
+from monitor.virt import fault_hook as fault_hook_mod
+from monitor.virt import metadata as domain_metadata
+from monitor.virt import notes as notes_mod
+from monitor.virt.libvirt_errors import error_text
+from monitor.virt.libvirt_errors import exception_text
+from monitor.virt.libvirt_errors import is_disconnect
+
+try:
+    import libvirt
+except ImportError:  # pragma: no cover - exercised only on hosts without it
+    libvirt = None
+
+# virDomainState values.
+RUNNING = 1
+PAUSED = 3
+CRASHED = 6
+PMSUSPENDED = 7
+
+_KIND_VANISHED = 'vanished'
+
+
+@dataclasses.dataclass(frozen=True)
+class DomainInfo:
+    uuid: str
+    name: str
+    running: bool
+    paused: bool
+    agent: typing.Optional[domain_xml.AgentChannel]
+    # Kept by libvirt in the 'crashed' state (a pvpanic device with
+    # on_crash=preserve): still pinged, so that its failure is counted.
+    crashed: bool = False
+    # The domain's own monitoring settings, from the <monitor/> element
+    # of its metadata (defaults when it has none), and why an element
+    # present was ignored (None when it was read or absent).
+    settings: domain_metadata.DomainSettings = domain_metadata.DEFAULTS
+    settings_error: typing.Optional[str] = None
+    # The libvirt domain object from the listing, reused by the ping so
+    # that a ping costs one libvirt call, not a lookup and a call. Not
+    # part of the value: two listings of one domain compare equal.
+    dom: typing.Any = dataclasses.field(default=None, compare=False,
+                                        repr=False)
+
+
+class DomainListing:
+    """Lists the active domains of a connection; reads each domain's XML
+    once per run of it."""
+
+    def __init__(self, notes, agent_channel_name,
+                 agent_channel_path_regex=None,
+                 fault_hook=fault_hook_mod.FaultHook()):
+        self._notes = notes
+        self.agent_channel_name = agent_channel_name
+        self.agent_channel_path_regex = agent_channel_path_regex
+        self._fault_hook = fault_hook
+        # (uuid, domain id) -> (AgentChannel|None, domain_metadata.Parsed).
+        # A domain's devices only change when it is restarted (new id),
+        # so its XML is parsed once per run, not once per sweep; its
+        # metadata may change while it runs, and refresh_settings() reads
+        # it again when libvirt says so. Emptied on every new connection:
+        # what changed while libvirt was out of sight is read again.
+        self._read = {}
+
+    def invalidate(self):
+        """Forget what was read: the next listing reads every XML."""
+        self._read = {}
+
+    def list_domains(self, conn):
+        """Active domains (running or paused) with their agent channel.
+
+        One libvirt call lists every active domain with its state.
+        Domains that vanish while being listed, domains with XML we cannot
+        parse and domains for which anything else is raised are skipped
+        (and noted); a lost connection raises LibvirtUnavailable.
+        """
+        try:
+            listing = _list_with_states(conn)
+        except libvirt.libvirtError as exc:
+            raise LibvirtUnavailable(error_text(exc)) from None
+        result = []
+        live_keys = set()
+        listed = set()
+        for dom, state in listing:
+            uuid = name = None
+            try:
+                uuid = dom.UUIDString()
+                listed.add(uuid)
+                name = dom.name()
+                info = self._describe(dom, uuid, name, state, live_keys)
+            except libvirt.libvirtError as exc:
+                if is_disconnect(exc):
+                    raise LibvirtUnavailable(error_text(exc)) from None
+                # Vanished between listing and inspection: the next
+                # listing will not have it.
+                self._notes.add(notes_mod.STAGE_LIST, uuid, name,
+                                _KIND_VANISHED,
+                                'went away while being listed: %s'
+                                % error_text(exc), error=False)
+                continue
+            except _XMLUnreadable as exc:
+                self._notes.add(notes_mod.STAGE_XML, uuid, name, exc.kind,
+                                exc.text)
+                continue
+            except Exception as exc:  # per-domain boundary: skip this one
+                # A domain that cannot even tell its UUID is noted under
+                # None, kept while listings keep meeting such a domain.
+                listed.add(uuid)
+                self._notes.add(notes_mod.STAGE_LIST, uuid, name,
+                                type(exc).__name__, exception_text(exc))
+                continue
+            if info is not None:
+                self._notes.fine(uuid, notes_mod.STAGE_LIST,
+                                 notes_mod.STAGE_XML)
+                result.append(info)
+        for key in set(self._read) - live_keys:
+            del self._read[key]
+        self._notes.forget_all_but(listed)
+        return result
+
+    def _describe(self, dom, uuid, name, state, live_keys):
+        if state is None:
+            state, _reason = dom.state()
+        if self._fault_hook.hits(notes_mod.STAGE_LIST, name):
+            raise self._fault_hook.fault()
+        key = (uuid, dom.ID())
+        if key not in self._read:
+            xml = dom.XMLDesc(0)
+            self._read[key] = (self._read_channel(xml), _read_settings(xml))
+        live_keys.add(key)
+        channel, parsed = self._read[key]
+        return DomainInfo(uuid=uuid, name=name,
+                          running=state == RUNNING,
+                          paused=state in (PAUSED, PMSUSPENDED),
+                          crashed=state == CRASHED,
+                          agent=channel, settings=parsed.settings,
+                          settings_error=parsed.error, dom=dom)
+
+    def refresh_settings(self, conn, uuid):
+        """Read a running domain's settings again (its metadata changed);
+        returns domain_metadata.Parsed, or None when the domain is gone or
+        not connected. Never raises for libvirt errors."""
+        if conn is None:
+            return None
+        try:
+            dom = conn.lookupByUUIDString(uuid)
+            key = (uuid, dom.ID())
+            xml = dom.XMLDesc(0)
+        except libvirt.libvirtError:
+            return None
+        parsed = _read_settings(xml)
+        cached = self._read.get(key)
+        if cached is not None:
+            self._read[key] = (cached[0], parsed)
+        return parsed
+
+    def _read_channel(self, xml):
+        try:
+            return domain_xml.find_agent_channel(
+                xml, self.agent_channel_name, self.agent_channel_path_regex)
+        except domain_xml.DomainXMLError as exc:
+            raise _XMLUnreadable('DomainXMLError', str(exc)) from None
+        except Exception as exc:  # lxml or the regex, on hostile XML
+            raise _XMLUnreadable(type(exc).__name__,
+                                 exception_text(exc)) from None
+
+
+def _list_with_states(conn):
+    """[(virDomain, state)] of the active domains, in one call."""
+    try:
+        stats = conn.getAllDomainStats(
+            libvirt.VIR_DOMAIN_STATS_STATE,
+            libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+            raise
+        # A driver without bulk stats: ask each domain (N calls).
+        return [(dom, None) for dom in conn.listAllDomains(
+            libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
+    return [(dom, record.get('state.state')) for dom, record in stats]
+
+
+def _read_settings(xml):
+    try:
+        return domain_metadata.settings_from_domain_xml(xml)
+    except ValueError as exc:
+        return domain_metadata.Parsed(domain_metadata.DEFAULTS, str(exc))
+
+
+class _XMLUnreadable(Exception):
+    def __init__(self, kind, text):
+        super().__init__(text)
+        self.kind = kind
+        self.text = text
