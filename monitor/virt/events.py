@@ -40,9 +40,19 @@ _KIND_METADATA = 'metadata'
 def _by_name(prefix, ours):
     """{libvirt's number: our member} for the libvirt constants named
     ``prefix`` + a member's name: our names are libvirt's, less the
-    prefix."""
-    return {getattr(libvirt, prefix + member.name): member
-            for member in ours}
+    prefix.
+
+    A member whose constant the binding does not define (an older
+    libvirt-python, which predates that detail) is left out: libvirt then
+    never sends that number, and one it sends all the same is translated
+    as unknown, like any number newer than the daemon.
+    """
+    table = {}
+    for member in ours:
+        number = getattr(libvirt, prefix + member.name, None)
+        if number is not None:
+            table[number] = member
+    return table
 
 
 def _translation_table():

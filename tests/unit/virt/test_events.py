@@ -474,6 +474,31 @@ def test_a_detail_from_a_newer_libvirt_leaves_the_event_known():
     assert (event.event, event.detail) == (LifecycleEvent.STOPPED, None)
 
 
+def test_a_binding_without_a_newer_constant_still_translates_the_rest(
+        monkeypatch):
+    # An older libvirt-python lacks the constants of details added after
+    # it (CRASHED_CRASHLOADED came with libvirt 6.1): the daemon must still
+    # start and know every other event.
+    older = type(libvirt)('libvirt')
+    for name in dir(libvirt):
+        if name.startswith('VIR_') and name not in (
+                'VIR_DOMAIN_EVENT_CRASHED_CRASHLOADED',
+                'VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_REASON_UNKNOWN'):
+            setattr(older, name, getattr(libvirt, name))
+    monkeypatch.setattr(libvirt_events, 'libvirt', older)
+
+    table = libvirt_events._translation_table()
+
+    stopped, stopped_details = table[LIFECYCLE][
+        libvirt.VIR_DOMAIN_EVENT_STOPPED]
+    crashed, crashed_details = table[LIFECYCLE][
+        libvirt.VIR_DOMAIN_EVENT_CRASHED]
+    assert stopped_details[libvirt.VIR_DOMAIN_EVENT_STOPPED_FAILED] is \
+        StoppedDetail.FAILED
+    assert libvirt.VIR_DOMAIN_EVENT_CRASHED_CRASHLOADED not in crashed_details
+    assert libvirt.VIR_DOMAIN_EVENT_CRASHED_PANICKED in crashed_details
+
+
 @pytest.mark.parametrize('action', range(7))
 def test_every_watchdog_action_is_translated(action):
     assert translated(EventKind.WATCHDOG, action).event in \
