@@ -37,7 +37,6 @@ Timeout = eventlet.Timeout
 Event = _event.Event
 Semaphore = _semaphore.Semaphore
 GreenPool = eventlet.GreenPool
-IOClosed = _hubs.IOClosed
 
 
 def monkey_patch():

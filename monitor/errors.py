@@ -21,10 +21,6 @@ class ConfigError(Exception):
         self.message = message
         super().__init__(group, option, message)
 
-    @property
-    def reason(self):
-        return self.message
-
     def __str__(self):
         # Messages may quote values; a URL among them keeps no password.
         message = masking.mask(self.message)

@@ -25,8 +25,8 @@ from oslo_config import cfg
 from monitor.cmd import text_table
 from monitor.conf import general
 from monitor.daemon import status_server
-from monitor.errors import DaemonNoAnswer  # noqa: F401 (raised here)
-from monitor.errors import DaemonNotRunning  # noqa: F401 (raised here)
+from monitor.errors import DaemonNoAnswer
+from monitor.errors import DaemonNotRunning
 
 PROG = 'guest-health-monitor-status'
 

@@ -20,7 +20,7 @@ from oslo_config import cfg
 
 from monitor import concurrency
 from monitor.daemon import metrics as metrics_mod
-from monitor.errors import MetricsServerError  # noqa: F401 (raised here)
+from monitor.errors import MetricsServerError
 
 LOG = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import os
 import stat
 
 from monitor import concurrency
-from monitor.errors import StatusServerError  # noqa: F401 (raised here)
+from monitor.errors import StatusServerError
 from monitor.notify import notification as notification_mod
 
 LOG = logging.getLogger(__name__)

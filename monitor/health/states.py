@@ -13,8 +13,8 @@ makes a fresh record in ``discovery`` instead.
 from automaton import exceptions as automaton_exc
 from automaton import machines
 
-from monitor.errors import InvalidTransition  # noqa: F401 (raised here)
-from monitor.errors import UnknownState  # noqa: F401 (raised here)
+from monitor.errors import InvalidTransition
+from monitor.errors import UnknownState
 
 DISCOVERY = 'discovery'
 HEALTHY = 'healthy'

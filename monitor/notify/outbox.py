@@ -26,9 +26,9 @@ import threading
 
 from oslo_config import cfg
 
-from monitor.errors import OutboxBusy  # noqa: F401 (raised here)
-from monitor.errors import OutboxError  # noqa: F401 (raised here)
-from monitor.errors import OutboxFull  # noqa: F401 (raised here)
+from monitor.errors import OutboxBusy
+from monitor.errors import OutboxError
+from monitor.errors import OutboxFull
 from monitor.notify import notification as notification_mod
 from monitor.notify import outbox_file
 

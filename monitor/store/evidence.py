@@ -24,7 +24,7 @@ import time
 
 from oslo_config import cfg
 
-from monitor.errors import EvidenceError  # noqa: F401 (raised here)
+from monitor.errors import EvidenceError
 
 GROUP = 'evidence'
 DIRECTORY = 'evidence'

@@ -19,7 +19,7 @@ import fcntl
 import os
 import stat
 
-from monitor.errors import StateDirInUse  # noqa: F401 (raised here)
+from monitor.errors import StateDirInUse
 
 LOCK_FILE = 'guest-health-monitor.lock'
 

@@ -13,7 +13,7 @@ import typing
 from lxml import etree
 from oslo_config import cfg
 
-from monitor.errors import DomainXMLError  # noqa: F401 (raised here)
+from monitor.errors import DomainXMLError
 
 GROUP = 'monitor'
 

@@ -14,7 +14,7 @@ import time
 import typing
 
 from monitor import concurrency
-from monitor.errors import EventsUnavailable  # noqa: F401 (raised here)
+from monitor.errors import EventsUnavailable
 from monitor.health import lifecycle
 from monitor.health.lifecycle import AgentReason
 from monitor.health.lifecycle import AgentState

@@ -28,7 +28,7 @@ guest as without corroboration.
 import time
 import typing
 
-from monitor.errors import StatsUnavailable  # noqa: F401 (raised here)
+from monitor.errors import StatsUnavailable
 from monitor.health import guest_activity
 from monitor.virt.libvirt_errors import error_text
 from monitor.virt.libvirt_errors import is_disconnect
