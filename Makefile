@@ -3,20 +3,31 @@
 #   make test   - bring up the local lab and run the whole test suite
 # Every target installs what it needs and is safe to run again.
 
-PYTHON ?= python3
+# The Python versions setup.cfg declares (its classifiers), lowest first.
+PYTHONS := $(shell sed -n 's/^ *Programming Language :: Python :: \(3\.[0-9]*\)$$/\1/p' setup.cfg | sort -t. -k2 -n)
+LOWEST_PYTHON := $(firstword $(PYTHONS))
+HIGHEST_PYTHON := $(lastword $(PYTHONS))
+# An interpreter of version $(1): pyenv's, else python3.N on PATH.
+PYENV_ROOT ?= $(HOME)/.pyenv
+python_of = $(firstword $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python) $(shell command -v python$(1)))
+
+# The main virtualenv is of the lowest declared version: the unit and
+# integration tests run there, so what is declared is what is tested.
+PYTHON ?= $(call python_of,$(LOWEST_PYTHON))
 VENV   ?= .venv
 LAB_CACHE ?= /var/cache/guest-health-monitor-lab
 export LAB_CACHE
 
 VENV_STAMP = $(VENV)/.installed
 
-.PHONY: help venv host lab guest-image masakari unit unit-matrix unit-webhook unit-rest integration test demo demo-standalone bench bench-scale genconfig lint clean
+.PHONY: help venv venv-highest venvs pythons host lab guest-image masakari masakari-monitors unit unit-matrix unit-webhook unit-rest integration test demo demo-standalone bench bench-scale genconfig lint clean
 
 help:
 	@echo "make demo   - lab + monitor demo (crashes a guest, prints the notification)"
 	@echo "make demo-standalone - the same without Masakari: evidence, reset, signed webhook"
 	@echo "make test   - lab + the whole test suite (unit and integration)"
 	@echo "make unit   - unit tests only (no lab needed)"
+	@echo "make pythons - the daemon's start-up test on every declared Python"
 	@echo "make bench  - lab benchmarks, ours and masakari-monitors at 10/2/3 and 2/1/3"
 	@echo "make bench-scale - scale benchmark on a simulated libvirt (no lab needed)"
 
@@ -25,6 +36,8 @@ host:
 	bash lab/host-setup.sh
 
 $(VENV_STAMP): requirements.txt test-requirements.txt setup.cfg
+	@[ -n "$(PYTHON)" ] || { echo "Python $(LOWEST_PYTHON), the lowest" \
+		"setup.cfg declares, is not installed"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements.txt -r test-requirements.txt
@@ -33,13 +46,50 @@ $(VENV_STAMP): requirements.txt test-requirements.txt setup.cfg
 
 venv: $(VENV_STAMP)
 
+# A virtualenv per other declared version, .venv-py3N, for the test that
+# starts the daemon's console script on each declared version
+# (tests/unit/cmd/test_daemon_pythons.py); only the main one has the test
+# tools. Each one costs 35 s to build with pip's cache, 80 s without
+# (libvirt-python compiles), so `make test` builds only the highest
+# declared version's: with the main one (the lowest) it brackets the
+# range, where the standard library and the dependencies' releases
+# differ most; the versions between rarely break what both ends accept.
+# `make pythons` builds them all and runs that test on each, on demand
+# (before a release, or when a dependency floor moves). In CI the test
+# fails when a declared version has no interpreter, or the lowest or the
+# highest no virtualenv; elsewhere it skips, saying why.
+venv_of = .venv-py$(subst .,,$(1))
+version_of_stem = $(shell echo $(1) | sed 's/^3/3./')
+
+.venv-py%/.installed: requirements.txt setup.cfg
+	@py='$(call python_of,$(call version_of_stem,$*))'; \
+	[ -n "$$py" ] || { echo "Python $(call version_of_stem,$*) is" \
+		"declared in setup.cfg but not installed"; exit 1; }; \
+	set -x; "$$py" -m venv .venv-py$* && \
+	.venv-py$*/bin/pip install -q --upgrade pip && \
+	.venv-py$*/bin/pip install -q -r requirements.txt && \
+	.venv-py$*/bin/pip install -q -e .
+	touch $@
+
+venv-highest: $(if $(filter-out $(LOWEST_PYTHON),$(HIGHEST_PYTHON)),$(call venv_of,$(HIGHEST_PYTHON))/.installed)
+
+venvs: $(foreach v,$(filter-out $(LOWEST_PYTHON),$(PYTHONS)),$(call venv_of,$(v))/.installed)
+
+pythons: venv venvs
+	$(VENV)/bin/pytest -q tests/unit/cmd/test_daemon_pythons.py
+
 guest-image: host
 	bash lab/build-guest.sh
 
 masakari: host
 	bash lab/masakari-setup.sh
 
-lab: host guest-image masakari venv
+# masakari-monitors 22.0.0 in its own virtualenv: the benchmarks' peer, and
+# the masakari-instancemonitor the coexistence tests run beside the monitor.
+masakari-monitors: host
+	bash bench/peer/setup.sh
+
+lab: host guest-image masakari masakari-monitors venv
 
 # The configuration matrix and the webhook tests run in pytest processes
 # of their own: in one process with the many tests that load eventlet's
@@ -56,7 +106,7 @@ WEBHOOK = tests/unit/notify/test_webhook.py
 UNIT_WORKERS ?= 2
 UNIT_PARTS = unit-matrix unit-webhook unit-rest
 
-unit: venv
+unit: venv venv-highest
 	$(MAKE) --no-print-directory -j3 --output-sync=target $(UNIT_PARTS)
 
 unit-matrix:
@@ -104,4 +154,4 @@ lint: venv
 	$(VENV)/bin/ruff check monitor tests lab bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .venv-py* .pytest_cache

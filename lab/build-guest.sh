@@ -20,10 +20,13 @@ DEBS=$LAB_CACHE/debs
 # the optional <panic model='isa'/> device, which Linux 5.12 and later drive
 # through pvpanic-mmio (ACPI QEMU0001) on top of the shared pvpanic module;
 # watchdog and i6300esb: the optional <watchdog model='i6300esb'/> device.
+# crc16, crc32c_generic, mbcache, jbd2 and ext4 (in that order: ext4
+# needs the others): the optional data disk with a filesystem that qemu-ga
+# can freeze (Guest(fs_disk=True)).
 # Without those devices the modules load and stay idle.
 MODULES=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev
          virtio_pci virtio_console virtio_blk pvpanic pvpanic-mmio
-         watchdog i6300esb)
+         watchdog i6300esb crc16 crc32c_generic mbcache jbd2 ext4)
 QEMU_GA=/usr/sbin/qemu-ga
 BUSYBOX=/bin/busybox
 
@@ -159,6 +162,7 @@ for applet in $("$BUSYBOX" --list); do
 done
 install -m 0755 "$HERE/guest/init" "$ROOT/init"
 install -m 0755 "$HERE/guest/shutdown" "$ROOT/sbin/shutdown"
+install -D -m 0755 "$HERE/guest/fsfreeze-hook" "$ROOT/etc/qemu/fsfreeze-hook"
 
 cp "$QEMU_GA" "$ROOT/usr/sbin/qemu-ga"
 for lib in $(agent_libraries); do

@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import socket
+import subprocess
 import threading
 import time
 import uuid as uuid_lib
@@ -51,9 +52,16 @@ LIBVIRT_LOG_DIR = '/var/log/libvirt/qemu'
 CONTROL_COMMANDS = frozenset([
     'agent-hang', 'agent-resume', 'agent-kill', 'agent-start',
     'disk-writer', 'watchdog-hang', 'panic', 'reboot', 'poweroff',
+    'slow-freeze',
 ])
 # The optional data disk (Guest(disk=True)): sparse raw file, virtio-blk.
 DATA_DISK_MIB = 8
+# The optional filesystem disk (Guest(fs_disk=True)): an ext4 image the
+# guest's init finds by this serial and mounts on /data, for qemu-ga to
+# freeze (a raw file: libvirt can snapshot and back it up).
+FS_DISK_SERIAL = 'ghm-lab-fs'
+FS_DISK_TARGET = 'vdb'
+FS_DISK_MIB = 16
 # How long the guest's init may take to answer a control command: it polls
 # its port once a second and may be slow while other guests boot.
 CONTROL_TIMEOUT = 10.0
@@ -114,12 +122,16 @@ def data_disk_path(name):
     return os.path.join(RUN_DIR, '%s.disk.img' % name)
 
 
+def fs_disk_path(name):
+    return os.path.join(RUN_DIR, '%s.fs.img' % name)
+
+
 def console_log_path(name):
     return os.path.join(CONSOLE_DIR, '%s.log' % name)
 
 
 def domain_xml(name, uuid, memory_mib=MEMORY_MIB, pvpanic=False,
-               disk=False, watchdog=False, graphics=False):
+               disk=False, watchdog=False, graphics=False, fs_disk=False):
     """The libvirt domain XML of one lab guest.
 
     ``pvpanic``: a pvpanic device (``<panic model='isa'/>``), so that a
@@ -128,7 +140,8 @@ def domain_xml(name, uuid, memory_mib=MEMORY_MIB, pvpanic=False,
     operator can still inspect, instead of vanishing. ``disk``: a small
     virtio-blk data disk (/dev/vda in the guest) for 'disk-writer'.
     ``watchdog``: an i6300esb watchdog whose firing libvirt only reports
-    (action none), for 'watchdog-hang'.
+    (action none), for 'watchdog-hang'. ``fs_disk``: a virtio-blk disk
+    holding an ext4 filesystem the guest mounts on /data.
     ``graphics``: a VGA card and a VNC display on a unix socket libvirt
     places itself (no TCP port), so that screenshots can be taken.
     """
@@ -171,6 +184,12 @@ def domain_xml(name, uuid, memory_mib=MEMORY_MIB, pvpanic=False,
         etree.SubElement(data, 'driver', name='qemu', type='raw')
         etree.SubElement(data, 'source', file=data_disk_path(name))
         etree.SubElement(data, 'target', dev='vda', bus='virtio')
+    if fs_disk:
+        data = etree.SubElement(devices, 'disk', type='file', device='disk')
+        etree.SubElement(data, 'driver', name='qemu', type='raw')
+        etree.SubElement(data, 'source', file=fs_disk_path(name))
+        etree.SubElement(data, 'target', dev=FS_DISK_TARGET, bus='virtio')
+        etree.SubElement(data, 'serial').text = FS_DISK_SERIAL
     if pvpanic:
         etree.SubElement(devices, 'panic', model='isa')
     if watchdog:
@@ -219,6 +238,10 @@ def remove_domain(dom):
     _ignore_codes(dom.undefine, libvirt.VIR_ERR_NO_DOMAIN)
     _remove(control_socket_path(name))
     _remove(data_disk_path(name))
+    # The filesystem disk, and the overlays and backups made of it.
+    for path in _run_files(RUN_DIR, '.img'):
+        if os.path.basename(path).startswith(name + '.'):
+            _remove(path)
 
 
 def lab_domains(conn):
@@ -286,6 +309,13 @@ def _run_files(directory, suffix):
             is_removable(entry.split('.', 1)[0])]
 
 
+def _make_fs_image(path):
+    with open(path, 'wb') as image:
+        image.truncate(FS_DISK_MIB << 20)
+    subprocess.run(['/sbin/mkfs.ext4', '-q', '-F', '-L', 'data', path],
+                   check=True, capture_output=True, timeout=60)
+
+
 def _ensure_run_dirs():
     os.makedirs(CONSOLE_DIR, exist_ok=True)
 
@@ -299,7 +329,7 @@ class Guest:
 
     def __init__(self, conn, name=None, uuid=None, memory_mib=MEMORY_MIB,
                  pvpanic=False, disk=False, watchdog=False,
-                 graphics=False):
+                 graphics=False, fs_disk=False):
         self.conn = conn
         self.graphics = graphics
         self.name = name or next_name()
@@ -308,6 +338,7 @@ class Guest:
         self.pvpanic = pvpanic
         self.disk = disk
         self.watchdog = watchdog
+        self.fs_disk = fs_disk
         self.dom = None
         self.started_at = None
         self.boot_seconds = None
@@ -328,10 +359,13 @@ class Guest:
         if self.disk:
             with open(data_disk_path(self.name), 'wb') as image:
                 image.truncate(DATA_DISK_MIB << 20)
+        if self.fs_disk:
+            _make_fs_image(fs_disk_path(self.name))
         self.dom = self.conn.defineXML(
             domain_xml(self.name, self.uuid, self.memory_mib,
                        pvpanic=self.pvpanic, disk=self.disk,
-                       watchdog=self.watchdog, graphics=self.graphics))
+                       watchdog=self.watchdog, graphics=self.graphics,
+                       fs_disk=self.fs_disk))
         return self
 
     def start(self):

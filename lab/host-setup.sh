@@ -12,11 +12,15 @@ log() { echo "host-setup: $*"; }
 [ "$(id -u)" = 0 ] || { log "must run as root"; exit 1; }
 
 URI=qemu:///system
+# Where virtlogd and libvirtd are (the lab's tests start a stand-in).
+SBIN_DIR=${SBIN_DIR:-/usr/sbin}
 PACKAGES=(
     libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system
     libvirt-clients libvirt-dev qemu-system-x86 qemu-guest-agent
     busybox-static cpio gzip xz-utils pkg-config python3-venv
     python3-dev gcc make sqlite3
+    # mkfs.ext4: the lab guest's filesystem disk (lab/guests.py).
+    e2fsprogs
 )
 
 missing_packages() {
@@ -84,13 +88,28 @@ running() {
     [[ "$stat" == "$pid ($name) "[RSD]* ]]
 }
 
+# Run a command with no descriptor open but stdin, stdout and stderr.
+# A daemon keeps what it inherits for as long as it runs: started under
+# `flock LOCKFILE make test`, libvirtd would hold the lab lock for ever.
+without_inherited_fds() {
+    (
+        for fd in /proc/self/fd/*; do
+            fd=${fd##*/}
+            if [ "$fd" -gt 2 ]; then
+                eval "exec $fd>&-"
+            fi
+        done
+        exec "$@"
+    )
+}
+
 start_daemon() {
     local name=$1
     if running "/var/run/$name.pid" "$name"; then
         return 0
     fi
     log "starting $name"
-    "/usr/sbin/$name" -d
+    without_inherited_fds "$SBIN_DIR/$name" -d
 }
 
 wait_libvirt() {
@@ -104,6 +123,9 @@ wait_libvirt() {
         sleep 0.2
     done
 }
+
+# Sourced (the lab's tests do, for the functions above): run nothing.
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0
 
 install_packages
 ensure_qemu_user

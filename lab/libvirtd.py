@@ -51,7 +51,11 @@ def start(uri='qemu:///system', timeout=60.0):
     it took. libvirtd re-attaches to the QEMU processes still running."""
     started = time.monotonic()
     if pid() is None:
-        subprocess.run(['/usr/sbin/libvirtd', '-d'], check=True)
+        # Nothing open but stdin, stdout and stderr (Python's default,
+        # kept on purpose): libvirtd keeps what it inherits for as long as
+        # it runs, a lab lock held by whoever runs the tests included.
+        subprocess.run(['/usr/sbin/libvirtd', '-d'], check=True,
+                       close_fds=True)
     deadline = started + timeout
     while True:
         try:

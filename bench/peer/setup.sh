@@ -1,7 +1,9 @@
 #!/bin/bash
 # Installs the peer for the head-to-head benchmarks: Masakari's own
 # introspective instance monitor (masakari-monitors from PyPI, the release
-# of the same cycle as the lab's masakari-api 22.0.0).
+# of the same cycle as the lab's masakari-api 22.0.0). The same package
+# gives the masakari-instancemonitor the lab runs beside the monitor
+# (lab/instancemonitor.py); make lab runs this script.
 #
 # It gets a virtualenv of its own under the lab cache, apart from the
 # monitor's .venv and the masakari-api virtualenv. masakari-monitors does not
@@ -31,12 +33,13 @@ wanted="masakari-monitors==$MONITORS_VERSION libvirt-python==$LIBVIRT_PYTHON_VER
 wanted="$wanted constraints=$(sha256sum <"$CONSTRAINTS" | cut -d' ' -f1)"
 
 usable() {
-    "$VENV/bin/python" -c 'import libvirt, libvirtmod_qemu, masakarimonitors.introspectiveinstancemonitor.instance' \
+    "$VENV/bin/python" -c 'import libvirt, libvirtmod_qemu, masakarimonitors.introspectiveinstancemonitor.instance, masakarimonitors.instancemonitor.instance' \
         >/dev/null 2>&1
 }
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$wanted" ] &&
-    [ -x "$VENV/bin/masakari-introspectiveinstancemonitor" ] && usable; then
+    [ -x "$VENV/bin/masakari-introspectiveinstancemonitor" ] &&
+    [ -x "$VENV/bin/masakari-instancemonitor" ] && usable; then
     echo "peer-setup: masakari-monitors $MONITORS_VERSION already in $VENV ($(elapsed) s)"
     exit 0
 fi
@@ -55,8 +58,9 @@ if ! "$VENV/bin/pip" install --no-input -c "$CONSTRAINTS" \
     exit 1
 fi
 
-if [ ! -x "$VENV/bin/masakari-introspectiveinstancemonitor" ] || ! usable; then
-    echo "peer-setup: the introspective monitor does not import in $VENV" >&2
+if [ ! -x "$VENV/bin/masakari-introspectiveinstancemonitor" ] ||
+    [ ! -x "$VENV/bin/masakari-instancemonitor" ] || ! usable; then
+    echo "peer-setup: the instance monitors do not import in $VENV" >&2
     exit 1
 fi
 

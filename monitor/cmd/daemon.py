@@ -4,6 +4,12 @@ Every start-up problem ends the process with one line and no traceback:
 exit status 2 for a configuration the operator must fix (naming
 ``[section] option``), 1 for anything else that stops the daemon before
 it runs.
+
+A stop (SIGTERM, SIGINT) ends the process within ``STOP_BOUND`` seconds
+whatever its native threads are doing: status 0 when everything ended,
+3 (``EXIT_ABANDONED``) when a libvirt call that never returned was left
+behind. Recoveries under way keep their notifications held in the
+outbox; the next start sends them as interrupted.
 """
 
 import logging
@@ -27,6 +33,15 @@ LOG = logging.getLogger('monitor')
 
 EXIT_CONFIG_ERROR = 2
 EXIT_START_ERROR = 1
+# Stopped, leaving behind native calls that had not returned (a libvirt
+# call stuck on a wedged QEMU or libvirtd).
+EXIT_ABANDONED = 3
+
+# Seconds from a stop signal to the end of the process, at most. The green
+# threads get what is left once the connection's close is allowed for;
+# past the bound a native timer ends the process whatever it is doing.
+STOP_BOUND = 10.0
+_STOP_MARGIN = 1.0
 
 # The state and the log say which guests failed and when and where the HA
 # engine is: nothing the daemon creates is for other users. Files are 0600
@@ -177,12 +192,38 @@ def main(argv=None):
     if stops.received:
         LOG.info('Received %s; stopping',
                  signal.Signals(stops.received[0]).name)
+    return _stop(service, conf)
+
+
+def _stop(service, conf):
+    """Stop ``service`` within STOP_BOUND; the exit status."""
+    concurrency.exit_after(
+        STOP_BOUND - _STOP_MARGIN / 2, EXIT_ABANDONED,
+        'the stop did not end within %.0f s; exiting, abandoning what '
+        'still runs' % STOP_BOUND)
     service.stop()
-    # A ping in flight ends within one ping timeout; do not wait longer.
-    service.wait(grace=conf.monitor.ping_timeout)
+    # A ping in flight ends within one ping timeout; do not wait longer,
+    # nor past what the bound leaves once the connection is closed.
+    all_ended = service.wait(grace=min(
+        conf.monitor.ping_timeout,
+        STOP_BOUND - _STOP_MARGIN - service.close_timeout))
     service.close()
-    LOG.info('guest-health-monitor stopped')
-    return 0
+    abandoned = service.abandoned()
+    if abandoned:
+        LOG.warning('guest-health-monitor stopped, abandoning %d libvirt '
+                    'call(s) that did not return (exit status %d)',
+                    abandoned, EXIT_ABANDONED)
+        status = EXIT_ABANDONED
+    else:
+        LOG.info('guest-health-monitor stopped')
+        status = 0
+    if abandoned or not all_ended:
+        # The interpreter's exit would run the green threads still
+        # waiting and join eventlet's native threads, one of which may be
+        # stuck in libvirt for ever.
+        logging.shutdown()
+        concurrency.exit_now(status)
+    return status
 
 
 if __name__ == '__main__':

@@ -27,6 +27,7 @@ import time
 
 from oslo_config import cfg
 
+from monitor import masking
 from monitor.cmd import text_table
 from monitor.conf import general
 from monitor.conf import loading
@@ -63,10 +64,15 @@ def _print_entries(entries, empty, when_column, last_column, when, out):
     if not entries:
         print(empty, file=out)
         return
-    rows = [(e.id, e.notification.domain_name, e.notification.instance_uuid,
-             e.notification.generated_time, e.attempts,
-             'held: recovery under way' if e.held else _when(when(e)),
-             e.last_error or '')
+    # The receiver wrote the last error and a guest's owner the domain
+    # name: a terminal shows their control characters as escapes, never
+    # obeys them.
+    rows = [tuple(masking.escape(cell) for cell in (
+                e.id, e.notification.domain_name,
+                e.notification.instance_uuid, e.notification.generated_time,
+                e.attempts,
+                'held: recovery under way' if e.held else _when(when(e)),
+                e.last_error or ''))
             for e in entries]
     print(text_table.format_table(('ID', 'DOMAIN', 'INSTANCE', 'GENERATED', 'ATTEMPTS',
                   when_column, last_column), rows), file=out)
@@ -118,9 +124,10 @@ def _print_dead(box, out, as_json=False):
 def _retry(box, id, out):
     entry = box.requeue_dead(id, now=time.time())
     n = entry.notification
-    print(f'Requeued {n.id} for domain {n.domain_name} ({n.instance_uuid}); '
-          f'the running monitor sends it within {delivery.IDLE_POLL:.0f} s.',
-          file=out)
+    print(masking.escape(
+        f'Requeued {n.id} for domain {n.domain_name} ({n.instance_uuid}); '
+        f'the running monitor sends it within {delivery.IDLE_POLL:.0f} s.'),
+        file=out)
 
 
 def main(argv=None, out=None, err=None):

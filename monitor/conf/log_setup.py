@@ -9,13 +9,16 @@ or not at all), sets logging up once the configuration is valid, and
 re-applies it on reload.
 """
 
+import collections.abc
 import configparser
 import logging
 import logging.handlers
+import numbers
 import os
 import sys
 import syslog
 
+from oslo_log import formatters as oslo_formatters
 from oslo_log import handlers as oslo_handlers
 from oslo_log import log as oslo_log
 from oslo_log import versionutils
@@ -216,20 +219,80 @@ def _stdout_to_stderr():
             handler.setStream(sys.stderr)
 
 
-class MaskingFormatter(logging.Formatter):
-    """Masks URL credentials in whatever another formatter made.
+# A record with a traceback keeps its lines, this many characters in all.
+MAX_RECORD_WITH_TRACEBACK = 8 * masking.MAX_LINE
 
-    oslo.log appends the text of the exception being handled to every
-    WARNING and ERROR logged inside an ``except`` block; the daemon's own
-    messages mask URL passwords, that text does not.
+
+class MaskingFormatter(logging.Formatter):
+    """Makes whatever another formatter made fit for the log: masked,
+    escaped and bounded.
+
+    Log messages carry outside text as their arguments (a receiver's
+    answer, a domain's name or metadata, a library's error): each argument
+    is masked, shows control characters as escapes (``\\n``, ``\\x1b``) and
+    is cut to ``masking.MAX_PIECE`` characters with a marker saying how
+    much was cut. The line made of them is masked again (oslo.log appends
+    the text of the exception being handled to every WARNING and ERROR
+    logged inside an ``except`` block), escaped, and cut to
+    ``masking.MAX_LINE`` characters; a record with a traceback keeps its
+    line breaks, each line so bounded. A JSON line (``use_json``) is only
+    masked: JSON escapes control characters itself, and a cut would leave
+    it unreadable.
     """
 
     def __init__(self, inner):
         super().__init__()
         self.inner = inner
+        self._json = isinstance(inner, oslo_formatters.JSONFormatter)
 
     def format(self, record):
-        return masking.mask(self.inner.format(record))
+        try:
+            text = self.inner.format(_shown_record(record))
+        except (TypeError, ValueError):
+            # A format the shown arguments do not fit (%x of a string,
+            # say): as it was, then bounded as a line.
+            text = self.inner.format(record)
+        text = masking.scrub(masking.mask(text), masking.known_secrets())
+        if self._json:
+            return text
+        if not (record.exc_info or record.exc_text or record.stack_info):
+            return masking.shorten(masking.escape(text), masking.MAX_LINE)
+        lines = masking.escape(text, keep_newlines=True).split('\n')
+        return masking.shorten(
+            '\n'.join(masking.shorten(line, masking.MAX_LINE)
+                      for line in lines),
+            MAX_RECORD_WITH_TRACEBACK)
+
+
+class _Shown(str):
+    """An argument of a log message as it may be shown; a string, so that
+    every formatter (JSON too) takes it as one."""
+
+    def __repr__(self):
+        return masking.outside(repr(self.original))
+
+
+def _shown(value):
+    # Numbers keep their type for %d and %.1f; nothing outside hides in one.
+    if value is None or isinstance(value, numbers.Number):
+        return value
+    shown = _Shown(masking.outside(value))
+    shown.original = value
+    return shown
+
+
+def _shown_record(record):
+    """A copy of ``record`` whose arguments are shown bounded; the record
+    itself goes on unchanged to the other handlers."""
+    shown = logging.makeLogRecord(record.__dict__)
+    args = record.args
+    if isinstance(args, collections.abc.Mapping):
+        shown.args = {key: _shown(value) for key, value in args.items()}
+    elif isinstance(args, tuple) and args:
+        shown.args = tuple(_shown(value) for value in args)
+    elif isinstance(record.msg, str):
+        shown.msg = masking.outside(record.msg, masking.MAX_LINE)
+    return shown
 
 
 def _mask_handlers():

@@ -3,12 +3,20 @@ metadata element: whether it is monitored at all, its failure threshold
 and its recovery action. A domain without settings of its own has the
 configured defaults.
 
-The one owner of a domain's effective failure threshold: the tracker
-counts misses against it and the scheduler confirms a missing guest up to
-it.
+The one owner of a domain's settings: the libvirt edge keeps none. A
+listing hands them over when it has read the domain's XML (the first
+listing of each run of the domain, and every listing after a reconnect,
+so a change made while libvirt was out of sight applies then), and a
+metadata-change event reads them at once. Each read carries the time it
+was asked for and only a later one replaces what is kept: a listing that
+read the XML just before a change cannot undo the change's own read.
+
+The effective failure threshold is decided here too: the tracker counts
+misses against it and the scheduler confirms a missing guest up to it.
 """
 
 import logging
+import time
 
 from monitor.virt import metadata as domain_metadata
 
@@ -24,6 +32,9 @@ class DomainSettings:
         self.failure_threshold = failure_threshold
         # Settings other than the defaults, by UUID.
         self._settings = {}
+        # When the XML the kept settings come from was asked for, by
+        # UUID (monotonic clock of the libvirt edge).
+        self._read_at = {}
         # UUIDs opted out by their metadata (enabled="no"), said once.
         self._opted_out = set()
         # (UUID, error) of invalid metadata elements already logged.
@@ -37,13 +48,31 @@ class DomainSettings:
         """Misses in a row that report the domain."""
         return self.of(uuid).failure_threshold or self.failure_threshold
 
-    def changed(self, uuid, name, settings, error=None):
+    def listed(self, info):
+        """A listed domain (domains.DomainInfo): keep the settings its
+        listing read, unless read before the ones kept; False when it
+        opted out (see note())."""
+        settings = getattr(info, 'settings', None)
+        error = getattr(info, 'settings_error', None)
+        read_at = getattr(info, 'settings_read_at', None)
+        if (settings is None and error is None) or \
+                not self._newer(info.uuid, read_at):
+            # Not read by this listing, or older: the kept ones hold.
+            return self.note(info.uuid, info.name, self.of(info.uuid), None)
+        return self.note(info.uuid, info.name, settings, error, read_at)
+
+    def changed(self, uuid, name, settings, error=None, read_at=None):
         """A domain's metadata changed while it runs: apply its new
-        settings now, without waiting for the next listing."""
+        settings now, without waiting for the next listing. ``read_at``:
+        when they were read (None: now)."""
+        if read_at is None:
+            read_at = time.monotonic()
+        if not self._newer(uuid, read_at):
+            return
         before = self.of(uuid)
         # Opted out: the record goes now. Enabled again: the next listing
         # takes the domain back, in discovery.
-        self.note(uuid, name, settings, error)
+        self.note(uuid, name, settings, error, read_at)
         after = self.of(uuid)
         if after != before:
             LOG.info('Domain %s (%s): settings from its metadata now '
@@ -52,9 +81,16 @@ class DomainSettings:
                      after.failure_threshold or 'default',
                      after.action or 'default')
 
-    def note(self, uuid, name, settings, error):
-        """Keep a listed domain's settings; False when it opted out
-        (its record, if any, is dropped and it is said once)."""
+    def _newer(self, uuid, read_at):
+        kept = self._read_at.get(uuid)
+        return read_at is None or kept is None or read_at >= kept
+
+    def note(self, uuid, name, settings, error, read_at=None):
+        """Keep a domain's settings (read at ``read_at``, None: unknown);
+        False when it opted out (its record, if any, is dropped and it is
+        said once)."""
+        if read_at is not None:
+            self._read_at[uuid] = read_at
         if error is not None and (uuid, error) not in self._errors:
             self._errors.add((uuid, error))
             LOG.warning('Domain %s (%s): its <monitor/> metadata element is '
@@ -85,4 +121,6 @@ class DomainSettings:
         self._opted_out &= listed
         for uuid in set(self._settings) - listed:
             del self._settings[uuid]
+        for uuid in set(self._read_at) - listed:
+            del self._read_at[uuid]
         self._errors = {key for key in self._errors if key[0] in listed}

@@ -63,6 +63,8 @@ DELIVERY_RESULTS = (notification_mod.OutcomeKind.ACCEPTED.value.lower(),
 # The stages of libvirt_host (kept here as values: metrics must not import
 # the libvirt edge).
 DOMAIN_ERROR_STAGES = ('list', 'xml', 'ping')
+# The libvirt calls of a recovery (recovery_deadlines.STEPS).
+RECOVERY_STEPS = ('console', 'screenshot', 'action')
 
 
 @functools.lru_cache(maxsize=1)
@@ -253,12 +255,37 @@ class MonitorMetrics:
             'XML; not monitored), ping (pinging it; not counted as a '
             'miss). Each domain is named once in the log.',
             'stage', DOMAIN_ERROR_STAGES)
+        self.io_error_pauses = self._plain_counter(
+            PREFIX + 'io_error_pauses_reported_total',
+            'Guests reported as failed because they stayed paused on a '
+            'disk I/O error longer than [monitor] io_error_grace. Counted '
+            'once per pause.')
         self.guests_active_spared = self._plain_counter(
             PREFIX + 'agent_silent_guest_active_total',
             'Incidents in which a guest\'s agent stopped answering for '
             'failure_threshold pings while the guest\'s own disk or network '
             'I/O went on: logged as "agent unresponsive, guest active" and '
             'not reported to the HA engine. Counted once per incident.')
+        self.maintenance_domains = self._read_at_scrape(
+            PREFIX + 'maintenance_domains',
+            'Monitored domains under an operator\'s maintenance pause '
+            '(guest-health-monitor-status pause): not pinged, notified or '
+            'recovered until it ends. The status command names them.')
+        self.maintenance_host = self._read_at_scrape(
+            PREFIX + 'maintenance_host',
+            '1 while every domain on this host is paused for maintenance '
+            '(pause --all), else 0.')
+        self.recovery_timeouts = self._counter(
+            PREFIX + 'recovery_timeouts_total',
+            'Recovery calls given up on at their deadline, by step: '
+            'console, screenshot, action. The notification went at once '
+            'with the result timed_out.',
+            'step', RECOVERY_STEPS)
+        self.recovery_calls_stuck = self._read_at_scrape(
+            PREFIX + 'recovery_calls_stuck',
+            'Recovery calls given up on that have still not returned: '
+            'each holds a native thread, and its domain is not recovered '
+            'again until it returns.')
         self.build_info = prometheus_client.Gauge(
             PREFIX + 'build_info',
             'Always 1; the version label names the running release.',
@@ -329,6 +356,17 @@ class MonitorMetrics:
         incident)."""
         self.guests_active_spared.inc()
 
+    def io_error_pause_reported(self):
+        """A guest paused on a disk I/O error past its grace was
+        reported (once per pause)."""
+        self.io_error_pauses.inc()
+
+    def recovery_timed_out(self, step):
+        """A recovery gave up on its ``step`` call (RECOVERY_STEPS)."""
+        if step not in RECOVERY_STEPS:
+            raise ValueError('%r is not a recovery step' % (step,))
+        self.recovery_timeouts.labels(step).inc()
+
     def libvirt_reconnected(self):
         self.libvirt_reconnects.inc()
 
@@ -341,7 +379,8 @@ class MonitorMetrics:
 
     # -- values read at scrape time -----------------------------------------
 
-    def watch(self, store=None, outbox=None, scheduler=None, breaker=None):
+    def watch(self, store=None, outbox=None, scheduler=None, breaker=None,
+              maintenance=None, stuck_calls=None):
         """Read these parts' current values at each scrape.
 
         A gauge whose part is not given has no sample (HELP and TYPE
@@ -360,6 +399,15 @@ class MonitorMetrics:
         if breaker is not None:
             self.mass_failure_breaker_tripped.read = (
                 lambda: int(breaker.tripped))
+        if stuck_calls is not None:
+            self.recovery_calls_stuck.read = lambda: len(stuck_calls)
+        if maintenance is not None:
+            self.maintenance_host.read = (
+                lambda: int(any(p.host_wide for p in maintenance.all())))
+            if store is not None:
+                self.maintenance_domains.read = lambda: sum(
+                    1 for record in store.all()
+                    if maintenance.covers(record.uuid))
 
     def render(self):
         """The whole exposition in the text format (see CONTENT_TYPE)."""

@@ -33,8 +33,9 @@ OPTS = [
         help="""
 TCP port of the HTTP endpoint serving the daemon's metrics in the Prometheus
 text format at /metrics, and a health check at /healthz (200 while libvirt
-is connected and the monitor keeps completing its rounds of pings, 503
-otherwise, with the reason in the body).
+is connected, the monitor keeps completing its rounds of pings and no
+recovery holds its turn past [recovery] step_timeout, 503 otherwise, with
+the reason in the body).
 
 Possible values:
 
@@ -124,15 +125,25 @@ def liveness(connected, last_progress_at, now, interval, ping_timeout,
     return True, 'ok'
 
 
-def scheduler_health(scheduler, clock=time.monotonic):
+def scheduler_health(scheduler, clock=time.monotonic, recovery=None):
     """A health() for make_app reading the scheduler's ``connected``,
-    ``last_progress_at``, ``interval`` and ``ping_timeout``."""
+    ``last_progress_at``, ``interval`` and ``ping_timeout``, and, given
+    ``recovery`` (recovery_step.RecoveryStep), whether a recovery holds
+    its slot past its bound: each of its calls is bounded, so a slot
+    still held then means the bound itself failed, and failures of
+    other guests may be left waiting."""
     started_at = clock()
 
     def health():
-        return liveness(scheduler.connected, scheduler.last_progress_at,
-                        clock(), scheduler.interval, scheduler.ping_timeout,
-                        started_at)
+        ok, reason = liveness(scheduler.connected,
+                              scheduler.last_progress_at, clock(),
+                              scheduler.interval, scheduler.ping_timeout,
+                              started_at)
+        if ok and recovery is not None:
+            late = recovery.overdue_reason()
+            if late is not None:
+                return False, late
+        return ok, reason
     return health
 
 

@@ -6,13 +6,30 @@ reads its latest entries per domain into the policy's ``OutboxFacts``
 (never copies them anywhere that outlives the caller's look) and queues a
 notification when the policy asks for one: straight for the HA engine, or
 *held* until the recovery step has said what it did to the guest.
+
+A pending notification holds back only its own incident: one of an
+earlier incident of the domain is delivered as usual (the outbox sends a
+domain's notifications in order, every one once the engine is back), but
+the next incident is notified, and the guest recovered, without waiting
+for it. So a receiver that is down never stops self-recovery: a guest that
+stays dead after its reset is reset again after the discovery timeout,
+within its budget, exactly as with the receiver up.
+
+Which incident a pending notification belongs to: for one queued by this
+run, the run of the guest it was queued in (an incident ends when the
+guest answers again or the domain is re-armed, which is when the record's
+``last_ok`` or ``discovery_since`` changes), so no wall-clock step can mix
+two incidents up; for one from before a restart, its creation time against
+the start of the record's incident, as the policy judges deliveries.
 """
 
 import logging
 
 from monitor import crash_points
+from monitor.health import instant_failures
 from monitor.health import policy as health_policy
 from monitor.health import recovery_policy as recovery_mod
+from monitor.health import states
 from monitor.notify import notification as notification_mod
 from monitor.notify import outbox as outbox_mod
 
@@ -20,6 +37,12 @@ LOG = logging.getLogger(__name__)
 
 
 class NotificationQueue:
+
+    # Seconds a notification in a shape masakari-instancemonitor sends too
+    # waits before its first attempt, so that masakari-api stores theirs
+    # first and answers ours 409 (notifier.masakari.instancemonitor_wait:
+    # 0 unless it runs beside this monitor). Set by the service.
+    instancemonitor_wait = 0.0
 
     def __init__(self, outbox, hostname, metrics, delivery_wakeup=None,
                  recovery=None):
@@ -33,10 +56,18 @@ class NotificationQueue:
         self.metrics = metrics
         self._delivery_wakeup = delivery_wakeup
         self.recovery = recovery
+        # {uuid: (notification id, run of the guest)} of the newest
+        # notification this run queued for each domain (see _run_of).
+        self._queued = {}
 
-    def facts(self, uuid=None):
+    def facts(self, uuid=None, record_of=None):
         """{uuid: OutboxFacts} for every domain the outbox holds
-        notifications for (only ``uuid``'s when given), in one read."""
+        notifications for (only ``uuid``'s when given), in one read.
+
+        With ``record_of(uuid)`` (the domain's record, or None), a
+        pending notification of an earlier incident than the record's is
+        left out: it neither stops the policy from asking for the
+        notification of the incident under way nor makes it wait."""
         pending = {}
         finished = {}
         for entry in self.outbox.latest_per_domain(uuid):
@@ -48,6 +79,9 @@ class NotificationQueue:
         facts = {}
         for key in pending.keys() | finished.keys():
             p, f = pending.get(key), finished.get(key)
+            if p is not None and record_of is not None and \
+                    not self._of_incident(p, record_of(key)):
+                p = None
             facts[key] = health_policy.OutboxFacts(
                 pending_id=None if p is None else p.id,
                 finished_id=None if f is None else f.id,
@@ -55,15 +89,41 @@ class NotificationQueue:
                 finished_dead=f is not None and f.status == outbox_mod.DEAD)
         return facts
 
+    def _of_incident(self, entry, record):
+        """Whether the pending ``entry`` belongs to ``record``'s incident
+        under way (True when there is no record to judge by, and while
+        it is held: one recovery of a domain at a time; the policy asks
+        again once it is released)."""
+        if record is None or entry.held:
+            return True
+        queued = self._queued.get(record.uuid)
+        if queued is not None:
+            queued_id, run = queued
+            # An older entry than the newest this run queued belongs to
+            # an earlier incident: no incident is notified twice.
+            return queued_id == entry.id and run == _run_of(record)
+        start = _incident_start(record)
+        return start is not None and entry.created_at >= start
+
+    def keep_only(self, uuids):
+        """Forget what was queued for domains not in ``uuids`` (no longer
+        listed): one that comes back is judged by its notifications'
+        times."""
+        for uuid in set(self._queued) - set(uuids):
+            del self._queued[uuid]
+
     def queue(self, record, reason, now, action_override=None,
-              on_recovered=None):
+              on_recovered=None, shape=None):
         """Queue one notification of ``record``'s failure; return its id,
         or None when the outbox could not take it (said loudly: the policy
         asks again on the next miss).
 
         ``action_override``: the domain's own recovery action (its
         metadata), if any; ``on_recovered(uuid, report, now)`` is called
-        once a recovery is over and its notification released."""
+        once a recovery is over and its notification released. ``shape``:
+        the payload's (event, vir_domain_event), the agent error's by
+        default."""
+        shape = shape or instant_failures.AGENT_ERROR
         action = recovery_mod.NONE
         if self.recovery is not None:
             action = self.recovery.action_for(record.uuid, record.name,
@@ -81,9 +141,13 @@ class NotificationQueue:
                 reason=reason)
         notification = notification_mod.Notification.new(
             instance_uuid=record.uuid, domain_name=record.name,
-            hostname=self.hostname, at=now, details=details)
+            hostname=self.hostname, at=now, event=shape.event,
+            vir_domain_event=shape.vir_domain_event, details=details)
+        wait = self.instancemonitor_wait \
+            if shape in instant_failures.INSTANCEMONITOR_SHAPES else 0
         try:
-            self.outbox.enqueue(notification, now, held=held)
+            self.outbox.enqueue(notification, now, held=held,
+                                due_at=now + wait if wait else None)
         except (outbox_mod.OutboxFull, outbox_mod.OutboxBusy) as exc:
             # Loud; nothing is queued, so the policy asks again on the
             # next miss, once the outbox has room or its lock is free.
@@ -91,6 +155,7 @@ class NotificationQueue:
                       '%s', record.name, record.uuid, exc)
             return None
         crash_points.reached(crash_points.AFTER_ENQUEUE)
+        self._queued[record.uuid] = (notification.id, _run_of(record))
         self.metrics.notification_queued()
         if held:
             LOG.warning('Domain %s (%s) failed (%s): notification %s '
@@ -100,8 +165,29 @@ class NotificationQueue:
                                 on_recovered)
             return notification.id
         LOG.warning('Domain %s (%s) failed (%s): notification %s queued '
-                    'for the HA engine', record.name, record.uuid, reason,
-                    notification.id)
+                    'for the HA engine%s', record.name, record.uuid, reason,
+                    notification.id, '' if not wait else ', sent in %d s '
+                    '(masakari-instancemonitor reports it too; masakari-api '
+                    'keeps the first of the two)' % wait)
         if self._delivery_wakeup is not None:
             self._delivery_wakeup.set()
         return notification.id
+
+
+def _run_of(record):
+    """What changes exactly when an incident ends: the guest answered
+    again (``last_ok``) or the domain was re-armed (``discovery_since``),
+    whatever the wall clock did."""
+    return (record.discovery_since, record.last_ok)
+
+
+def _incident_start(record):
+    """When the record's incident began, as the policy counts it (None
+    while nothing fails)."""
+    if record.failing_since is not None:
+        return record.failing_since
+    if record.state == states.DISCOVERY:
+        # Only the discovery timeout notifies from discovery, for this
+        # run of the guest.
+        return record.discovery_since
+    return None

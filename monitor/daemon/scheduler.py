@@ -10,7 +10,9 @@ flight; a ping starts as soon as a slot of its lane frees, so a hung agent
 holds one slot, never the round:
 
 - the *answering lane* pings every domain whose last ping was answered
-  (or that was never pinged) once per round. The round waits for it.
+  (or that was never pinged) once per round. The round waits for it,
+  at most ``ping_timeout`` + 6 s: libvirt holds a ping up to 30 s while
+  another agent command (a freeze, a quiesced snapshot) holds the agent.
 - the *confirming lane* pings domains whose last ping missed. libvirt
   serialises agent commands per domain and, once an agent has timed out,
   makes every later command to it wait at least 5 s for a guest-sync, so
@@ -66,11 +68,16 @@ from monitor import concurrency
 from monitor.daemon import counter_snapshots as counters_mod
 from monitor.daemon import lanes as lanes_mod
 from monitor.daemon import metrics as metrics_mod
+from monitor.health import host_operations as host_operations_mod
 from monitor.health.ping_outcome import Outcome
 from monitor.virt import host as libvirt_host
 
 LOG = logging.getLogger(__name__)
 
+# How much longer than the ping timeout a round waits for its answering
+# lane: libvirt's guest-sync floor (5 s) after an agent timed out, and a
+# second to spare.
+_ANSWERING_SLACK = 6.0
 
 
 def _prose(text):
@@ -161,7 +168,8 @@ class Scheduler:
     def __init__(self, host, tracker, interval, ping_timeout,
                  max_concurrent_pings, confirm_interval=0.0,
                  clock=time.monotonic, execute=concurrency.run_native,
-                 metrics=None, native_pings=None, counter_snapshots=None):
+                 metrics=None, native_pings=None, counter_snapshots=None,
+                 host_operations=None):
         self.host = host
         self.tracker = tracker
         self.interval = interval
@@ -200,6 +208,9 @@ class Scheduler:
         # (UUID, exception type) already logged, to log each once.
         self._ping_errors = set()
         self.metrics = metrics or metrics_mod.MonitorMetrics()
+        # Freezes and held agents, nobody's miss up to the frozen grace.
+        self.host_operations = (host_operations
+                                or host_operations_mod.HostOperations())
         self.last_sweep = None
         # Clock seconds when the loop last completed a round (domains
         # listed, pinged and the results applied); None before the first.
@@ -216,7 +227,9 @@ class Scheduler:
                    ping_timeout=conf.monitor.ping_timeout,
                    max_concurrent_pings=conf.monitor.max_concurrent_pings,
                    confirm_interval=conf.monitor.confirm_interval,
-                   metrics=metrics)
+                   metrics=metrics,
+                   host_operations=host_operations_mod.HostOperations
+                   .from_conf(conf))
 
     # -- connection ------------------------------------------------------------
 
@@ -258,7 +271,11 @@ class Scheduler:
             self._lanes.start(lane, self.host.ping, (info, self.ping_timeout),
                               info)
             pinged += 1
-        self._lanes.answering.wait_idle()
+        # Bounded: libvirt holds a ping up to 30 s while another agent
+        # command (a freeze, a quiesced snapshot) holds the agent; such a
+        # ping stays busy and is applied with the round in which it ends.
+        self._lanes.answering.wait_idle(self.ping_timeout
+                                        + _ANSWERING_SLACK)
         answering = self._clock() - started
         # Confirmations may finish in this round as long as the round
         # still ends within the interval. Nothing waits for the silent
@@ -271,6 +288,10 @@ class Scheduler:
         self._busy.difference_update(results)
         # Every ping made, before a lost connection discards some of them.
         outcomes = [r.outcome for r in results.values()]
+        results = self.host_operations.judge_round(results)
+        for uuid, change in self.host_operations.take_changes():
+            LOG.info('Domain %s (%s): %s', getattr(listed.get(uuid), 'name',
+                                                   '?'), uuid, change)
         if any(r.outcome is Outcome.DISCONNECTED for r in results.values()):
             # Results gathered from a dying connection say nothing about
             # the guests; drop the round's misses with them.
@@ -344,9 +365,12 @@ class Scheduler:
         ``RoundOutcome`` of them) which domains are confirmed next, and
         when."""
         for uuid, result in results.items():
-            if result.outcome is not Outcome.MISSED or outcome.suppressed:
+            if result.outcome is not Outcome.MISSED or outcome.suppressed \
+                    or uuid not in outcome.thresholds:
                 # A suppressed miss is the host's, not the guest's: it
-                # keeps its place among the answering domains.
+                # keeps its place among the answering domains. One the
+                # tracker did not count (the domain was forgotten or put
+                # under maintenance while the ping ran) is nobody's.
                 self._missed.pop(uuid, None)
                 self._confirm_due.pop(uuid, None)
                 self._queued_round.pop(uuid, None)
@@ -374,6 +398,7 @@ class Scheduler:
             self._queued_round.pop(uuid, None)
         for uuid in set(self._ended) - to_ping - self._busy:
             del self._ended[uuid]
+        self.host_operations.keep_only(to_ping | self._busy)
 
     def next_round_at(self, started):
         """When the round after one started at ``started`` is due: an

@@ -8,11 +8,14 @@ tracker and the store need no locks; blocking libvirt calls go to native
 threads through ``concurrency.run_native``.
 """
 
+import functools
 import logging
 import threading
 import time
 
 from monitor import concurrency
+from monitor.daemon import libvirt_failures
+from monitor.daemon import maintenance as maintenance_mod
 from monitor.daemon import metrics as metrics_mod
 from monitor.daemon import metrics_server
 from monitor.daemon import recovery_step
@@ -25,6 +28,7 @@ from monitor.health import mass_failure
 from monitor.health import policy as health_policy
 from monitor.notify import delivery
 from monitor.notify import drivers as notifier_driver
+from monitor.notify import masakari
 from monitor.notify import outbox as outbox_mod
 from monitor.store import domain_store
 from monitor.store import evidence as evidence_mod
@@ -36,6 +40,9 @@ LOG = logging.getLogger(__name__)
 
 
 class MonitorService:
+
+    # Seconds close() waits for the libvirt connection to close.
+    close_timeout = 2.0
 
     def __init__(self, conf, clock=time.time):
         self.conf = conf
@@ -71,7 +78,7 @@ class MonitorService:
             conf, self.outbox, breaker, self.host,
             recovery_history.RecoveryHistory.from_conf(conf),
             evidence_mod.EvidenceStore.from_conf(conf),
-            delivery_wakeup=delivery_wakeup)
+            delivery_wakeup=delivery_wakeup, metrics=self.metrics)
         self.tracker = domain_tracker.DomainTracker(
             self.store,
             health_policy.HealthPolicy.from_conf(conf),
@@ -79,7 +86,11 @@ class MonitorService:
             self.outbox, conf.host, delivery_wakeup=delivery_wakeup,
             clock=clock, metrics=self.metrics,
             silent_periods=guest_activity.SilentPeriods.from_conf(conf),
-            recovery=self.recovery)
+            recovery=self.recovery,
+            maintenance=maintenance_mod.Maintenance.from_conf(conf, clock),
+            failures=libvirt_failures.LibvirtFailures.from_conf(conf))
+        self.tracker.notifications.instancemonitor_wait = \
+            masakari.instancemonitor_wait(conf)
         self.delivery = delivery.DeliveryWorker.from_conf(
             conf, self.outbox, self.client, metrics=self.metrics,
             wakeup=delivery_wakeup)
@@ -88,16 +99,20 @@ class MonitorService:
             metrics=self.metrics)
         self.metrics.watch(store=self.store, outbox=self.outbox,
                            scheduler=self.scheduler,
-                           breaker=self.tracker.breaker)
+                           breaker=self.tracker.breaker,
+                           maintenance=self.tracker.maintenance,
+                           stuck_calls=self.recovery.stuck)
         self.metrics_server = metrics_server.MetricsServer.from_conf(
             conf, metrics_server.make_app(
-                self.metrics, metrics_server.scheduler_health(self.scheduler)))
+                self.metrics, metrics_server.scheduler_health(
+                    self.scheduler, recovery=self.recovery)))
         if self.metrics_server is not None:
             # Bound now, so that a port in use stops the daemon at start
             # with the address in the error, like any other bad setting.
             self.metrics_server.listen()
         self.status_server = status_server.StatusServer.from_conf(
-            conf, self.status_snapshot)
+            conf, self.status_snapshot,
+            requests=functools.partial(maintenance_mod.answer, self.tracker))
         self.status_server.listen()
         self.systemd = systemd_notify.SystemdNotifier.from_environ()
         # The loop counts as stuck once it has not come round for this
@@ -108,21 +123,31 @@ class MonitorService:
             conf.libvirt.reconnect_max_delay)
         self._started_at = time.monotonic()
         self.watchdog = systemd_notify.WatchdogKeeper.from_environ(
-            self.systemd, self.loop_alive)
+            self.systemd, self.loop_alive, why_not=self.why_not_alive)
         self._threads = []
 
     def loop_alive(self):
-        """True while the scheduler's loop keeps coming round."""
+        """True while the scheduler's loop keeps coming round and no
+        recovery holds its slot past its bound."""
+        return self.why_not_alive() is None
+
+    def why_not_alive(self):
         last = self.scheduler.last_loop_at
         since = self._started_at if last is None else last
-        return time.monotonic() - since <= self._stall_after
+        stalled = time.monotonic() - since
+        if stalled > self._stall_after:
+            return ('the sweep loop has made no progress for %.0f s'
+                    % stalled)
+        return self.recovery.overdue_reason()
 
     def status_snapshot(self):
         """What ``guest-health-monitor-status`` shows."""
         return status_server.build_snapshot(
             self.store.all(), self.outbox.latest_per_domain(),
             self.conf.host, self._clock(),
-            libvirt_connected=self.scheduler.connected)
+            libvirt_connected=self.scheduler.connected,
+            maintenance=self.tracker.maintenance,
+            stuck_calls=self.recovery.stuck.snapshot())
 
     def _on_connected(self):
         # Whatever happened while we could not see libvirt (a reboot, a
@@ -137,6 +162,9 @@ class MonitorService:
         if isinstance(item, libvirt_events.EventLost):
             LOG.warning('A libvirt %s event could not be read (%s); the '
                         'next listing stands in for it', item.kind, item.text)
+            # It may have been a metadata change: the next listing reads
+            # every domain's settings again, as after a reconnect.
+            self.host.reread_settings()
         elif isinstance(item, libvirt_events.ConnectionClosed):
             self.host.connection_closed(item.reason, item.conn)
         elif isinstance(item, libvirt_events.MetadataChanged):
@@ -145,14 +173,17 @@ class MonitorService:
             self.tracker.apply_event(item)
 
     def _metadata_changed(self, event):
-        # The listing's copy of the settings is read once per run of the
-        # domain; read them again now so that the change applies at once.
-        parsed = concurrency.run_native(self.host.refresh_settings,
-                                        event.uuid)
-        if parsed is None:
-            return  # gone meanwhile, or libvirt with it
-        self.tracker.settings.changed(event.uuid, event.name,
-                                      parsed.settings, parsed.error)
+        # A listing reads the settings once per run of the domain; read
+        # them now so that the change applies at once.
+        read = concurrency.run_native(self.host.refresh_settings,
+                                      event.uuid)
+        if read is None:
+            # Gone meanwhile, or libvirt with it (the reconnect reads
+            # every domain again); any other failure has the next listing
+            # read it.
+            return
+        self.tracker.settings.changed(event.uuid, event.name, read.settings,
+                                      read.error, read.read_at)
 
     def _dispatch_loop(self):
         while not self.stop_event.is_set():
@@ -164,6 +195,8 @@ class MonitorService:
                     LOG.exception('Unexpected error applying %r', item)
             # What the libvirt calls in native threads had to say.
             self.host.log_notes(self.metrics)
+            # Said once a call a recovery gave up on returns at last.
+            self.recovery.stuck.prune()
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -205,19 +238,25 @@ class MonitorService:
         self.delivery.wake()
 
     def wait(self, grace=None):
-        """Wait for the green threads, at most ``grace`` seconds after
-        stop() (a ping in flight ends within one ping timeout)."""
-        for thread in self._threads:
-            if grace is None:
+        """Wait for the green threads, at most ``grace`` seconds in all
+        after stop() (a ping in flight ends within one ping timeout).
+        Returns whether every one ended."""
+        ended = []
+        with concurrency.deadline(grace):
+            for thread in self._threads:
                 thread.wait()
-                continue
-            with concurrency.deadline(grace):
-                thread.wait()
+                ended.append(thread)
+        all_ended = len(ended) == len(self._threads)
         self._threads = []
+        return all_ended
 
     def close(self):
         """Flush and release everything; pending notifications stay in
-        the outbox for the next start."""
+        the outbox for the next start, held ones too (the next start
+        sends them as interrupted). Bounded: a libvirt call stuck in a
+        native thread is left behind (see :func:`abandoned`)."""
+        # Before the outbox closes: none of them may touch it any more.
+        self.recovery.stop()
         if self.metrics_server is not None:
             # Before the outbox closes: a scrape reads it.
             self.metrics_server.stop()
@@ -228,6 +267,19 @@ class MonitorService:
         close_client = getattr(self.client, 'close', None)
         if close_client is not None:
             close_client()
-        self.host.close()
+        # In a native thread of its own: closing a connection that a
+        # stuck call still uses must not hold the stop.
+        closing = concurrency.NativeCall(self.host.close, name='close')
+        if not closing.wait(self.close_timeout):
+            LOG.warning('The libvirt connection to %s did not close within '
+                        '%.0f s; leaving it', self.host.uri,
+                        self.close_timeout)
         self.events.close()
         self.systemd.close()
+
+    @staticmethod
+    def abandoned():
+        """How many native calls are still running once the service is
+        closed: libvirt calls that never returned, left to end with the
+        process."""
+        return concurrency.native_calls_running()

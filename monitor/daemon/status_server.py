@@ -3,10 +3,16 @@
 
 The daemon listens on a unix stream socket, ``<state_path>/status.sock``,
 mode 0600: only its own user (and root) may connect, since the answer
-names every guest on the host. Each connection gets one JSON document and
-is closed; nothing is read from the client. It works with every cache
-backend, the in-memory one included, because the answer comes from the
-daemon itself.
+names every guest on the host and a request may pause its monitoring. It
+works with every cache backend, the in-memory one included, because the
+answer comes from the daemon itself.
+
+One request per connection: the client sends one JSON object on one line
+(``{"command": "status"}``, or ``pause`` / ``resume`` with their fields,
+see ``maintenance.answer``) and reads one JSON document until the daemon
+closes the connection. A client that sends nothing (and does not close
+its side) gets the status after ``REQUEST_WAIT`` seconds, as clients of
+earlier releases, which sent nothing, expect.
 
 :func:`build_snapshot` is the plain part (records and outbox entries in,
 the document out); :class:`StatusServer` is the socket, served from one
@@ -19,6 +25,7 @@ import json
 import logging
 import os
 import stat
+import time
 
 from monitor import concurrency
 from monitor.errors import StatusServerError
@@ -36,6 +43,10 @@ FORMAT_VERSION = 1
 
 # Seconds a client gets to take the answer before it is dropped.
 CLIENT_TIMEOUT = 5.0
+# Seconds to wait for the first byte of a request before answering with
+# the status; then CLIENT_TIMEOUT for the rest of the line.
+REQUEST_WAIT = 1.0
+MAX_REQUEST = 64 * 1024
 MAX_CLIENTS = 4
 
 # sun_path is 108 bytes on Linux, the terminating NUL included.
@@ -99,7 +110,8 @@ def _rank(entry):
     return (pending, entry.finished_at or entry.created_at)
 
 
-def build_snapshot(records, entries, host, now, libvirt_connected=None):
+def build_snapshot(records, entries, host, now, libvirt_connected=None,
+                   maintenance=None, stuck_calls=()):
     """The status document.
 
     :param records: the monitored domains' records (DomainRecord).
@@ -111,12 +123,17 @@ def build_snapshot(records, entries, host, now, libvirt_connected=None):
     :param now: epoch seconds.
     :param libvirt_connected: whether the daemon is connected to libvirt,
         or None if unknown.
+    :param maintenance: the pauses in force (maintenance.Maintenance), or
+        None for none.
+    :param stuck_calls: the recovery calls given up on that have not
+        returned (``StuckCalls.snapshot()``: name, uuid, step, since).
     """
     notifications = _latest_notifications(entries)
     domains = []
     for record in sorted(records, key=lambda r: (r.name, r.uuid)):
         entry = notifications.get(record.uuid)
         shown = None if entry is None else _notification_view(entry)
+        pause = None if maintenance is None else maintenance.of(record.uuid)
         domains.append({
             'name': record.name,
             'uuid': record.uuid,
@@ -125,30 +142,45 @@ def build_snapshot(records, entries, host, now, libvirt_connected=None):
             'misses': record.misses,
             'last_answer': _when(record.last_ok),
             'notification': shown,
+            'maintenance': None if pause is None else maintenance.view(pause),
         })
+    pauses = [] if maintenance is None else sorted(
+        (maintenance.view(pause) for pause in maintenance.all()),
+        key=lambda view: (not view['all'], view['name'] or '',
+                          view['uuid'] or ''))
     return {
         'version': FORMAT_VERSION,
         'host': host,
         'generated_at': _when(now),
         'libvirt_connected': libvirt_connected,
         'domains': domains,
+        # Every pause in force, those of domains not running included.
+        'maintenance': pauses,
+        # Libvirt calls of recoveries still running past their deadline;
+        # those domains are not recovered again until they return.
+        'recovery_calls_stuck': [dict(call, since=_when(call['since']))
+                                 for call in stuck_calls],
     }
 
 
 class StatusServer:
-    """Answers each connection on ``path`` with ``snapshot()`` as JSON."""
+    """Answers each connection on ``path``: a status request (or none)
+    with ``snapshot()``, any other with ``requests(request)``, as JSON.
+    Without ``requests`` only the status is served."""
 
-    def __init__(self, path, snapshot, poll=1.0):
+    def __init__(self, path, snapshot, poll=1.0, requests=None):
         self.path = path
         self.snapshot = snapshot
+        self.requests = requests
         self.poll = poll
         # The listening socket and its inode, once bound.
         self._sock = self._inode = None
         self._pool = concurrency.GreenPool(MAX_CLIENTS)
 
     @classmethod
-    def from_conf(cls, conf, snapshot):
-        return cls(socket_path(conf.state_path), snapshot)
+    def from_conf(cls, conf, snapshot, requests=None):
+        return cls(socket_path(conf.state_path), snapshot,
+                   requests=requests)
 
     def listen(self):
         """Bind the socket now, so that a problem stops the daemon at
@@ -237,22 +269,39 @@ class StatusServer:
             self.close()
 
     def handle(self, conn):
-        """Send one document on ``conn`` and close it."""
+        """Read one request on ``conn``, send its answer and close it."""
         try:
+            request = _read_request(conn)
             conn.settimeout(CLIENT_TIMEOUT)
-            try:
-                document = self.snapshot()
-            except Exception:  # loop boundary: one bad answer, not a crash
-                LOG.exception('Cannot build the status snapshot')
-                document = {'version': FORMAT_VERSION,
-                            'error': 'the daemon could not build its '
-                                     'status; see its log'}
+            document = self._answer(request)
             payload = json.dumps(document, sort_keys=True) + '\n'
             conn.sendall(payload.encode('utf-8'))
         except OSError as exc:
             LOG.debug('Status client went away: %s', exc)
         finally:
             conn.close()
+
+    def _answer(self, request):
+        if isinstance(request, str):
+            return {'version': FORMAT_VERSION, 'error': request}
+        status = request.get('command', 'status') == 'status'
+        if not status and self.requests is None:
+            return {'version': FORMAT_VERSION,
+                    'error': 'this daemon serves only its status'}
+        try:
+            if status:
+                return self.snapshot()
+            return dict(self.requests(request), version=FORMAT_VERSION)
+        except Exception:  # loop boundary: one bad answer, not a crash
+            if status:
+                LOG.exception('Cannot build the status snapshot')
+                what = 'build its status'
+            else:
+                LOG.exception('Cannot answer a %s request on the status '
+                              'socket', request.get('command'))
+                what = 'answer'
+            return {'version': FORMAT_VERSION,
+                    'error': 'the daemon could not %s; see its log' % what}
 
     def close(self):
         """Stop listening and remove the socket if it is still ours."""
@@ -265,3 +314,41 @@ class StatusServer:
                 os.unlink(self.path)
         except OSError:
             pass
+
+
+def _read_request(conn):
+    """The client's request: a dict (``{}`` when it sent nothing), or the
+    text of what is wrong with it."""
+    conn.settimeout(REQUEST_WAIT)
+    deadline = None
+    data = b''
+    while b'\n' not in data:
+        try:
+            chunk = conn.recv(4096)
+        except socket.timeout:
+            if not data:
+                return {}
+            return 'the request did not end within %.0f s' % CLIENT_TIMEOUT
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > MAX_REQUEST:
+            return 'the request is too large'
+        # The whole line within CLIENT_TIMEOUT of its first byte, however
+        # slowly it trickles in.
+        if deadline is None:
+            deadline = time.monotonic() + CLIENT_TIMEOUT
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return 'the request did not end within %.0f s' % CLIENT_TIMEOUT
+        conn.settimeout(remaining)
+    line = data.split(b'\n', 1)[0].strip()
+    if not line:
+        return {}
+    try:
+        request = json.loads(line.decode('utf-8'))
+    except ValueError:
+        return 'the request is not JSON'
+    if not isinstance(request, dict):
+        return 'the request is not a JSON object'
+    return request

@@ -165,36 +165,40 @@ class WatchdogKeeper:
     on a stop event so shutdown is immediate.
     """
 
-    def __init__(self, notifier, interval, is_alive):
+    def __init__(self, notifier, interval, is_alive, why_not=None):
+        """``why_not()``: what keeps the daemon from being live, for the
+        log line, when ``is_alive()`` says it is not."""
         self.notifier = notifier
         self.interval = interval
         self.is_alive = is_alive
+        self.why_not = why_not or (lambda: 'the sweep loop has made no '
+                                           'progress')
         # True while the watchdog is not fed (the loop is stuck).
         self._starving = False
 
     @classmethod
-    def from_environ(cls, notifier, is_alive, environ=None):
+    def from_environ(cls, notifier, is_alive, environ=None, why_not=None):
         """A keeper for the watchdog systemd set, or None if it set none."""
         if not notifier.enabled:
             return None
         interval = watchdog_interval(environ)
         if interval is None:
             return None
-        return cls(notifier, interval, is_alive)
+        return cls(notifier, interval, is_alive, why_not)
 
     def beat(self):
         """Feed the watchdog if the daemon progresses; True if fed."""
         if not self.is_alive():
             if not self._starving:
                 self._starving = True
-                LOG.error('The sweep loop has made no progress; no longer '
-                          'feeding the systemd watchdog, so systemd will '
-                          'restart the daemon')
+                LOG.error('The daemon is not live (%s); no longer feeding '
+                          'the systemd watchdog, so systemd will restart '
+                          'the daemon', self.why_not())
             return False
         if self._starving:
             self._starving = False
-            LOG.warning('The sweep loop progresses again; feeding the '
-                        'systemd watchdog')
+            LOG.warning('The daemon is live again; feeding the systemd '
+                        'watchdog')
         return self.notifier.watchdog()
 
     def run(self, stop_event):

@@ -22,7 +22,10 @@ which are notified at once instead of after the misses.
 The outbox alone knows what became of each notification. The tracker reads
 it (never copies it) once per round and at every event, so a domain turns
 ``reported`` when the tracker next looks after the delivery, whatever
-crashed in between, and nobody calls back into the tracker. Queueing a
+crashed in between, and nobody calls back into the tracker. A
+notification still pending for an earlier incident of a domain holds back
+neither the next incident's notification nor its recovery: what the
+tracker decides keys on the incident, never on a delivery. Queueing a
 notification (``notification_queue``), each domain's own settings
 (``domain_settings``) and the records kept of stopped domains
 (``stopped_domains``) have modules of their own.
@@ -34,6 +37,8 @@ import typing
 
 from monitor.daemon import corroboration
 from monitor.daemon import domain_settings
+from monitor.daemon import libvirt_failures
+from monitor.daemon import maintenance as maintenance_mod
 from monitor.daemon import metrics as metrics_mod
 from monitor.daemon import notification_queue
 from monitor.daemon import stopped_domains
@@ -72,14 +77,16 @@ class DomainTracker:
 
     def __init__(self, store, policy, breaker, outbox, hostname,
                  delivery_wakeup=None, clock=time.time, metrics=None,
-                 silent_periods=None, recovery=None):
+                 silent_periods=None, recovery=None, maintenance=None,
+                 failures=None):
         """``delivery_wakeup`` (a ``threading.Event`` shared with the
         delivery worker) is set after each enqueue, so the first attempt
         is made at once. ``silent_periods`` (guest_activity.SilentPeriods)
         corroborates a silent agent with the guest's I/O; None: the
         agent's silence alone reports the guest. ``recovery`` (a
         ``recovery_step.RecoveryStep``) recovers failed guests itself on a
-        plain libvirt host; None: notify only."""
+        plain libvirt host; None: notify only. ``maintenance``
+        (maintenance.Maintenance): the domains operators paused."""
         self.store = store
         self.policy = policy
         self.breaker = breaker
@@ -102,6 +109,8 @@ class DomainTracker:
                                                       self.metrics)
         self.settings = domain_settings.DomainSettings(
             store, policy.failure_threshold)
+        self.maintenance = maintenance or maintenance_mod.Maintenance()
+        self.failures = failures or libvirt_failures.LibvirtFailures()
 
     # -- listing ------------------------------------------------------------
 
@@ -114,6 +123,7 @@ class DomainTracker:
         unreachable).
         """
         now = self._now(now)
+        self.maintenance_over(self.maintenance.expire(), now)
         to_ping = []
         live = set()
         listed = set()
@@ -123,9 +133,7 @@ class DomainTracker:
                 self._not_monitored(info)
                 continue
             self._unmonitored.discard(info.uuid)
-            if not self.settings.note(info.uuid, info.name,
-                                      getattr(info, 'settings', None),
-                                      getattr(info, 'settings_error', None)):
+            if not self.settings.listed(info):
                 continue
             if info.uuid in self._agent_refused:
                 continue
@@ -147,7 +155,8 @@ class DomainTracker:
                 record = self._apply_action(record, lifecycle.Action.REARM,
                                             now, 'domain is running again')
             if (info.running or info.crashed) and record is not None and \
-                    self.policy.should_ping(record, now):
+                    self.policy.should_ping(record, now) and \
+                    not self.maintenance.covers(info.uuid):
                 to_ping.append(info)
         for record in self.store.evict_missing(live):
             self.stopped.keep(record, now)
@@ -160,6 +169,8 @@ class DomainTracker:
         self._unmonitored &= listed
         self._agent_refused &= listed
         self.settings.keep_only(listed)
+        self.failures.listing(domains, live, now)
+        self.notifications.keep_only(listed)
         return to_ping
 
     def _not_monitored(self, info):
@@ -195,12 +206,12 @@ class DomainTracker:
         Returns a :class:`RoundOutcome`.
         """
         now = self._now(now)
-        facts = self.notifications.facts()
+        facts = self._facts()
         current = {}
         for uuid, result in results.items():
             record = self.store.get(uuid)
-            if record is None:
-                continue  # forgotten by an event while the ping ran
+            if record is None or self.maintenance.covers(uuid):
+                continue  # forgotten or paused while the ping ran
             if record.discovery_since is not None and \
                     result.started_at < record.discovery_since:
                 # The ping started before the domain was re-armed
@@ -261,7 +272,12 @@ class DomainTracker:
             if verdict.record.misses > record.misses:
                 # A counted miss: the first one opens the silent period.
                 self.silent_periods.missed(record.uuid, counters)
-            if verdict.notify:
+            if result.held_for is not None:
+                # Frozen or held too long: its own I/O cannot vouch for
+                # a guest whose writes hang.
+                verdict = verdict._replace(reason='%s; %s' % (
+                    result.detail, verdict.reason))
+            elif verdict.notify:
                 verdict = corroboration.corroborate(
                     self.silent_periods, self.metrics, verdict, counters)
             self._apply_verdict(verdict, now, facts)
@@ -287,14 +303,17 @@ class DomainTracker:
         it now."""
         now = self._now(now)
         if facts is None:
-            facts = self.notifications.facts()
+            facts = self._facts()
         for record in self.store.all():
+            if self.maintenance.covers(record.uuid):
+                continue  # its discovery timeout starts when it ends
             record = self._see_delivery(record, facts, now)
             verdict = self.policy.tick(
                 record, now, facts.get(record.uuid,
                                        health_policy.NOTHING_QUEUED))
             if verdict.notify or verdict.record != record:
                 self._apply_verdict(verdict, now, facts)
+        self.failures.report_due(self, now, facts)
 
     # -- libvirt events --------------------------------------------------------
 
@@ -323,15 +342,19 @@ class DomainTracker:
         now = self._now(now)
         record = self.store.get(event.uuid)
         action = lifecycle.action_for(event)
+        self.failures.saw(event, record is not None)
         failure = instant_failures.failure_of(event)
+        if record is not None and self.maintenance.holds_back(record, failure):
+            failure = None
         if record is not None and (failure is not None
                                    or action is not lifecycle.Action.IGNORE):
-            facts = self.notifications.facts(event.uuid).get(
+            facts = self._facts(event.uuid).get(
                 event.uuid, health_policy.NOTHING_QUEUED)
             record = self._see_delivery_of(record, facts, now)
             if failure is not None:
                 # Before the action: a stopped event forgets the record.
-                record = self._instant_failure(record, event, facts, now)
+                record = self.failures.instant(self, record, event, facts,
+                                               now)
         if record is None:
             # Not (yet) monitored: the next listing picks it up. A new run
             # may have the agent libvirt refused before. A domain that
@@ -350,21 +373,6 @@ class DomainTracker:
             # silent period with the misses.
             self.silent_periods.ended(record.uuid)
         self._apply_action(record, action, now, lifecycle.describe(event))
-
-    def _instant_failure(self, record, event, facts, now):
-        """Notify a failure libvirt reports at once (a pvpanic crash,
-        QEMU ending on its own, a watchdog), once per incident; return
-        the record as it is now."""
-        decision = instant_failures.decide(
-            event, record.state, self.policy.notified_already(record, facts))
-        if not decision.notify:
-            LOG.info('Domain %s (%s): %s; not notified again',
-                     record.name, record.uuid, decision.reason)
-            return record
-        verdict = self.policy.instant_failure(
-            record, min(event.at, now), decision.reason)
-        self._apply_verdict(verdict, now)
-        return verdict.record
 
     def _apply_action(self, record, action, now, why, quiet=False):
         verdict = self.policy.apply_lifecycle(record, action, now)
@@ -386,10 +394,13 @@ class DomainTracker:
 
     # -- verdicts and notifications ---------------------------------------------
 
-    def _apply_verdict(self, verdict, now, facts=None):
+    def _apply_verdict(self, verdict, now, facts=None, action=None,
+                       shape=None):
         """Store the verdict's record, logging a change of state, and queue
         the notification it asks for. ``facts``: the outbox facts the
-        caller read, told of the notification queued now."""
+        caller read, told of the notification queued now; ``action``: the
+        recovery action instead of the domain's; ``shape``: the payload's
+        (instant_failures), by default the agent error."""
         record = verdict.record
         if verdict.old_state != verdict.new_state:
             LOG.info('Domain %s (%s): %s -> %s (%s)', record.name,
@@ -399,12 +410,19 @@ class DomainTracker:
         if verdict.notify:
             queued = self.notifications.queue(
                 record, verdict.reason, now,
-                self.settings.of(record.uuid).action, self.recovery_ended)
+                action or self.settings.of(record.uuid).action,
+                self.recovery_ended, shape)
             if queued is not None and facts is not None:
                 facts[record.uuid] = facts.get(
                     record.uuid, health_policy.NOTHING_QUEUED)._replace(
                         pending_id=queued)
         self.store.put(record)
+
+    def _facts(self, uuid=None):
+        """The outbox's facts as the policy judges each domain's incident
+        under way by them: a notification still pending for an earlier
+        incident holds back neither this one's nor its recovery."""
+        return self.notifications.facts(uuid, record_of=self.store.get)
 
     def _see_delivery(self, record, facts, now):
         return self._see_delivery_of(
@@ -433,6 +451,15 @@ class DomainTracker:
             return
         self._apply_action(record, lifecycle.Action.REARM, now,
                            'recovered by %s' % report.action)
+
+    def maintenance_over(self, pauses, now=None):
+        """The domains that the ended ``pauses`` released start over in
+        discovery, as after a start."""
+        now = self._now(now)
+        for record in self.maintenance.released(pauses, self.store.all()):
+            self.silent_periods.ended(record.uuid)
+            self._apply_action(record, lifecycle.Action.REARM, now,
+                               'maintenance over', quiet=True)
 
     # -- start-up ----------------------------------------------------------------
 

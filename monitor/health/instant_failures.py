@@ -21,6 +21,19 @@ happen, and waiting for missed pings would only delay the recovery:
 Not reported: a crash that loaded the guest's crash kernel (kdump), as the
 guest dumps and reboots by itself.
 
+Each failure also has the payload shape the HA engine is sent
+(``notification.Shape``). Where masakari-instancemonitor, which runs beside
+this monitor, reports the same failure in a shape the engine recovers, ours
+is exactly its shape, so that masakari-api keeps one of the two: a QEMU
+process that ended on its own (stopped, failed) and a watchdog that powered
+the guest off are sent as LIFECYCLE / STOPPED_FAILED. Every other failure
+is this monitor's alone (masakari-instancemonitor sends nothing, or a pair
+the engine ignores) and keeps QEMU_GUEST_AGENT_ERROR / STOPPED_FAILED.
+
+A guest paused on an I/O error is a failure only once the pause has
+lasted (``io_error_pauses``); :func:`decide_pause` decides about it as
+:func:`decide` does about an event.
+
 Plain code: :func:`failure_of` says what failure an event reports and
 :func:`decide` whether to notify now, from the domain's facts.
 
@@ -58,31 +71,73 @@ from monitor.health.lifecycle import StoppedDetail
 from monitor.health.lifecycle import WatchdogAction
 
 
+class Shape(typing.NamedTuple):
+    """A notification payload's (event, vir_domain_event) pair."""
+    event: str
+    vir_domain_event: str
+
+
+# A guest this monitor found failed: its agent silent, a panic, a
+# watchdog, a pause on an I/O error.
+AGENT_ERROR = Shape('QEMU_GUEST_AGENT_ERROR', 'STOPPED_FAILED')
+# The guest's QEMU process ended on its own: exactly the payload
+# masakari-instancemonitor sends for it. masakari-api refuses (409) a VM
+# notification whose payload equals one it stored for the same host with a
+# generated_time at most duplicate_notification_detection_interval (180 s)
+# before the new one's, so whichever of the two arrives second is a
+# duplicate, as long as they do not reach it at the same moment.
+QEMU_ENDED = Shape('LIFECYCLE', 'STOPPED_FAILED')
+# The shapes masakari-instancemonitor sends too, for the same failure.
+INSTANCEMONITOR_SHAPES = frozenset({QEMU_ENDED})
+
+
 class Decision(typing.NamedTuple):
     notify: bool
     # Operator text: the failure when notifying, else why not.
     reason: str
+    # The payload's (event, vir_domain_event) for the HA engine.
+    shape: Shape = AGENT_ERROR
+
+
+class Failure(typing.NamedTuple):
+    text: str
+    shape: Shape
 
 
 _LIFECYCLE_FAILURES = {
-    (LifecycleEvent.CRASHED, CrashedDetail.PANICKED):
+    (LifecycleEvent.CRASHED, CrashedDetail.PANICKED): Failure(
         'guest kernel panicked (reported by its pvpanic device)',
-    (LifecycleEvent.STOPPED, StoppedDetail.CRASHED):
-        'guest crashed and libvirt stopped it',
-    (LifecycleEvent.STOPPED, StoppedDetail.FAILED):
-        'QEMU process of the guest ended unexpectedly',
+        AGENT_ERROR),
+    (LifecycleEvent.STOPPED, StoppedDetail.CRASHED): Failure(
+        'guest crashed and libvirt stopped it', AGENT_ERROR),
+    (LifecycleEvent.STOPPED, StoppedDetail.FAILED): Failure(
+        'QEMU process of the guest ended unexpectedly', QEMU_ENDED),
 }
 
 # Reset and inject-nmi are recoveries themselves: the pings and a crash
-# event judge their outcome.
+# event judge their outcome. A power-off ends the QEMU process, which
+# libvirt may report as stopped (failed): masakari-instancemonitor's shape.
 _WATCHDOG_FAILURES = {
-    WatchdogAction.NONE: 'watchdog fired (no action configured)',
-    WatchdogAction.PAUSE: 'watchdog fired; libvirt paused the guest',
-    WatchdogAction.POWEROFF: 'watchdog fired; libvirt powered the guest off',
-    WatchdogAction.SHUTDOWN:
-        'watchdog fired; libvirt asked the guest to shut down',
-    WatchdogAction.DEBUG: 'watchdog fired; libvirt only logged it',
+    WatchdogAction.NONE: Failure('watchdog fired (no action configured)',
+                                 AGENT_ERROR),
+    WatchdogAction.PAUSE: Failure('watchdog fired; libvirt paused the guest',
+                                  AGENT_ERROR),
+    WatchdogAction.POWEROFF: Failure(
+        'watchdog fired; libvirt powered the guest off', QEMU_ENDED),
+    WatchdogAction.SHUTDOWN: Failure(
+        'watchdog fired; libvirt asked the guest to shut down', AGENT_ERROR),
+    WatchdogAction.DEBUG: Failure('watchdog fired; libvirt only logged it',
+                                  AGENT_ERROR),
 }
+
+
+def classify(event):
+    """The :class:`Failure` a domain event reports, or None."""
+    if event.kind is EventKind.LIFECYCLE:
+        return _LIFECYCLE_FAILURES.get((event.event, event.detail))
+    if event.kind is EventKind.WATCHDOG:
+        return _WATCHDOG_FAILURES.get(event.event)
+    return None
 
 
 def failure_of(event):
@@ -91,11 +146,8 @@ def failure_of(event):
     ``event`` is a :class:`lifecycle.DomainEvent`; kinds, events and
     details that are no failure report None.
     """
-    if event.kind is EventKind.LIFECYCLE:
-        return _LIFECYCLE_FAILURES.get((event.event, event.detail))
-    if event.kind is EventKind.WATCHDOG:
-        return _WATCHDOG_FAILURES.get(event.event)
-    return None
+    failure = classify(event)
+    return None if failure is None else failure.text
 
 
 def decide(event, state, already_notified):
@@ -106,9 +158,21 @@ def decide(event, state, already_notified):
         notification for the domain nor a delivered or refused one of its
         current incident; else True or the policy's text saying which.
     """
-    failure = failure_of(event)
+    failure = classify(event)
     if failure is None:
         return Decision(False, 'no failure')
+    return _decide(failure, state, already_notified)
+
+
+def decide_pause(text, state, already_notified):
+    """Whether a pause on an I/O error that outlasted its grace must be
+    notified now; ``text`` says which disk and how long, the other
+    arguments are :func:`decide`'s."""
+    return _decide(Failure(text, AGENT_ERROR), state, already_notified)
+
+
+def _decide(failure, state, already_notified):
+    failure, shape = failure
     if state is None:
         return Decision(False, '%s; domain not monitored' % failure)
     if already_notified:
@@ -117,4 +181,4 @@ def decide(event, state, already_notified):
         return Decision(False, '%s; %s' % (failure, already_notified))
     if state == states.REPORTED:
         return Decision(False, '%s; already reported' % failure)
-    return Decision(True, failure)
+    return Decision(True, failure, shape)

@@ -19,6 +19,9 @@ class EventKind(enum.Enum):
     AGENT = 'agent'
     # A watchdog device fired: ``event`` is the action libvirt took.
     WATCHDOG = 'watchdog'
+    # A disk I/O error (libvirt's io-error-reason event): ``event`` is
+    # the action libvirt took, ``detail`` an :class:`IOErrorInfo`.
+    IO_ERROR = 'io_error'
 
 
 def _words(name, members):
@@ -41,6 +44,15 @@ CrashedDetail = _words('CrashedDetail', 'PANICKED CRASHLOADED')
 # FAILED when the QEMU process ended on its own.
 StoppedDetail = _words('StoppedDetail', """
     SHUTDOWN DESTROYED CRASHED MIGRATED SAVED FAILED FROM_SNAPSHOT""")
+
+# Why a domain was paused: PAUSED by a client (virsh suspend, Nova's
+# pause), IOERROR by its disk error policy (error_policy='stop' or
+# 'enospace') on a failed disk write or read.
+SuspendedDetail = _words('SuspendedDetail', 'PAUSED IOERROR')
+
+# What libvirt did about a disk I/O error: PAUSE (the disk's error policy
+# is stop or enospace), REPORT (the error was passed to the guest), NONE.
+IOErrorAction = _words('IOErrorAction', 'NONE PAUSE REPORT')
 
 # What libvirt did when a watchdog device fired.
 WatchdogAction = _words('WatchdogAction', """
@@ -73,14 +85,29 @@ class DomainEvent:
     name: str
     kind: EventKind
     # lifecycle: a LifecycleEvent; agent: an AgentState; watchdog: a
-    # WatchdogAction; reboot: None.
+    # WatchdogAction; io_error: an IOErrorAction; reboot: None.
     event: typing.Any
-    # lifecycle: CrashedDetail or StoppedDetail for those events, None
-    # for details the policy does not tell apart; agent: an AgentReason
-    # (None when unknown); reboot, watchdog: None.
+    # lifecycle: CrashedDetail, StoppedDetail or SuspendedDetail for
+    # those events, None for details the policy does not tell apart;
+    # agent: an AgentReason (None when unknown); io_error: an
+    # IOErrorInfo; reboot, watchdog: None.
     detail: typing.Any
     # Epoch seconds at which the event was seen.
     at: float
+
+
+class IOErrorInfo(typing.NamedTuple):
+    """Which disk failed and how, in libvirt's words."""
+    # The disk's device alias (e.g. 'virtio-disk1').
+    device: str
+    # Its source: a file path, a volume or a network disk's name.
+    source: str
+    # libvirt's error, e.g. 'enospc' (no space left), 'eio'.
+    reason: str
+
+    def describe(self):
+        return 'disk %s (%s): %s' % (self.device, self.source or 'no source',
+                                     self.reason or 'unknown error')
 
 
 _LIFECYCLE_ACTIONS = {
@@ -89,7 +116,9 @@ _LIFECYCLE_ACTIONS = {
     LifecycleEvent.STARTED: Action.REARM,
     LifecycleEvent.RESUMED: Action.REARM,
     # Paused for any reason (user, migration, I/O error, watchdog): the
-    # agent cannot answer and that is not a guest failure.
+    # agent cannot answer, and no miss counts. A pause on an I/O error
+    # that lasts past [monitor] io_error_grace is a failure all the same,
+    # notified by the tracker's io_error_pauses, not by misses.
     LifecycleEvent.SUSPENDED: Action.PARK,
     LifecycleEvent.PMSUSPENDED: Action.PARK,
     # The guest is shutting down: no misses while it goes away. A STOPPED
@@ -126,6 +155,10 @@ def describe(event):
     if event.kind is EventKind.AGENT:
         return 'agent %s (reason %s)' % (_value(event.event),
                                          _value(event.detail))
+    if event.kind is EventKind.IO_ERROR:
+        where = 'unknown disk' if event.detail is None else \
+            event.detail.describe()
+        return 'I/O error on %s (action %s)' % (where, _value(event.event))
     text = _value(event.event)
     if event.detail is not None:
         text += ' (%s)' % event.detail.value
@@ -147,6 +180,9 @@ def action_for(event):
         # What the watchdog's action does to the domain comes as events
         # of its own (suspended for pause, stopped for poweroff, reboot
         # for reset); the failure is instant_failures' to notify.
+        return Action.IGNORE
+    if event.kind is EventKind.IO_ERROR:
+        # A pause it causes comes as a suspended event of its own.
         return Action.IGNORE
     raise ValueError(
         "unknown domain event kind '%s' (known: %s)"

@@ -25,6 +25,12 @@ class Outcome(enum.Enum):
     NO_AGENT = 'no_agent'
     # libvirt itself was unreachable: nobody's miss.
     DISCONNECTED = 'disconnected'
+    # libvirt could not start the ping: another agent command holds the
+    # guest's agent (a filesystem freeze whose hook is still quiescing, a
+    # quiesced snapshot, another client's command). The guest is busy, not
+    # silent: nobody's miss, until it is held longer than the frozen
+    # grace (``monitor.health.host_operations``).
+    BUSY = 'busy'
     # Something unexpected was raised for this domain (by the binding, or
     # while handling its reply). Not counted as a miss: it says nothing
     # about the guest, and an error that hit every domain (a binding bug,
@@ -40,6 +46,13 @@ class PingResult(typing.NamedTuple):
     duration: float
     # For Outcome.ERROR: the exception type name, e.g. 'RecursionError'.
     error_kind: typing.Optional[str] = None
+    # For Outcome.OK: whether the guest's filesystems are frozen
+    # (guest-fsfreeze-status); None when it was not asked or not known.
+    frozen: typing.Optional[bool] = None
+    # Set when the miss is a host operation's held too long: seconds the
+    # agent has been held or the filesystems frozen (the detail says
+    # which). Such a miss is reported on that alone, not corroborated.
+    held_for: typing.Optional[float] = None
 
 
 # A healthy reply is 15 bytes; anything far longer is garbage, and is not
@@ -64,3 +77,16 @@ def classify_reply(reply):
     if isinstance(decoded, dict) and 'return' in decoded:
         return Outcome.OK, 'ok'
     return Outcome.MISSED, 'unexpected agent reply: %.80r' % (reply,)
+
+
+def freeze_status_of(reply):
+    """'frozen' or 'thawed' from a guest-fsfreeze-status reply; None for
+    anything else."""
+    if not isinstance(reply, (str, bytes)) or len(reply) > MAX_REPLY_CHARS:
+        return None
+    try:
+        decoded = json.loads(reply)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    status = decoded.get('return') if isinstance(decoded, dict) else None
+    return status if status in ('frozen', 'thawed') else None

@@ -20,9 +20,9 @@ neither a pending notification for the domain nor a delivered (or dead)
 one for the incident, so one that the caller suppressed (mass-failure
 breaker) or could not queue (outbox full) is asked for again while the
 guest is still dead, and one already queued or delivered before a crash is
-never asked for twice. While any notification for the domain is pending no
-other one is asked for: the outbox always delivers it, because the failure
-it reports was real even if the guest has come back since.
+never asked for twice. While a notification of the incident under way is
+pending no other one is asked for: the outbox always delivers it, because
+the failure it reports was real even if the guest has come back since.
 
 ``reported`` is derived from the outbox: :meth:`delivery_seen` moves a
 failing domain there once the outbox holds a delivered (or dead-lettered)

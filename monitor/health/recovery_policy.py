@@ -10,6 +10,12 @@ into a :class:`RecoveryReport` for the notification.
 An action is counted against the budget when it is decided, not when it
 succeeds: a reset that fails still touched the guest, and a guest that
 cannot be reset must not be hammered with one attempt per failure.
+
+The times and ``now`` must come from one clock that does not step: the
+daemon's history (``monitor.store.recovery_history``) moves its times by
+any step of the wall clock. A time after ``now`` counts as taken now, so
+that a step the caller missed still neither refills the budget nor lets
+an action escape it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ NONE = 'none'
 RESET = 'reset'
 RESTART = 'restart'
 ACTIONS = (NONE, RESET, RESTART)
+# Only for a guest paused on a disk I/O error ([recovery] io_error_action):
+# resuming a guest that hangs does nothing.
+RESUME = 'resume'
 
 # What became of the recovery, as the notification states it.
 RESULT_NOT_REQUESTED = 'not_requested'
@@ -40,9 +49,14 @@ RESULT_IN_PROGRESS = 'in_progress'
 # outbox at the next start): whether the action reached the guest is
 # unknown.
 RESULT_INTERRUPTED = 'interrupted'
+# A libvirt call of the recovery (the detail names it: console,
+# screenshot or action) did not return within its deadline and the
+# notification went without waiting for it; or an earlier such call on
+# the domain is still stuck, so nothing was tried.
+RESULT_TIMED_OUT = 'timed_out'
 RESULTS = (RESULT_NOT_REQUESTED, RESULT_DONE, RESULT_FAILED,
            RESULT_BUDGET_EXHAUSTED, RESULT_BREAKER_OPEN, RESULT_IN_PROGRESS,
-           RESULT_INTERRUPTED)
+           RESULT_INTERRUPTED, RESULT_TIMED_OUT)
 
 OPTS = [
     cfg.StrOpt(
@@ -134,8 +148,14 @@ class RecoveryReport:
 def recent(history, now, window):
     """Action times that still count at ``now``: within the last
     ``window`` seconds. An action exactly ``window`` seconds old has
-    expired."""
-    return tuple(sorted(at for at in history if now - window < at <= now))
+    expired.
+
+    An action stamped after ``now`` can only come from a clock that
+    stepped back since: it counts as taken ``now`` rather than not at
+    all, so a clock step never refills the budget. Values that are no
+    time at all (NaN) count for nothing."""
+    return tuple(sorted(min(at, now) for at in history
+                        if now - window < at))
 
 
 class RecoveryPolicy:
@@ -162,7 +182,7 @@ class RecoveryPolicy:
             None to use the configured one.
         """
         wanted = self.action if override is None else override
-        if wanted not in ACTIONS:
+        if wanted not in ACTIONS + (RESUME,):
             raise ValueError('unknown recovery action %r' % (wanted,))
         kept = recent(history, now, self.window)
         if wanted == NONE:

@@ -6,10 +6,12 @@ module owns what every answer needs, each a defence against a receiver or
 proxy that misbehaves:
 
 * One deadline bounds the whole request: connecting, the headers and the
-  body. Under eventlet's green sockets a green timeout interrupts any
-  socket wait, where a per-read timeout would let a peer trickling its
-  headers hold delivery for ever; in a native thread (a tool, a test) the
-  per-read timeouts and the deadline checks between reads bound it.
+  body. Under eventlet's green sockets (the daemon, whose delivery worker
+  is a green thread) a green timeout interrupts any socket wait, where a
+  per-read timeout would let a peer trickling its headers hold delivery
+  for ever. In a native thread (a test) the body is bounded by the
+  deadline checks between reads, the headers only by the per-read
+  timeout.
 * At most ``MAX_ANSWER_BYTES`` of an answer are read: a huge or endless
   answer can neither hold delivery nor fill memory.
 * A truncated answer (fewer bytes than its Content-Length, a read that
@@ -19,7 +21,10 @@ proxy that misbehaves:
 * Redirects are never followed: a 3xx is retried like an outage and names
   the Location, so the body, its signature or the token never go to an
   address the operator did not configure.
-* Every outcome message is masked: URLs in it keep no password.
+* Every outcome message is masked: URLs in it keep no password, and the
+  receiver's text in it (its message, a Location) is cut short and shows
+  control characters as escapes, so it cannot forge a log line or drive
+  the terminal of whoever lists the outbox.
 """
 
 from __future__ import annotations
@@ -74,6 +79,8 @@ class Peer(NamedTuple):
     redirect_hint: str = ''
     # The receiver's id of an accepted notification, from its answer.
     receipt_of: Callable[[str], object] | None = None
+    # How a URL of this receiver (the one posted to, a Location) is shown.
+    url_text: Callable[[str], str] = masking.mask
 
 
 def post(request, peer, timeout, *args, **options):
@@ -103,7 +110,7 @@ def post(request, peer, timeout, *args, **options):
     data, cut, truncated = read_answer(response, deadline,
                                        peer.timeout_option)
     LOG.debug('POST %s: HTTP %s, %d bytes read%s',
-              masking.mask(response.url), response.status_code, len(data),
+              peer.url_text(response.url), response.status_code, len(data),
               f' ({cut})' if cut else '')
     outcome = classify(peer, response.status_code,
                        data.decode('utf-8', 'replace'),
@@ -113,7 +120,7 @@ def post(request, peer, timeout, *args, **options):
                                   _noted(_headline(outcome), cut))
     elif cut and outcome.kind != OutcomeKind.ACCEPTED:
         outcome = outcome._replace(message=_noted(outcome.message, cut))
-    return outcome._replace(message=masking.mask(outcome.message))
+    return outcome._replace(message=masking.outside(outcome.message))
 
 
 def _green_timeout(seconds):
@@ -202,8 +209,8 @@ def classify(peer, status_code, text, location=None):
                                receipt)
     if 300 <= status_code < 400:
         return _retry(f'HTTP {status_code}: redirect not followed '
-                      f'({_location_text(location)}){peer.redirect_hint}',
-                      status_code)
+                      f'({_location_text(peer, location)})'
+                      f'{peer.redirect_hint}', status_code)
     if status_code < 300:
         return _retry(f'HTTP {status_code}: {peer.name} answered an '
                       f'unexpected status (only {peer.accepted_text} means '
@@ -231,17 +238,19 @@ def answer_message(text):
     if isinstance(document, dict) and len(document) == 1:
         fault = next(iter(document.values()))
         if isinstance(fault, dict) and fault.get('message'):
-            return str(fault['message'])[:_MAX_MESSAGE]
-    return ' '.join(text[:_MAX_MESSAGE * 4].split())[:_MAX_MESSAGE]
+            return masking.outside(str(fault['message']), _MAX_MESSAGE)
+    return masking.outside(' '.join(text[:_MAX_MESSAGE * 4].split()),
+                           _MAX_MESSAGE)
 
 
-def _location_text(location):
+def _location_text(peer, location):
     if not location:
         return 'no Location'
-    location = ' '.join(str(location).split())
-    if len(location) > _MAX_LOCATION:
-        location = location[:_MAX_LOCATION] + '...'
-    return f'Location {location}'
+    # Cut before it is parsed: a header of tens of kilobytes is no address
+    # anyone configured.
+    location = str(location)[:_MAX_LOCATION * 4]
+    return 'Location ' + masking.outside(peer.url_text(location),
+                                         _MAX_LOCATION)
 
 
 def _headline(outcome):
@@ -260,5 +269,6 @@ def _noted(message, note):
 
 
 def _retry(reason, status_code=None):
+    # A transport error's text may quote what the peer sent.
     return DeliveryOutcome(OutcomeKind.RETRY, status_code,
-                           masking.mask(reason))
+                           masking.outside(reason))

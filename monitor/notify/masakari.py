@@ -16,6 +16,16 @@ What is the engine's own:
 * ``request_timeout`` bounds the whole request, getting a token included.
 * Keystone failures (no endpoint in the catalog, credentials refused) are
   retried: operators may fix them while the notification waits.
+
+Beside masakari-instancemonitor: a failure it reports too is sent in its
+payload shape (``health.instant_failures``) and, with
+``coexist_with_instancemonitor``, only ``instancemonitor_wait`` seconds
+after the failure, so that masakari-api has stored theirs and answers ours
+409 (a duplicate, which the outbox counts as delivered). Two identical
+notifications reaching masakari-api at the same moment would both pass its
+duplicate check: it compares with the notifications already stored, and
+only a coordination backend or its random pre-insert delay serialises two
+requests.
 """
 
 from __future__ import annotations
@@ -30,6 +40,55 @@ from oslo_config import cfg
 from monitor.errors import ConfigError
 from monitor.notify import http_edge
 from monitor.notify import masakari_conf
+
+OPTS = [
+    cfg.BoolOpt(
+        'coexist_with_instancemonitor',
+        default=True,
+        help="""
+masakari-instancemonitor (masakari-monitors) runs on this host beside this
+monitor and sends the same masakari-api a LIFECYCLE / STOPPED_FAILED
+notification when a guest's QEMU process ends on its own. This monitor
+sends that failure with exactly the same payload, [notifier]
+instancemonitor_wait seconds later, so that masakari-api stores
+masakari-instancemonitor's and refuses ours as a duplicate (409): one
+recovery. Without masakari-instancemonitor ours is the one stored, the wait
+later. False: sent at once. Only with [notifier] driver = masakari.
+
+Related options:
+
+* [notifier] instancemonitor_wait
+"""),
+    cfg.IntOpt(
+        'instancemonitor_wait',
+        default=10, min=1, max=60,
+        help="""
+Seconds a notification that masakari-instancemonitor also sends waits
+before its first attempt, with [notifier] coexist_with_instancemonitor.
+Keep it above masakari-api's notification_delay_max (5 by default: its
+random wait before storing a notification) plus masakari-instancemonitor's
+own time to reach masakari-api, and at most [delivery] retry_max_delay.
+From 1 to 60. Default 10.
+"""),
+]
+
+
+def list_opts():
+    return [(masakari_conf.GROUP, OPTS)]
+
+
+def register_opts(conf):
+    conf.register_opts(OPTS, group=masakari_conf.GROUP)
+
+
+def instancemonitor_wait(conf):
+    """Seconds a notification masakari-instancemonitor also sends
+    waits before its first attempt: 0 unless it runs beside this monitor
+    and the notifications go to masakari-api."""
+    group = conf[masakari_conf.GROUP]
+    if group.driver != 'masakari' or not group.coexist_with_instancemonitor:
+        return 0
+    return group.instancemonitor_wait
 
 
 def _engine_uuid(text):

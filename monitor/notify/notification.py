@@ -14,9 +14,17 @@ import enum
 import typing
 import uuid
 
-# The engine recovers a VM only for these (event, vir_domain_event) pairs.
-QEMU_GUEST_AGENT_ERROR = 'QEMU_GUEST_AGENT_ERROR'
-STOPPED_FAILED = 'STOPPED_FAILED'
+from monitor.health.instant_failures import AGENT_ERROR
+from monitor.health.instant_failures import QEMU_ENDED
+
+# The engine recovers a VM only for these (event, vir_domain_event) pairs
+# (masakari's INSTANCE_EVENTS): QEMU_GUEST_AGENT_ERROR or LIFECYCLE with
+# STOPPED_FAILED, IO_ERROR with IO_ERROR_REPORT. It stores and ignores
+# any other pair. Which failure is sent in which shape:
+# health.instant_failures.
+QEMU_GUEST_AGENT_ERROR = AGENT_ERROR.event
+LIFECYCLE = QEMU_ENDED.event
+STOPPED_FAILED = AGENT_ERROR.vir_domain_event
 
 # UTC, second resolution: the engine parses ISO 8601 and stores it in a
 # column that may not keep fractions of a second.

@@ -173,8 +173,9 @@ class Outbox:
         with self._lock:
             self._conn.close()
 
-    def enqueue(self, notification, now, held=False):
-        """Store ``notification`` for delivery, due at once.
+    def enqueue(self, notification, now, held=False, due_at=None):
+        """Store ``notification`` for delivery, due at once (at
+        ``due_at`` when given).
 
         With ``held``, the entry is pending (no other notification is
         queued for the domain meanwhile) but not sent until
@@ -197,7 +198,8 @@ class Outbox:
             self._conn.execute(
                 outbox_file.INSERT, (*(values[c] for c in outbox_file.NOTIFICATION_COLUMNS),
                           _encode_details(notification.details),
-                          1 if held else 0, PENDING, now, now))
+                          1 if held else 0, PENDING, now,
+                          now if due_at is None else due_at))
             return self._get(notification.id)
 
     def release(self, id, details, now):

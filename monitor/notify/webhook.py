@@ -27,6 +27,7 @@ import json
 import requests
 from oslo_config import cfg
 
+from monitor import masking
 from monitor.notify import http_edge
 from monitor.notify import tls_files
 
@@ -43,10 +44,13 @@ OPTS = [
     cfg.URIOpt(
         'url',
         schemes=['http', 'https'],
+        # Chat services put the token in the path: never logged whole.
+        secret=True,
         help="""
 URL every notification is POSTed to when [notifier] driver = webhook.
-Redirects are not followed: give the final address. Default: unset
-(required with the webhook driver).
+Redirects are not followed: give the final address. Logs show only its
+scheme, host, port and first path segment. Default: unset (required with
+the webhook driver).
 
 Related options:
 
@@ -160,7 +164,8 @@ _PEER = http_edge.Peer(
     timeout_option='[webhook] timeout',
     errors=(requests.exceptions.RequestException,),
     describe=_describe_failure,
-    redirect_hint='; set [webhook] url to the final address')
+    redirect_hint='; set [webhook] url to the final address',
+    url_text=masking.mask_webhook_url)
 
 
 class WebhookClient:
@@ -172,6 +177,9 @@ class WebhookClient:
         if not secret:
             raise ValueError('webhook secret is required')
         self.url = url
+        # What a library's error message may quote of the URL.
+        self._url_secrets = masking.webhook_url_secrets(url)
+        masking.add_known_secrets(self._url_secrets)
         self._secret = secret.encode('utf-8')
         self.timeout = timeout
         self._verify = cafile or True
@@ -189,8 +197,8 @@ class WebhookClient:
         return cls(group.url, group.secret, group.timeout, group.cafile)
 
     def __repr__(self):
-        # Never the secret.
-        return '<WebhookClient %s>' % self.url
+        # Never the secret, nor the token a URL's path may carry.
+        return '<WebhookClient %s>' % masking.mask_webhook_url(self.url)
 
     def close(self):
         self._session.close()
@@ -199,7 +207,7 @@ class WebhookClient:
         """POST one notification, signed; returns a DeliveryOutcome, never
         raises for HTTP, TLS or connection failures."""
         body = encode(document(notification))
-        return http_edge.post(
+        outcome = http_edge.post(
             self._session.post, _PEER, self.timeout, self.url, data=body,
             headers={'Content-Type': 'application/json',
                      'Accept': 'application/json, text/plain, */*',
@@ -207,3 +215,5 @@ class WebhookClient:
                      ID_HEADER: notification.id,
                      **http_edge.ANSWER_ENCODING},
             allow_redirects=False, verify=self._verify, stream=True)
+        return outcome._replace(
+            message=masking.scrub(outcome.message, self._url_secrets))

@@ -2,9 +2,21 @@
 
 Files go to ``<state_path>/evidence`` (0700), each written 0600 to a
 temporary name and renamed, so a reader never sees half a file. The store
-is bounded in count and in total bytes: after each write the oldest files
-are removed until both bounds hold again. A guest failing in a loop can
-therefore never fill the disk, and the newest evidence is always kept.
+is bounded in count and in total bytes: at start and after each write the
+oldest files are removed until both bounds hold again. A guest failing in
+a loop can therefore never fill the disk, and the newest evidence is
+always kept.
+
+Each domain keeps its share: the newest file of each kind (console,
+screenshot) of every domain, its newest incident, goes only after every
+older file of every domain has gone, so one guest failing in a loop
+evicts its own older evidence and other domains' older evidence, never
+another domain's newest incident. Only when the newest incidents alone
+exceed a bound do they go too, oldest first (the file just written never):
+the bounds protect the disk first.
+
+A temporary file a crash left behind (``*.tmp``, untouched for
+``STALE_TEMPORARY`` seconds) is removed at start and at each write.
 
 Nothing here logs: the store is used from native threads together with
 the libvirt captures. Errors are raised as ``EvidenceError`` for the
@@ -21,6 +33,7 @@ import os
 import re
 import stat
 import time
+import typing
 
 from oslo_config import cfg
 
@@ -35,15 +48,18 @@ OPTS = [
         default=100, min=1, max=100000,
         help="""
 Most evidence files kept under <state_path>/evidence; the oldest are
-removed first. From 1 to 100000. Default 100.
+removed first, each domain's newest console tail and screenshot last, so
+one guest failing in a loop cannot evict the evidence of the others. From
+1 to 100000. Default 100.
 """),
     cfg.IntOpt(
         'max_bytes',
         default=64 * 1024 * 1024, min=64 * 1024, max=64 * 1024 ** 3,
         help="""
 Most bytes of evidence kept under <state_path>/evidence, all files
-together; the oldest are removed first. From 65536 to 68719476736
-(64 GiB). Default 67108864 (64 MiB).
+together; the oldest are removed first, each domain's newest console tail
+and screenshot last. From 65536 to 68719476736 (64 GiB). Default 67108864
+(64 MiB).
 """),
     cfg.IntOpt(
         'console_lines',
@@ -96,6 +112,10 @@ _NAME = re.compile(r'^\d{8}T\d{6}Z-\d{6}-[0-9a-fA-F-]{1,64}-[a-z]+\.[a-z]+$')
 _SAFE_UUID = re.compile(r'^[0-9a-fA-F-]{1,64}$')
 _TEMP_SUFFIX = '.tmp'
 
+# Seconds after which a temporary file is a crash's leftover: a write
+# takes milliseconds (the largest capture is a few MiB).
+STALE_TEMPORARY = 600
+
 
 class EvidenceStore:
 
@@ -106,6 +126,12 @@ class EvidenceStore:
         self.max_bytes = max_bytes
         self._clock = clock
         self._sequence = itertools.count(1)
+        try:
+            self.prune()
+        except OSError:
+            # An unreadable directory: the first save says why, to a
+            # caller that logs it; the start goes on without evidence.
+            pass
 
     @classmethod
     def from_conf(cls, conf):
@@ -183,42 +209,90 @@ class EvidenceStore:
 
     def files(self):
         """[(path, size)] of the stored evidence, oldest first."""
+        return [(item.path, item.size) for item in self._stored()[0]]
+
+    def _stored(self):
+        """([_Stored] of the evidence files, oldest first, [paths of
+        stale temporary files])."""
         try:
             names = os.listdir(self.directory)
         except FileNotFoundError:
-            return []
+            return [], []
         found = []
+        stale = []
         for name in names:
-            if not _NAME.match(name):
+            temporary = name.endswith(_TEMP_SUFFIX)
+            if not _NAME.match(name[:-len(_TEMP_SUFFIX)] if temporary
+                               else name):
                 continue
             path = os.path.join(self.directory, name)
             try:
                 info = os.lstat(path)
             except FileNotFoundError:
                 continue
-            if stat.S_ISREG(info.st_mode):
-                found.append((info.st_mtime, name, path, info.st_size))
-        # Names start with the time and a sequence: ties in mtime (coarse
-        # file systems) are broken in write order.
-        found.sort(key=lambda item: (item[1][:16], item[0], item[1]))
-        return [(path, size) for _mtime, _name, path, size in found]
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            if temporary:
+                # Either way from now: a clock stepped back must not keep
+                # a leftover for ever.
+                if abs(self._clock() - info.st_mtime) > STALE_TEMPORARY:
+                    stale.append(path)
+                continue
+            stem = name.rsplit('.', 1)[0]
+            prefix, kind = stem.rsplit('-', 1)
+            found.append(_Stored(
+                # Names start with the time and a sequence: ties in mtime
+                # (coarse file systems) are broken in write order.
+                (name[:16], info.st_mtime, name), path, info.st_size,
+                (prefix.split('-', 2)[2].lower(), kind)))
+        found.sort(key=lambda item: item.order)
+        return found, stale
 
     def prune(self, keep=None):
-        """Remove the oldest files until the bounds hold; returns the
-        paths removed. ``keep`` (the file just written) is never removed."""
-        files = self.files()
-        total = sum(size for _path, size in files)
-        removed = []
-        for path, size in files:
-            if len(files) - len(removed) <= self.max_files and \
-                    total <= self.max_bytes:
-                break
-            if path == keep:
-                continue
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-            removed.append(path)
-            total -= size
+        """Remove stale temporary files, then evidence until the bounds
+        hold (module doc: older incidents first, then the newest ones,
+        oldest first); returns the paths removed. ``keep`` (the file just
+        written) is never removed."""
+        stored, stale = self._stored()
+        removed = [path for path in stale if _remove(path)]
+        newest = {}
+        for item in stored:
+            newest[item.series] = item.path
+        protected = set(newest.values())
+        count = len(stored)
+        total = sum(item.size for item in stored)
+        for newest_pass in (False, True):
+            for item in stored:
+                if count <= self.max_files and total <= self.max_bytes:
+                    return removed
+                if item.path == keep or \
+                        (item.path in protected) != newest_pass:
+                    continue
+                if _remove(item.path):
+                    removed.append(item.path)
+                    count -= 1
+                    total -= item.size
         return removed
+
+
+class _Stored(typing.NamedTuple):
+    order: tuple
+    path: str
+    size: int
+    # (domain UUID, kind): the newest file of each is the domain's
+    # newest incident.
+    series: tuple
+
+
+def _remove(path):
+    """Unlink ``path``; False when it could not be (already gone
+    counts as removed). Nothing is raised: a file that cannot be removed
+    (an operator's, made immutable) must not fail the save that just
+    succeeded."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return True

@@ -20,8 +20,11 @@ from monitor.health.lifecycle import AgentReason
 from monitor.health.lifecycle import AgentState
 from monitor.health.lifecycle import CrashedDetail
 from monitor.health.lifecycle import EventKind
+from monitor.health.lifecycle import IOErrorAction
+from monitor.health.lifecycle import IOErrorInfo
 from monitor.health.lifecycle import LifecycleEvent
 from monitor.health.lifecycle import StoppedDetail
+from monitor.health.lifecycle import SuspendedDetail
 from monitor.health.lifecycle import WatchdogAction
 from monitor.virt import metadata as domain_metadata
 from monitor.virt import native_queue
@@ -64,6 +67,8 @@ def _translation_table():
                                          StoppedDetail),
         LifecycleEvent.CRASHED: _by_name('VIR_DOMAIN_EVENT_CRASHED_',
                                          CrashedDetail),
+        LifecycleEvent.SUSPENDED: _by_name('VIR_DOMAIN_EVENT_SUSPENDED_',
+                                           SuspendedDetail),
         AgentState.CONNECTED: reasons,
         AgentState.DISCONNECTED: reasons,
     }
@@ -73,6 +78,8 @@ def _translation_table():
             'VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_', AgentState),
         EventKind.WATCHDOG: _by_name('VIR_DOMAIN_EVENT_WATCHDOG_',
                                      WatchdogAction),
+        EventKind.IO_ERROR: _by_name('VIR_DOMAIN_EVENT_IO_ERROR_',
+                                     IOErrorAction),
     }
     return {kind: {number: (member, details.get(member, {}))
                    for number, member in numbers.items()}
@@ -87,13 +94,16 @@ def domain_event(uuid, name, kind, event, detail, at):
     ``detail`` numbers of a ``kind`` of event (both 0 for a reboot), or
     None for an event number this monitor does not know (a newer libvirt):
     such an event calls for nothing. A detail it does not know becomes
-    None."""
+    None. An I/O error's ``detail`` is already a ``lifecycle.IOErrorInfo``
+    and is kept as it is."""
     if kind is EventKind.REBOOT:
         return lifecycle.DomainEvent(uuid, name, kind, None, None, at)
     known = _TRANSLATION.get(kind, {}).get(event)
     if known is None:
         return None
     ours, details = known
+    if kind is EventKind.IO_ERROR:
+        return lifecycle.DomainEvent(uuid, name, kind, ours, detail, at)
     return lifecycle.DomainEvent(uuid, name, kind, ours, details.get(detail),
                                  at)
 
@@ -170,6 +180,12 @@ class EventBridge:
     def _on_watchdog(self, _conn, dom, action, _opaque):
         self._put_event(dom, EventKind.WATCHDOG, action, 0)
 
+    def _on_io_error(self, _conn, dom, source, device, action, reason,
+                     _opaque):
+        self._put_event(dom, EventKind.IO_ERROR, action,
+                        IOErrorInfo(str(device or ''), str(source or ''),
+                                    str(reason or '')))
+
     def _on_metadata(self, _conn, dom, mtype, nsuri, _opaque):
         # Only our element: a title, a description or another tool's
         # element (Nova's, say) changes nothing here.
@@ -201,8 +217,8 @@ class EventBridge:
     # -- registration (by the host object, on each new connection) ----------
 
     def register(self, conn):
-        """Subscribe to lifecycle, reboot, agent, watchdog and metadata
-        events on ``conn``.
+        """Subscribe to lifecycle, reboot, agent, watchdog, I/O error
+        (with its reason) and metadata events on ``conn``.
 
         :raises EventsUnavailable: libvirt refused a subscription (the
             connection died meanwhile); none is left registered.
@@ -214,6 +230,8 @@ class EventBridge:
                 (libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE,
                  self._on_agent),
                 (libvirt.VIR_DOMAIN_EVENT_ID_WATCHDOG, self._on_watchdog),
+                (libvirt.VIR_DOMAIN_EVENT_ID_IO_ERROR_REASON,
+                 self._on_io_error),
                 (libvirt.VIR_DOMAIN_EVENT_ID_METADATA_CHANGE,
                  self._on_metadata)):
             try:

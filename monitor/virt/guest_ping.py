@@ -4,6 +4,15 @@ Runs in native threads, many at once: nothing here logs (an unexpected
 error becomes a note, ``monitor.virt.notes``). Whatever is raised while
 pinging one domain is that domain's problem alone: the ping returns
 ``Outcome.ERROR`` and never raises.
+
+qemu-ga answers guest-ping while the guest's filesystems are frozen (it
+refuses most other commands then), so an answered ping does not tell a
+frozen guest. After an answered ping the guest's freeze status is asked
+too (guest-fsfreeze-status, one of the commands a frozen agent still
+answers): every ``FREEZE_CHECK_INTERVAL`` seconds per domain, and at every
+ping while it was last seen frozen. An agent that cannot tell (command
+disabled, Windows without VSS, no answer) leaves it unknown: the ping was
+answered all the same.
 """
 
 import time
@@ -25,6 +34,14 @@ except ImportError:  # pragma: no cover - exercised only on hosts without it
     libvirt_qemu = None
 
 _PING = '{"execute":"guest-ping"}'
+_FREEZE_STATUS = '{"execute":"guest-fsfreeze-status"}'
+# Seconds between two freeze-status checks of a domain that was not frozen:
+# a small share of the frozen grace, at the cost of one agent call per
+# domain per 30 s (about one per three pings at Masakari's 10 s interval).
+FREEZE_CHECK_INTERVAL = 30.0
+# Domains remembered for the check; beyond this, those not pinged for a
+# while are dropped (they were undefined or migrated away).
+_FREEZE_MEMORY = 4096
 
 
 class GuestPing:
@@ -35,6 +52,10 @@ class GuestPing:
         self._notes = notes
         self._clock = clock
         self._fault_hook = fault_hook
+        # uuid -> (clock seconds of the last freeze check, or of the first
+        # ping; frozen then). Native threads share it: only single dict
+        # operations, atomic under the GIL.
+        self._freeze_seen = {}
 
     def ping(self, conn, info, timeout):
         """guest-ping one domain; never raises.
@@ -47,8 +68,12 @@ class GuestPing:
         t0 = self._clock()
         uuid = getattr(info, 'uuid', info)
         looked_up = []
+        frozen = None
         try:
             outcome, detail = self._ping(conn, info, timeout, looked_up)
+            if outcome is Outcome.OK:
+                frozen = self._frozen(getattr(info, 'dom', None) or
+                                      (looked_up or [None])[0], uuid, timeout)
         except Exception as exc:  # per-domain boundary: this domain only
             # Not the guest's miss: a reply we failed to handle or a
             # binding that raised says nothing about the guest, and
@@ -63,7 +88,32 @@ class GuestPing:
                                            self._clock() - t0, kind)
         self._notes.fine(uuid, notes_mod.STAGE_PING)
         return ping_outcome.PingResult(outcome, detail, started_at,
-                                       self._clock() - t0)
+                                       self._clock() - t0, frozen=frozen)
+
+    def _frozen(self, dom, uuid, timeout):
+        """Whether the guest's filesystems are frozen, when it is time to
+        ask; None when not asked or the agent cannot tell."""
+        now = self._clock()
+        seen = self._freeze_seen.get(uuid)
+        if seen is None:
+            self._remember(uuid, (now, False))
+            return None
+        checked_at, was_frozen = seen
+        if dom is None or not (was_frozen or
+                               now - checked_at >= FREEZE_CHECK_INTERVAL):
+            return None
+        frozen = freeze_status(dom, timeout)
+        self._remember(uuid, (now, bool(frozen)))
+        return frozen
+
+    def _remember(self, uuid, seen):
+        if len(self._freeze_seen) >= _FREEZE_MEMORY:
+            oldest = self._clock() - 10 * FREEZE_CHECK_INTERVAL
+            for key, (checked_at, _frozen) in list(
+                    self._freeze_seen.items()):
+                if checked_at < oldest:
+                    self._freeze_seen.pop(key, None)
+        self._freeze_seen[uuid] = seen
 
     def _ping(self, conn, info, timeout, looked_up):
         if conn is None:
@@ -117,3 +167,15 @@ def _is_crashed(dom):
         return dom.state()[0] == domains.CRASHED
     except libvirt.libvirtError:
         return False
+
+
+def freeze_status(dom, timeout):
+    """True when qemu-ga says the guest's filesystems are frozen, False
+    when thawed, None when it cannot tell."""
+    try:
+        reply = libvirt_qemu.qemuAgentCommand(dom, _FREEZE_STATUS,
+                                              max(1, int(timeout)), 0)
+    except libvirt.libvirtError:
+        return None
+    status = ping_outcome.freeze_status_of(reply)
+    return None if status is None else status == 'frozen'

@@ -302,9 +302,13 @@ class LibvirtHost:
 
     def refresh_settings(self, uuid):
         """A running domain's settings read again (its metadata changed):
-        domain_metadata.Parsed, or None when it is gone or not
-        connected."""
+        domains.SettingsRead, or None when it is gone or not connected."""
         return self._listing.refresh_settings(self._conn, uuid)
+
+    def reread_settings(self, uuid=None):
+        """Have the next listing read ``uuid``'s settings (every domain's:
+        None) again, as after a reconnect. Any thread; never blocks."""
+        self._listing.reread(uuid)
 
     def ping(self, info, timeout):
         """guest-ping one domain (a DomainInfo, or a UUID); never

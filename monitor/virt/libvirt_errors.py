@@ -57,6 +57,13 @@ def classify_error(code, domain):
     if code == libvirt.VIR_ERR_OPERATION_INVALID:
         # "domain is not running": paused, or going down.
         return Outcome.NOT_RUNNING
+    if code == libvirt.VIR_ERR_OPERATION_TIMEOUT:
+        # "cannot acquire state change lock (held by agent=...)": libvirt
+        # waited 30 s for another agent command (a freeze whose hook is
+        # quiescing, a quiesced snapshot, another client's command) and
+        # never sent the ping. An agent that does not answer is
+        # VIR_ERR_AGENT_UNRESPONSIVE instead.
+        return Outcome.BUSY
     if code == libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED:
         # "QEMU guest agent is not configured".
         return Outcome.NO_AGENT
@@ -67,7 +74,7 @@ def classify_error(code, domain):
         # every guest on the host.
         return Outcome.NO_AGENT
     # VIR_ERR_AGENT_UNRESPONSIVE (hung, not connected, in error),
-    # VIR_ERR_OPERATION_TIMEOUT, VIR_ERR_AGENT_UNSYNCED and anything we do
+    # VIR_ERR_AGENT_UNSYNCED and anything we do
     # not know: the guest did not answer. Counting an unknown error as a
     # miss keeps a dead guest from hiding behind an unexpected code; the
     # threshold still needs several in a row.

@@ -14,6 +14,12 @@ and the caller logs the returned error once: a typo such as
 ``enable="no"`` must be seen, and half of a broken element is no safer
 than none of it.
 
+Only the element's own attributes count: unprefixed ones, or ones in its
+namespace. An attribute of another namespace (``x:enabled="no"``) belongs
+to someone else and is ignored. A value holding control characters (an
+``&#10;`` would forge a log line) or longer than ``MAX_VALUE_CHARS`` is
+refused; the error quotes it escaped and cut short, as it is outside text.
+
 Pure code: the text comes from the libvirt edge.
 """
 
@@ -23,6 +29,7 @@ import typing
 
 from lxml import etree
 
+from monitor import masking
 from monitor.health import recovery_policy as recovery
 
 NAMESPACE = 'urn:guest-health-monitor:1'
@@ -37,6 +44,10 @@ _ATTRIBUTES = ('enabled', 'failure_threshold', 'action')
 MAX_FAILURE_THRESHOLD = 10000
 # More than any valid element can need; bounds what is parsed.
 MAX_METADATA_CHARS = 4096
+# More than any valid value can need.
+MAX_VALUE_CHARS = 64
+# How much of a refused name or value an error quotes.
+_QUOTED_CHARS = 80
 
 # The project's safe parser settings (see domain_xml): domain XML comes
 # from libvirt, but nothing gives a parser a reason to fetch or expand.
@@ -94,7 +105,7 @@ def parse_settings(text):
     try:
         element = _fromstring(text)
     except etree.XMLSyntaxError as exc:
-        return Parsed(DEFAULTS, 'metadata is not XML: %s' % exc)
+        return Parsed(DEFAULTS, 'metadata is not XML: %s' % _quoted(exc))
     if element.getroottree().docinfo.doctype:
         # libvirt never returns one; entities declared in it would be
         # expanded into attribute values.
@@ -108,20 +119,43 @@ def settings_from_element(element):
     name = _local_name(element)
     if name != ELEMENT:
         return Parsed(DEFAULTS, 'metadata element is <%s>, expected <%s>'
-                                % (name, ELEMENT))
+                                % (_quoted(name), ELEMENT))
+    own = etree.QName(element).namespace
     values = {}
     for raw_name, raw_value in sorted(element.attrib.items()):
-        attribute = etree.QName(raw_name).localname
+        qname = etree.QName(raw_name)
+        if qname.namespace not in (None, own):
+            continue
+        attribute = qname.localname
         if attribute not in _ATTRIBUTES:
             return Parsed(DEFAULTS, 'unknown attribute %s="%s" (known: %s)'
-                                    % (attribute, raw_value,
+                                    % (_quoted(attribute),
+                                       _quoted(raw_value),
                                        ', '.join(_ATTRIBUTES)))
-        value, error = _convert(attribute, raw_value.strip())
+        if attribute in values:
+            return Parsed(DEFAULTS, '%s is given twice' % attribute)
+        error = _unsafe(raw_value)
+        if error is None:
+            value, error = _convert(attribute, raw_value.strip())
         if error:
-            return Parsed(DEFAULTS, '%s="%s": %s' % (attribute, raw_value,
-                                                    error))
+            return Parsed(DEFAULTS, '%s="%s": %s' % (
+                attribute, _quoted(raw_value), error))
         values[attribute] = value
     return Parsed(DomainSettings(**values), None)
+
+
+def _quoted(text):
+    return masking.outside(str(text), _QUOTED_CHARS)
+
+
+def _unsafe(value):
+    """Why ``value`` is refused before it is even looked at, or None."""
+    if len(value) > MAX_VALUE_CHARS:
+        return '%d characters long, more than %d' % (len(value),
+                                                     MAX_VALUE_CHARS)
+    if masking.escape(value) != value:
+        return 'holds control characters'
+    return None
 
 
 def _convert(attribute, value):

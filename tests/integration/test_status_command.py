@@ -86,3 +86,37 @@ def test_status_says_the_daemon_is_not_running_once_it_stopped(
 
     assert result.returncode == 3
     assert result.stderr.startswith('guest-health-monitor is not running')
+
+
+def test_a_paused_guest_with_a_hung_agent_is_reported_once_after_the_pause(
+        lab_guests, masakari, monitor_daemon):
+    [guest] = lab_guests(1)
+    daemon = monitor_daemon(monitor__discovery_timeout='6')
+    daemon.wait_for_log(r'Serving status on ', 30)
+    wait_for_state(daemon, guest.uuid, 'healthy', 60)
+
+    paused = status(daemon, 'pause', guest.name, '--for', '15s',
+                    '--reason', 'qemu-ga upgrade')
+    assert paused.returncode == 0, paused.stderr
+    guest.control('agent-hang')
+    shown = domain(daemon, guest.uuid)
+    daemon.wait_for_log(r'%s\): maintenance ended' % guest.uuid, 30)
+
+    # Nothing was pinged or sent while it was paused.
+    log = daemon.log()
+    during = log[log.index('%s): maintenance until' % guest.uuid):
+                 log.index('%s): maintenance ended' % guest.uuid)]
+    assert 'Domain %s (%s) missed a ping' % (guest.name, guest.uuid) \
+        not in during
+    assert [n for n in masakari.notifications()
+            if n['payload']['instance_uuid'] == guest.uuid] == []
+    assert shown['maintenance']['reason'] == 'qemu-ga upgrade'
+    assert shown['state'] == 'healthy'
+    # Back in discovery, its agent must answer within the discovery
+    # timeout: it does not, and it is reported, once.
+    wait_for_state(daemon, guest.uuid, 'reported', 30)
+    time.sleep(4)
+    stored = [n for n in masakari.notifications()
+              if n['payload']['instance_uuid'] == guest.uuid]
+    assert len(stored) == 1, daemon.tail()
+    assert domain(daemon, guest.uuid)['maintenance'] is None

@@ -469,3 +469,181 @@ def test_log_file_and_debug_on_the_command_line(tmp_path):
     assert 'guest-health-monitor stopped' in text
     # The log goes to the file only.
     assert output.read_text() == ''
+
+
+# -- libvirt calls that never return -----------------------------------------------
+
+FAKE_AGENT = [sys.executable, '-m', 'tests.unit.cmd.fake_agent_daemon']
+GUESTS = ('stuck-screen', 'stuck-reset', 'fifo-console', 'plain', 'later')
+
+
+def guest_xml(n, name, console):
+    return f"""
+  <domain type='test'>
+    <name>{name}</name>
+    <uuid>cccccccc-0000-4000-8000-00000000000{n}</uuid>
+    <memory>1024</memory>
+    <os><type>hvm</type></os>
+    <devices>
+      <serial type='file'><source path='{console}'/><target port='0'/></serial>
+      <graphics type='vnc'/>
+      <channel type='unix'>
+        <source mode='bind' path='/run/{name}.sock'/>
+        <target type='virtio' name='org.qemu.guest_agent.0'/>
+      </channel>
+    </devices>
+  </domain>"""
+
+
+@pytest.fixture
+def fake_host(tmp_path):
+    """(conf path, control directory, webhook receiver) of a daemon that
+    resets failed guests on a test-driver host of GUESTS, whose second
+    guest's console log is a FIFO nobody writes to."""
+    from lab import webhook_receiver
+
+    control = tmp_path / 'control'
+    control.mkdir()
+    consoles = []
+    for name in GUESTS:
+        console = tmp_path / ('%s.log' % name)
+        if name == 'fifo-console':
+            os.mkfifo(console)
+        else:
+            console.write_text('booting %s\nKernel panic\n' % name)
+        consoles.append(console)
+    node = tmp_path / 'node.xml'
+    node.write_text('<node>%s\n</node>\n' % ''.join(
+        guest_xml(n, name, console)
+        for n, (name, console) in enumerate(zip(GUESTS, consoles), 1)))
+    with webhook_receiver.WebhookReceiver('s3cret') as receiver:
+        conf_path = write_conf(
+            tmp_path,
+            libvirt={'connection_uri': 'test://%s' % node},
+            monitor={'interval': '1', 'ping_timeout': '1',
+                     'failure_threshold': '2', 'agent_disconnect_grace': '0',
+                     'corroborate_with_io': 'false',
+                     'mass_failure_min_domains': '1000'},
+            notifier={'driver': 'webhook', 'endpoint': None,
+                      'auth_type': None, 'password': None},
+            webhook={'url': receiver.url, 'secret': 's3cret'},
+            recovery={'action': 'reset', 'action_timeout': '5',
+                      'step_timeout': '10'},
+            evidence={'console_timeout': '2', 'screenshot_timeout': '2'})
+        yield conf_path, control, receiver
+
+
+@contextlib.contextmanager
+def fake_agent_daemon(conf_path, control, log):
+    with open(log, 'w') as stderr:
+        proc = subprocess.Popen(
+            FAKE_AGENT + [str(control), '--config-file', conf_path],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def wait_healthy(log, names):
+    for name in names:
+        wait_for(log, 'Domain %s (' % name)
+        wait_for(log, 'discovery -> healthy')
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        text = log.read_text()
+        if all(re.search(r'Domain %s \(\S+\): discovery -> healthy' % name,
+                         text) for name in names):
+            return
+        time.sleep(0.1)
+    pytest.fail('not every guest became healthy:\n%s' % log.read_text())
+
+
+def results_by_name(deliveries):
+    return {d.json()['domain_name']: d.json()['recovery'] for d in deliveries}
+
+
+def test_recoveries_stuck_in_libvirt_neither_hold_notifications_nor_slots(
+        tmp_path, fake_host):
+    conf_path, control, receiver = fake_host
+    log = tmp_path / 'daemon.log'
+    (control / 'hang-screenshot-stuck-screen').touch()
+    (control / 'hang-reset-stuck-reset').touch()
+    with fake_agent_daemon(conf_path, control, log) as proc:
+        wait_healthy(log, GUESTS)
+        failed_at = time.monotonic()
+        for name in GUESTS[:4]:
+            (control / ('silent-' + name)).touch()
+
+        first = receiver.wait_for(4, timeout=60)
+        took = time.monotonic() - failed_at
+        (control / 'silent-later').touch()
+        last = receiver.wait_for(5, timeout=60)
+        status = terminate(proc)
+
+    text = log.read_text()
+    assert len(first) == 4, text
+    assert took < 60
+    results = results_by_name(first)
+    # Stuck in libvirt, both recovery slots at once: each given up on at
+    # its deadline, and said so.
+    assert results['stuck-screen']['result'] == 'timed_out'
+    assert results['stuck-screen']['detail'].startswith(
+        'screenshot: the screenshot capture did not return within 2 s')
+    assert results['stuck-reset']['result'] == 'timed_out'
+    assert results['stuck-reset']['detail'].startswith(
+        'action: the reset did not return within 5 s')
+    # A FIFO console is never opened for a blocking read: refused at once,
+    # and the guest recovered as any other.
+    assert results['fifo-console'] == {'action': 'reset', 'result': 'done',
+                                       'detail': 'reset'}
+    assert 'a FIFO, not a regular file; not read' in text
+    assert results['plain']['result'] == 'done'
+    # Later failures get a slot at once: the stuck calls hold none.
+    assert len(last) == 5, text
+    assert results_by_name(last)['later']['result'] == 'done'
+    assert all(d.signature_valid for d in last)
+    # Both calls are still stuck when the daemon stops: they are left
+    # behind and the exit status says so.
+    assert status == cmd.EXIT_ABANDONED, text
+    assert 'abandoning 2 libvirt call(s) that did not return' in text
+    assert 'Traceback' not in text
+
+
+def test_sigterm_ends_the_daemon_within_bounds_whatever_libvirt_does(
+        tmp_path, fake_host):
+    from monitor.notify import outbox as outbox_mod
+
+    conf_path, control, receiver = fake_host
+    rewrite(conf_path, 'screenshot_timeout = 2', 'screenshot_timeout = 600')
+    log = tmp_path / 'daemon.log'
+    (control / 'hang-screenshot-stuck-screen').touch()
+    with fake_agent_daemon(conf_path, control, log) as proc:
+        wait_healthy(log, GUESTS)
+        (control / 'silent-stuck-screen').touch()
+        wait_for(log, 'sent once the reset is done')
+        # And a listing stuck in the pool the daemon shares for them.
+        (control / 'hang-listing').touch()
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        status = proc.wait(timeout=30)
+        took = time.monotonic() - signalled
+
+    text = log.read_text()
+    assert took < 10, text
+    assert status == cmd.EXIT_ABANDONED, text
+    assert re.search(r'stays held: its reset was under way when the monitor '
+                     r'stopped; the next start sends it as interrupted',
+                     text), text
+    assert 'abandoning' in text and 'Traceback' not in text
+    assert receiver.deliveries == []
+    # Kept for the next start, which sends it as interrupted.
+    box = outbox_mod.Outbox(str(tmp_path / 'state' / 'outbox.sqlite'), 10)
+    try:
+        [held] = box.held()
+    finally:
+        box.close()
+    assert held.notification.domain_name == 'stuck-screen'

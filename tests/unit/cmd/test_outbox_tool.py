@@ -208,3 +208,46 @@ def test_a_damaged_outbox_is_reported_without_a_traceback(config_file,
     assert (status, out) == (1, '')
     assert f'the outbox {path} is corrupt' in err
     assert 'aside' in err
+
+
+# -- text from outside ----------------------------------------------------------
+
+# What a receiver may answer: a line break that would start a forged row,
+# and terminal controls (clear screen, set the window title, ring).
+HOSTILE = 'busy\nabc123  forged-row\x1b[2J\x1b]0;owned\x07\r'
+
+
+def no_control_characters(text):
+    return not any(ord(c) < 0x20 and c != '\n' or 0x7f <= ord(c) < 0xa0
+                   for c in text)
+
+
+@pytest.mark.parametrize('command', ['list', 'dead'])
+def test_control_characters_in_an_error_are_shown_never_sent_to_the_terminal(
+        config_file, outbox, command):
+    entry = outbox.enqueue(notification(1), 1700000000.0)
+    if command == 'list':
+        outbox.record_attempt_failed(entry.id, 1700000000.0, 1700000004.0,
+                                     'HTTP 503: ' + HOSTILE)
+    else:
+        outbox.mark_dead(entry.id, 1700000001.0, HOSTILE)
+
+    status, out, _ = run(config_file, command)
+
+    assert status == 0
+    assert no_control_characters(out)
+    [line] = out.splitlines()[1:]
+    assert line.endswith('busy\\nabc123  forged-row\\x1b[2J\\x1b]0;owned'
+                         '\\x07\\r')
+
+
+def test_json_output_escapes_control_characters_too(config_file, outbox):
+    entry = outbox.enqueue(notification(1), 1700000000.0)
+    outbox.record_attempt_failed(entry.id, 1700000000.0, 1700000004.0,
+                                 HOSTILE)
+
+    status, out, _ = run(config_file, 'list', '--json')
+
+    assert status == 0
+    assert no_control_characters(out)
+    assert json.loads(out)[0]['last_error'] == HOSTILE

@@ -5,19 +5,29 @@ import io
 import json
 import pathlib
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 
 import eventlet
+import libvirt
 import pytest
 from eventlet import tpool
 
 from monitor.cmd import status_tool as status_cli
+from monitor.conf import loading
+from monitor.daemon import service as service_mod
 from monitor.daemon import status_server
 from monitor.health import record as domain_record
 from monitor.health import states
 from monitor.notify import notification as notification_mod
 from monitor.notify import outbox as outbox_mod
+from monitor.virt import events as libvirt_events
+from monitor.virt import guest_ping
+from tests.unit.cmd import test_daemon
+from tests.unit.virt import libvirt_node
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 NOW = 1_800_000_000.0
@@ -230,3 +240,387 @@ def test_the_console_script_is_declared():
                setup['entry_points']['console_scripts'].splitlines()]
     assert ('guest-health-monitor-status = monitor.cmd.status_tool:main'
             in scripts)
+
+
+# -- pause and resume -----------------------------------------------------------
+
+
+@pytest.fixture
+def requests_daemon(state_path):
+    """A status server that answers requests from ``answers['answer']``
+    and keeps what it was asked in ``answers['asked']``."""
+    answers = {'asked': [], 'answer': {'paused': []}}
+
+    def requests(request):
+        answers['asked'].append(request)
+        return answers['answer']
+
+    server = status_server.StatusServer(
+        status_server.socket_path(state_path), snapshot, poll=0.01,
+        requests=requests)
+    server.listen()
+    stop = threading.Event()
+    thread = eventlet.spawn(server.serve, stop)
+    yield answers
+    stop.set()
+    thread.wait()
+
+
+def view(**kwargs):
+    shown = {'all': False, 'uuid': UUID_A, 'name': 'web-1',
+             'since': '2027-01-15T08:00:00Z', 'until': '2027-01-15T08:30:00Z',
+             'reason': 'qemu-ga upgrade'}
+    shown.update(kwargs)
+    return shown
+
+
+@pytest.mark.parametrize('duration, seconds', [
+    ('90', 90), ('90s', 90), ('30m', 1800), ('2h', 7200), ('1.5h', 5400),
+    ('168h', 7 * 86400)])
+def test_pause_sends_the_duration_in_seconds(config_file, requests_daemon,
+                                             duration, seconds):
+    requests_daemon['answer'] = {'paused': [view()]}
+
+    code, out, err = run(config_file, 'pause', 'web-1', '--for', duration,
+                         '--reason', 'qemu-ga upgrade')
+
+    assert (code, err) == (0, '')
+    assert requests_daemon['asked'] == [{
+        'command': 'pause', 'domain': 'web-1', 'all': False,
+        'seconds': seconds, 'reason': 'qemu-ga upgrade'}]
+    assert out == (f'Paused web-1 ({UUID_A}) until 2027-01-15T08:30:00Z: '
+                   'not pinged, notified or recovered until then.\n')
+
+
+def test_pause_all_pauses_the_host(config_file, requests_daemon):
+    requests_daemon['answer'] = {'paused': [view(all=True, uuid=None,
+                                                 name=None)]}
+
+    code, out, _ = run(config_file, 'pause', '--all', '--for', '2h')
+
+    assert code == 0
+    assert requests_daemon['asked'][0]['all'] is True
+    assert requests_daemon['asked'][0]['domain'] is None
+    assert out.startswith('Paused every domain on this host until ')
+
+
+@pytest.mark.parametrize('args, message', [
+    (['pause', 'web-1', '--for', '30x'], "'30x' is not a duration"),
+    (['pause', 'web-1', '--for', ''], "'' is not a duration"),
+    (['pause', 'web-1', '--for=-5m'], "'-5m' is not a duration"),
+    (['pause', 'web-1', '--for', '0s'], 'more than 0 s'),
+    (['pause', 'web-1', '--for', '8d'], "'8d' is not a duration"),
+    (['pause', 'web-1', '--for', '169h'], 'at most 7 days'),
+    (['pause', 'web-1'], '--for DURATION is required'),
+    (['pause', '--for', '1h'], 'name one domain'),
+    (['pause', 'web-1', '--all', '--for', '1h'], 'name one domain'),
+    (['resume'], 'name one domain'),
+    (['pause', 'web-1', '--for', '1h', '--reason', 'x' * 201],
+     'longer than 200'),
+    (['pause', 'web-1', '--for', '1h', '--reason', 'two\nlines'],
+     'control characters'),
+])
+def test_a_bad_command_line_exits_2_and_asks_nothing(
+        config_file, requests_daemon, args, message):
+    code, out, err = run(config_file, *args)
+
+    assert (code, out) == (2, '')
+    assert err.startswith('guest-health-monitor-status: ')
+    assert message in err
+    assert requests_daemon['asked'] == []
+
+
+def test_a_refused_request_exits_4_with_the_daemons_reason(
+        config_file, requests_daemon):
+    requests_daemon['answer'] = {
+        'refused': "no domain named or with UUID 'web-9' is monitored on "
+                   "this host"}
+
+    code, out, err = run(config_file, 'pause', 'web-9', '--for', '1h')
+
+    assert (code, out) == (4, '')
+    assert err == ("guest-health-monitor-status: refused: no domain named "
+                   "or with UUID 'web-9' is monitored on this host\n")
+
+
+def test_resume_says_what_it_lifted(config_file, requests_daemon):
+    requests_daemon['answer'] = {'resumed': [view()], 'still_paused': None}
+
+    code, out, _ = run(config_file, 'resume', UUID_A)
+
+    assert code == 0
+    assert requests_daemon['asked'] == [
+        {'command': 'resume', 'domain': UUID_A, 'all': False}]
+    assert out == (f'Resumed web-1 ({UUID_A}): its guest agent must answer '
+                   'again.\n')
+
+
+def test_resume_of_nothing_paused_says_so(config_file, requests_daemon):
+    requests_daemon['answer'] = {'resumed': [], 'still_paused': view(
+        all=True, uuid=None, name=None)}
+
+    code, out, _ = run(config_file, 'resume', 'web-1')
+
+    assert code == 0
+    assert out == ('Nothing was paused.\nStill paused with every domain on '
+                   'this host until 2027-01-15T08:30:00Z.\n')
+
+
+def test_json_prints_the_answer_as_is(config_file, requests_daemon):
+    requests_daemon['answer'] = {'paused': [view()]}
+
+    code, out, _ = run(config_file, '--json', 'pause', 'web-1', '--for', '1h')
+
+    assert code == 0
+    assert json.loads(out) == {'paused': [view()], 'version': 1}
+
+
+def test_the_table_shows_who_is_paused_why_and_until_when(config_file,
+                                                          daemon):
+    daemon['document']['domains'][1]['maintenance'] = view()
+    daemon['document']['maintenance'] = [
+        view(all=True, uuid=None, name=None, reason=''), view()]
+
+    code, out, _ = run(config_file)
+
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[2].split()[2:4] == ['error', '(maintenance)']
+    assert lines[4] == ('Maintenance (not pinged, notified or recovered '
+                        'until the end):')
+    assert lines[5].split() == ['DOMAIN', 'UUID', 'SINCE', 'UNTIL', 'REASON']
+    assert lines[6].split() == ['every', 'domain', '-', view()['since'],
+                                view()['until'], '-']
+    assert lines[7].split() == ['web-1', UUID_A, view()['since'],
+                                view()['until'], 'qemu-ga', 'upgrade']
+
+
+def test_a_daemon_that_reads_no_request_still_shows_its_status(
+        config_file, state_path):
+    # A daemon of an earlier release answers at once and reads nothing.
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(status_server.socket_path(state_path))
+    listener.listen(1)
+
+    def answer_at_once():
+        conn, _ = listener.accept()
+        conn.sendall(json.dumps(snapshot()).encode())
+        conn.close()
+
+    thread = threading.Thread(target=answer_at_once)
+    thread.start()
+    try:
+        code, out, _ = run(config_file, '--json')
+    finally:
+        thread.join()
+        listener.close()
+
+    assert code == 0
+    assert json.loads(out) == snapshot()
+
+
+# -- against the daemon, on libvirt's test driver with a stand-in agent ------------
+
+
+GUEST_UUID = 'bbbbbbbb-0000-4000-8000-000000000001'
+NODE = f"""<node>
+  <domain type='test'>
+    <name>guest-1</name>
+    <uuid>{GUEST_UUID}</uuid>
+    <memory>1024</memory>
+    <os><type>hvm</type></os>
+    <devices>
+      <channel type='unix'>
+        <source mode='bind' path='/run/guest-1.sock'/>
+        <target type='virtio' name='org.qemu.guest_agent.0'/>
+      </channel>
+    </devices>
+  </domain>
+</node>
+"""
+PAUSE = 3.0
+DISCOVERY_TIMEOUT = 1
+
+
+@pytest.fixture
+def guest_agent(monkeypatch):
+    """The guest's agent: answers until ``hang()``; counts the pings."""
+    stand_in = libvirt_node.AgentStandIn(reply='{"return": {}}')
+    monkeypatch.setattr(guest_ping.libvirt_qemu, 'qemuAgentCommand',
+                        stand_in)
+
+    def hang():
+        stand_in.error = libvirt_node.libvirt_error(
+            libvirt.VIR_ERR_AGENT_UNRESPONSIVE, libvirt.VIR_FROM_QEMU,
+            'Guest agent is not responding')
+    stand_in.hang = hang
+    return stand_in
+
+
+@pytest.fixture
+def daemon_conf(state_path):
+    libvirt_events.start_event_loop()
+    node = pathlib.Path(state_path) / 'node.xml'
+    node.write_text(NODE)
+    path = pathlib.Path(state_path) / 'daemon.conf'
+    path.write_text(f"""
+[DEFAULT]
+host = compute-1
+state_path = {state_path}/state
+[libvirt]
+connection_uri = test://{node}
+[monitor]
+discovery_timeout = {DISCOVERY_TIMEOUT}
+[cache]
+# Records kept across the restart: the guest's agent answered before, so
+# the discovery timeout applies to it after the pause.
+backend = guest_health_monitor.sqlite
+[notifier]
+endpoint = http://127.0.0.1:9/v1
+auth_type = none
+""")
+    return str(path)
+
+
+class Running:
+    """A MonitorService built from ``conf_path`` whose status socket is
+    served; its rounds are run by the test."""
+
+    def __init__(self, conf_path):
+        self.conf = loading.load(['--config-file', conf_path],
+                                 default_config_files=[])
+        self.service = service_mod.MonitorService(self.conf)
+        self.stop_event = threading.Event()
+        self.thread = eventlet.spawn(self.service.status_server.serve,
+                                     self.stop_event)
+        assert self.service.scheduler.ensure_connected() == 0
+
+    def sweep(self):
+        return self.service.scheduler.sweep()
+
+    def state(self):
+        record = self.service.store.get(GUEST_UUID)
+        return None if record is None else record.state
+
+    def close(self):
+        self.stop_event.set()
+        self.thread.wait()
+        self.service.close()
+
+
+def command(running, *args):
+    """The status command, run against ``running``'s socket."""
+    conf_file = pathlib.Path(running.conf.state_path) / 'tool.conf'
+    conf_file.write_text(f'[DEFAULT]\nstate_path = {running.conf.state_path}\n')
+    return run(str(conf_file), *args)
+
+
+def test_a_paused_guest_is_left_alone_across_a_restart_then_reported_once(
+        daemon_conf, guest_agent):
+    running = Running(daemon_conf)
+    try:
+        running.sweep()
+        assert running.state() == states.HEALTHY
+
+        code, out, err = command(running, 'pause', 'guest-1', '--for',
+                                 '%ds' % PAUSE, '--reason', 'qemu-ga upgrade')
+        assert (code, err) == (0, ''), err
+        ends = time.monotonic() + PAUSE
+        guest_agent.hang()
+        pings = len(guest_agent.calls)
+        running.sweep()
+        _, shown, _ = command(running, '--json')
+    finally:
+        running.close()
+    assert json.loads(shown)['domains'][0]['maintenance']['reason'] == (
+        'qemu-ga upgrade')
+
+    # The daemon restarts during the pause: it keeps it.
+    running = Running(daemon_conf)
+    try:
+        running.sweep()
+        assert running.state() == states.HEALTHY
+        assert len(guest_agent.calls) == pings
+        assert running.service.outbox.pending() == []
+
+        time.sleep(max(0.0, ends - time.monotonic()))
+        running.sweep()
+        assert len(guest_agent.calls) > pings
+        assert running.state() == states.DISCOVERY
+        time.sleep(DISCOVERY_TIMEOUT)
+        for _ in range(3):
+            running.sweep()
+        pending = running.service.outbox.pending()
+        _, shown, _ = command(running, '--json')
+    finally:
+        running.close()
+    assert [e.notification.instance_uuid for e in pending] == [GUEST_UUID]
+    assert json.loads(shown)['maintenance'] == []
+
+
+def test_resume_lifts_a_pause_at_once(daemon_conf, guest_agent):
+    running = Running(daemon_conf)
+    try:
+        running.sweep()
+        assert command(running, 'pause', '--all', '--for', '1h')[0] == 0
+        pings = len(guest_agent.calls)
+        running.sweep()
+        assert len(guest_agent.calls) == pings
+
+        code, out, _ = command(running, 'resume', '--all')
+        running.sweep()
+    finally:
+        running.close()
+    assert code == 0
+    assert out == 'Resumed every domain on this host: its guest agent must ' \
+                  'answer again.\n'
+    assert len(guest_agent.calls) == pings + 1
+
+
+def test_an_unknown_domain_is_refused_by_the_daemon(daemon_conf,
+                                                    guest_agent):
+    running = Running(daemon_conf)
+    try:
+        running.sweep()
+        code, out, err = command(running, 'pause', 'guest-9', '--for', '1h')
+    finally:
+        running.close()
+    assert (code, out) == (4, '')
+    assert "no domain named or with UUID 'guest-9'" in err
+
+
+# -- the console scripts -------------------------------------------------------------
+
+
+def status_command(conf_path, *args):
+    return subprocess.run(
+        [sys.executable, '-m', 'monitor.cmd.status_tool', '--config-file',
+         conf_path, *args], cwd=REPO, capture_output=True, text=True,
+        timeout=60)
+
+
+def test_a_host_pause_survives_a_restart_of_the_daemon(tmp_path):
+    conf_path = test_daemon.write_conf(tmp_path)
+    log = tmp_path / 'stderr.log'
+    with test_daemon.daemon(conf_path, log) as proc:
+        test_daemon.wait_for(log, 'Serving status on')
+        paused = status_command(conf_path, 'pause', '--all', '--for', '2h',
+                                '--reason', 'host firmware update')
+        assert test_daemon.terminate(proc) == 0
+    with test_daemon.daemon(conf_path, log) as proc:
+        test_daemon.wait_for(log, 'Serving status on')
+        shown = status_command(conf_path, '--json')
+        resumed = status_command(conf_path, 'resume', '--all')
+        after = status_command(conf_path, '--json')
+        assert test_daemon.terminate(proc) == 0
+
+    assert paused.returncode == 0, paused.stderr
+    assert paused.stdout.startswith('Paused every domain on this host until')
+    [pause] = json.loads(shown.stdout)['maintenance']
+    assert (pause['all'], pause['reason']) == (True, 'host firmware update')
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(after.stdout)['maintenance'] == []
+    text = log.read_text()
+    assert 'maintenance kept from before the restart' in text
+    assert 'maintenance lifted by the operator' in text
+    assert 'Traceback' not in text

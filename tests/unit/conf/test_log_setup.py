@@ -5,19 +5,25 @@ levels, journald priorities, log files reopened, URL credentials masked.
 Tests that set logging up restore the process's logging afterwards.
 """
 
+import json
 import logging
 import logging.handlers
 import os
 import sys
 import threading
+import time
 
 import pytest
 from oslo_log import handlers as oslo_handlers
 from oslo_log import log as oslo_log
 
 from monitor import errors
+from monitor import masking
 from monitor.conf import loading
 from monitor.conf import log_setup as logs
+from monitor.notify import notification as notification_mod
+from monitor.notify import outbox as outbox_mod
+from monitor.virt import metadata
 
 ENDPOINT = 'http://127.0.0.1:9/v1'
 
@@ -315,6 +321,120 @@ def test_url_credentials_in_an_exception_being_handled_are_masked(
     assert 's3cret' not in text
 
 
+# -- outside text in log lines ----------------------------------------------
+
+def logged_lines(write_conf, tmp_path, log):
+    """The lines of the log file after ``log(logger)`` ran."""
+    log_file = tmp_path / 'ghm.log'
+    logs.setup(load(write_conf(log_file=str(log_file)), '--debug'))
+    log(logging.getLogger('monitor.test'))
+    return log_text(log_file).splitlines()
+
+
+def test_control_characters_from_outside_are_shown_never_emitted(
+        write_conf, tmp_path):
+    forged = ('503 busy\n2026-01-01 00:00:00.000 1 ERROR monitor [-] '
+              'forged\r\x1b[2J\x1b]0;title\x07\u2028end')
+
+    lines = logged_lines(write_conf, tmp_path, lambda log: log.warning(
+        'Receiver answered: %s (%r)', forged, forged))
+
+    [line] = lines
+    assert 'Receiver answered: 503 busy\\n2026-01-01' in line
+    assert '\\x1b[2J\\x1b]0;title\\x07\\u2028end' in line
+    assert not any(ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0 for c in line)
+
+
+def test_each_piece_of_outside_text_is_cut_and_says_how_much(write_conf,
+                                                            tmp_path):
+    location = 'https://elsewhere.example/' + 'a' * 60000
+
+    [line] = logged_lines(write_conf, tmp_path, lambda log: log.info(
+        'Redirect to %s refused (%d bytes)', location, len(location)))
+
+    shown = masking.MAX_PIECE
+    assert 'a' * (shown - 100) in line
+    assert 'a' * (shown + 1) not in line
+    assert 'more chars]' in line
+    assert line.endswith('refused (60026 bytes)')
+
+
+def test_no_log_line_is_longer_than_the_bound(write_conf, tmp_path):
+    pieces = ['x' * 3000] * 10
+
+    lines = logged_lines(write_conf, tmp_path, lambda log: (
+        log.info('many: ' + '%s ' * 10, *pieces),
+        log.info('y' * 100000)))
+
+    assert len(lines) == 2
+    assert all(len(line) <= masking.MAX_LINE for line in lines)
+    assert all(line.endswith('more chars]') for line in lines)
+
+
+def test_a_traceback_keeps_its_lines_each_bounded(write_conf, tmp_path):
+    def log(logger):
+        try:
+            raise ValueError('bad value ' + 'v' * 10000 + '\x1b[31m')
+        except ValueError:
+            logger.exception('Lookup failed')
+
+    lines = logged_lines(write_conf, tmp_path, log)
+
+    assert ' Lookup failed: ValueError: bad value vvv' in lines[0]
+    assert len(lines) > 2
+    assert any(line.endswith('Traceback (most recent call last):')
+               for line in lines)
+    assert all(len(line) <= masking.MAX_LINE for line in lines)
+    assert '\x1b' not in '\n'.join(lines)
+
+
+def test_a_json_log_line_stays_json_with_its_outside_text_bounded(
+        write_conf, tmp_path):
+    log_file = tmp_path / 'ghm.log'
+    logs.setup(load(write_conf(log_file=str(log_file), use_json='true')))
+
+    logging.getLogger('monitor.test').warning(
+        'Receiver answered: %s', 'a\n\x1b[2J' + 'z' * 100000)
+
+    [line] = log_text(log_file).splitlines()
+    record = json.loads(line)
+    assert record['message'].startswith('Receiver answered: a\\n\\x1b[2J')
+    assert record['message'].endswith('more chars]')
+    assert len(line) < 3 * masking.MAX_PIECE + 2000
+
+
+def test_other_handlers_get_the_record_unchanged(write_conf, tmp_path):
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.args)
+
+    keep = Keep()
+    logging.getLogger('monitor.test').addHandler(keep)
+    try:
+        logged_lines(write_conf, tmp_path,
+                     lambda log: log.info('%s', 'a\nb' * 1000))
+    finally:
+        logging.getLogger('monitor.test').removeHandler(keep)
+
+    assert seen == [('a\nb' * 1000,)]
+
+
+def test_a_webhook_urls_token_is_masked_in_every_line(write_conf, tmp_path):
+    url = 'https://hooks.slack.com/services/T0A1B2C3D4/B0A1B2C3D4/' + (
+        'Zx9' * 8)
+    masking.add_known_secrets(masking.webhook_url_secrets(url))
+
+    lines = logged_lines(write_conf, tmp_path, lambda log: log.debug(
+        'Starting new HTTPS connection: "POST %s HTTP/1.1" 200',
+        url.split('.com', 1)[1]))
+
+    [line] = lines
+    assert '"POST /services/*** HTTP/1.1" 200' in line
+    assert 'Zx9' not in line
+
+
 # -- reopening ---------------------------------------------------------------
 
 @pytest.mark.parametrize('rotation', ['none', 'size'])
@@ -369,3 +489,75 @@ def test_without_a_destination_the_log_goes_to_stderr(write_conf, capsys,
     captured = capsys.readouterr()
     assert 'where am I' in captured.err
     assert 'where am I' not in captured.out
+
+
+# -- the daemon logging outside text --------------------------------------------
+
+def metadata_node(tmp_path, value):
+    """A libvirt test-driver node with one running domain whose
+    <monitor/> metadata carries ``value`` as its action."""
+    from tests.unit.virt import libvirt_node
+
+    xml = libvirt_node.domain(
+        'appliance-1', libvirt_node.WITH_AGENT,
+        devices=libvirt_node.agent_channel(str(tmp_path / 'ga.sock'))).replace(
+        '<devices>', '<metadata><ghm:monitor xmlns:ghm="%s" action="%s"/>'
+        '</metadata><devices>' % (metadata.NAMESPACE, value), 1)
+    path = tmp_path / 'node.xml'
+    path.write_text('<node>%s</node>\n' % xml)
+    return 'test://%s' % path
+
+
+def test_the_daemon_logs_huge_outside_text_short_and_keeps_answering(
+        tmp_path):
+    from tests.unit import http_engine
+    from tests.unit.cmd import test_daemon
+    from tests.unit.daemon import test_metrics_server
+
+    location = 'https://elsewhere.example/' + 'L' * 60000
+    receiver = http_engine.HTTPServer(http_engine.reply(
+        302, b'', {'Location': location}))
+    state = tmp_path / 'state'
+    state.mkdir(mode=0o700)
+    box = outbox_mod.Outbox(str(state / outbox_mod.FILE_NAME), max_size=10)
+    box.enqueue(notification_mod.Notification.new(
+        '6f1f4b4e-95c5-4c6a-9a43-1c1bb8d0a0f1', 'appliance-1', 'compute-1',
+        time.time()), time.time())
+    box.close()
+    port = test_metrics_server.free_port()
+    conf = test_daemon.write_conf(
+        tmp_path, DEFAULT={'debug': 'true'},
+        libvirt={'connection_uri': metadata_node(tmp_path, 'M' * 100000)},
+        notifier={'driver': 'webhook', 'endpoint': None, 'auth_type': None,
+                  'password': None},
+        webhook={'url': receiver.url + '/services/T0A1B2C3D4/aBcDeFgHiJkL',
+                 'secret': 'webhook-secret', 'timeout': '2'},
+        outbox={'retry_initial_delay': '0.2', 'retry_max_delay': '1'},
+        metrics={'listen_port': port})
+    log = tmp_path / 'stderr.log'
+    probes = []
+    try:
+        with test_daemon.daemon(conf, log) as proc:
+            test_daemon.wait_for(log, 'Serving metrics at')
+            # Probe while the huge texts are read and logged, over and over.
+            until = time.monotonic() + 6
+            while time.monotonic() < until:
+                start = time.monotonic()
+                test_metrics_server.get(port, '/healthz')
+                probes.append(time.monotonic() - start)
+                time.sleep(0.05)
+            test_daemon.wait_for(log, 'redirect not followed')
+            test_daemon.wait_for(log, 'metadata element is ignored')
+            status = test_daemon.terminate(proc)
+    finally:
+        receiver.close()
+
+    lines = log.read_text().splitlines()
+    assert status == 0
+    assert len(receiver.requests) >= 2
+    assert max(probes) < 1.0
+    assert max(len(line) for line in lines) <= masking.MAX_LINE
+    [warning] = [line for line in lines if 'metadata element is ignored' in line]
+    assert 'action="MMMM' in warning
+    assert 'characters long, more than' in warning
+    assert 'T0A1B2C3D4' not in log.read_text()

@@ -58,7 +58,12 @@ DAEMON_FAMILIES = {
     'libvirt_reconnects_total': 'counter',
     'mass_failure_breaker_tripped': 'gauge',
     'domain_errors_total': 'counter',
+    'io_error_pauses_reported_total': 'counter',
     'agent_silent_guest_active_total': 'counter',
+    'recovery_timeouts_total': 'counter',
+    'recovery_calls_stuck': 'gauge',
+    'maintenance_domains': 'gauge',
+    'maintenance_host': 'gauge',
     'build_info': 'gauge',
 }
 
@@ -209,9 +214,10 @@ def test_no_daemon_metric_has_a_per_domain_label():
     seen = labels_seen(m)
 
     assert set(seen) == {'outcome', 'state', 'from', 'to', 'result', 'stage',
-                         'le', 'version'}
+                         'step', 'le', 'version'}
     assert seen['version'] == {metrics.version()}
     assert len(seen['le']) == len(metrics.SWEEP_BUCKETS) + 1
+    assert seen['step'] == set(metrics.RECOVERY_STEPS)
     for label in ('outcome', 'state', 'from', 'to', 'result', 'stage'):
         # A few values each, fixed in the code, never one per domain.
         assert len(seen[label]) <= 8
@@ -596,6 +602,13 @@ def test_guests_found_active_behind_a_silent_agent_are_counted():
     m.agent_silent_guest_active()
     m.agent_silent_guest_active()
     assert value(m, 'agent_silent_guest_active_total') == 2
+
+
+def test_guests_reported_for_a_pause_on_an_io_error_are_counted():
+    m = metrics.MonitorMetrics()
+    assert value(m, 'io_error_pauses_reported_total') == 0
+    m.io_error_pause_reported()
+    assert value(m, 'io_error_pauses_reported_total') == 1
 
 
 def test_a_notification_the_outbox_cannot_take_is_not_counted(tmp_path):

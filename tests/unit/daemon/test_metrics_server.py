@@ -190,6 +190,28 @@ def test_the_scheduler_health_reads_the_scheduler_on_each_call():
     assert health() == (False, 'libvirt not connected')
 
 
+class FakeRecovery:
+    late = None
+
+    def overdue_reason(self):
+        return self.late
+
+
+def test_a_recovery_holding_its_slot_past_its_bound_fails_the_health():
+    scheduler, recovery = FakeScheduler(), FakeRecovery()
+    health = metrics_server.scheduler_health(scheduler, clock=Clock(),
+                                             recovery=recovery)
+    assert health() == (True, 'ok')
+
+    recovery.late = ('the recovery of domain vm-1 (u-1) has held its slot '
+                     'for 200 s, past its bound of 180 s')
+
+    assert health() == (False, recovery.late)
+    # The sweep's own reason comes first.
+    scheduler.connected = False
+    assert health() == (False, 'libvirt not connected')
+
+
 # -- clients that connect and say nothing ------------------------------------------
 
 

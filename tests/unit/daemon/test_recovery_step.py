@@ -8,10 +8,14 @@ action and the release loses nothing."""
 import logging
 import os
 import stat
+import time
 
 import libvirt
 import pytest
 
+from monitor import concurrency
+from monitor.daemon import metrics as metrics_mod
+from monitor.daemon import recovery_deadlines
 from monitor.daemon import recovery_step
 from monitor.daemon import tracker as domain_tracker
 from monitor.health import mass_failure
@@ -25,6 +29,7 @@ from monitor.store import recovery_history
 from monitor.store.evidence import EvidenceStore
 from monitor.virt import domains as libvirt_domains
 from monitor.virt import metadata as domain_metadata
+from tests.unit import exposition
 from tests.unit.daemon.test_tracker import AGENT
 from tests.unit.daemon.test_tracker import GRACE
 from tests.unit.daemon.test_tracker import HOST
@@ -35,14 +40,24 @@ from tests.unit.daemon.test_tracker import make_store
 from tests.unit.daemon.test_tracker import name
 from tests.unit.daemon.test_tracker import uuid
 
+PREFIX = metrics_mod.PREFIX
 D, H, E, R = states.DISCOVERY, states.HEALTHY, states.ERROR, states.REPORTED
+
+DEADLINES = recovery_deadlines.Deadlines(console=5, screenshot=7, action=11,
+                                         step=20)
+NATIVE_DEADLINES = recovery_deadlines.Deadlines(console=0.5, screenshot=0.5,
+                                                action=0.5, step=1.0)
 
 
 class FakeDomain:
-    def __init__(self, n, console_path, fail_reset=False):
+    def __init__(self, n, console_path, fail_reset=False, graphics=False,
+                 hang=None):
         self.n = n
         self.console_path = console_path
         self.fail_reset = fail_reset
+        self.graphics = graphics
+        # A native event the screenshot and the reset block on, if any.
+        self.hang = hang
         self.calls = []
 
     def UUIDString(self):
@@ -50,10 +65,22 @@ class FakeDomain:
 
     def XMLDesc(self, flags):
         return ("<domain><devices><serial type='file'><source path='%s'/>"
-                "</serial></devices></domain>" % self.console_path)
+                "</serial>%s</devices></domain>"
+                % (self.console_path,
+                   "<graphics type='vnc'/>" if self.graphics else ''))
+
+    def connect(self):
+        # The screenshot's first step: a QEMU that does not answer its
+        # monitor blocks here.
+        self.calls.append('screenshot')
+        if self.hang is not None:
+            self.hang.wait()
+        raise libvirt.libvirtError('no screens to take screenshot')
 
     def reset(self, flags):
         self.calls.append('reset')
+        if self.hang is not None:
+            self.hang.wait()
         if self.fail_reset:
             raise libvirt.libvirtError('Requested operation is not valid')
         return 0
@@ -73,6 +100,65 @@ class FakeConn:
 class FakeHost:
     def __init__(self):
         self.connection = FakeConn()
+
+
+class DirectCall:
+    """A native call made on the spot: it has returned before anyone
+    waits."""
+
+    def __init__(self, func, *args):
+        self.func = func
+        self.running_for = 0.0
+        self.done = True
+        self.closed = False
+        self._value = func(*args)
+
+    def wait(self, timeout=None):
+        return True
+
+    def result(self):
+        return self._value
+
+    def close(self):
+        self.closed = True
+
+
+class StuckCall:
+    """A native call that has not returned (until ``returns()``)."""
+
+    def __init__(self, func, *args):
+        self.func = func
+        self.args = args
+        self.running_for = 0.0
+        self.done = False
+        self.closed = False
+        self.waited = []
+
+    def wait(self, timeout=None):
+        self.waited.append(timeout)
+        self.running_for += timeout or 0.0
+        return self.done
+
+    def returns(self):
+        self.done = True
+
+    def close(self):
+        self.closed = True
+
+
+class Calls:
+    """Starts each native call of the step: the functions named in
+    ``stuck`` never return, the others return at once."""
+
+    def __init__(self):
+        self.stuck = set()
+        self.started = []
+
+    def __call__(self, func, *args):
+        kind = StuckCall if func.__name__ in self.stuck else DirectCall
+        call = kind(func, *args)
+        self.started.append(call)
+        return call
 
 
 class Spawned(list):
@@ -97,7 +183,10 @@ class Rig:
     """A tracker with a recovery step on one fake host."""
 
     def __init__(self, tmp_path, action='reset', max_actions=3,
-                 driver='webhook', threshold=3):
+                 driver='webhook', threshold=3, native=False):
+        """``native``: each libvirt call on a native thread of its own
+        and each recovery in a green thread, as in the daemon, with
+        deadlines of a fraction of a second."""
         self.tmp_path = tmp_path
         self.store = make_store()
         self.outbox = outbox_mod.Outbox(str(tmp_path / 'outbox.sqlite'),
@@ -106,6 +195,8 @@ class Rig:
         self.breaker = mass_failure.MassFailureBreaker(3, 0.5)
         self.libvirt = FakeHost()
         self.spawned = Spawned()
+        self.calls = Calls()
+        self.metrics = metrics_mod.MonitorMetrics()
         self.now = [1_700_000_000.0]
         self.history_path = str(tmp_path / 'recovery.json')
         self.step = recovery_step.RecoveryStep(
@@ -113,9 +204,14 @@ class Rig:
             recovery_history.RecoveryHistory(self.history_path, 3600),
             EvidenceStore(str(tmp_path / 'evidence')), self.outbox,
             self.breaker, driver, self.libvirt, console_lines=10,
-            execute=lambda func, *args: func(*args), spawn=self.spawned,
+            start_call=concurrency.NativeCall if native else self.calls,
+            spawn=concurrency.spawn if native else self.spawned,
             # The recovery ends a moment after the sweep that queued it.
-            clock=lambda: self.host.now + 1, delivery_wakeup=self.wakes)
+            clock=lambda: self.host.now + 1, delivery_wakeup=self.wakes,
+            deadlines=NATIVE_DEADLINES if native else DEADLINES,
+            metrics=self.metrics,
+            monotonic=time.monotonic if native else lambda: self.monotonic)
+        self.monotonic = 1000.0
         self.tracker = domain_tracker.DomainTracker(
             self.store, health_policy.HealthPolicy(threshold, 0, GRACE, 120),
             self.breaker, self.outbox, HOST, delivery_wakeup=self.wakes,
@@ -123,10 +219,10 @@ class Rig:
             recovery=self.step)
         self.host = Host(self.tracker, self.store, self.outbox)
 
-    def domain(self, n, fail_reset=False):
+    def domain(self, n, fail_reset=False, graphics=False, hang=None):
         console = self.tmp_path / ('console-%d.log' % n)
         console.write_bytes(b'booting\nKernel panic - not syncing\n')
-        dom = FakeDomain(n, str(console), fail_reset)
+        dom = FakeDomain(n, str(console), fail_reset, graphics, hang)
         self.libvirt.connection.domains[uuid(n)] = dom
         return dom
 
@@ -499,3 +595,235 @@ def test_an_unreadable_history_starts_with_a_full_budget_and_says_so(
     assert history.get(uuid(1)) == ()
     assert any('Cannot read the recovery history' in line
                for line in log(logging.ERROR))
+
+
+# -- deadlines -------------------------------------------------------------
+
+def result_of(entry):
+    return entry.notification.details['recovery']
+
+
+def scrape(rig):
+    rig.metrics.watch(stuck_calls=rig.step.stuck)
+    return exposition.parse(rig.metrics.render())
+
+
+def test_a_screenshot_that_never_returns_releases_the_notification(rig, log):
+    rig.calls.stuck = {'capture_screenshot'}
+    dom = rig.domain(1, graphics=True)
+    domains = listed(1, 2, 3)
+    rig.host.sweep(domains)
+
+    rig.fail(domains, 1)
+    rig.spawned.run_all()
+
+    [due] = rig.outbox.due(1e12)
+    assert result_of(due) == {
+        'action': 'reset', 'result': recovery.RESULT_TIMED_OUT,
+        'detail': 'screenshot: the screenshot capture did not return within '
+                  '7 s ([evidence] screenshot_timeout) and is still stuck '
+                  'in libvirt; the reset was not attempted'}
+    # What was captured before it is kept; the guest is not touched again.
+    assert [ref['kind'] for ref in due.notification.details['evidence']] \
+        == ['console']
+    assert dom.calls == []
+    [screenshot] = [call for call in rig.calls.started
+                    if call.func.__name__ == 'capture_screenshot']
+    assert screenshot.waited == [7] and not screenshot.closed
+    assert rig.step.stuck.get(uuid(1)).step == 'screenshot'
+    assert rig.host.state(1) == E  # not recovered: reported once delivered
+    parsed = scrape(rig)
+    assert parsed.value(PREFIX + 'recovery_timeouts_total',
+                        step='screenshot') == 1
+    assert parsed.value(PREFIX + 'recovery_calls_stuck') == 1
+    [said] = [line for line in log(logging.ERROR) if 'did not return' in line]
+    assert uuid(1) in said and 'screenshot_timeout' in said
+
+
+def test_a_reset_that_never_returns_says_whether_it_reached_is_unknown(rig):
+    rig.calls.stuck = {'act'}
+    rig.domain(1)
+    domains = listed(1, 2, 3)
+    rig.host.sweep(domains)
+
+    rig.fail(domains, 1)
+    rig.spawned.run_all()
+
+    [due] = rig.outbox.due(1e12)
+    assert result_of(due)['result'] == recovery.RESULT_TIMED_OUT
+    assert result_of(due)['detail'] == (
+        'action: the reset did not return within 11 s ([recovery] '
+        'action_timeout) and is still stuck in libvirt; whether it reached '
+        'the guest is unknown')
+    # It was decided, so it counts against the budget.
+    assert len(rig.step.history.get(uuid(1))) == 1
+
+
+class SlowCalls(Calls):
+    """Each call returns, after ``took[func name]`` seconds of the rig's
+    monotonic clock."""
+
+    def __init__(self, rig, took):
+        super().__init__()
+        self.rig = rig
+        self.took = took
+
+    def __call__(self, func, *args):
+        self.rig.monotonic += self.took.get(func.__name__, 0.0)
+        return super().__call__(func, *args)
+
+
+def test_the_whole_step_has_a_bound_of_its_own(tmp_path):
+    rig = Rig(tmp_path)
+    rig.step._start_call = SlowCalls(rig, {'console_evidence': 15.0})
+    rig.step._start_call.stuck = {'capture_screenshot'}
+    rig.domain(1, graphics=True)
+    domains = listed(1, 2, 3)
+    rig.host.sweep(domains)
+
+    rig.fail(domains, 1)
+    rig.spawned.run_all()
+
+    [screenshot] = [call for call in rig.step._start_call.started
+                    if call.func.__name__ == 'capture_screenshot']
+    # 20 s for the step, 15 s of them taken by the console.
+    assert screenshot.waited == [5.0]
+    [due] = rig.outbox.due(1e12)
+    assert result_of(due)['detail'].startswith(
+        'screenshot: the screenshot capture did not return within 20 s '
+        '([recovery] step_timeout)')
+    rig.close()
+
+
+def test_while_a_call_is_stuck_the_domain_is_notified_but_never_touched(
+        rig, log):
+    rig.calls.stuck = {'act'}
+    dom = rig.domain(1)
+    domains = listed(1, 2, 3)
+    rig.host.sweep(domains)
+    rig.fail(domains, 1)
+    rig.spawned.run_all()
+    [first] = rig.outbox.due(1e12)
+    rig.outbox.mark_delivered(first.id, 'ACCEPTED', rig.host.now)
+    rig.host.sweep(domains)  # it answers again, then fails again
+    started = len(rig.calls.started)
+
+    rig.fail(domains, 1)
+    rig.spawned.run_all()
+
+    [second] = rig.outbox.due(1e12)
+    assert result_of(second)['result'] == recovery.RESULT_TIMED_OUT
+    assert result_of(second)['detail'].startswith(
+        'not attempted: the action started ')
+    assert result_of(second)['detail'].endswith(
+        'by an earlier recovery of this domain is still stuck in libvirt')
+    assert len(rig.calls.started) == started  # no second call
+    assert dom.calls == []
+
+    # Once it returns the domain is recovered again, and that is said.
+    rig.calls.started[-1].returns()
+    rig.calls.stuck = set()
+    rig.outbox.mark_delivered(second.id, 'ACCEPTED', rig.host.now)
+    rig.host.sweep(domains)
+    rig.fail(domains, 1)
+    rig.spawned.run_all()
+
+    [third] = rig.outbox.due(1e12)
+    assert result_of(third)['result'] == recovery.RESULT_DONE
+    assert dom.calls == ['reset']
+    assert rig.step.stuck.get(uuid(1)) is None
+    assert any('returned after' in line and uuid(1) in line
+               for line in log(logging.WARNING))
+
+
+@pytest.fixture
+def hang():
+    """A native event stuck libvirt calls wait on; set at the end so that
+    no thread outlives the test."""
+    event = concurrency.original('threading').Event()
+    yield event
+    event.set()
+
+
+def wait_until(condition, guard=10.0):
+    deadline = time.monotonic() + guard
+    while not condition():
+        assert time.monotonic() < deadline, 'timed out'
+        concurrency.sleep(0.01)
+
+
+def test_stuck_calls_free_their_slots_for_the_next_failures(tmp_path, hang):
+    # Two recoveries stuck at once (MAX_CONCURRENT is 2), on native
+    # threads that never return: a third and a fourth failure are still
+    # recovered, with no stuck thread in the pool the listings use.
+    rig = Rig(tmp_path, native=True)
+    assert recovery_step.MAX_CONCURRENT == 2
+    stuck = [rig.domain(1, graphics=True, hang=hang),
+             rig.domain(2, hang=hang)]
+    fine = [rig.domain(3), rig.domain(4)]
+    domains = listed(1, 2, 3, 4, 5, 6, 7, 8)
+    rig.host.sweep(domains)
+
+    for n in (1, 2, 3):
+        rig.fail(domains, n)
+    wait_until(lambda: len(rig.outbox.due(1e12)) == 3)
+    rig.fail(domains, 4)
+    wait_until(lambda: len(rig.outbox.due(1e12)) == 4)
+
+    results = {e.notification.instance_uuid: result_of(e)['result']
+               for e in rig.outbox.due(1e12)}
+    assert results == {uuid(1): 'timed_out', uuid(2): 'timed_out',
+                       uuid(3): 'done', uuid(4): 'done'}
+    assert [dom.calls for dom in stuck] == [['screenshot'], ['reset']]
+    assert [dom.calls for dom in fine] == [['reset'], ['reset']]
+    assert len(rig.step.stuck) == 2
+    assert rig.step.overdue() == []
+    rig.close()
+
+
+def test_a_recovery_holding_its_slot_past_the_bounds_is_not_live(rig):
+    class Wedged(StuckCall):
+        """A wait that does not keep its timeout: the bound failed."""
+
+        def wait(self, timeout=None):
+            concurrency.sleep(60)
+
+    rig.step._start_call = Wedged
+    rig.step._spawn = concurrency.spawn
+    rig.domain(1)
+    domains = listed(1, 2, 3)
+    rig.host.sweep(domains)
+    rig.fail(domains, 1)
+    concurrency.sleep(0)
+
+    rig.monotonic += DEADLINES.step + recovery_deadlines.SLOT_MARGIN
+    assert rig.step.overdue_reason() is None  # on the bound: still live
+    rig.monotonic += 1
+
+    assert rig.step.overdue_reason() == (
+        'the recovery of domain %s (%s) has held its slot for 51 s, past '
+        'its bound of 50 s' % (name(1), uuid(1)))
+    rig.step.stop()
+
+
+def test_a_stop_leaves_the_recoveries_under_way_held_for_the_next_start(
+        tmp_path, hang, log):
+    rig = Rig(tmp_path, native=True)
+    rig.step.deadlines = recovery_deadlines.Deadlines(60, 60, 60, 120)
+    rig.domain(1, hang=hang)
+    domains = listed(1, 2, 3)
+    rig.host.sweep(domains)
+    rig.fail(domains, 1)
+    wait_until(lambda: rig.step._holding)
+
+    rig.step.stop()
+    concurrency.sleep(0.1)
+
+    [entry] = rig.outbox.pending()
+    assert entry.held and rig.step._holding == {}
+    assert any('stays held' in line and uuid(1) in line
+               and 'sends it as interrupted' in line
+               for line in log(logging.WARNING))
+    assert recovery_step.release_interrupted(rig.outbox, rig.host.now) == 1
+    assert result_of(rig.outbox.pending()[0])['result'] == 'interrupted'
+    rig.close()

@@ -11,6 +11,7 @@ from eventlet import event as eventlet_event
 from monitor.daemon import counter_snapshots as counters_mod
 from monitor.daemon import scheduler as scheduler_mod
 from monitor.daemon import tracker as tracker_mod
+from monitor.health import host_operations as host_operations_mod
 from monitor.health import ping_outcome
 from monitor.health.ping_outcome import Outcome
 from monitor.virt import domains as libvirt_domains
@@ -619,3 +620,84 @@ def test_the_stats_wait_is_bounded_by_the_ping_timeout():
     host = FakeHost(clock)
     sched = make(host, ping_timeout=3)
     assert sched.counter_snapshots.timeout == 3
+
+
+def test_a_ping_libvirt_holds_behind_another_agent_command_never_holds_the_round(
+        monkeypatch):
+    # libvirt holds a guest-ping up to 30 s while a freeze or a quiesced
+    # snapshot holds the agent: the round waits for its answering lane
+    # only a little longer than the ping timeout.
+    monkeypatch.setattr(scheduler_mod, '_ANSWERING_SLACK', 0.05)
+    clock = FakeClock()
+    held = eventlet_event.Event()
+    host = FakeHost(clock, domains=['held', 'other'], hangs={'held': held})
+    tracker = FakeTracker()
+    sched = make(host, tracker, ping_timeout=0.05)
+    sched.ensure_connected()
+    with eventlet.Timeout(5):
+        sched.sweep()
+        sched.sweep()
+    assert [sorted(r) for r in tracker.rounds] == [['other'], ['other']]
+    assert len(host.started['held']) == 1, 'never pinged twice'
+    held.send()
+    eventlet.sleep(0)
+    sched.sweep()
+    assert tracker.rounds[2]['held'].outcome is Outcome.OK, (
+        'applied with the round in which it ends')
+
+
+def test_a_busy_agent_is_not_confirmed_as_a_miss():
+    clock = FakeClock()
+    host = FakeHost(clock, domains=['busy'], outcomes={'busy': Outcome.BUSY})
+    tracker = FakeTracker()
+    sched = make(host, tracker)
+    sched.ensure_connected()
+    started = clock.now
+    sched.sweep()
+    assert tracker.rounds[0]['busy'].outcome is Outcome.BUSY
+    assert sched.next_round_at(started) == started + sched.interval
+
+
+def test_a_freeze_past_the_frozen_grace_reaches_the_tracker_as_a_miss(
+        caplog):
+    caplog.set_level(logging.INFO, logger='monitor')
+    clock = FakeClock()
+    host = FakeHost(clock, domains=['frozen'])
+    frozen = ping_outcome.PingResult(Outcome.OK, 'ok', 0.0, 0.01,
+                                     frozen=True)
+    host.ping = lambda domain, timeout: frozen._replace(
+        started_at=clock.now)
+    tracker = FakeTracker()
+    sched = make(host, tracker, host_operations=host_operations_mod
+                 .HostOperations(frozen_grace=10))
+    sched.ensure_connected()
+    sched.sweep()
+    clock.now += 11
+    sched.sweep()
+    first, late = (r['frozen'] for r in tracker.rounds)
+    assert first.outcome is Outcome.OK
+    assert (late.outcome, late.detail) == (Outcome.MISSED,
+                                           'filesystems frozen for 11 s')
+    assert caplog.messages == [
+        'Domain vm-frozen (frozen): filesystems frozen; not counted as '
+        'failing for up to 10 s']
+
+
+def test_a_miss_the_tracker_did_not_count_starts_no_confirmation():
+    # The domain was paused for maintenance (or forgotten) while its ping
+    # ran: the tracker gives no threshold for it.
+    class Uncounted(FakeTracker):
+        def apply_round(self, results, counters_of=None):
+            outcome = super().apply_round(results, counters_of)
+            return outcome._replace(thresholds={})
+
+    clock = FakeClock()
+    host = FakeHost(clock, domains=['a'], outcomes={'a': Outcome.MISSED})
+    sched = make(host, Uncounted())
+    sched.ensure_connected()
+
+    stats = sched.sweep()
+
+    assert stats.missed == 1
+    assert stats.confirming == 0
+    assert sched.next_round_at(clock.now) == clock.now + sched.interval

@@ -282,6 +282,60 @@ def test_a_metadata_change_applies_without_waiting_for_a_listing(service):
     assert service.tracker.reconcile(service.host.list_domains()) == []
 
 
+def set_threshold(service, threshold):
+    service.host.connection.lookupByUUIDString(AGENT_UUID).setMetadata(
+        libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+        '<monitor failure_threshold="%d"/>' % threshold,
+        domain_metadata.KEY, domain_metadata.NAMESPACE,
+        libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+
+def test_a_change_made_while_libvirt_was_down_applies_once_it_is_back(
+        service, tmp_path):
+    connect(service)
+    watch_agent_domain(service)
+    assert service.tracker.settings.threshold_of(AGENT_UUID) == 3
+    service.host.connection_lost('EOF')
+    # Changed while nobody could see it: the test driver reads its node
+    # file again on the next connection.
+    (tmp_path / 'node.xml').write_text(NODE.replace(
+        '<memory>1024</memory>',
+        '<memory>1024</memory><metadata><ghm:monitor xmlns:ghm="%s" '
+        'failure_threshold="7"/></metadata>' % domain_metadata.NAMESPACE,
+        1))
+
+    connect(service)
+    service.tracker.reconcile(service.host.list_domains())
+
+    assert service.tracker.settings.threshold_of(AGENT_UUID) == 7
+
+
+def test_the_listing_after_a_lost_metadata_event_reads_the_settings(service):
+    connect(service)
+    watch_agent_domain(service)
+    set_threshold(service, 7)
+
+    service.dispatch(libvirt_events.EventLost('metadata', 'RuntimeError: x'))
+    service.tracker.reconcile(service.host.list_domains())
+
+    assert service.tracker.settings.threshold_of(AGENT_UUID) == 7
+
+
+def test_a_listing_read_before_a_change_does_not_undo_it(service):
+    connect(service)
+    listed_before = service.host.list_domains()
+    set_threshold(service, 7)
+    service.dispatch(libvirt_events.MetadataChanged(AGENT_UUID, 'with-agent',
+                                                    0.0))
+
+    service.tracker.reconcile(listed_before)
+
+    assert service.tracker.settings.threshold_of(AGENT_UUID) == 7
+    # Nor does a later listing: the change is the newest read.
+    service.tracker.reconcile(service.host.list_domains())
+    assert service.tracker.settings.threshold_of(AGENT_UUID) == 7
+
+
 def test_a_notification_held_by_a_stopped_daemon_is_released_at_start(
         tmp_path):
     n = notification_mod.Notification.new(
@@ -301,3 +355,30 @@ def test_a_notification_held_by_a_stopped_daemon_is_released_at_start(
     assert not entry.held
     assert entry.notification.details['recovery']['result'] == 'interrupted'
     assert entry.status in (outbox_mod.PENDING, outbox_mod.DELIVERED)
+
+
+def test_a_recovery_past_its_bound_stops_the_watchdog_and_says_why(
+        service, monkeypatch, caplog):
+    from monitor.daemon import systemd_notify
+
+    class Notifier:
+        enabled = True
+        beats = 0
+
+        def watchdog(self):
+            self.beats += 1
+            return True
+
+    keeper = systemd_notify.WatchdogKeeper(
+        Notifier(), 30.0, service.loop_alive,
+        why_not=service.why_not_alive)
+    assert service.loop_alive() and keeper.beat()
+    late = ('the recovery of domain vm (u) has held its slot for 181 s, '
+            'past its bound of 180 s')
+    monkeypatch.setattr(service.recovery, 'overdue_reason', lambda: late)
+
+    assert not service.loop_alive()
+    assert not keeper.beat()
+    [said] = [r.getMessage() for r in caplog.records
+              if r.levelno == logging.ERROR]
+    assert late in said and 'systemd will restart' in said

@@ -12,11 +12,13 @@ import eventlet
 import pytest
 from eventlet.green import socket as green_socket
 
+from monitor.daemon import maintenance as maintenance_mod
 from monitor.daemon import status_server
 from monitor.health import record as domain_record
 from monitor.health import states
 from monitor.notify import notification as notification_mod
 from monitor.notify import outbox as outbox_mod
+from monitor.store import maintenance as maintenance_file
 
 NOW = 1_800_000_000.0
 UUID_A = '11111111-1111-4111-8111-111111111111'
@@ -66,12 +68,25 @@ def test_snapshot_has_one_entry_per_domain_sorted_by_name():
             {'name': 'vm-a', 'uuid': UUID_A, 'state': 'error',
              'paused': False, 'misses': 2,
              'last_answer': notification_mod.format_time(NOW - 25),
-             'notification': None},
+             'notification': None, 'maintenance': None},
             {'name': 'vm-b', 'uuid': UUID_B, 'state': 'healthy',
              'paused': False, 'misses': 0,
              'last_answer': notification_mod.format_time(NOW - 5),
-             'notification': None},
-        ]}
+             'notification': None, 'maintenance': None},
+        ],
+        'maintenance': [],
+        'recovery_calls_stuck': []}
+
+
+def test_snapshot_shows_the_recovery_calls_still_stuck():
+    snapshot = status_server.build_snapshot(
+        [], [], host='c1', now=NOW,
+        stuck_calls=[{'name': 'vm-a', 'uuid': UUID_A, 'step': 'screenshot',
+                      'since': NOW - 70}])
+
+    assert snapshot['recovery_calls_stuck'] == [
+        {'name': 'vm-a', 'uuid': UUID_A, 'step': 'screenshot',
+         'since': notification_mod.format_time(NOW - 70)}]
 
 
 def test_a_domain_never_answered_has_no_last_answer():
@@ -152,11 +167,15 @@ def test_the_document_is_json():
 # -- the socket -------------------------------------------------------------------
 
 
-def ask(path):
-    """What a client reads from the socket (green, so the server runs)."""
+def ask(path, request=b'{"command": "status"}\n', close=True):
+    """What a client reads from the socket (green, so the server runs)
+    after sending ``request`` and, when ``close``, closing its side."""
     sock = green_socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(10)
     sock.connect(path)
+    sock.sendall(request)
+    if close:
+        sock.shutdown(socket.SHUT_WR)
     chunks = []
     while True:
         chunk = sock.recv(65536)
@@ -185,9 +204,9 @@ class Running:
 def serving():
     running = []
 
-    def start(path, snapshot):
+    def start(path, snapshot, requests=None):
         running.append(Running(status_server.StatusServer(
-            path, snapshot, poll=0.01)))
+            path, snapshot, poll=0.01, requests=requests)))
         return running[-1]
 
     yield start
@@ -305,3 +324,114 @@ def test_a_failing_snapshot_answers_an_error_and_serving_goes_on(
     assert 'error' in ask(path)
     assert ask(path) == {'domains': []}
     assert 'Cannot build the status snapshot' in caplog.text
+
+
+# -- requests ---------------------------------------------------------------------
+
+
+def test_a_client_that_sends_nothing_gets_the_status(state_path, serving,
+                                                     monkeypatch):
+    # As clients of earlier releases, which sent no request, expect.
+    monkeypatch.setattr(status_server, 'REQUEST_WAIT', 0.05)
+    path = status_server.socket_path(state_path)
+    serving(path, lambda: {'domains': ['shown']})
+
+    assert ask(path, b'', close=False) == {'domains': ['shown']}
+    assert ask(path, b'') == {'domains': ['shown']}
+
+
+def test_other_requests_go_to_requests_and_get_the_version(
+        state_path, serving):
+    asked = []
+
+    def requests(request):
+        asked.append(request)
+        return {'paused': []}
+
+    path = status_server.socket_path(state_path)
+    serving(path, lambda: {'domains': []}, requests)
+
+    answer = ask(path, b'{"command": "pause", "all": true, "seconds": 60}\n')
+
+    assert answer == {'paused': [], 'version': status_server.FORMAT_VERSION}
+    assert asked == [{'command': 'pause', 'all': True, 'seconds': 60}]
+    assert ask(path) == {'domains': []}
+
+
+def test_a_request_in_pieces_is_read_whole(state_path, serving):
+    path = status_server.socket_path(state_path)
+    serving(path, dict, lambda request: {'echo': request})
+    sock = green_socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.connect(path)
+    for piece in (b'{"command": ', b'"resume", "all"', b': true}\n'):
+        sock.sendall(piece)
+        eventlet.sleep(0.01)
+    answer = json.loads(sock.makefile('rb').read())
+    sock.close()
+
+    assert answer['echo'] == {'command': 'resume', 'all': True}
+
+
+@pytest.mark.parametrize('request_, error', [
+    (b'pause web-1\n', 'not JSON'),
+    (b'["pause"]\n', 'not a JSON object'),
+    (b'{"command": "pause"' + b' ' * status_server.MAX_REQUEST, 'too large'),
+])
+def test_a_bad_request_gets_an_error(state_path, serving, request_, error):
+    path = status_server.socket_path(state_path)
+    serving(path, dict, lambda request: pytest.fail('asked %r' % request))
+
+    assert error in ask(path, request_)['error']
+
+
+def test_a_daemon_without_requests_serves_only_its_status(state_path,
+                                                         serving):
+    path = status_server.socket_path(state_path)
+    serving(path, lambda: {'domains': []})
+
+    assert 'only its status' in ask(
+        path, b'{"command": "resume", "all": true}\n')['error']
+
+
+def test_a_failing_request_answers_an_error_and_serving_goes_on(
+        state_path, serving, caplog):
+    def requests(request):
+        raise RuntimeError('store closed')
+
+    path = status_server.socket_path(state_path)
+    serving(path, lambda: {'domains': []}, requests)
+
+    assert 'see its log' in ask(
+        path, b'{"command": "resume", "all": true}\n')['error']
+    assert ask(path) == {'domains': []}
+    assert 'Cannot answer a resume request' in caplog.text
+
+
+# -- maintenance in the document ----------------------------------------------------
+
+
+def test_paused_domains_and_the_host_pause_are_shown():
+    clock = [NOW]
+    maintenance = maintenance_mod.Maintenance(
+        clock=lambda: clock[0], monotonic=lambda: clock[0])
+    maintenance.pause(UUID_A, 'vm-a', 1800, 'qemu-ga upgrade')
+    maintenance.pause(maintenance_file.HOST, '', 600, '')
+    maintenance.pause('33333333-3333-4333-8333-333333333333', 'stopped-vm',
+                      60, 'backup')
+
+    snapshot = status_server.build_snapshot(
+        [record(UUID_A, 'vm-a', state=states.HEALTHY),
+         record(UUID_B, 'vm-b', state=states.HEALTHY)],
+        [], host='c1', now=NOW, maintenance=maintenance)
+
+    vm_a, vm_b = snapshot['domains']
+    assert vm_a['maintenance'] == {
+        'all': False, 'uuid': UUID_A, 'name': 'vm-a',
+        'since': notification_mod.format_time(NOW),
+        'until': notification_mod.format_time(NOW + 1800),
+        'reason': 'qemu-ga upgrade'}
+    assert vm_b['maintenance']['all'] is True
+    assert [(p['all'], p['name']) for p in snapshot['maintenance']] == [
+        (True, None), (False, 'stopped-vm'), (False, 'vm-a')]
+    assert json.loads(json.dumps(snapshot)) == snapshot

@@ -597,9 +597,13 @@ def test_a_hard_reboot_keeps_the_domains_history(store, outbox, wakes, log):
     assert (record.state, record.ever_healthy) == (D, True)
     assert any('runs again 5 s after it stopped' in line
                and uuid(1) in line for line in log())
-    # Its agent never comes back: the discovery timeout still applies.
+    # Its agent never comes back: the discovery timeout still applies,
+    # a new incident notified behind the crash's.
     host.sweeps(7, [listed(1)], default=MISSED)
-    assert host.pending() == [(uuid(1), name(1), HOST)]
+    assert [e.notification.details['reason']
+            for e in host.outbox.pending()] == [
+        'guest crashed and libvirt stopped it',
+        'agent did not come back within 60 s after restart']
 
 
 def test_a_domain_listed_again_within_the_window_keeps_its_history(host):
@@ -811,6 +815,100 @@ def test_pending_notifications_are_logged_at_start_not_copied(
               if 'still pending' in r.getMessage()]
     for part in (entry.id, name(1), uuid(1)):
         assert part in line
+
+
+# -- a pending notification holds back its own incident only ----------------------
+
+def reasons(host):
+    return [e.notification.details['reason'] for e in host.outbox.pending()]
+
+
+def test_a_new_incident_is_notified_behind_one_still_pending(host):
+    # The engine is down: nothing is delivered.
+    healthy(host, 1, 2, 3)
+    domains = [listed(n) for n in (1, 2, 3)]
+    host.sweeps(3, domains, {uuid(1): MISSED})
+    host.sweep(domains)
+    assert host.state(1) == H
+
+    host.sweeps(5, domains, {uuid(1): MISSED})
+
+    assert reasons(host) == [
+        '3 consecutive missed pings (failure threshold 3)'] * 2
+
+
+def test_which_incident_a_notification_is_of_survives_a_clock_step(host):
+    healthy(host, 1, 2, 3)
+    domains = [listed(n) for n in (1, 2, 3)]
+    host.sweeps(3, domains, {uuid(1): MISSED})
+    host.now -= 7200
+    host.sweeps(3, domains, {uuid(1): MISSED})
+    # Still the incident it was queued for.
+    assert len(host.outbox.pending()) == 1
+
+    # A new one, begun "before" the pending notification was created.
+    host.sweep(domains)
+    host.sweeps(3, domains, {uuid(1): MISSED})
+
+    assert len(host.outbox.pending()) == 2
+
+
+def test_after_a_restart_a_pending_notification_holds_its_incident_only(
+        host, store, outbox, wakes):
+    failing_until_queued(host, store)
+    restart(host, store, outbox, wakes)
+    domains = [listed(n) for n in (1, 2, 3)]
+
+    # Past the agent-disconnect grace of the restart.
+    host.sweeps(4, domains, {uuid(1): MISSED})
+    assert len(host.outbox.pending()) == 1
+
+    host.sweep(domains)
+    host.sweeps(3, domains, {uuid(1): MISSED})
+    assert len(host.outbox.pending()) == 2
+
+
+class HeldRecovery:
+    """A recovery step that holds each notification until the test
+    releases it."""
+
+    def __init__(self):
+        self.started = []
+
+    def action_for(self, uuid, name, override):
+        return 'reset'
+
+    def initial_details(self, misses, action, reason=None):
+        return {'reason': reason, 'recovery': {'action': action,
+                                               'result': 'in_progress'}}
+
+    def start(self, notification, misses, action, on_done):
+        self.started.append(notification.id)
+
+
+def test_one_recovery_of_a_domain_at_a_time_then_the_next_incident(
+        store, outbox, wakes):
+    recovery = HeldRecovery()
+    tracker = domain_tracker.DomainTracker(
+        store, health_policy.HealthPolicy(3, 0, GRACE, 120),
+        mass_failure.MassFailureBreaker(3, 0.5), outbox, HOST,
+        delivery_wakeup=wakes,
+        clock=lambda: pytest.fail('the tracker read the wall clock'),
+        recovery=recovery)
+    host = Host(tracker, store, outbox)
+    healthy(host, 1, 2, 3)
+    domains = [listed(n) for n in (1, 2, 3)]
+    host.sweeps(3, domains, {uuid(1): MISSED})
+    # The guest answers and fails again while its recovery is under way.
+    host.sweep(domains)
+    host.sweeps(3, domains, {uuid(1): MISSED})
+    assert len(recovery.started) == 1
+
+    outbox.release(recovery.started[0], {'reason': 'done'}, host.now)
+    host.sweep(domains, {uuid(1): MISSED})
+
+    assert len(recovery.started) == 2
+    assert len(outbox.pending()) == 2
 
 
 def test_a_full_outbox_is_an_error_and_the_next_miss_tries_again(
@@ -1374,3 +1472,27 @@ def test_a_round_reads_the_outbox_once(host, monkeypatch):
 
     assert host.pending() == [(uuid(1), name(1), HOST)]
     assert len(reads) == 3
+
+
+def test_a_freeze_held_too_long_is_reported_with_its_reason_whatever_its_io(
+        chost, io, log):
+    # A frozen guest still reads: its I/O must not spare it.
+    healthy(chost, 1, 2, 3)
+    for _ in range(3):
+        io.work(1, 50)
+        chost.now += INTERVAL
+        chost.tracker.reconcile(DOMAINS, now=chost.now)
+        results = {uuid(n): PingResult(OK, 'ok', chost.now, 0.01)
+                   for n in (2, 3)}
+        results[uuid(1)] = PingResult(
+            MISSED, 'filesystems frozen for 312 s', chost.now, 0.01,
+            frozen=True, held_for=312.0)
+        chost.tracker.apply_round(results, now=chost.now + 0.05,
+                                  counters_of=chost.counters_of)
+
+    assert [uuid_ for uuid_, _name, _host in chost.pending()] == [uuid(1)]
+    [failed] = [line for line in log(logging.WARNING)
+                if 'Domain %s (%s) failed (' % (name(1), uuid(1)) in line]
+    assert 'failed (filesystems frozen for 312 s; 3 consecutive missed ' \
+        'pings' in failed
+    assert 'guest active' not in ' '.join(log(logging.DEBUG))

@@ -185,3 +185,46 @@ def test_one_crash_seen_by_its_events_is_notified_once():
             state, notified = states.ERROR, True
 
     assert decisions == [True, False, False, False]
+
+
+# -- payload shapes ---------------------------------------------------------------
+
+def test_a_qemu_that_ended_is_sent_as_masakari_instancemonitor_sends_it():
+    decision = inst.decide(lifecycle_event(LifecycleEvent.STOPPED,
+                                           StoppedDetail.FAILED),
+                           states.HEALTHY, None)
+
+    assert decision.shape == ('LIFECYCLE', 'STOPPED_FAILED')
+    assert decision.shape in inst.INSTANCEMONITOR_SHAPES
+
+
+def test_a_watchdog_that_powered_the_guest_off_takes_the_same_shape():
+    decision = inst.decide(watchdog_event(WatchdogAction.POWEROFF),
+                           states.HEALTHY, None)
+
+    assert decision.shape == inst.QEMU_ENDED
+
+
+@pytest.mark.parametrize('event', [
+    lifecycle_event(LifecycleEvent.CRASHED, CrashedDetail.PANICKED),
+    lifecycle_event(LifecycleEvent.STOPPED, StoppedDetail.CRASHED),
+    watchdog_event(WatchdogAction.NONE),
+    watchdog_event(WatchdogAction.PAUSE),
+])
+def test_failures_only_this_monitor_sees_are_agent_errors(event):
+    decision = inst.decide(event, states.HEALTHY, None)
+
+    assert decision.notify
+    assert decision.shape == ('QEMU_GUEST_AGENT_ERROR', 'STOPPED_FAILED')
+    assert decision.shape not in inst.INSTANCEMONITOR_SHAPES
+
+
+def test_a_pause_on_an_io_error_is_decided_as_an_event_is():
+    text = 'guest paused on a disk I/O error for 60 s (vdb)'
+
+    assert inst.decide_pause(text, states.HEALTHY, None) == inst.Decision(
+        True, text, inst.AGENT_ERROR)
+    assert not inst.decide_pause(text, states.REPORTED, None).notify
+    assert not inst.decide_pause(text, None, None).notify
+    assert inst.decide_pause(text, states.HEALTHY, True).reason == (
+        text + '; a notification is already queued')

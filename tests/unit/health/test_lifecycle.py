@@ -23,7 +23,9 @@ def test_the_policy_knows_no_libvirt_numbers():
 LIFECYCLE_TABLE = [
     (E.STARTED, [None], A.REARM),
     (E.RESUMED, [None], A.REARM),
-    (E.SUSPENDED, [None], A.PARK),
+    # Whatever paused it: a pause on an I/O error is reported, after its
+    # grace, by io_error_pauses, never by misses.
+    (E.SUSPENDED, [None, *lc.SuspendedDetail], A.PARK),
     (E.PMSUSPENDED, [None], A.PARK),
     (E.SHUTDOWN, [None], A.PARK),
     (E.STOPPED, [None, *lc.StoppedDetail], A.FORGET),
@@ -69,6 +71,15 @@ def test_a_watchdog_changes_nothing_by_itself(action):
     assert lc.action_for(event) is A.IGNORE
 
 
+@pytest.mark.parametrize('action', list(lc.IOErrorAction))
+def test_an_io_error_changes_nothing_by_itself(action):
+    # A pause it causes comes as a suspended event of its own.
+    event = lc.DomainEvent(UUID, 'vm', K.IO_ERROR, action,
+                           lc.IOErrorInfo('virtio-disk1', '/d.img', 'eio'),
+                           1.0)
+    assert lc.action_for(event) is A.IGNORE
+
+
 def test_unknown_kind_is_a_programming_error():
     event = lc.DomainEvent(UUID, 'vm', 'block_job', None, None, 1.0)
     with pytest.raises(ValueError, match="'block_job'"):
@@ -96,6 +107,12 @@ def test_event_is_a_frozen_value():
     (lc.DomainEvent(UUID, 'vm', K.WATCHDOG, lc.WatchdogAction.PAUSE, None,
                     1.0),
      'watchdog fired (action pause)'),
+    (lifecycle_event(E.SUSPENDED, lc.SuspendedDetail.IOERROR),
+     'suspended (ioerror)'),
+    (lc.DomainEvent(UUID, 'vm', K.IO_ERROR, lc.IOErrorAction.PAUSE,
+                    lc.IOErrorInfo('virtio-disk1', '/srv/d.img', 'enospc'),
+                    1.0),
+     'I/O error on disk virtio-disk1 (/srv/d.img): enospc (action pause)'),
 ])
 def test_describe(event, text):
     assert lc.describe(event) == text

@@ -26,3 +26,17 @@ def test_the_outcomes_know_no_libvirt_numbers():
         text = source.read()
     assert 'import libvirt' not in text
     assert 'VIR_' not in text
+
+
+@pytest.mark.parametrize('reply, status', [
+    ('{"return": "frozen"}', 'frozen'),
+    ('{"return": "thawed"}', 'thawed'),
+    ('{"return": "error"}', None),
+    ('{"error": {"class": "CommandNotFound"}}', None),
+    ('not json', None),
+    (None, None),
+    ('{"return": "%s"}' % ('x' * 5000), None),
+])
+def test_a_freeze_status_reply_says_frozen_or_thawed_or_nothing(reply,
+                                                                status):
+    assert po.freeze_status_of(reply) == status

@@ -66,6 +66,20 @@ def test_old_actions_are_dropped_from_the_history():
     assert decision.history == (900.0, 950.0)
 
 
+def test_actions_stamped_after_now_still_count_against_the_budget():
+    # The clock stepped back an hour after three actions: they count as
+    # taken now, not as never taken.
+    policy = RecoveryPolicy(recovery.RESET, max_actions=3, window=HOUR)
+    later = 10_000.0 + HOUR
+
+    decision = policy.decide((later, later + 60, later + 120), now=10_000.0)
+
+    assert decision.budget_exhausted
+    assert decision.history == (10_000.0,) * 3
+    assert policy.decide(decision.history, now=10_000.0 + HOUR).action == \
+        recovery.RESET
+
+
 def test_the_history_is_a_plain_value_that_survives_serialization():
     policy = RecoveryPolicy(recovery.RESET, max_actions=2, window=HOUR)
     history = policy.decide((), now=1000.0).history
@@ -170,3 +184,19 @@ def test_an_unknown_action_in_the_config_is_refused(tmp_path):
 
     with pytest.raises(ValueError):
         conf.recovery.action
+
+
+def test_resume_is_decided_within_the_same_budget():
+    policy = recovery.RecoveryPolicy(recovery.NONE, max_actions=2,
+                                     window=3600)
+    first = policy.decide((), 100.0, override=recovery.RESUME)
+    second = policy.decide(first.history, 200.0, override=recovery.RESTART)
+    third = policy.decide(second.history, 300.0, override=recovery.RESUME)
+
+    assert (first.action, second.action) == (recovery.RESUME,
+                                             recovery.RESTART)
+    assert third.budget_exhausted and third.action == recovery.NONE
+
+
+def test_resume_is_no_action_for_a_guest_that_stopped_answering():
+    assert recovery.RESUME not in recovery.ACTIONS

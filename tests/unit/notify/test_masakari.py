@@ -11,6 +11,7 @@ import sys
 import pytest
 from oslo_config import cfg
 
+from monitor.notify import drivers
 from monitor.notify import http_edge
 from monitor.notify import masakari as notifier
 from monitor.notify import masakari_conf
@@ -365,3 +366,28 @@ def test_under_eventlet_a_trickling_answer_is_cut_off_at_request_timeout(
     assert 'request_timeout' in outcome['message']
     [written] = server.written()
     assert written < 10 ** 6
+
+
+def wait_conf(tmp_path, **notifier_opts):
+    lines = ['[notifier]'] + [f'{k} = {v}' for k, v in notifier_opts.items()]
+    path = tmp_path / 'monitor.conf'
+    path.write_text('\n'.join(lines) + '\n')
+    conf = cfg.ConfigOpts()
+    drivers.register_opts(conf)
+    notifier.register_opts(conf)
+    conf(args=['--config-file', str(path)], default_config_files=[])
+    return conf
+
+
+@pytest.mark.parametrize('opts,wait', [
+    # Beside masakari-instancemonitor by default.
+    ({'driver': 'masakari'}, 10),
+    ({'driver': 'masakari', 'instancemonitor_wait': 20}, 20),
+    ({'driver': 'masakari', 'coexist_with_instancemonitor': 'false'}, 0),
+    # No masakari-api to share: nothing to wait for.
+    ({'driver': 'webhook'}, 0),
+    ({'driver': 'none'}, 0),
+])
+def test_a_failure_masakari_instancemonitor_reports_too_waits_only_beside_it(
+        tmp_path, opts, wait):
+    assert notifier.instancemonitor_wait(wait_conf(tmp_path, **opts)) == wait

@@ -1,6 +1,7 @@
 """The notification value: what the engine's body holds, and the incident
 facts that travel with it but never reach the engine."""
 
+from monitor.health import instant_failures
 from monitor.notify import notification as notification_mod
 
 DETAILS = {'consecutive_misses': 3,
@@ -28,3 +29,23 @@ def test_a_notification_with_details_round_trips_as_a_dict():
     assert notification_mod.Notification.from_dict(n.to_dict()) == n
     # Still a value: usable in sets and as a key.
     assert len({n, n}) == 1
+
+
+def test_a_qemu_that_ended_has_masakari_instancemonitors_payload():
+    """masakari-api's duplicate check compares payloads whole: ours must be
+    exactly what masakari-instancemonitor 22.0.0 sends (its callback's
+    'payload': event, instance_uuid, vir_domain_event)."""
+    n = notification_mod.Notification.new(
+        '6f1f5a7e-2c8e-4d0a-9a57-000000000001', 'instance-1', 'compute-1',
+        1_700_000_000.0, *instant_failures.QEMU_ENDED)
+
+    assert n.body() == {'notification': {
+        'type': 'VM',
+        'hostname': 'compute-1',
+        'generated_time': '2023-11-14T22:13:20Z',
+        'payload': {
+            'event': 'LIFECYCLE',
+            'instance_uuid': '6f1f5a7e-2c8e-4d0a-9a57-000000000001',
+            'vir_domain_event': 'STOPPED_FAILED',
+        },
+    }}

@@ -6,16 +6,22 @@ import dataclasses
 import hashlib
 import hmac
 import http.server
+import itertools
 import json
+import logging
+import os
 import shutil
 import ssl
 import subprocess
+import sys
 import threading
+import time
 
 import pytest
 from oslo_config import cfg
 
 from lab import webhook_receiver
+from monitor.conf import log_setup
 from monitor.errors import ConfigError
 from monitor.health import recovery_policy as recovery
 from monitor.notify import delivery
@@ -189,7 +195,7 @@ def test_any_2xx_is_accepted(servers, status):
 def test_a_redirect_is_not_followed_and_is_retried_naming_the_location(
         servers, status):
     target = servers(http_engine.reply(202))
-    location = target.url + '/elsewhere'
+    location = target.url + '/v2/elsewhere'
     server = servers(http_engine.reply(status, b'',
                                        {'Location': location}))
 
@@ -199,7 +205,8 @@ def test_a_redirect_is_not_followed_and_is_retried_naming_the_location(
     assert len(server.requests) == 1
     assert outcome.kind == OutcomeKind.RETRY
     assert outcome.status_code == status
-    assert location in outcome.message
+    # Named as a webhook URL is logged: it may carry the same token.
+    assert 'Location %s/v2/***)' % target.url in outcome.message
 
 
 @pytest.mark.parametrize('status', [500, 502, 503, 504])
@@ -277,9 +284,15 @@ class _EndlessBody(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _EndlessServer(http.server.ThreadingHTTPServer):
+    # Bound when this module is imported: a test that imports eventlet's
+    # WSGI server leaves a green copy as ``http.server``, whose shutdown
+    # would wait for ever from a native thread.
+    daemon_threads = True
+
+
 def test_an_endless_answer_is_read_only_up_to_the_cap():
-    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _EndlessBody)
-    server.daemon_threads = True
+    server = _EndlessServer(('127.0.0.1', 0), _EndlessBody)
     server.stopping = threading.Event()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -294,6 +307,186 @@ def test_an_endless_answer_is_read_only_up_to_the_cap():
     assert outcome.kind == OutcomeKind.RETRY
     assert outcome.status_code == 500
     assert len(outcome.message) <= 520
+
+
+# -- a receiver that trickles its answer ------------------------------------------
+
+# One byte every half second, with [webhook] timeout = 2: without one
+# deadline over the whole request, each byte would restart a per-read
+# timeout and one POST would hold delivery for as long as the receiver
+# pleased.
+TRICKLE_INTERVAL = 0.5
+TRICKLE_TIMEOUT = 2
+# The attempt ends at the timeout; the margin is for a loaded machine.
+TRICKLE_BOUND = 3.0
+
+TRICKLES = {
+    # The headers never end: no per-read timeout ever fires.
+    'headers': b'HTTP/1.1 200 OK\r\nX-Slow: ',
+    # An accepted answer whose body never completes: truncated, so not a
+    # delivery.
+    'body': http_engine.raw_head(200, 'OK', [('Content-Length', 1000)]),
+}
+
+
+def trickling(head, bytewise=False):
+    """The answer ``head`` then endless 'x', one chunk per interval:
+    ``head`` whole then a byte at a time, or every byte on its own."""
+    if bytewise:
+        chunks = (bytes([b]) for b in itertools.chain(
+            head, itertools.repeat(ord('x'))))
+    else:
+        chunks = itertools.chain([head], itertools.repeat(b'x'))
+    return http_engine.Raw(chunks, TRICKLE_INTERVAL)
+
+
+def timed(send):
+    start = time.monotonic()
+    outcome = send()
+    return outcome, time.monotonic() - start
+
+
+def test_a_trickling_answer_ends_the_attempt_at_the_timeout(servers):
+    server = servers(lambda request: trickling(TRICKLES['body']))
+    sender = client(server.url, timeout=TRICKLE_TIMEOUT)
+
+    outcome, seconds = timed(lambda: sender.send(notification()))
+
+    assert seconds < TRICKLE_BOUND
+    assert outcome.kind == OutcomeKind.RETRY
+    assert outcome.status_code == 200
+    assert 'not complete within [webhook] timeout' in outcome.message
+
+
+def test_the_delivery_worker_retries_a_trickling_receiver(tmp_path, servers):
+    server = servers(lambda request: trickling(TRICKLES['body']))
+    box = Outbox(str(tmp_path / 'outbox.sqlite'), max_size=10)
+    worker = delivery.DeliveryWorker(
+        box, client(server.url, timeout=TRICKLE_TIMEOUT),
+        retry_policy=delivery.RetryPolicy(jitter=0.0))
+    n = notification(with_details=False)
+    box.enqueue(n, now=1000.0)
+
+    [(entry, outcome)], seconds = timed(lambda: worker.run_once(now=1000.0))
+
+    assert seconds < TRICKLE_BOUND
+    assert outcome.kind == OutcomeKind.RETRY
+    assert (entry.status, entry.attempts) == ('pending', 1)
+    assert entry.next_attempt_at > 1000.0
+    assert '[webhook] timeout' in entry.last_error
+    box.close()
+
+
+def green_attempt(how, url, path):
+    """One attempt from a green thread of a monkey-patched process, as the
+    daemon makes it: what ``tests.unit.green_webhook`` prints."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))))
+    done = subprocess.run(
+        [sys.executable, '-m', 'tests.unit.green_webhook', how, url,
+         str(TRICKLE_TIMEOUT), str(path)],
+        cwd=root, capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize('how, trickle, bytewise', [
+    ('client', 'headers', False),
+    ('worker', 'headers', False),
+    ('worker', 'body', False),
+    ('client', 'body', True),
+], ids=['client-headers', 'worker-headers', 'worker-body',
+        'client-every-byte'])
+def test_under_eventlet_a_trickling_answer_ends_the_attempt_at_the_timeout(
+        tmp_path, servers, how, trickle, bytewise):
+    server = servers(lambda request: trickling(TRICKLES[trickle], bytewise))
+
+    result = green_attempt(how, server.url + '/hook',
+                           tmp_path / 'outbox.sqlite')
+
+    assert result['seconds'] < TRICKLE_BOUND
+    assert result['outcome']['kind'] == 'RETRY'
+    assert '[webhook] timeout' in result['outcome']['message']
+    assert (result['status'], result['attempts']) == (
+        'pending', 1 if how == 'worker' else 0)
+
+
+# -- what a receiver answers, as it is kept and logged ----------------------------
+
+def test_control_characters_in_an_answer_are_kept_as_escapes(tmp_path,
+                                                             servers):
+    server = servers(http_engine.reply(
+        503, b'busy\x1b[2J\x1b]0;owned\x07 2026-01-01 ERROR forged'))
+    box = Outbox(str(tmp_path / 'outbox.sqlite'), max_size=10)
+    worker = delivery.DeliveryWorker(box, client(server.url))
+    n = notification(with_details=False)
+    box.enqueue(n, now=1000.0)
+
+    [(entry, outcome)] = worker.run_once(now=1000.0)
+
+    assert outcome.message == ('HTTP 503: busy\\x1b[2J\\x1b]0;owned\\x07 '
+                               '2026-01-01 ERROR forged')
+    assert entry.last_error == outcome.message
+    box.close()
+
+
+def test_a_huge_location_is_named_short(servers):
+    location = 'https://elsewhere.example/' + 'a' * 60000
+    server = servers(http_engine.reply(302, b'', {'Location': location}))
+
+    outcome = client(server.url).send(notification())
+
+    assert outcome.kind == OutcomeKind.RETRY
+    assert 'Location https://elsewhere.example/***' in outcome.message
+    assert len(outcome.message) < 500
+
+
+# -- tokens in the URL ------------------------------------------------------------
+
+TOKEN_PATHS = {
+    'slack': '/services/T0A1B2C3D4/B0A1B2C3D4/aBcDeFgHiJkLmNoPqRsTuVwX',
+    'discord': '/api/webhooks/112233445566778899/Zy-XwVuTsRqPoNmLkJiHgFe',
+    'teams': '/webhookb2/0f8fad5b-d9cb-469f-a165-70867728950e/'
+             'IncomingWebhook/6d5e4f3a2b1c4d5e?sig=Q29udG9zb1NpZ25hdHVyZQ',
+    'query': '/hook?key=k3y-value-0123&sig=s1gnature-4567&sv=2022-11-02',
+}
+TOKENS = ['T0A1B2C3D4', 'aBcDeFgHiJ', '112233445566778899', 'Zy-XwVuTs',
+          '0f8fad5b', '6d5e4f3a2b1c4d5e', 'Q29udG9zb1', 'k3y-value',
+          's1gnature', '2022-11-02']
+
+
+def assert_no_token(text):
+    for token in TOKENS:
+        assert token not in text
+
+
+@pytest.mark.parametrize('kind', sorted(TOKEN_PATHS))
+def test_a_token_in_the_url_is_never_in_an_outcome_or_the_log(
+        servers, caplog, kind):
+    server = servers(http_engine.reply(503, b'down'))
+    url = server.url + TOKEN_PATHS[kind]
+    refused = 'http://127.0.0.1:%d%s' % (http_engine.refused_port(),
+                                         TOKEN_PATHS[kind])
+
+    with caplog.at_level(logging.DEBUG):
+        answered = client(url).send(notification())
+        unreachable = client(refused).send(notification())
+
+    assert len(server.requests) == 1
+    assert answered.kind == unreachable.kind == OutcomeKind.RETRY
+    assert unreachable.message.startswith('connection failed:')
+    assert_no_token(answered.message + unreachable.message)
+    assert_no_token(repr(client(url)))
+    # As the daemon's log handlers format them (urllib3 names the path).
+    formatter = log_setup.MaskingFormatter(logging.Formatter('%(message)s'))
+    logged = '\n'.join(formatter.format(r) for r in caplog.records)
+    assert 'POST %s/' % server.url in logged
+    assert '"POST /' in logged
+    assert_no_token(logged)
+
+
+def test_the_url_option_is_never_logged_whole():
+    [url] = [opt for opt in webhook.OPTS if opt.dest == 'url']
+    assert url.secret
 
 
 # -- TLS ----------------------------------------------------------------------

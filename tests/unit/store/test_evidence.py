@@ -1,5 +1,6 @@
 """The evidence store: private files, bounded in count and bytes, oldest
-removed first, and references the notification can carry."""
+removed first but each domain's newest incident last, no leftovers of a
+crash, and references the notification can carry."""
 
 import hashlib
 import os
@@ -156,3 +157,85 @@ def test_the_store_lives_under_state_path(tmp_path):
 
     assert store.directory == str(tmp_path / 'evidence')
     assert (store.max_files, store.max_bytes) == (100, 64 * 1024 * 1024)
+
+
+# -- each domain's share ---------------------------------------------------------
+
+OTHER = '0b8d2c55-7a7e-4f3e-8f7c-2d1e5a9b0c02'
+THIRD = '0b8d2c55-7a7e-4f3e-8f7c-2d1e5a9b0c03'
+
+
+def incident(store, uuid, screenshot_bytes=b'P6\n1 1\n255\n\0\0\0'):
+    """What one recovery keeps: a console tail and a screenshot."""
+    return [store.save(uuid, 'console', b'Kernel panic\n'),
+            store.save(uuid, 'screenshot', screenshot_bytes,
+                       'image/x-portable-pixmap')]
+
+
+@pytest.mark.parametrize('bounds', [{'max_files': 4},
+                                    {'max_files': 100, 'max_bytes': 1100}],
+                         ids=['files', 'bytes'])
+def test_a_flapping_guest_never_evicts_another_domains_newest_incident(
+        directory, bounds):
+    store = store_in(directory, **bounds)
+    quiet = incident(store, OTHER)
+
+    for _ in range(10):
+        flapping = incident(store, UUID, b'x' * 1000)
+
+    kept = [path for path, _size in store.files()]
+    assert kept == [ref.path for ref in quiet + flapping]
+
+
+def test_older_incidents_go_first_then_the_oldest_newest_ones(directory):
+    store = store_in(directory, max_files=3)
+    alone = store.save(THIRD, 'console', b'its only failure')
+    older = store.save(OTHER, 'console', b'first failure')
+    newest_of_other = store.save(OTHER, 'console', b'second failure')
+    mine = store.save(UUID, 'console', b'x')
+
+    kept = [path for path, _size in store.files()]
+    assert kept == [alone.path, newest_of_other.path, mine.path]
+    assert not os.path.exists(older.path)
+
+    # More domains than the bound has room for: the bound holds, the
+    # oldest newest incident goes.
+    fourth = store.save('0b8d2c55-7a7e-4f3e-8f7c-2d1e5a9b0c04', 'console',
+                        b'y')
+    kept = [path for path, _size in store.files()]
+    assert kept == [newest_of_other.path, mine.path, fourth.path]
+
+
+# -- leftovers of a crash -------------------------------------------------------------
+
+def leftover(directory, name, age, now):
+    path = os.path.join(directory, name + '.tmp')
+    with open(path, 'wb') as stream:
+        stream.write(b'half a screensh')
+    os.utime(path, (now - age, now - age))
+    return path
+
+
+def test_stale_temporary_files_are_removed_at_start_and_on_save(directory):
+    now = 1700000000.0
+    os.makedirs(directory)
+    name = '20231114T221320Z-%06d-' + UUID + '-screenshot.ppm'
+    stale = leftover(directory, name % 1, evidence.STALE_TEMPORARY + 1, now)
+    fresh = leftover(directory, name % 2, 5, now)
+    foreign = leftover(directory, 'notes', 3600, now)
+
+    store = EvidenceStore(directory, clock=lambda: now)
+
+    assert not os.path.exists(stale)
+    # A write under way in another thread, maybe.
+    assert os.path.exists(fresh)
+    assert os.path.exists(foreign)
+
+    later = now + evidence.STALE_TEMPORARY
+    stale_since = leftover(directory, name % 3, evidence.STALE_TEMPORARY + 1,
+                           later)
+    store._clock = lambda: later
+    store.save(UUID, 'console', b'x')
+    assert not os.path.exists(fresh)
+    assert not os.path.exists(stale_since)
+    assert [size for _path, size in store.files()] == [1]

@@ -35,11 +35,13 @@ def test_list_domains_describes_active_domains_and_their_agent(connected):
 
     assert set(infos) == {PLAIN, WITH_AGENT, PAUSED}  # not the shut-off one
     assert infos[PLAIN] == domains.DomainInfo(
-        uuid=PLAIN, name='plain', running=True, paused=False, agent=None)
+        uuid=PLAIN, name='plain', running=True, paused=False, agent=None,
+        settings=domain_metadata.DEFAULTS)
     assert infos[WITH_AGENT] == domains.DomainInfo(
         uuid=WITH_AGENT, name='with-agent', running=True, paused=False,
         agent=domain_xml.AgentChannel(
-            AGENT, '/var/lib/libvirt/qemu/channel/target/ga.sock', None))
+            AGENT, '/var/lib/libvirt/qemu/channel/target/ga.sock', None),
+        settings=domain_metadata.DEFAULTS)
     assert infos[PAUSED].running is False
     assert infos[PAUSED].paused is True
     assert infos[PAUSED].agent.path == '/run/paused.sock'
@@ -182,7 +184,8 @@ def test_one_call_lists_every_active_domain_with_its_state(connected, calls):
 def test_the_domain_object_is_not_part_of_the_listed_value(connected):
     info = by_uuid(connected.list_domains())[PLAIN]
     assert info.dom is not None
-    assert info == domains.DomainInfo(PLAIN, 'plain', True, False, None)
+    assert info == domains.DomainInfo(PLAIN, 'plain', True, False, None,
+                                      settings=domain_metadata.DEFAULTS)
     assert 'dom' not in repr(info)
 
 
@@ -302,15 +305,100 @@ def test_an_invalid_element_gives_the_defaults_and_says_why(connected):
 
 
 def test_a_metadata_change_is_seen_after_refresh_settings(connected):
-    assert by_uuid(connected.list_domains())[WITH_AGENT].settings.enabled
+    first = by_uuid(connected.list_domains())[WITH_AGENT]
     set_monitor_element(connected, WITH_AGENT, '<monitor action="reset"/>')
 
-    # The XML is read once per run of a domain: a change needs a refresh.
-    parsed = connected.refresh_settings(WITH_AGENT)
+    read = connected.refresh_settings(WITH_AGENT)
 
-    assert parsed == (domain_metadata.DomainSettings(True, None, 'reset'),
-                      None)
-    assert by_uuid(connected.list_domains())[WITH_AGENT].settings.action \
-        == 'reset'
+    assert read.settings == domain_metadata.DomainSettings(True, None,
+                                                           'reset')
+    assert read.error is None
+    assert read.read_at > first.settings_read_at
     assert connected.refresh_settings(UNKNOWN) is None
 
+
+def test_settings_are_handed_over_only_by_a_listing_that_read_them(
+        connected, xml_reads):
+    # The XML is read once per run of a domain; the daemon keeps what
+    # was read, and a listing that read nothing says nothing.
+    assert by_uuid(connected.list_domains())[WITH_AGENT].settings \
+        == domain_metadata.DEFAULTS
+    again = by_uuid(connected.list_domains())[WITH_AGENT]
+    assert again.settings is None and again.settings_read_at is None
+    assert len(xml_reads) == 3
+
+
+def test_a_reread_has_the_next_listing_read_the_xml_again(connected,
+                                                          xml_reads):
+    connected.list_domains()
+    set_monitor_element(connected, WITH_AGENT, '<monitor action="reset"/>')
+
+    connected.reread_settings(WITH_AGENT)
+    infos = by_uuid(connected.list_domains())
+    assert infos[WITH_AGENT].settings.action == 'reset'
+    assert infos[PLAIN].settings is None
+    connected.reread_settings()
+    assert all(info.settings is not None
+               for info in connected.list_domains())
+    assert sorted(xml_reads) == sorted([PLAIN, PAUSED] * 2
+                                       + [WITH_AGENT] * 3)
+
+
+def test_a_refresh_that_fails_leaves_the_domain_to_the_next_listing(
+        connected, monkeypatch):
+    connected.list_domains()
+    set_monitor_element(connected, WITH_AGENT, '<monitor action="reset"/>')
+    raising_for(monkeypatch, libvirt.virDomain, 'XMLDesc', WITH_AGENT,
+                libvirt_error(libvirt.VIR_ERR_INTERNAL_ERROR,
+                              libvirt.VIR_FROM_QEMU, 'internal error'))
+
+    assert connected.refresh_settings(WITH_AGENT) is None
+    monkeypatch.undo()
+
+    assert by_uuid(connected.list_domains())[WITH_AGENT].settings.action \
+        == 'reset'
+
+
+
+def test_a_domain_paused_on_an_io_error_is_listed_with_its_disk_errors(
+        connected, monkeypatch):
+    real = libvirt.virConnect.getAllDomainStats
+
+    def io_paused(self, stats=0, flags=0):
+        return [(dom, dict(record, **{
+                    'state.reason': libvirt.VIR_DOMAIN_PAUSED_IOERROR})
+                 if dom.UUIDString() == PAUSED else record)
+                for dom, record in real(self, stats, flags)]
+
+    monkeypatch.setattr(libvirt.virConnect, 'getAllDomainStats', io_paused)
+    monkeypatch.setattr(libvirt.virDomain, 'diskErrors', lambda dom, flags: {
+        'vdb': libvirt.VIR_DOMAIN_DISK_ERROR_NO_SPACE,
+        'vda': libvirt.VIR_DOMAIN_DISK_ERROR_UNSPEC})
+
+    infos = by_uuid(connected.list_domains())
+
+    assert infos[PAUSED].io_error == 'vda: I/O error, vdb: no space left'
+    assert infos[WITH_AGENT].io_error is None
+
+
+def test_a_domain_paused_by_a_client_has_no_io_error(connected):
+    assert by_uuid(connected.list_domains())[PAUSED].io_error is None
+
+
+def test_disk_errors_libvirt_cannot_give_leave_the_pause_listed(
+        connected, monkeypatch):
+    real = libvirt.virConnect.getAllDomainStats
+
+    def io_paused(self, stats=0, flags=0):
+        return [(dom, dict(record, **{
+                    'state.reason': libvirt.VIR_DOMAIN_PAUSED_IOERROR}))
+                for dom, record in real(self, stats, flags)]
+
+    def refused(dom, flags):
+        raise libvirt_error(libvirt.VIR_ERR_NO_SUPPORT,
+                            libvirt.VIR_FROM_QEMU, 'not supported')
+
+    monkeypatch.setattr(libvirt.virConnect, 'getAllDomainStats', io_paused)
+    monkeypatch.setattr(libvirt.virDomain, 'diskErrors', refused)
+
+    assert by_uuid(connected.list_domains())[PAUSED].io_error == ''

@@ -278,13 +278,15 @@ def test_register_subscribes_to_lifecycle_reboot_agent_and_watchdog_events(
          None),
         (None, libvirt.VIR_DOMAIN_EVENT_ID_WATCHDOG, bridge._on_watchdog,
          None),
+        (None, libvirt.VIR_DOMAIN_EVENT_ID_IO_ERROR_REASON,
+         bridge._on_io_error, None),
         (None, libvirt.VIR_DOMAIN_EVENT_ID_METADATA_CHANGE,
          bridge._on_metadata, None),
     ]
 
     bridge.deregister(conn)
     bridge.deregister(conn)  # nothing left to deregister the second time
-    assert conn.deregistered == [41, 42, 43, 44, 45]
+    assert conn.deregistered == [41, 42, 43, 44, 45, 46]
 
 
 def test_a_watchdog_event_comes_out_with_its_action(bridge, conn):
@@ -295,6 +297,31 @@ def test_a_watchdog_event_comes_out_with_its_action(bridge, conn):
     assert bridge.drain() == [lifecycle.DomainEvent(
         UUID, NAME, EventKind.WATCHDOG, lifecycle.WatchdogAction.PAUSE, None,
         100)]
+
+
+def test_an_io_error_comes_out_with_the_disk_and_libvirts_reason(bridge,
+                                                                 conn):
+    dom = conn.lookupByName(NAME)
+    in_native_thread(lambda: bridge._on_io_error(
+        conn, dom, '/run/lab/data.img', 'virtio-disk1',
+        libvirt.VIR_DOMAIN_EVENT_IO_ERROR_PAUSE, 'enospc', None))
+
+    assert bridge.drain() == [lifecycle.DomainEvent(
+        UUID, NAME, EventKind.IO_ERROR, lifecycle.IOErrorAction.PAUSE,
+        lifecycle.IOErrorInfo('virtio-disk1', '/run/lab/data.img', 'enospc'),
+        100)]
+
+
+def test_a_pause_on_an_io_error_is_told_from_a_pause_by_a_client(bridge,
+                                                                 conn):
+    dom = conn.lookupByName(NAME)
+    for detail in (libvirt.VIR_DOMAIN_EVENT_SUSPENDED_IOERROR,
+                   libvirt.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED):
+        in_native_thread(lambda detail=detail: bridge._on_lifecycle(
+            conn, dom, libvirt.VIR_DOMAIN_EVENT_SUSPENDED, detail, None))
+
+    assert [e.detail for e in bridge.drain()] == [
+        lifecycle.SuspendedDetail.IOERROR, lifecycle.SuspendedDetail.PAUSED]
 
 
 def test_a_refused_subscription_leaves_none_behind(bridge):
@@ -454,9 +481,17 @@ def test_every_lifecycle_event_type_is_translated():
      libvirt.VIR_DOMAIN_EVENT_STOPPED_FAILED, StoppedDetail.FAILED),
     (libvirt.VIR_DOMAIN_EVENT_STOPPED,
      libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED, StoppedDetail.CRASHED),
-    # Details the policy does not tell apart: a pause's reason.
+    # A pause on an I/O error is a failure once it lasts; one by a
+    # client never is.
     (libvirt.VIR_DOMAIN_EVENT_SUSPENDED,
-     libvirt.VIR_DOMAIN_EVENT_SUSPENDED_IOERROR, None),
+     libvirt.VIR_DOMAIN_EVENT_SUSPENDED_IOERROR,
+     lifecycle.SuspendedDetail.IOERROR),
+    (libvirt.VIR_DOMAIN_EVENT_SUSPENDED,
+     libvirt.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED,
+     lifecycle.SuspendedDetail.PAUSED),
+    # Details the policy does not tell apart: a pause for a migration.
+    (libvirt.VIR_DOMAIN_EVENT_SUSPENDED,
+     libvirt.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED, None),
 ])
 def test_the_details_the_policy_uses_are_translated(event, detail, ours):
     assert translated(LIFECYCLE, event, detail).detail is ours

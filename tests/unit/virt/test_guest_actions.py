@@ -4,10 +4,13 @@ captures are bounded, and nothing is logged (these run in native
 threads)."""
 
 import logging
+import os
+import socket
 
 import libvirt
 import pytest
 
+from monitor import concurrency
 from monitor.health import recovery_policy as recovery
 from monitor.store.evidence import EvidenceStore
 from monitor.virt import guest_actions as libvirt_actions
@@ -123,6 +126,14 @@ def nothing_is_logged(caplog):
             if r.name.startswith('monitor')] == []
 
 
+def run_bounded(func, *args):
+    """Call ``func`` on a native thread and fail the test, rather than
+    hang it, when it blocks."""
+    call = concurrency.NativeCall(func, *args)
+    assert call.wait(10), '%s blocked' % func.__name__
+    return call.result()
+
+
 def names(dom):
     return [call[0] for call in dom.calls]
 
@@ -224,6 +235,43 @@ def test_a_restart_that_cannot_start_says_the_domain_is_left_off():
     assert 'left shut off' in result.detail
 
 
+IO_PAUSED = (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_IOERROR)
+
+
+def test_a_guest_paused_on_an_io_error_is_resumed():
+    dom = FakeDomain(state_after_reset=IO_PAUSED)
+
+    result = libvirt_actions.act(dom, recovery.RESUME)
+
+    assert result == libvirt_actions.ActionResult(True, 'resumed')
+    assert names(dom) == ['state', 'resume']
+
+
+@pytest.mark.parametrize('state,says', [
+    ((libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_UNPAUSED),
+     'no longer paused'),
+    ((libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_USER),
+     'paused for another reason'),
+])
+def test_a_guest_no_longer_paused_on_an_io_error_is_left_alone(state, says):
+    dom = FakeDomain(state_after_reset=state)
+
+    result = libvirt_actions.resume(dom)
+
+    assert not result.ok and says in result.detail
+    assert names(dom) == ['state']
+
+
+def test_a_failed_resume_says_why():
+    dom = FakeDomain(state_after_reset=IO_PAUSED,
+                     fail={'resume': libvirt_error(
+                         libvirt.VIR_ERR_OPERATION_FAILED, 'no space')})
+
+    result = libvirt_actions.resume(dom)
+
+    assert not result.ok and 'resume failed' in result.detail
+
+
 def test_only_recovery_actions_are_carried_out():
     with pytest.raises(ValueError):
         libvirt_actions.act(FakeDomain(), recovery.NONE)
@@ -241,38 +289,48 @@ class LookupConn:
         return self.dom
 
 
-def test_capture_and_act_takes_evidence_then_acts(tmp_path):
-    dom = FakeDomain()
+def test_console_evidence_finds_the_domain_and_keeps_its_console(tmp_path):
+    log = tmp_path / 'console.log'
+    log.write_bytes(b'Kernel panic - not syncing\n')
+    xml = serial_file_xml(log).replace(
+        '</devices>', "<graphics type='vnc'/></devices>")
+    dom = FakeDomain(xml)
     store = EvidenceStore(str(tmp_path / 'evidence'))
 
-    refs, problems, result = libvirt_actions.capture_and_act(
-        LookupConn(dom), UUID, recovery.RESET, store, 10)
+    found, refs, problems = libvirt_actions.console_evidence(
+        LookupConn(dom), UUID, store, 10)
 
-    assert result.ok
-    assert 'reset' in [call[0] for call in dom.calls]
+    assert found.dom is dom and found.graphics and found.problem is None
+    assert [ref.kind for ref in refs] == ['console'] and problems == []
+    # One read of the definition serves the console and the screen test,
+    # and nothing else is done to the guest.
+    assert names(dom) == ['XMLDesc']
 
 
-def test_capture_and_act_without_an_action_only_takes_evidence(tmp_path):
-    dom = FakeDomain()
-    store = EvidenceStore(str(tmp_path / 'evidence'))
+def test_console_evidence_of_an_unreadable_definition_says_why(tmp_path):
+    dom = FakeDomain(fail={'XMLDesc': libvirt_error(
+        libvirt.VIR_ERR_OPERATION_FAILED, 'cannot read')})
 
-    _refs, _problems, result = libvirt_actions.capture_and_act(
-        LookupConn(dom), UUID, None, store, 10)
+    found, refs, problems = libvirt_actions.console_evidence(
+        LookupConn(dom), UUID, EvidenceStore(str(tmp_path / 'e')), 10)
 
-    assert result is None
-    assert 'reset' not in [call[0] for call in dom.calls]
+    # The domain is there: the action can still be tried.
+    assert found.dom is dom and refs == []
+    assert len(problems) == 1 and 'cannot read' in problems[0]
 
 
 @pytest.mark.parametrize('conn,detail', [
     (None, 'not connected to libvirt'),
     (LookupConn(), 'domain not found: no domain'),
 ])
-def test_capture_and_act_without_the_domain_says_why(tmp_path, conn, detail):
+def test_console_evidence_without_the_domain_says_why(tmp_path, conn, detail):
     store = EvidenceStore(str(tmp_path / 'evidence'))
 
-    assert libvirt_actions.capture_and_act(conn, UUID, recovery.RESET, store,
-                                           10) == (
-        [], [], libvirt_actions.ActionResult(False, detail))
+    found, refs, problems = libvirt_actions.console_evidence(conn, UUID,
+                                                             store, 10)
+
+    assert (found.dom, found.problem, refs, problems) == (None, detail, [],
+                                                          [])
 
 
 # -- screenshot ------------------------------------------------------------------
@@ -334,6 +392,66 @@ def test_only_the_end_of_a_huge_console_is_read(tmp_path):
 
     # The cut first line is dropped, never passed on half.
     assert data == b'last\n'
+
+
+def test_a_console_that_is_a_fifo_is_refused_at_once(tmp_path):
+    # Nobody writes to it: a blocking open would wait for ever.
+    fifo = tmp_path / 'console.fifo'
+    os.mkfifo(fifo)
+
+    capture = run_bounded(libvirt_actions.console_tail,
+                          FakeDomain(serial_file_xml(fifo)), 10)
+
+    assert capture.data is None
+    assert capture.detail == ('no console: %s: a FIFO, not a regular file; '
+                              'not read' % fifo)
+
+
+def test_a_console_that_is_a_fifo_with_a_writer_is_refused_too(tmp_path):
+    fifo = tmp_path / 'console.fifo'
+    os.mkfifo(fifo)
+    writer = os.open(fifo, os.O_RDWR)  # holds it open, writes nothing
+    try:
+        capture = run_bounded(libvirt_actions.console_tail,
+                              FakeDomain(serial_file_xml(fifo)), 10)
+    finally:
+        os.close(writer)
+
+    assert capture.data is None
+    assert 'a FIFO, not a regular file' in capture.detail
+
+
+@pytest.mark.parametrize('make, said', [
+    (lambda path: os.symlink('/dev/zero', path),
+     'a symbolic link, not followed'),
+    (lambda path: os.mkdir(path), 'a directory, not a regular file'),
+    (lambda path: socket.socket(socket.AF_UNIX).bind(str(path)),
+     'not a regular file'),
+])
+def test_a_console_that_is_not_a_regular_file_is_never_read(tmp_path, make,
+                                                             said):
+    path = tmp_path / 'console.log'
+    make(path)
+
+    capture = run_bounded(libvirt_actions.console_tail,
+                          FakeDomain(serial_file_xml(path)), 10)
+
+    assert capture.data is None
+    assert said in capture.detail
+
+
+def test_the_next_console_is_read_when_one_is_refused(tmp_path):
+    fifo = tmp_path / 'console.fifo'
+    os.mkfifo(fifo)
+    log = tmp_path / 'serial1.log'
+    log.write_bytes(b'login:\n')
+    xml = ("<domain><devices><serial type='pty'><log file='%s'/></serial>"
+           "<serial type='file'><source path='%s'/></serial></devices>"
+           "</domain>" % (fifo, log))
+
+    capture = run_bounded(libvirt_actions.console_tail, FakeDomain(xml), 10)
+
+    assert capture.data == b'login:\n'
 
 
 def test_a_domain_without_a_file_console_gives_no_console():

@@ -3,6 +3,7 @@ for one domain an error of that domain, never an exception. The test
 driver cannot run agent commands; replies and agent errors come from a
 stand-in for ``libvirt_qemu.qemuAgentCommand``."""
 
+import json
 import time
 
 import libvirt
@@ -10,6 +11,7 @@ import pytest
 
 from monitor.health.ping_outcome import Outcome
 from monitor.virt import guest_ping
+from monitor.virt import notes as notes_mod
 from tests.unit.virt.libvirt_node import CRASHED
 from tests.unit.virt.libvirt_node import PAUSED
 from tests.unit.virt.libvirt_node import PLAIN
@@ -217,3 +219,107 @@ def test_an_error_pinging_by_uuid_still_names_the_domain(connected, agent):
 
     [note] = notes_of(connected)
     assert (note.uuid, note.name) == (WITH_AGENT, 'with-agent')
+
+
+class FrozenAgent:
+    """qemu-ga with frozen filesystems: answers guest-ping, and
+    guest-fsfreeze-status with ``status`` (a reply, or an exception)."""
+
+    def __init__(self, status='{"return": "frozen"}'):
+        self.status = status
+        self.commands = []
+
+    def __call__(self, dom, command, timeout, flags):
+        name = json.loads(command)['execute']
+        self.commands.append(name)
+        if name == 'guest-ping':
+            return '{"return": {}}'
+        if isinstance(self.status, Exception):
+            raise self.status
+        return self.status
+
+
+@pytest.fixture
+def freeze_pinger(monkeypatch, connected):
+    """Factory: a GuestPing on a clock the test moves, its agent a
+    FrozenAgent; returns (ping, agent, clock)."""
+    def make(status='{"return": "frozen"}'):
+        stand_in = FrozenAgent(status)
+        monkeypatch.setattr(guest_ping.libvirt_qemu, 'qemuAgentCommand',
+                            stand_in)
+        clock = [1000.0]
+        pinger = guest_ping.GuestPing(notes_mod.Notes(),
+                                      clock=lambda: clock[0])
+
+        def ping():
+            return pinger.ping(connected.connection, WITH_AGENT, 1)
+        return ping, stand_in, clock
+    return make
+
+
+def test_the_first_ping_of_a_domain_does_not_ask_its_freeze_status(
+        freeze_pinger):
+    ping, stand_in, _clock = freeze_pinger()
+
+    result = ping()
+
+    assert (result.outcome, result.frozen) == (Outcome.OK, None)
+    assert stand_in.commands == ['guest-ping']
+
+
+def test_the_freeze_status_is_asked_once_per_check_interval(freeze_pinger):
+    ping, stand_in, clock = freeze_pinger('{"return": "thawed"}')
+    ping()
+    clock[0] += guest_ping.FREEZE_CHECK_INTERVAL - 1
+    assert ping().frozen is None
+    clock[0] += 1
+
+    assert ping().frozen is False
+    assert ping().frozen is None  # checked just now
+    assert stand_in.commands == ['guest-ping'] * 3 + [
+        'guest-fsfreeze-status', 'guest-ping']
+
+
+def test_a_frozen_guest_answers_its_ping_and_is_checked_at_every_ping(
+        freeze_pinger):
+    ping, stand_in, clock = freeze_pinger()
+    ping()
+    clock[0] += guest_ping.FREEZE_CHECK_INTERVAL
+
+    first, second = ping(), ping()
+
+    assert (first.outcome, first.frozen) == (Outcome.OK, True)
+    assert (second.outcome, second.frozen) == (Outcome.OK, True)
+    assert stand_in.commands.count('guest-fsfreeze-status') == 2
+
+
+@pytest.mark.parametrize('status', [
+    libvirt_error(libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_FROM_QEMU,
+                  "unable to execute QEMU agent command "
+                  "'guest-fsfreeze-status': Command guest-fsfreeze-status "
+                  "has been disabled"),
+    '{"error": {"class": "CommandNotFound"}}',
+    '{"return": "error"}',
+], ids=['disabled', 'not-found', 'odd-status'])
+def test_an_agent_that_cannot_tell_its_freeze_status_is_still_answered(
+        freeze_pinger, status):
+    ping, _stand_in, clock = freeze_pinger(status)
+    ping()
+    clock[0] += guest_ping.FREEZE_CHECK_INTERVAL
+
+    result = ping()
+
+    assert (result.outcome, result.frozen) == (Outcome.OK, None)
+
+
+def test_a_ping_libvirt_held_behind_another_agent_command_is_busy(
+        connected, agent):
+    agent(error=libvirt_error(
+        libvirt.VIR_ERR_OPERATION_TIMEOUT, libvirt.VIR_FROM_NONE,
+        'Timed out during operation: cannot acquire state change lock '
+        '(held by agent=remoteDispatchDomainFSFreeze)'))
+
+    result = connected.ping(WITH_AGENT, 1)
+
+    assert result.outcome is Outcome.BUSY
+    assert 'held by agent=remoteDispatchDomainFSFreeze' in result.detail

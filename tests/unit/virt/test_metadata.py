@@ -123,6 +123,66 @@ def test_other_namespaces_are_not_ours():
         domain('<monitor enabled="no"/>')) == (DEFAULTS, None)
 
 
+# -- what comes from outside stays in its place -----------------------------------
+
+def test_an_attribute_of_another_namespace_is_ignored():
+    text = element('xmlns:x="urn:example:other" enabled="yes" '
+                   'x:enabled="no" x:action="restart"')
+
+    assert domain_metadata.parse_settings(text) == (DEFAULTS, None)
+    assert domain_metadata.settings_from_domain_xml(domain(text)) == (
+        DEFAULTS, None)
+
+
+def test_an_attribute_in_the_elements_own_namespace_is_read():
+    assert domain_metadata.parse_settings(element('ghm:enabled="no"')) == (
+        DomainSettings(enabled=False), None)
+
+
+def test_an_attribute_given_twice_is_refused():
+    settings, error = domain_metadata.parse_settings(
+        element('enabled="yes" ghm:enabled="no"'))
+
+    assert settings == DEFAULTS
+    assert error == 'enabled is given twice'
+
+
+@pytest.mark.parametrize('value', [
+    'no&#10;2026-01-01 00:00:00.000 1 ERROR monitor [-] forged',
+    'yes&#13;', '&#9;no', 'no&#x85;', 'no&#x2028;',
+], ids=['line-feed', 'carriage-return', 'tab', 'next-line', 'separator'])
+def test_a_value_with_control_characters_is_refused_and_quoted_escaped(
+        value):
+    settings, error = domain_metadata.parse_settings(
+        element('enabled="%s"' % value))
+
+    assert settings == DEFAULTS
+    assert error.endswith(': holds control characters')
+    assert error.startswith('enabled="')
+    assert error.isprintable()
+
+
+def test_a_long_value_is_refused_with_a_short_error():
+    xml = domain(element('action="%s"' % ('r' * 100000)))
+
+    settings, error = domain_metadata.settings_from_domain_xml(xml)
+
+    assert settings == DEFAULTS
+    assert error.endswith(': 100000 characters long, more than %d'
+                          % domain_metadata.MAX_VALUE_CHARS)
+    assert len(error) < 200
+
+
+def test_an_unknown_attribute_is_quoted_escaped_and_short():
+    settings, error = domain_metadata.settings_from_domain_xml(domain(
+        element('%s="%s"' % ('n' * 5000, 'v&#10;' * 5000))))
+
+    assert settings == DEFAULTS
+    assert error.startswith('unknown attribute nnnn')
+    assert error.isprintable()
+    assert len(error) < 300
+
+
 def test_a_broken_domain_xml_is_an_error():
     with pytest.raises(ValueError):
         domain_metadata.settings_from_domain_xml('<domain>')
