@@ -40,8 +40,10 @@ _FREEZE_STATUS = '{"execute":"guest-fsfreeze-status"}'
 # domain per 30 s (about one per three pings at Masakari's 10 s interval).
 FREEZE_CHECK_INTERVAL = 30.0
 # Domains remembered for the check; beyond this, those not pinged for a
-# while are dropped (they were undefined or migrated away).
-_FREEZE_MEMORY = 4096
+# while are dropped (they were undefined or migrated away), in one pass at
+# most every FREEZE_CHECK_INTERVAL: a pass per ping would cost a scan of
+# every domain per ping on a host with more domains than this.
+_FREEZE_MEMORY = 8192
 
 
 class GuestPing:
@@ -56,6 +58,7 @@ class GuestPing:
         # ping; frozen then). Native threads share it: only single dict
         # operations, atomic under the GIL.
         self._freeze_seen = {}
+        self._pruned_at = None
 
     def ping(self, conn, info, timeout):
         """guest-ping one domain; never raises.
@@ -107,8 +110,12 @@ class GuestPing:
         return frozen
 
     def _remember(self, uuid, seen):
-        if len(self._freeze_seen) >= _FREEZE_MEMORY:
-            oldest = self._clock() - 10 * FREEZE_CHECK_INTERVAL
+        now = self._clock()
+        if len(self._freeze_seen) >= _FREEZE_MEMORY and (
+                self._pruned_at is None
+                or now - self._pruned_at >= FREEZE_CHECK_INTERVAL):
+            self._pruned_at = now
+            oldest = now - 10 * FREEZE_CHECK_INTERVAL
             for key, (checked_at, _frozen) in list(
                     self._freeze_seen.items()):
                 if checked_at < oldest:

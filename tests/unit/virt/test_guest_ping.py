@@ -323,3 +323,29 @@ def test_a_ping_libvirt_held_behind_another_agent_command_is_busy(
 
     assert result.outcome is Outcome.BUSY
     assert 'held by agent=remoteDispatchDomainFSFreeze' in result.detail
+
+
+def test_domains_long_unpinged_are_forgotten_in_one_pass_per_interval(
+        monkeypatch):
+    monkeypatch.setattr(guest_ping, '_FREEZE_MEMORY', 3)
+    clock = [1000.0]
+    pinger = guest_ping.GuestPing(notes_mod.Notes(), clock=lambda: clock[0])
+    scans = []
+    seen = pinger._freeze_seen
+
+    class CountingDict(dict):
+        def items(self):
+            scans.append(clock[0])
+            return super().items()
+
+    pinger._freeze_seen = CountingDict(seen)
+    for uuid in ('old-1', 'old-2', 'old-3'):
+        pinger._remember(uuid, (clock[0], False))
+    clock[0] += 10 * guest_ping.FREEZE_CHECK_INTERVAL + 1
+
+    pinger._remember('new-1', (clock[0], False))
+    for n in range(50):  # a host with more domains than the bound
+        pinger._remember('new-%d' % (n + 2), (clock[0], False))
+
+    assert not {'old-1', 'old-2', 'old-3'} & set(pinger._freeze_seen)
+    assert len(scans) == 1
