@@ -123,6 +123,15 @@ def native_calls_running():
     return len(_running)
 
 
+def wait_native_calls(timeout, leave=0):
+    """Wait in the calling green thread until at most ``leave`` native
+    calls run, or ``timeout`` seconds passed; whether they did."""
+    deadline = time.monotonic() + max(0.0, timeout)
+    while len(_running) > leave and time.monotonic() < deadline:
+        eventlet.sleep(0.05)
+    return len(_running) <= leave
+
+
 class NativeCall:
     """``func(*args)`` running on a native daemon thread of its own.
 

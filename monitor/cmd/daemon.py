@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+import time
 
 from oslo_config import cfg
 
@@ -201,12 +202,14 @@ def _stop(service, conf):
         STOP_BOUND - _STOP_MARGIN / 2, EXIT_ABANDONED,
         'the stop did not end within %.0f s; exiting, abandoning what '
         'still runs' % STOP_BOUND)
+    signalled = time.monotonic()
     service.stop()
-    # A ping in flight ends within one ping timeout; do not wait longer,
-    # nor past what the bound leaves once the connection is closed.
-    all_ended = service.wait(grace=min(
-        conf.monitor.ping_timeout,
-        STOP_BOUND - _STOP_MARGIN - service.close_timeout))
+    # What the bound leaves once the connection is closed.
+    budget = STOP_BOUND - 2 * _STOP_MARGIN - service.close_timeout
+    # A ping in flight ends within one ping timeout; do not wait longer.
+    all_ended = service.wait(grace=min(conf.monitor.ping_timeout, budget))
+    # Nor, for the native calls, past the bound.
+    service.settle(signalled + budget - time.monotonic())
     service.close()
     abandoned = service.abandoned()
     if abandoned:

@@ -277,6 +277,15 @@ class MonitorService:
         self.events.close()
         self.systemd.close()
 
+    def settle(self, timeout):
+        """Let the native calls still running end, for up to ``timeout``
+        seconds: a ping to a hung agent ends within libvirt's guest-sync
+        floor (5 s) past its own timeout, and a routine stop must not be
+        told as one that abandoned it. Recovery calls already given up on
+        are not waited for."""
+        return concurrency.wait_native_calls(timeout,
+                                             leave=len(self.recovery.stuck))
+
     @staticmethod
     def abandoned():
         """How many native calls are still running once the service is

@@ -11,6 +11,8 @@ per fault, what goes wrong while the daemon runs:
   a QEMU that no longer answers its monitor;
 * ``hang-reset-NAME``: a reset of NAME never returns, likewise;
 * ``hang-listing``: listing the domains never returns, as with a wedged
+  libvirtd;
+* ``slow-listing``: listing the domains takes 3 s, as on a busy
   libvirtd.
 
 A call that hangs blocks its native thread for good, as libvirt does.
@@ -66,6 +68,8 @@ def install(control):
         def call(*args, **kwargs):
             if has('hang-listing'):
                 _hang()
+            if has('slow-listing'):
+                _native_time.sleep(3)
             return real(*args, **kwargs)
         return call
 

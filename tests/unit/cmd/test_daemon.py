@@ -647,3 +647,25 @@ def test_sigterm_ends_the_daemon_within_bounds_whatever_libvirt_does(
     finally:
         box.close()
     assert held.notification.domain_name == 'stuck-screen'
+
+
+def test_a_stop_while_a_slow_libvirt_call_runs_waits_for_it_and_ends_well(
+        tmp_path, fake_host):
+    conf_path, control, _receiver = fake_host
+    log = tmp_path / 'daemon.log'
+    with fake_agent_daemon(conf_path, control, log) as proc:
+        wait_healthy(log, GUESTS)
+        (control / 'slow-listing').touch()
+        time.sleep(1.5)  # a round has started its 3 s listing
+        proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        status = proc.wait(timeout=30)
+        took = time.monotonic() - signalled
+
+    text = log.read_text()
+    # The listing ends on its own, well within the stop's bound: nothing
+    # was left behind, and the exit status says so.
+    assert status == 0, text
+    assert 'abandoning' not in text
+    assert 'guest-health-monitor stopped' in text
+    assert took < 10, text
