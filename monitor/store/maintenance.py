@@ -31,6 +31,8 @@ import os
 import typing
 import uuid as uuid_mod
 
+from monitor.store import state_dir
+
 LOG = logging.getLogger(__name__)
 
 FILE_NAME = 'maintenance.json'
@@ -170,19 +172,4 @@ class MaintenanceFile:
             'pauses': [pause._asdict() for pause in
                        sorted(pauses, key=lambda p: p.key)]},
             indent=1, sort_keys=True).encode('utf-8')
-        temporary = self.path + '.tmp'
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-                     | os.O_NOFOLLOW, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(temporary, self.path)
-        dir_fd = os.open(os.path.dirname(os.path.abspath(self.path)),
-                         os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        state_dir.write_private(self.path, data)

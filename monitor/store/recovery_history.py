@@ -43,6 +43,8 @@ import re
 import stat
 import time
 
+from monitor.store import state_dir
+
 LOG = logging.getLogger(__name__)
 
 FILE_NAME = 'recovery.json'
@@ -175,24 +177,9 @@ class RecoveryHistory:
                         step)
 
     def _write(self):
-        directory = os.path.dirname(os.path.abspath(self.path))
-        temporary = self.path + '.tmp'
         data = json.dumps({k: list(v) for k, v in self._times.items()},
                           sort_keys=True).encode('utf-8')
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-                     | os.O_NOFOLLOW, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(temporary, self.path)
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        state_dir.write_private(self.path, data)
 
 
 def _read(path):

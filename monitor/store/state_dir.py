@@ -102,3 +102,26 @@ def restrict_modes(state_path, extra_paths=()):
             continue
         if stat.S_IMODE(mode) != wanted:
             os.chmod(path, wanted)
+
+
+def write_private(path, data):
+    """Replace the file ``path`` with ``data`` (bytes), mode 0600, so that
+    a crash at any point leaves either the old file or the new one whole:
+    a temporary file beside it, fsynced, renamed over it, and the
+    directory fsynced. A symbolic link at the temporary path is refused.
+    Raises OSError."""
+    temporary = path + '.tmp'
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                 | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(temporary, path)
+    dir_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -127,3 +127,30 @@ def test_symbolic_links_are_not_followed(state, tmp_path):
 
 def test_missing_extra_paths_are_ignored(state, tmp_path):
     state_dir.restrict_modes(state, [str(tmp_path / 'gone.dbm')])
+
+
+def test_a_private_file_is_replaced_whole_and_readable_by_its_owner_only(
+        tmp_path):
+    path = str(tmp_path / 'kept.json')
+    with open(path, 'w') as old:
+        old.write('old')
+    os.chmod(path, 0o644)
+
+    state_dir.write_private(path, b'new')
+
+    with open(path, 'rb') as kept:
+        assert kept.read() == b'new'
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert os.listdir(str(tmp_path)) == ['kept.json']
+
+
+def test_a_link_planted_at_the_temporary_path_is_never_followed(tmp_path):
+    target = tmp_path / 'elsewhere'
+    target.write_text('untouched')
+    path = str(tmp_path / 'kept.json')
+    os.symlink(str(target), path + '.tmp')
+
+    with pytest.raises(OSError):
+        state_dir.write_private(path, b'new')
+
+    assert target.read_text() == 'untouched'
