@@ -14,7 +14,6 @@ duration, guests pinged) and the moment it decided to notify for a domain.
 
 import os
 import re
-import signal
 import subprocess
 import time
 import typing
@@ -280,14 +279,7 @@ class PeerMonitor(_Monitor):
         return self
 
     def stop(self, timeout=15):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        lab_daemon.terminate(self.proc, timeout)
 
     @property
     def pid(self):

@@ -24,7 +24,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -152,12 +151,7 @@ class Process:
 
     def stop(self):
         if self.running:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+            lab_daemon.terminate(self.proc, 20)
         self._out.close()
 
     def tail(self, count=15):

@@ -15,6 +15,19 @@ import time
 from lab import REPO_ROOT
 
 
+def terminate(proc, timeout=15):
+    """SIGTERM ``proc`` (started with start_new_session=True), and SIGKILL
+    its whole process group if it has not ended within ``timeout``."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def console_script():
     """The console script next to the interpreter running the tests."""
     candidate = os.path.join(os.path.dirname(sys.executable),

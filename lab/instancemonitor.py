@@ -9,7 +9,6 @@ keystoneauth's ``none`` plugin with a fixed endpoint, as the monitor does.
 """
 
 import os
-import signal
 import subprocess
 import time
 
@@ -73,14 +72,7 @@ class InstanceMonitor:
         return self
 
     def stop(self, timeout=15):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        lab_daemon.terminate(self.proc, timeout)
 
     def log(self):
         return _read(self.log_path)
