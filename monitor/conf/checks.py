@@ -21,6 +21,7 @@ from monitor.conf import log_setup
 from monitor.conf import values
 from monitor.errors import ConfigError
 from monitor.notify import drivers
+from monitor.notify import masakari
 from monitor.notify import masakari_conf
 from monitor.notify import webhook
 from monitor.store import domain_store
@@ -54,7 +55,7 @@ def validate(conf):
     if drivers.uses_masakari(conf):
         # Without the engine its endpoint, Keystone and TLS settings are
         # unused: a host without Masakari must not need them.
-        checks.append(masakari_conf.check_conf)
+        checks.extend((masakari_conf.check_conf, masakari.check_conf))
     checks.append(_check_agent_channel_path_regex)
     for check in checks:
         check(conf)

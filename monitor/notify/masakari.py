@@ -38,6 +38,7 @@ from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
 from monitor.errors import ConfigError
+from monitor.notify import delivery
 from monitor.notify import http_edge
 from monitor.notify import masakari_conf
 
@@ -67,7 +68,7 @@ Seconds a notification that masakari-instancemonitor also sends waits
 before its first attempt, with [notifier] coexist_with_instancemonitor.
 Keep it above masakari-api's notification_delay_max (5 by default: its
 random wait before storing a notification) plus masakari-instancemonitor's
-own time to reach masakari-api, and at most [delivery] retry_max_delay.
+own time to reach masakari-api, and at most [outbox] retry_max_delay (checked at start).
 From 1 to 60. Default 10.
 """),
 ]
@@ -89,6 +90,21 @@ def instancemonitor_wait(conf):
     if group.driver != 'masakari' or not group.coexist_with_instancemonitor:
         return 0
     return group.instancemonitor_wait
+
+
+def check_conf(conf):
+    """The wait must fit the delivery's own pace: the outbox counts an
+    attempt due further away than [outbox] retry_max_delay as due now
+    (a clock stepped back), which would send ours first.
+
+    :raises ConfigError: naming the option.
+    """
+    wait = instancemonitor_wait(conf)
+    ceiling = conf[delivery.GROUP].retry_max_delay
+    if wait > ceiling:
+        raise ConfigError(masakari_conf.GROUP, 'instancemonitor_wait',
+                          'must be at most [%s] retry_max_delay (%g); got %d'
+                          % (delivery.GROUP, ceiling, wait))
 
 
 def _engine_uuid(text):

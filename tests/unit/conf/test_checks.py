@@ -403,3 +403,23 @@ def test_a_webhook_ca_file_without_a_certificate_is_named(write_conf,
     bogus.write_text('not a certificate\n')
     error = load_error(write_conf(webhook={'cafile': str(bogus)}))
     assert (error.group, error.option) == ('webhook', 'cafile')
+
+
+def test_a_wait_for_instancemonitor_beyond_the_retry_ceiling_is_refused(
+        write_conf):
+    error = load_error(write_conf(notifier={'instancemonitor_wait': '30'},
+                                  outbox={'retry_max_delay': '20'}))
+    assert (error.group, error.option) == ('notifier', 'instancemonitor_wait')
+    assert 'retry_max_delay' in str(error)
+
+
+@pytest.mark.parametrize('notifier', [
+    {'instancemonitor_wait': '20'},
+    {'instancemonitor_wait': '30', 'coexist_with_instancemonitor': 'false'},
+])
+def test_a_wait_within_the_retry_ceiling_or_unused_is_accepted(write_conf,
+                                                               notifier):
+    conf = load(write_conf(notifier=notifier,
+                           outbox={'retry_max_delay': '20'}))
+    assert conf.notifier.instancemonitor_wait == int(
+        notifier['instancemonitor_wait'])
