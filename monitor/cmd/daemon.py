@@ -202,15 +202,19 @@ def _stop(service, conf):
         STOP_BOUND - _STOP_MARGIN / 2, EXIT_ABANDONED,
         'the stop did not end within %.0f s; exiting, abandoning what '
         'still runs' % STOP_BOUND)
-    signalled = time.monotonic()
+    ends_by = time.monotonic() + STOP_BOUND - 2 * _STOP_MARGIN
     service.stop()
-    # What the bound leaves once the connection is closed.
-    budget = STOP_BOUND - 2 * _STOP_MARGIN - service.close_timeout
-    # A ping in flight ends within one ping timeout; do not wait longer.
-    all_ended = service.wait(grace=min(conf.monitor.ping_timeout, budget))
-    # Nor, for the native calls, past the bound.
-    service.settle(signalled + budget - time.monotonic())
-    service.close()
+
+    def left(reserve=0.0):
+        return ends_by - reserve - time.monotonic()
+
+    # A ping in flight ends within one ping timeout; do not wait longer,
+    # and keep the connection's close its share of the bound.
+    all_ended = service.wait(grace=min(conf.monitor.ping_timeout,
+                                       left(service.close_timeout)))
+    service.settle(left(service.close_timeout))
+    # The close ends once the pings still using the connection returned.
+    service.close(timeout=left())
     abandoned = service.abandoned()
     if abandoned:
         LOG.warning('guest-health-monitor stopped, abandoning %d libvirt '

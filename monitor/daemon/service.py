@@ -41,7 +41,10 @@ LOG = logging.getLogger(__name__)
 
 class MonitorService:
 
-    # Seconds close() waits for the libvirt connection to close.
+    # Seconds close() waits for the libvirt connection to close, at least:
+    # libvirt closes it once the calls using it have returned, and a ping
+    # to a hung agent returns within its timeout plus the 5 s guest-sync
+    # wait, so a stop gives the close what its bound has left.
     close_timeout = 2.0
 
     def __init__(self, conf, clock=time.time):
@@ -250,11 +253,14 @@ class MonitorService:
         self._threads = []
         return all_ended
 
-    def close(self):
+    def close(self, timeout=None):
         """Flush and release everything; pending notifications stay in
         the outbox for the next start, held ones too (the next start
         sends them as interrupted). Bounded: a libvirt call stuck in a
-        native thread is left behind (see :func:`abandoned`)."""
+        native thread is left behind (see :func:`abandoned`); the
+        connection's close is waited for ``timeout`` seconds (at least
+        ``close_timeout``)."""
+        timeout = max(self.close_timeout, timeout or 0)
         # Before the outbox closes: none of them may touch it any more.
         self.recovery.stop()
         if self.metrics_server is not None:
@@ -270,10 +276,9 @@ class MonitorService:
         # In a native thread of its own: closing a connection that a
         # stuck call still uses must not hold the stop.
         closing = concurrency.NativeCall(self.host.close, name='close')
-        if not closing.wait(self.close_timeout):
+        if not closing.wait(timeout):
             LOG.warning('The libvirt connection to %s did not close within '
-                        '%.0f s; leaving it', self.host.uri,
-                        self.close_timeout)
+                        '%.0f s; leaving it', self.host.uri, timeout)
         self.events.close()
         self.systemd.close()
 
