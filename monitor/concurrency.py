@@ -141,8 +141,12 @@ class NativeCall:
     nor touch anything green, as with :func:`run_native`.
     """
 
-    def __init__(self, func, *args, name='native-call'):
+    def __init__(self, func, *args, name='native-call', tracked=True):
+        """``tracked`` False: not counted by :func:`native_calls_running`
+        (a call whose abandonment costs nothing, as a close the process's
+        exit does anyway)."""
         self.started_at = time.monotonic()
+        self._tracked = tracked
         self._func = func
         self._args = args
         self._value = self._error = None
@@ -157,7 +161,10 @@ class NativeCall:
 
     def _run(self):
         try:
-            self._value = _tracked(self._func, self._args, {})
+            if self._tracked:
+                self._value = _tracked(self._func, self._args, {})
+            else:
+                self._value = self._func(*self._args)
         except BaseException as exc:  # handed to the green side as is
             self._error = exc
         self.ended_at = time.monotonic()

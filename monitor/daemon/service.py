@@ -250,6 +250,11 @@ class MonitorService:
                 thread.wait()
                 ended.append(thread)
         all_ended = len(ended) == len(self._threads)
+        # One still in a round (waiting for a ping to a hung agent) must
+        # not go on with it once close() has closed the stores under it.
+        for thread in self._threads:
+            if thread not in ended:
+                thread.kill()
         self._threads = []
         return all_ended
 
@@ -275,7 +280,10 @@ class MonitorService:
             close_client()
         # In a native thread of its own: closing a connection that a
         # stuck call still uses must not hold the stop.
-        closing = concurrency.NativeCall(self.host.close, name='close')
+        # Not counted as abandoned when given up on: the process's exit
+        # closes the connection all the same.
+        closing = concurrency.NativeCall(self.host.close, name='close',
+                                         tracked=False)
         if not closing.wait(timeout):
             LOG.warning('The libvirt connection to %s did not close within '
                         '%.0f s; leaving it', self.host.uri, timeout)

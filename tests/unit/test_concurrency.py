@@ -100,6 +100,17 @@ def test_calls_not_returned_are_counted_until_they_return(gate):
     assert concurrency.native_calls_running() == before
 
 
+def test_an_untracked_call_is_never_counted_as_running(gate):
+    before = concurrency.native_calls_running()
+    call = concurrency.NativeCall(gate.wait, tracked=False)
+    call.wait(0.01)
+
+    assert concurrency.native_calls_running() == before
+
+    gate.set()
+    assert call.wait(10)
+
+
 def test_a_stuck_call_holds_neither_the_shared_pool_nor_the_exit(gate):
     stuck = [concurrency.NativeCall(gate.wait) for _ in range(4)]
 
