@@ -207,21 +207,7 @@ class DomainTracker:
         """
         now = self._now(now)
         facts = self._facts()
-        current = {}
-        for uuid, result in results.items():
-            record = self.store.get(uuid)
-            if record is None or self.maintenance.covers(uuid):
-                continue  # forgotten or paused while the ping ran
-            if record.discovery_since is not None and \
-                    result.started_at < record.discovery_since:
-                # The ping started before the domain was re-armed
-                # (rebooted, resumed): it says nothing about this run.
-                continue
-            # A delivery since the last look makes the domain reported
-            # before its result counts (and it no longer counts for the
-            # breaker).
-            record = self._see_delivery(record, facts, now)
-            current[uuid] = (record, result)
+        current = self._current(results, facts, now)
         missed = [r.uuid for r, res in current.values()
                   if res.outcome is Outcome.MISSED]
         counters = {}
@@ -230,6 +216,12 @@ class DomainTracker:
                       if _counts_misses(current[uuid][0])]
             if wanted:
                 counters = counters_of(wanted)
+                # Taking them yields to the event dispatcher: a reboot
+                # applied meanwhile must not be overwritten by a record
+                # read before it.
+                facts = self._facts()
+                current = self._current(results, facts, now)
+                missed = [uuid for uuid in missed if uuid in current]
 
         # Only domains answering until now count for the breaker: a host
         # full of guests still booting is not a stalled host, and guests
@@ -253,6 +245,24 @@ class DomainTracker:
         self.review(now, facts)
         return RoundOutcome(suppressed, {
             uuid: self.settings.threshold_of(uuid) for uuid in missed})
+
+    def _current(self, results, facts, now):
+        """{uuid: (record, result)} of the results that still count."""
+        current = {}
+        for uuid, result in results.items():
+            record = self.store.get(uuid)
+            if record is None or self.maintenance.covers(uuid):
+                continue  # forgotten or paused while the ping ran
+            if record.discovery_since is not None and \
+                    result.started_at < record.discovery_since:
+                # The ping started before the domain was re-armed
+                # (rebooted, resumed): it says nothing about this run.
+                continue
+            # A delivery since the last look makes the domain reported
+            # before its result counts (and it no longer counts for the
+            # breaker).
+            current[uuid] = (self._see_delivery(record, facts, now), result)
+        return current
 
     def _apply_result(self, record, result, suppressed, now, facts,
                       counters=None):

@@ -343,6 +343,32 @@ def test_a_ping_started_before_a_reboot_says_nothing_about_the_new_run(
     assert host.pending() == []
 
 
+def test_a_reboot_applied_while_the_round_takes_counters_is_not_undone(
+        store, outbox, wakes):
+    tracker = make_tracker(
+        store, outbox, wakes,
+        silent_periods=guest_activity.SilentPeriods(enabled=True))
+    host = Host(tracker, store, outbox)
+    healthy(host, 1)
+    host.now += INTERVAL
+    tracker.reconcile([listed(1)], now=host.now)
+    started = host.now + 0.01
+
+    def counters_while_the_guest_reboots(uuids):
+        # Taking the counters yields to the event dispatcher, which
+        # applies the reboot that made the ping fail.
+        tracker.apply_event(event(1, EventKind.REBOOT), now=host.now + 1)
+        return {}
+
+    tracker.apply_round({uuid(1): PingResult(MISSED, 'agent disappeared',
+                                             started, 0.3)},
+                        now=host.now + 2,
+                        counters_of=counters_while_the_guest_reboots)
+
+    assert host.state(1) == D
+    assert host.record(1).misses == 0
+
+
 def test_an_answer_from_before_a_reboot_does_not_end_discovery(host,
                                                                tracker):
     healthy(host, 1)
