@@ -21,6 +21,9 @@ PACKAGES=(
     python3-dev gcc make sqlite3
     # mkfs.ext4: the lab guest's filesystem disk (lab/guests.py).
     e2fsprogs
+    # The Alertmanager driver's lab tests run real Alertmanagers; promtool
+    # (in prometheus) checks and unit-tests the shipped alert rules.
+    prometheus-alertmanager prometheus
 )
 
 missing_packages() {

@@ -1,10 +1,16 @@
 """guest-health-monitor-status: which domains the running daemon watches,
 and how they are; and maintenance pauses that end by themselves.
 
-    guest-health-monitor-status [--config-file F] [--json]
+    guest-health-monitor-status [--config-file F] [show] [-f FORMAT] [-c COLUMN]...
     guest-health-monitor-status [...] pause DOMAIN --for 30m [--reason TEXT]
     guest-health-monitor-status [...] pause --all --for 2h [--reason TEXT]
     guest-health-monitor-status [...] resume DOMAIN|--all
+
+``show`` (also without a command) lists the domains. ``-f/--format``
+table, json, yaml or value and ``-c/--column`` follow the convention of
+output_format.py; ``--json`` is short for ``-f json``. JSON and YAML give
+the daemon's document as is (docs/schemas/status.schema.json), ``-c``
+keeping those keys of each domain; the columns are COLUMNS' keys.
 
 It asks the daemon over its status socket (``<state_path>/status.sock``),
 so it shows the daemon's live view whatever the cache backend. The socket
@@ -21,9 +27,7 @@ Only ``[DEFAULT] state_path`` is read from the configuration, without the
 daemon's start-up checks: those would create the state directory or load
 authentication plugins, which a read-only look must not do.
 
-Exit status: 0 done, 1 no usable answer, 2 configuration or command line
-(a bad duration), 3 the daemon is not running, 4 the daemon refused the
-request (an unknown domain).
+Exit statuses: EXIT_STATUS_HELP, which --help shows.
 """
 
 import errno
@@ -35,6 +39,7 @@ import sys
 from oslo_config import cfg
 
 from monitor import masking
+from monitor.cmd import output_format
 from monitor.cmd import text_table
 from monitor.conf import general
 from monitor.daemon import status_server
@@ -49,6 +54,13 @@ EXIT_CONFIG_ERROR = 2
 EXIT_NOT_RUNNING = 3
 EXIT_REFUSED = 4
 
+EXIT_STATUS_HELP = (
+    'Exit status: 0 done; 1 the daemon gave no usable answer (permission '
+    'denied on its socket, no answer within %.0f s); 2 a broken '
+    'configuration file or command line (a bad duration, an unknown '
+    'column); 3 the daemon is not running; 4 the daemon refused the '
+    'request (an unknown domain).')
+
 # The daemon answers from memory; a slow answer means a stuck daemon.
 TIMEOUT = 10.0
 
@@ -61,6 +73,9 @@ _UNIT = {'': 1, 's': 1, 'm': 60, 'h': 3600}
 def _add_commands(subparsers):
     # Without a command the status is shown, as before pauses existed.
     subparsers.required = False
+    show = subparsers.add_parser(
+        'show', help='the monitored domains (the default command)')
+    output_format.add_arguments(show, COLUMNS)
     pause = subparsers.add_parser(
         'pause', help='stop pinging, notifying and recovering a domain '
                       '(or every domain) for a while')
@@ -73,19 +88,13 @@ def _add_commands(subparsers):
     pause.add_argument('--reason', default='',
                        help='why, for the log and the status (at most %d '
                             'characters)' % maintenance_file.MAX_REASON)
+    output_format.add_arguments(pause)
     resume = subparsers.add_parser(
         'resume', help='lift a pause now (--all: every pause)')
     resume.add_argument('domain', nargs='?', help='domain name or UUID')
     resume.add_argument('--all', action='store_true',
                         help='every pause on this host')
-
-
-CLI_OPTS = [
-    cfg.BoolOpt('json', default=False,
-                help='Print the daemon\'s answer as JSON instead of a '
-                     'table.'),
-    cfg.SubCommandOpt('command', title='commands', handler=_add_commands),
-]
+    output_format.add_arguments(resume)
 
 
 def parse_duration(text):
@@ -214,19 +223,42 @@ def _subject(view):
     return '%s (%s)' % (view['name'], view['uuid'])
 
 
-def format_table(document):
+# The keys of each domain in the document, as columns. The table shows
+# a domain's pause and maintenance in STATE; value output gives each key
+# as it is.
+COLUMNS = (
+    output_format.Column('name', 'NAME'),
+    output_format.Column('uuid', 'UUID'),
+    output_format.Column('state', 'STATE', _state_cell),
+    output_format.Column('paused', 'PAUSED'),
+    output_format.Column('misses', 'MISSES'),
+    output_format.Column('last_answer', 'LAST ANSWER'),
+    output_format.Column('notification', 'NOTIFICATION',
+                         lambda d: _notification_cell(d.get('notification'))),
+    output_format.Column('maintenance', 'MAINTENANCE'),
+)
+TABLE_COLUMNS = ('name', 'uuid', 'state', 'misses', 'last_answer',
+                 'notification')
+
+CLI_OPTS = output_format.cli_opts(COLUMNS) + [
+    cfg.SubCommandOpt('command', title='commands', handler=_add_commands),
+]
+
+
+def format_table(document, columns=None):
+    """The status for people: ``columns`` (Column; default: the usual
+    ones) of each domain, then the pauses and a libvirt outage."""
+    if columns is None:
+        columns = output_format.select(COLUMNS, (), TABLE_COLUMNS)
     domains = document.get('domains', [])
     lines = []
     if not domains:
         lines.append('No domain is monitored on %s.'
                      % document.get('host', 'this host'))
     else:
-        rows = [(d['name'], d['uuid'], _state_cell(d),
-                 d['misses'], d['last_answer'] or '-',
-                 _notification_cell(d.get('notification')))
-                for d in domains]
-        lines.append(text_table.format_table(('NAME', 'UUID', 'STATE', 'MISSES',
-                             'LAST ANSWER', 'NOTIFICATION'), rows))
+        rows = [[c.table_cell(d) for c in columns] for d in domains]
+        lines.append(text_table.format_table([c.header for c in columns],
+                                             rows))
     pauses = document.get('maintenance') or []
     if pauses:
         lines.append('')
@@ -277,6 +309,50 @@ def format_answer(answer):
     return '\n'.join(lines)
 
 
+def _answer_rows(answer):
+    """What a pause or resume did, one row per subject, for value output."""
+    rows = []
+    for action in ('paused', 'resumed'):
+        for view in answer.get(action, []):
+            rows.append({'action': action,
+                         'name': 'all' if view['all'] else view['name'],
+                         'uuid': view['uuid'], 'until': view.get('until')})
+    return rows
+
+
+ANSWER_COLUMNS = tuple(output_format.Column(key, key.upper())
+                       for key in ('action', 'name', 'uuid', 'until'))
+
+
+def render(document, fmt, asked, showing):
+    """The output for ``document`` (the status when ``showing``, else a
+    pause or resume answer) in ``fmt``.
+
+    :raises output_format.UsageError: a column the status does not have.
+    """
+    if not showing:
+        if fmt == output_format.TABLE:
+            text = format_answer(document)
+        elif fmt == 'value':
+            text = output_format.values(_answer_rows(document),
+                                        ANSWER_COLUMNS, masking.escape)
+        else:
+            return output_format.dump(document, fmt)
+        return masking.escape(text, keep_newlines=True)
+    columns = output_format.select(COLUMNS, asked, TABLE_COLUMNS)
+    if fmt == 'value':
+        return output_format.values(document.get('domains', []), columns,
+                                    masking.escape)
+    if fmt == output_format.TABLE:
+        # Domain names and errors come from outside: shown, never obeyed.
+        return masking.escape(format_table(document, columns),
+                              keep_newlines=True)
+    if asked:
+        document = dict(document, domains=output_format.narrow(
+            document.get('domains', []), columns))
+    return output_format.dump(document, fmt)
+
+
 def main(argv=None, out=None, err=None):
     """Run the command; returns the exit status."""
     out = out or sys.stdout
@@ -286,19 +362,27 @@ def main(argv=None, out=None, err=None):
     conf.register_cli_opts(CLI_OPTS)
     try:
         conf(args=argv, project=general.PROJECT, prog=PROG,
-             default_config_files=None)
+             default_config_files=None,
+             epilog=EXIT_STATUS_HELP % TIMEOUT)
         path = status_server.socket_path(conf.state_path)
     except cfg.Error as exc:
         print('%s: %s' % (PROG, exc), file=err)
         return EXIT_CONFIG_ERROR
     command = conf.command
+    fmt, asked = output_format.chosen(conf)
+    showing = command.name in (None, 'show')
     request = None
-    if command.name is not None:
-        try:
+    try:
+        if asked and not showing:
+            raise ValueError('-c/--column applies to show, not to %s'
+                             % command.name)
+        # Unknown columns are named before the daemon is asked.
+        output_format.select(COLUMNS, asked, TABLE_COLUMNS)
+        if not showing:
             request = _request(command)
-        except ValueError as exc:
-            print('%s: %s' % (PROG, exc), file=err)
-            return EXIT_CONFIG_ERROR
+    except ValueError as exc:
+        print('%s: %s' % (PROG, exc), file=err)
+        return EXIT_CONFIG_ERROR
     try:
         document = ask(path, request)
     except DaemonNotRunning as exc:
@@ -315,15 +399,9 @@ def main(argv=None, out=None, err=None):
               'without maintenance pauses? Restart it after an upgrade.'
               % (PROG, request['command']), file=err)
         return EXIT_NO_ANSWER
-    if conf.json:
-        print(json.dumps(document, indent=2, sort_keys=True), file=out)
-    elif command.name is None:
-        # Domain names and errors come from outside: shown, never obeyed.
-        print(masking.escape(format_table(document), keep_newlines=True),
-              file=out)
-    else:
-        print(masking.escape(format_answer(document), keep_newlines=True),
-              file=out)
+    text = render(document, fmt, asked, showing)
+    if text:
+        print(text, file=out)
     return 0
 
 

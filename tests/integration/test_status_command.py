@@ -4,11 +4,17 @@ visible only through the daemon)."""
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import time
 
+import jsonschema
+
 from lab import REPO_ROOT
+
+SCHEMA = json.loads((pathlib.Path(REPO_ROOT) / 'docs' / 'schemas'
+                     / 'status.schema.json').read_text())
 
 
 def status_command():
@@ -28,10 +34,12 @@ def status(daemon, *args):
 
 
 def domain(daemon, uuid):
-    result = status(daemon, '--json')
+    result = status(daemon, '-f', 'json')
     assert result.returncode == 0, result.stderr
-    [entry] = [d for d in json.loads(result.stdout)['domains']
-               if d['uuid'] == uuid]
+    document = json.loads(result.stdout)
+    # Every document the daemon gives on the way is one its schema allows.
+    jsonschema.validate(document, SCHEMA)
+    [entry] = [d for d in document['domains'] if d['uuid'] == uuid]
     return entry
 
 
@@ -73,6 +81,9 @@ def test_status_shows_a_crashed_guest_go_error_then_reported(
               if victim.uuid in row]
     assert line.split()[:3] == [victim.name, victim.uuid, 'reported']
     assert domain(daemon, bystander.uuid)['state'] == 'healthy'
+    values = status(daemon, 'show', '-f', 'value', '-c', 'uuid', '-c',
+                    'state')
+    assert f'{victim.uuid} reported' in values.stdout.splitlines()
 
 
 def test_status_says_the_daemon_is_not_running_once_it_stopped(

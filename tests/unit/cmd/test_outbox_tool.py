@@ -1,13 +1,17 @@
 """guest-health-monitor-outbox: operators see what waits for the HA engine
 and what it refused, and requeue refused notifications."""
 
+import contextlib
 import dataclasses
 import io
 import json
 import os
+import pathlib
 import time
 
+import jsonschema
 import pytest
+import yaml
 
 from monitor.cmd import outbox_tool as outbox_cli
 from monitor.notify import notification as notification_mod
@@ -130,7 +134,7 @@ def test_list_json_gives_every_field_under_stable_keys(config_file, outbox):
     delivered = outbox.enqueue(notification(2), 1700000000.0)
     outbox.mark_delivered(delivered.id, 'ACCEPTED', 1700000001.0)
 
-    status, out, _ = run(config_file, 'list', '--json')
+    status, out, _ = run(config_file, 'list', '-f', 'json')
 
     assert status == 0
     assert json.loads(out) == [{
@@ -165,7 +169,7 @@ def test_a_held_notification_says_so_with_its_details(config_file, outbox):
     assert status == 0
     assert entry.id in out and 'held: recovery under way' in out
 
-    status, out, _ = run(config_file, 'list', '--json')
+    status, out, _ = run(config_file, 'list', '-f', 'json')
     [listed] = json.loads(out)
     assert listed['held'] is True
     assert listed['next_attempt_at'] is None
@@ -177,7 +181,7 @@ def test_dead_json_gives_the_engine_message_and_when(config_file, outbox):
     outbox.mark_dead(entry.id, 1700000001.0,
                      'Host with name compute-1 could not be found.')
 
-    status, out, _ = run(config_file, 'dead', '--json')
+    status, out, _ = run(config_file, 'dead', '-f', 'json')
 
     assert status == 0
     [dead] = json.loads(out)
@@ -190,8 +194,8 @@ def test_dead_json_gives_the_engine_message_and_when(config_file, outbox):
 
 
 def test_empty_json_lists_are_empty_arrays(config_file, outbox):
-    assert json.loads(run(config_file, 'list', '--json')[1]) == []
-    assert json.loads(run(config_file, 'dead', '--json')[1]) == []
+    assert json.loads(run(config_file, 'list', '-f', 'json')[1]) == []
+    assert json.loads(run(config_file, 'dead', '-f', 'json')[1]) == []
 
 
 def test_a_damaged_outbox_is_reported_without_a_traceback(config_file,
@@ -246,8 +250,148 @@ def test_json_output_escapes_control_characters_too(config_file, outbox):
     outbox.record_attempt_failed(entry.id, 1700000000.0, 1700000004.0,
                                  HOSTILE)
 
-    status, out, _ = run(config_file, 'list', '--json')
+    status, out, _ = run(config_file, 'list', '-f', 'json')
 
     assert status == 0
     assert no_control_characters(out)
     assert json.loads(out)[0]['last_error'] == HOSTILE
+
+
+# -- output formats, columns and the JSON Schema ---------------------------------
+
+SCHEMA = (pathlib.Path(__file__).resolve().parents[3] / 'docs' / 'schemas'
+          / 'outbox.schema.json')
+
+
+def validator():
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+@pytest.fixture
+def entries(outbox):
+    """One notification in each shape the outbox holds: pending after a
+    failed attempt, held with its details, delivered, dead."""
+    waiting = outbox.enqueue(notification(1), 1700000000.0)
+    outbox.record_attempt_failed(waiting.id, 1700000000.0, 1700000004.0,
+                                 'connection failed: Connection refused')
+    details = {'reason': 'guest kernel panicked', 'consecutive_misses': 3,
+               'recovery': {'action': 'reset', 'result': 'in_progress',
+                            'detail': ''}, 'evidence': []}
+    held = outbox.enqueue(dataclasses.replace(notification(2),
+                                              details=details),
+                          1700000001.0, held=True)
+    delivered = outbox.enqueue(notification(3), 1700000002.0)
+    outbox.mark_delivered(delivered.id, 'ACCEPTED', 1700000003.0)
+    dead = outbox.enqueue(notification(4), 1700000002.0)
+    outbox.mark_dead(dead.id, 1700000005.0, 'Host not found')
+    return {'waiting': waiting, 'held': held, 'dead': dead}
+
+
+@pytest.mark.parametrize('args', [
+    ('list', '-f', 'json'), ('list', '--format', 'json'),
+    ('list', '--json'), ('-f', 'json', 'list'), ('--json', 'list')])
+def test_json_is_accepted_before_or_after_the_command(config_file, entries,
+                                                      args):
+    status, out, _ = run(config_file, *args)
+
+    assert status == 0
+    assert [e['id'] for e in json.loads(out)] == [
+        entries['waiting'].id, entries['held'].id]
+
+
+def test_every_json_output_of_a_real_outbox_matches_its_schema(
+        config_file, entries):
+    check = validator()
+    listed = json.loads(run(config_file, 'list', '-f', 'json')[1])
+    dead = json.loads(run(config_file, 'dead', '-f', 'json')[1])
+    status, out, _ = run(config_file, 'retry', entries['dead'].id, '-f',
+                         'json')
+    requeued = json.loads(out)
+
+    for document in (listed, dead, requeued, []):
+        check.validate(document)
+    assert [e['status'] for e in listed + dead + requeued] == [
+        'pending', 'pending', 'dead', 'pending']
+    assert listed[1]['held'] is True and listed[1]['details']
+    assert status == 0 and requeued[0]['id'] == entries['dead'].id
+
+
+def test_the_schema_refuses_an_entry_without_a_key(config_file, entries):
+    [dead] = json.loads(run(config_file, 'dead', '-f', 'json')[1])
+    del dead['instance_uuid']
+
+    with pytest.raises(jsonschema.ValidationError):
+        validator().validate([dead])
+
+
+def test_yaml_is_the_same_document(config_file, entries):
+    as_json = json.loads(run(config_file, 'dead', '-f', 'json')[1])
+
+    status, out, _ = run(config_file, 'dead', '-f', 'yaml')
+
+    assert status == 0
+    assert yaml.safe_load(out) == as_json
+
+
+def test_value_prints_the_asked_columns_one_notification_a_line(
+        config_file, entries):
+    status, out, _ = run(config_file, 'list', '-f', 'value', '-c', 'id',
+                         '-c', 'held', '-c', 'ATTEMPTS')
+
+    assert status == 0
+    assert out == (f"{entries['waiting'].id} false 1\n"
+                   f"{entries['held'].id} true 0\n")
+
+
+def test_columns_are_named_by_key_or_by_header(config_file, entries):
+    _, by_header, _ = run(config_file, 'dead', '-c', 'DOMAIN', '-c',
+                          'engine message')
+    _, by_key, _ = run(config_file, 'dead', '-c', 'domain_name', '-c',
+                       'last_error')
+
+    assert by_header == by_key
+    assert [line.split(None, 1) for line in by_key.splitlines()] == [
+        ['DOMAIN', 'ENGINE MESSAGE'], ['instance-00000004', 'Host not found']]
+
+
+def test_json_columns_keep_those_keys(config_file, entries):
+    status, out, _ = run(config_file, 'dead', '-f', 'json', '-c', 'id',
+                         '-c', 'outcome')
+
+    assert json.loads(out) == [{'id': entries['dead'].id,
+                                'outcome': 'REJECTED'}]
+
+
+def test_an_unknown_column_exits_2_before_reading_the_outbox(config_file,
+                                                             state):
+    status, out, err = run(config_file, 'list', '-c', 'colour')
+
+    assert (status, out) == (2, '')
+    assert "no column 'colour'" in err and 'instance_uuid' in err
+    assert not os.path.exists(state)
+
+
+def test_columns_do_not_apply_to_retry(config_file, entries):
+    status, _, err = run(config_file, '-c', 'id', 'retry',
+                         entries['dead'].id)
+
+    assert status == 2 and 'not to retry' in err
+
+
+def test_retry_value_prints_the_id(config_file, entries):
+    assert run(config_file, 'retry', entries['dead'].id, '-f', 'value') == (
+        0, entries['dead'].id + '\n', '')
+
+
+def test_help_lists_the_exit_statuses(config_file):
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as stop, contextlib.redirect_stdout(out):
+        outbox_cli.main(['--help'])
+
+    assert stop.value.code == 0
+    text = ' '.join(out.getvalue().split())
+    for code in ('0 done', '1 the outbox cannot be read or changed',
+                 '2 a broken configuration file or command line'):
+        assert code in text

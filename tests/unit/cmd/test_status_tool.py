@@ -1,6 +1,7 @@
 """guest-health-monitor-status against a real status socket."""
 
 import configparser
+import contextlib
 import io
 import json
 import pathlib
@@ -12,8 +13,10 @@ import threading
 import time
 
 import eventlet
+import jsonschema
 import libvirt
 import pytest
+import yaml
 from eventlet import tpool
 
 from monitor.cmd import status_tool as status_cli
@@ -113,8 +116,11 @@ def test_one_line_per_domain_under_a_header(config_file, daemon):
                        '(3', 'attempts)']
 
 
-def test_json_prints_the_daemons_document(config_file, daemon):
-    code, out, _ = run(config_file, '--json')
+@pytest.mark.parametrize('args', [
+    ('-f', 'json'), ('--format', 'json'), ('show', '-f', 'json'),
+    ('--json',), ('show', '--json'), ('-f', 'table', 'show', '-f', 'json')])
+def test_json_prints_the_daemons_document(config_file, daemon, args):
+    code, out, _ = run(config_file, *args)
 
     assert code == 0
     assert json.loads(out) == snapshot()
@@ -171,7 +177,7 @@ def test_a_state_path_longer_than_a_socket_address_works(tmp_path):
     config = tmp_path / 'monitor.conf'
     config.write_text(f'[DEFAULT]\nstate_path = {deep}\n')
     try:
-        code, out, _ = run(str(config), '--json')
+        code, out, _ = run(str(config), '-f', 'json')
     finally:
         stop.set()
         thread.wait()
@@ -240,6 +246,98 @@ def test_the_console_script_is_declared():
                setup['entry_points']['console_scripts'].splitlines()]
     assert ('guest-health-monitor-status = monitor.cmd.status_tool:main'
             in scripts)
+
+
+# -- output formats and columns ------------------------------------------------
+
+
+def test_yaml_is_the_same_document(config_file, daemon):
+    code, out, _ = run(config_file, 'show', '-f', 'yaml')
+
+    assert code == 0
+    assert yaml.safe_load(out) == snapshot()
+
+
+def test_value_prints_the_asked_columns_one_domain_a_line(config_file,
+                                                          daemon):
+    code, out, _ = run(config_file, 'show', '-f', 'value', '-c', 'name',
+                       '-c', 'STATE', '--column', 'last answer')
+
+    assert code == 0
+    assert out == ('db-1 healthy %s\nweb-1 error %s\n'
+                   % (notification_mod.format_time(NOW - 2),
+                      notification_mod.format_time(NOW - 40)))
+
+
+def test_value_gives_nested_values_as_compact_json(config_file, daemon):
+    code, out, _ = run(config_file, '-f', 'value', '-c', 'notification',
+                       '-c', 'paused')
+
+    db, web = out.splitlines()
+    assert db == '- false'
+    shown, paused = web.rsplit(' ', 1)
+    assert json.loads(shown)['attempts'] == 3
+    assert paused == 'false'
+
+
+def test_columns_narrow_the_table(config_file, daemon):
+    code, out, _ = run(config_file, 'show', '-c', 'uuid', '-c', 'misses')
+
+    assert code == 0
+    assert [line.split() for line in out.splitlines()] == [
+        ['UUID', 'MISSES'], [UUID_B, '0'], [UUID_A, '3']]
+
+
+def test_columns_narrow_each_domain_of_the_json_document(config_file,
+                                                         daemon):
+    code, out, _ = run(config_file, '-c', 'name', 'show', '-f', 'json',
+                       '-c', 'state')
+
+    document = json.loads(out)
+    assert document['domains'] == [{'state': 'healthy'}, {'state': 'error'}]
+    assert document['host'] == 'c1'
+
+
+def test_an_unknown_column_exits_2_naming_the_columns(config_file,
+                                                      state_path):
+    # No daemon runs: the column is refused before it is asked.
+    code, out, err = run(config_file, 'show', '-c', 'colour')
+
+    assert (code, out) == (2, '')
+    assert "no column 'colour'" in err and 'last_answer' in err
+
+
+def test_columns_do_not_apply_to_a_pause(config_file, requests_daemon):
+    code, _, err = run(config_file, '-c', 'name', 'pause', 'web-1', '--for',
+                       '1h')
+
+    assert code == 2 and 'applies to show' in err
+    assert requests_daemon['asked'] == []
+
+
+def test_value_says_what_a_pause_did_one_subject_a_line(config_file,
+                                                        requests_daemon):
+    requests_daemon['answer'] = {'paused': [view()]}
+
+    code, out, _ = run(config_file, 'pause', 'web-1', '--for', '1h', '-f',
+                       'value')
+
+    assert (code, out) == (0, 'paused web-1 %s %s\n'
+                           % (UUID_A, view()['until']))
+
+
+def test_help_lists_the_exit_statuses(config_file):
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as stop, \
+            contextlib.redirect_stdout(out):
+        status_cli.main(['--help'])
+
+    assert stop.value.code == 0
+    text = ' '.join(out.getvalue().split())
+    for code in ('0 done', '1 the daemon gave no usable answer',
+                 '2 a broken configuration file or command line',
+                 '3 the daemon is not running', '4 the daemon refused'):
+        assert code in text
 
 
 # -- pause and resume -----------------------------------------------------------
@@ -369,7 +467,8 @@ def test_resume_of_nothing_paused_says_so(config_file, requests_daemon):
 def test_json_prints_the_answer_as_is(config_file, requests_daemon):
     requests_daemon['answer'] = {'paused': [view()]}
 
-    code, out, _ = run(config_file, '--json', 'pause', 'web-1', '--for', '1h')
+    code, out, _ = run(config_file, 'pause', 'web-1', '--for', '1h',
+                       '-f', 'json')
 
     assert code == 0
     assert json.loads(out) == {'paused': [view()], 'version': 1}
@@ -410,7 +509,7 @@ def test_a_daemon_that_reads_no_request_still_shows_its_status(
     thread = threading.Thread(target=answer_at_once)
     thread.start()
     try:
-        code, out, _ = run(config_file, '--json')
+        code, out, _ = run(config_file, '-f', 'json')
     finally:
         thread.join()
         listener.close()
@@ -529,7 +628,7 @@ def test_a_paused_guest_is_left_alone_across_a_restart_then_reported_once(
         guest_agent.hang()
         pings = len(guest_agent.calls)
         running.sweep()
-        _, shown, _ = command(running, '--json')
+        _, shown, _ = command(running, 'show', '-f', 'json')
     finally:
         running.close()
     assert json.loads(shown)['domains'][0]['maintenance']['reason'] == (
@@ -551,7 +650,7 @@ def test_a_paused_guest_is_left_alone_across_a_restart_then_reported_once(
         for _ in range(3):
             running.sweep()
         pending = running.service.outbox.pending()
-        _, shown, _ = command(running, '--json')
+        _, shown, _ = command(running, 'show', '-f', 'json')
     finally:
         running.close()
     assert [e.notification.instance_uuid for e in pending] == [GUEST_UUID]
@@ -609,9 +708,9 @@ def test_a_host_pause_survives_a_restart_of_the_daemon(tmp_path):
         assert test_daemon.terminate(proc) == 0
     with test_daemon.daemon(conf_path, log) as proc:
         test_daemon.wait_for(log, 'Serving status on')
-        shown = status_command(conf_path, '--json')
+        shown = status_command(conf_path, '-f', 'json')
         resumed = status_command(conf_path, 'resume', '--all')
-        after = status_command(conf_path, '--json')
+        after = status_command(conf_path, '-f', 'json')
         assert test_daemon.terminate(proc) == 0
 
     assert paused.returncode == 0, paused.stderr
@@ -624,3 +723,56 @@ def test_a_host_pause_survives_a_restart_of_the_daemon(tmp_path):
     assert 'maintenance kept from before the restart' in text
     assert 'maintenance lifted by the operator' in text
     assert 'Traceback' not in text
+
+
+# -- the JSON Schema of the status document, against a real daemon ----------------
+
+
+def status_schema():
+    path = REPO / 'docs' / 'schemas' / 'status.schema.json'
+    schema = json.loads(path.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_the_status_of_a_real_daemon_matches_its_schema(daemon_conf,
+                                                        guest_agent):
+    running = Running(daemon_conf)
+    try:
+        running.sweep()
+        _, healthy, _ = command(running, '-f', 'json')
+        command(running, 'pause', 'guest-1', '--for', '1h', '--reason',
+                'kernel update')
+        _, paused, _ = command(running, 'show', '--format', 'json')
+    finally:
+        running.close()
+
+    validator = status_schema()
+    for out in (healthy, paused):
+        document = json.loads(out)
+        validator.validate(document)
+        assert document['version'] == 1 and document['generated_at']
+    assert json.loads(paused)['maintenance'][0]['reason'] == 'kernel update'
+
+
+def test_a_status_with_notifications_matches_its_schema(config_file, daemon):
+    daemon['document']['maintenance'] = [
+        view(all=True, uuid=None, name=None, reason='')]
+    daemon['document']['recovery_calls_stuck'] = [
+        {'name': 'web-1', 'uuid': UUID_A, 'step': 'action',
+         'since': notification_mod.format_time(NOW - 60)}]
+
+    _, out, _ = run(config_file, '-f', 'json')
+
+    status_schema().validate(json.loads(out))
+    assert json.loads(out)['domains'][1]['notification']['status'] == (
+        'pending')
+
+
+def test_the_schema_refuses_a_document_without_its_version(config_file,
+                                                           daemon):
+    document = snapshot()
+    del document['version']
+
+    with pytest.raises(jsonschema.ValidationError):
+        status_schema().validate(document)
