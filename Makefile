@@ -20,7 +20,7 @@ export LAB_CACHE
 
 VENV_STAMP = $(VENV)/.installed
 
-.PHONY: help venv venv-highest venvs pythons host lab guest-image masakari masakari-monitors unit unit-matrix unit-webhook unit-rest integration test demo demo-standalone bench bench-scale genconfig lint clean
+.PHONY: help venv venv-highest venvs pythons host lab guest-image masakari masakari-monitors unit unit-matrix unit-webhook unit-rest integration test demo demo-standalone bench bench-scale docs genconfig lint clean
 
 help:
 	@echo "make demo   - lab + monitor demo (crashes a guest, prints the notification)"
@@ -30,6 +30,7 @@ help:
 	@echo "make pythons - the daemon's start-up test on every declared Python"
 	@echo "make bench  - lab benchmarks, ours and masakari-monitors at 10/2/3 and 2/1/3"
 	@echo "make bench-scale - scale benchmark on a simulated libvirt (no lab needed)"
+	@echo "make docs   - the user guide (docs/) into build/docs/html"
 
 # Debian packages, users, directories, virtlogd + libvirtd.
 host:
@@ -146,6 +147,12 @@ bench-scale: venv
 	-bash bench/peer/setup.sh
 	$(VENV)/bin/python -m bench.scale --max-client-requests 50 \
 		--max-workers 70 --max-concurrent-pings 50 --crashes 7
+	# 5,000 guests for 1,000 rounds, failing and recovering: over an hour.
+	$(VENV)/bin/python -m bench.soak --size 5000 --rounds 1000
+
+# The user guide, warnings as errors, into build/docs/html.
+docs: venv
+	$(VENV)/bin/sphinx-build -q -W --keep-going -b html docs build/docs/html
 
 genconfig: venv
 	$(VENV)/bin/oslo-config-generator --config-file etc/oslo-config-generator.conf

@@ -40,8 +40,9 @@ phases reached are printed with each incident.
 
 For ours the run also prints where the time went, from the daemon's debug
 log: the wait for the next round, the first miss (the ping timeout), the
-confirmations (``confirm_interval`` plus libvirt's 5 s guest-sync floor
-each), the delivery (queued to the engine's 202) and the poll.
+confirmations (``confirm_interval`` plus libvirt's guest-sync wait each:
+the ping timeout with fast confirmation, its default, else 5 s), the
+delivery (queued to the engine's 202) and the poll.
 
     .venv/bin/python -m bench.detection [--monitors ours,peer]
         [--settings 10/2/3] [--crashes 3] [--hangs 2] [--idle-seconds 30]
@@ -240,9 +241,11 @@ def expected_range(settings, kind, confirm_interval, others_hung=0):
     if kind == 'ours':
         # The next round pings it (up to one interval later); each miss
         # below the threshold starts a confirmation confirm_interval
-        # after it ended, which waits for libvirt's floor.
+        # after it ended, which waits for libvirt's guest-sync: the ping
+        # timeout, to which fast confirmation (its default) lowers the
+        # domain's agent response timeout.
         low = settings.ping_timeout + (settings.failure_threshold - 1) * (
-            min(confirm_interval, settings.interval) + floor)
+            min(confirm_interval, settings.interval) + settings.ping_timeout)
         return low, low + settings.interval
     # The peer pings in turn, one sweep per miss, and notifies on the
     # (threshold + 2)th miss. Each sweep lasts a floor per other hung

@@ -1,8 +1,9 @@
 """The standalone demo: the monitor as the whole HA story of a plain
 libvirt host, without Masakari.
 
-Boots two small guests, starts a local webhook receiver that prints every
-signed report it gets, and runs the real daemon with ``[notifier] driver =
+Boots two small guests, starts a local webhook receiver that verifies and
+prints every report it gets (a CloudEvent signed per Standard Webhooks),
+and runs the real daemon with ``[notifier] driver =
 webhook`` and ``[recovery] action = reset``. After about 20 s of healthy
 monitoring it crashes one guest's kernel and shows: the failure detected,
 the evidence kept (console tail), the reset, the signed webhook, and the
@@ -15,7 +16,6 @@ Ctrl-C.
 import argparse
 import os
 import re
-import secrets
 import socket
 import sys
 import tempfile
@@ -45,15 +45,16 @@ def main(argv=None):
 
     work_dir = tempfile.mkdtemp(prefix='ghm-demo-standalone-')
     monitor_dir = os.path.join(work_dir, 'monitor')
-    secret = secrets.token_hex(16)
+    secret = webhook_receiver.make_secret()
     stop_follow = threading.Event()
     receiver = None
     lab = None
     daemon = None
     status = 1
     try:
-        say('starting a webhook receiver on 127.0.0.1 (it checks each '
-            'X-Signature-256 with the shared secret)')
+        say('starting a webhook receiver on 127.0.0.1 (it verifies each '
+            'Standard Webhooks signature with the shared whsec_ secret, '
+            'then parses the CloudEvent)')
         receiver = webhook_receiver.WebhookReceiver(
             secret, on_delivery=webhook_receiver.print_delivery).start()
         print('    %s' % receiver.url)
@@ -87,13 +88,16 @@ def main(argv=None):
         if not deliveries:
             say('no webhook within 60 s')
             return status
-        body = deliveries[0].json()
-        say('webhook received %.1f s after the crash: recovery %s %s, '
-            'signature %s' % (time.monotonic() - crashed_at,
-                              body['recovery']['action'],
-                              body['recovery']['result'],
-                              'valid' if deliveries[0].signature_valid
-                              else 'INVALID'))
+        first = deliveries[0]
+        if first.event is None:
+            say('the webhook was refused: %s' % first.refusal)
+            return status
+        body = first.data()
+        say('webhook received %.1f s after the crash: %s, recovery %s %s, '
+            'signature valid' % (time.monotonic() - crashed_at,
+                                 first.event.get_type(),
+                                 body['recovery']['action'],
+                                 body['recovery']['result']))
         for ref in body['evidence']:
             print('    evidence: %s %s (%d bytes)' % (ref['kind'],
                                                       ref['path'],

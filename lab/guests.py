@@ -12,6 +12,7 @@ guest and start it again; every lab domain is named with ``NAME_PREFIX`` so
 ``cleanup()`` finds what a crashed run left behind.
 """
 
+import base64
 import itertools
 import json
 import logging
@@ -44,6 +45,10 @@ INITRD = os.path.join(GUEST_DIR, 'initramfs.gz')
 # guest would; without a pvpanic device (the default) libvirt keeps
 # reporting it running.
 KERNEL_CMDLINE = 'console=ttyS0 panic=0 quiet'
+# Guest(nmi_panic=True): an NMI panics the kernel, which reboots a second
+# later, as a guest with a crash kernel writes its vmcore and comes back
+# on its own. Without it Linux logs an unknown NMI and carries on.
+NMI_PANIC_CMDLINE = 'console=ttyS0 panic=1 unknown_nmi_panic=1 quiet'
 
 RUN_DIR = os.environ.get('LAB_RUN_DIR', '/run/ghm-lab')
 CONSOLE_DIR = os.path.join(RUN_DIR, 'console')
@@ -52,8 +57,10 @@ LIBVIRT_LOG_DIR = '/var/log/libvirt/qemu'
 CONTROL_COMMANDS = frozenset([
     'agent-hang', 'agent-resume', 'agent-kill', 'agent-start',
     'disk-writer', 'watchdog-hang', 'panic', 'reboot', 'poweroff',
-    'slow-freeze',
+    'slow-freeze', 'agent-deny-exec', 'heartbeat-start', 'heartbeat-stop',
 ])
+# The file the guest's 'heartbeat-start' rewrites with the Unix time.
+HEARTBEAT_FILE = '/run/ghm-lab.heartbeat'
 # The optional data disk (Guest(disk=True)): sparse raw file, virtio-blk.
 DATA_DISK_MIB = 8
 # The optional filesystem disk (Guest(fs_disk=True)): an ext4 image the
@@ -131,7 +138,8 @@ def console_log_path(name):
 
 
 def domain_xml(name, uuid, memory_mib=MEMORY_MIB, pvpanic=False,
-               disk=False, watchdog=False, graphics=False, fs_disk=False):
+               disk=False, watchdog=False, graphics=False, fs_disk=False,
+               cmdline=KERNEL_CMDLINE):
     """The libvirt domain XML of one lab guest.
 
     ``pvpanic``: a pvpanic device (``<panic model='isa'/>``), so that a
@@ -155,7 +163,7 @@ def domain_xml(name, uuid, memory_mib=MEMORY_MIB, pvpanic=False,
     etree.SubElement(os_el, 'type', arch='x86_64', machine='pc').text = 'hvm'
     etree.SubElement(os_el, 'kernel').text = KERNEL
     etree.SubElement(os_el, 'initrd').text = INITRD
-    etree.SubElement(os_el, 'cmdline').text = KERNEL_CMDLINE
+    etree.SubElement(os_el, 'cmdline').text = cmdline
     features = etree.SubElement(domain, 'features')
     # ACPI lets the guest power itself off (guest-shutdown, 'poweroff').
     etree.SubElement(features, 'acpi')
@@ -329,8 +337,9 @@ class Guest:
 
     def __init__(self, conn, name=None, uuid=None, memory_mib=MEMORY_MIB,
                  pvpanic=False, disk=False, watchdog=False,
-                 graphics=False, fs_disk=False):
+                 graphics=False, fs_disk=False, nmi_panic=False):
         self.conn = conn
+        self.nmi_panic = nmi_panic
         self.graphics = graphics
         self.name = name or next_name()
         self.uuid = uuid or str(uuid_lib.uuid4())
@@ -365,7 +374,9 @@ class Guest:
             domain_xml(self.name, self.uuid, self.memory_mib,
                        pvpanic=self.pvpanic, disk=self.disk,
                        watchdog=self.watchdog, graphics=self.graphics,
-                       fs_disk=self.fs_disk))
+                       fs_disk=self.fs_disk,
+                       cmdline=(NMI_PANIC_CMDLINE if self.nmi_panic
+                                else KERNEL_CMDLINE)))
         return self
 
     def start(self):
@@ -505,6 +516,45 @@ class Guest:
                                % (self.name, self.uuid, text,
                                   self.console_log))
             time.sleep(POLL_INTERVAL)
+
+    def guest_exec(self, argv, timeout=10.0):
+        """Run ``argv`` in the guest through qemu-ga's guest-exec and
+        wait for it; returns (exit code, stdout text). Raises LabError
+        when it has not ended within ``timeout`` seconds."""
+        started = self._agent('guest-exec', {
+            'path': argv[0], 'arg': list(argv[1:]),
+            'capture-output': True})
+        pid = started['pid']
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self._agent('guest-exec-status', {'pid': pid})
+            if status.get('exited'):
+                out = base64.b64decode(status.get('out-data', ''))
+                return status.get('exitcode'), out.decode('utf-8', 'replace')
+            if time.monotonic() >= deadline:
+                raise LabError('%s (%s): %s still running after %.0f s'
+                               % (self.name, self.uuid, argv, timeout))
+            time.sleep(POLL_INTERVAL)
+
+    def processes(self, pattern):
+        """Command lines of the guest's processes that hold ``pattern``,
+        read from /proc in the guest (the reading shell left out)."""
+        script = ('for d in /proc/[0-9]*; do [ "${d#/proc/}" = "$$" ] && '
+                  'continue; tr "\\000" " " < "$d/cmdline" 2>/dev/null; '
+                  'echo; done')
+        _code, out = self.guest_exec(['/bin/sh', '-c', script])
+        return [line.strip() for line in out.split('\n')
+                if pattern in line]
+
+    def _agent(self, command, arguments, timeout=5):
+        reply = libvirt_qemu.qemuAgentCommand(
+            self.dom, json.dumps({'execute': command,
+                                  'arguments': arguments}), timeout, 0)
+        return json.loads(reply)['return']
+
+    def inject_nmi(self):
+        """An NMI on every vCPU, as virsh inject-nmi."""
+        self.dom.injectNMI(0)
 
     def pause(self):
         self.dom.suspend()

@@ -1,11 +1,17 @@
 """A small webhook receiver on 127.0.0.1 for tests and the demo.
 
-It checks each POST's X-Signature-256 against the shared secret, records
-every delivery (valid or not) and answers with what its responder says
-(202 by default, 401 for a bad signature). Stopping and starting it again
-on the same port stands in for a receiver that is down for a while.
+It checks each POST as any receiver of the monitor would, with the
+reference libraries only: the Standard Webhooks signature (the
+``standardwebhooks`` package, with the shared ``whsec_`` secret; it
+refuses a timestamp more than five minutes away from now, so a captured
+request cannot be replayed later) and then the CloudEvents envelope (the
+``cloudevents`` SDK). It records every delivery (valid or not) and
+answers with what its responder says: 202 by default, 401 for a bad
+signature or a stale timestamp, 400 for a signed body that is not a
+CloudEvent. Stopping and starting it again on the same port stands in
+for a receiver that is down for a while.
 
-    python -m lab.webhook_receiver --secret S [--port 8099]
+    python -m lab.webhook_receiver --secret whsec_... [--port 8099]
 
 prints each delivery as it arrives.
 """
@@ -13,16 +19,28 @@ prints each delivery as it arrives.
 from __future__ import annotations
 
 import argparse
+import base64
 import http.server
 import json
+import os
 import sys
 import threading
 import time
 import typing
 
-from monitor.notify import webhook
+import standardwebhooks
+from cloudevents.core import exceptions as cloudevent_errors
+from cloudevents.core.bindings import http as cloudevent_http
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
 
 MAX_BODY = 1024 * 1024
+
+
+def make_secret():
+    """A new Standard Webhooks secret: ``whsec_`` and 32 random bytes in
+    base64."""
+    return 'whsec_' + base64.b64encode(os.urandom(32)).decode('ascii')
 
 
 class Delivery(typing.NamedTuple):
@@ -30,9 +48,27 @@ class Delivery(typing.NamedTuple):
     headers: dict
     body: bytes
     signature_valid: bool
+    # Why the signature or the envelope was refused, or None.
+    refusal: typing.Optional[str] = None
+    # The parsed CloudEvent (cloudevents.core.v1.event.CloudEvent) of a
+    # delivery whose signature checked out, or None.
+    event: typing.Any = None
 
     def json(self):
+        """The body as JSON: the whole structured-mode event."""
         return json.loads(self.body)
+
+    def data(self):
+        """The event's ``data``, as the CloudEvents SDK parsed it."""
+        return self.event.get_data()
+
+    def header(self, name):
+        """A request header, whatever the case of its name."""
+        wanted = name.lower()
+        for key, value in self.headers.items():
+            if key.lower() == wanted:
+                return value
+        return None
 
 
 class Answer(typing.NamedTuple):
@@ -42,10 +78,32 @@ class Answer(typing.NamedTuple):
 
 
 def accept(delivery):
-    """The default responder: 202 for a valid signature, else 401."""
-    if delivery.signature_valid:
-        return Answer(202, b'{"status": "accepted"}')
-    return Answer(401, b'{"error": "bad signature"}')
+    """The default responder: 202 for a signed CloudEvent, 401 for a bad
+    signature, 400 for a signed body that is not a CloudEvent."""
+    if not delivery.signature_valid:
+        return Answer(401, b'{"error": "bad signature"}')
+    if delivery.event is None:
+        return Answer(400, b'{"error": "not a CloudEvent"}')
+    return Answer(202, b'{"status": "accepted"}')
+
+
+def check(verifier, path, headers, body):
+    """The Delivery of one request: its signature verified by
+    ``verifier`` (a ``standardwebhooks.Webhook``), then its CloudEvent
+    parsed."""
+    try:
+        verifier.verify(body, headers, json_parse=False)
+    except standardwebhooks.WebhookVerificationError as exc:
+        return Delivery(path, headers, body, False, str(exc))
+    message = cloudevent_http.HTTPMessage(
+        headers={k.lower(): v for k, v in headers.items()}, body=body)
+    try:
+        event = cloudevent_http.from_http(message, JSONFormat(), CloudEvent)
+    except (cloudevent_errors.BaseCloudEventException, ValueError,
+            TypeError, KeyError) as exc:
+        return Delivery(path, headers, body, True,
+                        'not a CloudEvent: %s' % exc)
+    return Delivery(path, headers, body, True, None, event)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -58,10 +116,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._answer(Answer(413, b'too large'))
             return
         body = self.rfile.read(length)
-        delivery = Delivery(
-            self.path, dict(self.headers), body,
-            webhook.verify(receiver.secret, body,
-                           self.headers.get(webhook.SIGNATURE_HEADER)))
+        delivery = check(receiver.verifier, self.path, dict(self.headers),
+                         body)
         with receiver.lock:
             receiver.deliveries.append(delivery)
         if receiver.on_delivery is not None:
@@ -92,7 +148,7 @@ class WebhookReceiver:
 
     def __init__(self, secret, port=0, responder=accept, on_delivery=None,
                  address='127.0.0.1'):
-        self.secret = secret
+        self.verifier = standardwebhooks.Webhook(secret)
         self.address = address
         self.port = port
         self.responder = responder
@@ -138,9 +194,11 @@ class WebhookReceiver:
         self.stop()
 
     def valid(self):
-        """The deliveries whose signature checked out."""
+        """The deliveries whose signature checked out and whose body is a
+        CloudEvent."""
         with self.lock:
-            return [d for d in self.deliveries if d.signature_valid]
+            return [d for d in self.deliveries
+                    if d.signature_valid and d.event is not None]
 
     def wait_for(self, count, timeout):
         """Wait until ``count`` deliveries arrived; returns them all."""
@@ -154,18 +212,22 @@ class WebhookReceiver:
 
 
 def print_delivery(delivery):
-    verdict = 'valid' if delivery.signature_valid else 'INVALID'
+    if delivery.event is not None:
+        verdict = 'valid %s %s' % (delivery.event.get_type(),
+                                   delivery.header('webhook-id'))
+    else:
+        verdict = 'REFUSED (%s)' % delivery.refusal
     try:
         shown = json.dumps(delivery.json(), indent=2, sort_keys=True)
     except ValueError:
         shown = delivery.body.decode('utf-8', 'replace')
-    print('webhook received (signature %s):\n%s' % (verdict, shown),
-          flush=True)
+    print('webhook received, %s:\n%s' % (verdict, shown), flush=True)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--secret', required=True)
+    parser.add_argument('--secret', required=True,
+                        help='the [webhook] secret, whsec_ and base64')
     parser.add_argument('--port', type=int, default=8099)
     args = parser.parse_args(argv)
     receiver = WebhookReceiver(args.secret, args.port,

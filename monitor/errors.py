@@ -66,6 +66,16 @@ class StatsUnavailable(Exception):
     refused the call for every active domain."""
 
 
+class AgentTimeoutUnchanged(Exception):
+    """libvirt refused to set (or to find the domain to set) a domain's
+    agent response timeout; ``gone``: the domain is no longer there or no
+    longer running, and its runtime timeout went with it."""
+
+    def __init__(self, text, gone=False):
+        super().__init__(text)
+        self.gone = gone
+
+
 class DomainXMLError(ValueError):
     """The text is not a readable libvirt domain XML."""
 

@@ -17,8 +17,9 @@ in short:
 - agent commands to one domain are serialised (libvirt's domain job);
 - domains listed in the file ``GHM_SIM_HUNG_FILE`` (one UUID a line) have
   a hung agent: the first command after the hang fails after its timeout,
-  every later one after libvirt's 5 s guest-sync floor, with error code 86
-  (VIR_ERR_AGENT_UNRESPONSIVE) from domain 10 (QEMU);
+  every later one after libvirt's 5 s guest-sync floor (or the domain's
+  agent response timeout, agentSetResponseTimeout, when shorter), with
+  error code 86 (VIR_ERR_AGENT_UNRESPONSIVE) from domain 10 (QEMU);
 - ``GHM_SIM_COUNT_FILE``, when set, gets "<agent commands> <epoch>" every
   100 agent commands, so a benchmark can see how far a monitor got.
 
@@ -126,7 +127,12 @@ VIR_DOMAIN_EVENT_CRASHED = 8
 VIR_DOMAIN_XML_SECURE = 1
 VIR_DOMAIN_XML_INACTIVE = 2
 
-# libvirt's guest-sync floor once an agent has timed out.
+VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_BLOCK = -2
+VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT = -1
+VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_NOWAIT = 0
+
+# libvirt's guest-sync floor once an agent has timed out; the domain's
+# agent response timeout caps it when shorter.
 GUEST_SYNC_FLOOR = 5.0
 
 
@@ -164,7 +170,7 @@ def _ping_range():
 
 class _Guest:
     __slots__ = ('index', 'uuid', 'name', 'id', 'xml', 'job', 'hung',
-                 'timed_out')
+                 'timed_out', 'agent_timeout')
 
     def __init__(self, index):
         self.index = index
@@ -178,6 +184,15 @@ class _Guest:
         self.job = _threading.Lock()
         self.hung = False
         self.timed_out = False
+        # virDomainAgentSetResponseTimeout's value; a started QEMU
+        # domain has BLOCK.
+        self.agent_timeout = VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_BLOCK
+
+    def sync_wait(self):
+        """How long a guest-sync to a timed-out agent waits."""
+        if 0 < self.agent_timeout < GUEST_SYNC_FLOOR:
+            return float(self.agent_timeout)
+        return GUEST_SYNC_FLOOR
 
 
 # The path libvirt generates for an agent channel without a source path.
@@ -328,6 +343,15 @@ class virDomain:  # noqa: N801
         with _Rpc(self._conn):
             return self._guest.xml
 
+    def agentSetResponseTimeout(self, timeout, flags=0):  # noqa: N802
+        # No domain job: it does not wait for an agent command in flight.
+        with _Rpc(self._conn):
+            if timeout < VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_BLOCK:
+                raise libvirtError('invalid argument: timeout',
+                                   VIR_ERR_INVALID_ARG, VIR_FROM_QEMU)
+            self._guest.agent_timeout = int(timeout)
+            return 0
+
     def connect(self):
         return self._conn
 
@@ -474,7 +498,7 @@ def agent_command(domain, command, timeout):
             host.counted()
             if guest.hung:
                 if guest.timed_out:
-                    _time.sleep(max(GUEST_SYNC_FLOOR, timeout))
+                    _time.sleep(guest.sync_wait())
                 else:
                     _time.sleep(max(1, timeout))
                     guest.timed_out = True

@@ -23,6 +23,7 @@ from oslo_config import cfg
 from monitor import concurrency
 from monitor import errors
 from monitor import masking
+from monitor import version as build_version
 from monitor.conf import general
 from monitor.conf import loading
 from monitor.conf import log_setup as logs
@@ -37,6 +38,14 @@ EXIT_START_ERROR = 1
 # Stopped, leaving behind native calls that had not returned (a libvirt
 # call stuck on a wedged QEMU or libvirtd).
 EXIT_ABANDONED = 3
+
+# After the options in --help. argparse reflows it into one paragraph.
+EXIT_STATUS_HELP = (
+    'Exit status: 0 stopped cleanly (SIGTERM or SIGINT); 1 could not '
+    'start (an unusable outbox or cache, a port in use, ...); 2 invalid '
+    'configuration or command line, or another daemon uses the same '
+    'state_path (systemd does not restart it); 3 stopped, leaving behind '
+    'a libvirt call that never returned.')
 
 # Seconds from a stop signal to the end of the process, at most. The green
 # threads get what is left once the connection's close is allowed for;
@@ -137,8 +146,21 @@ def reload_on_hup(conf, argv, notifier):
     notifier.ready()
 
 
+def _help():
+    """Print --help with the exit statuses after the options; exits 0.
+
+    loading.load parses the real command line, without an epilog; help
+    reads nothing else, so it is printed from the options alone."""
+    conf = loading.build_conf()
+    conf(args=['--help'], project=general.PROJECT, prog=general.PROG,
+         version=build_version.version_string(), default_config_files=[],
+         epilog=EXIT_STATUS_HELP)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if '-h' in argv or '--help' in argv:
+        _help()
     os.umask(UMASK)
     # SIGHUP's default action ends the process (status 129, which systemd
     # counts as a clean exit): record it from the very start.
@@ -166,7 +188,8 @@ def main(argv=None):
     from monitor.daemon import service as service_mod
     concurrency.set_native_threads(conf.monitor.max_concurrent_pings + 2)
 
-    LOG.info('guest-health-monitor starting on host %s', conf.host)
+    LOG.info('guest-health-monitor %s starting on host %s',
+             build_version.version_string(), conf.host)
     settings_log.log_effective_settings(conf, LOG)
     settings_log.warn_unknown_options(conf, LOG)
     try:

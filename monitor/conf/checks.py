@@ -19,7 +19,10 @@ from oslo_config import types
 
 from monitor.conf import log_setup
 from monitor.conf import values
+from monitor.daemon import probe_runner
 from monitor.errors import ConfigError
+from monitor.health import recovery_policy
+from monitor.notify import alertmanager
 from monitor.notify import drivers
 from monitor.notify import masakari
 from monitor.notify import masakari_conf
@@ -51,12 +54,14 @@ def validate(conf):
     # switched.
     checks = [_check_host, _check_state_path, log_setup.check_options,
               _check_libvirt_uri, _check_cache, drivers.check_conf,
-              webhook.check_conf]
+              webhook.check_conf, alertmanager.check_conf]
     if drivers.uses_masakari(conf):
         # Without the engine its endpoint, Keystone and TLS settings are
         # unused: a host without Masakari must not need them.
         checks.extend((masakari_conf.check_conf, masakari.check_conf))
     checks.append(_check_agent_channel_path_regex)
+    checks.append(probe_runner.check_conf)
+    checks.append(recovery_policy.check_conf)
     for check in checks:
         check(conf)
 

@@ -11,9 +11,9 @@ import io
 import re
 import sys
 
-import pbr.version
 from oslo_config import cfg
 
+from monitor import version as build_version
 from monitor.conf import checks
 from monitor.conf import files
 from monitor.conf import general
@@ -30,7 +30,7 @@ def build_conf():
 
 
 def _version():
-    return pbr.version.VersionInfo(general.PROJECT).version_string()
+    return build_version.version_string()
 
 
 def load(argv=None, default_config_files=None):

@@ -48,6 +48,22 @@ class DomainSettings:
         """Misses in a row that report the domain."""
         return self.of(uuid).failure_threshold or self.failure_threshold
 
+    def probes_of(self, uuid, configured=()):
+        """The domain's application probes: its own when its metadata
+        declares any, else ``configured`` ([probes] probe)."""
+        own = self.of(uuid).probes
+        return tuple(configured) if own is None else own
+
+    def with_own_probes(self):
+        """UUIDs of the domains whose metadata declares probes."""
+        return [uuid for uuid, settings in self._settings.items()
+                if settings.probes is not None]
+
+    def application_action_of(self, uuid):
+        """The domain's own action for an application failure, or None
+        (the configured one)."""
+        return self.of(uuid).application_action
+
     def listed(self, info):
         """A listed domain (domains.DomainInfo): keep the settings its
         listing read, unless read before the ones kept; False when it
@@ -76,10 +92,14 @@ class DomainSettings:
         after = self.of(uuid)
         if after != before:
             LOG.info('Domain %s (%s): settings from its metadata now '
-                     'enabled=%s, failure_threshold=%s, action=%s', name,
+                     'enabled=%s, failure_threshold=%s, action=%s, '
+                     'application_action=%s, probes=%s', name,
                      uuid, 'yes' if after.enabled else 'no',
                      after.failure_threshold or 'default',
-                     after.action or 'default')
+                     after.action or 'default',
+                     after.application_action or 'default',
+                     'default' if after.probes is None else
+                     ', '.join(probe.name for probe in after.probes))
 
     def _newer(self, uuid, read_at):
         kept = self._read_at.get(uuid)

@@ -10,10 +10,12 @@ holds one slot, never a round:
   have missed their failure threshold;
 - the *silent lane*, for domains past it.
 
-Every ping holds one of ``max_concurrent_pings`` slots; those of domains
-that missed also one of the slots kept for them (``lane_sizes``), taken
-first, and get a freed slot before the answering domains. The answering
-lane may use every slot the others leave free.
+Every ping holds one of ``max_concurrent_pings`` slots (``lane_sizes``).
+The confirming lane may take every slot but a reserve kept for the
+answering lane and the few of the silent lane, and gets a freed slot
+before the others: every suspect is confirmed at once, none waits for
+another's confirmation, while the answering domains keep at least their
+reserve. The answering lane may use every slot the others leave free.
 
 Ended pings come back through one mailbox, emptied by one green thread
 while any ping is in flight; it hands each outcome to the scheduler.
@@ -24,23 +26,26 @@ from monitor.virt import ping_pool
 
 
 def lane_sizes(max_concurrent_pings):
-    """Slots the answering lane always has, slots for domains that missed
-    (confirming and silent lanes together) and, of those, the most the
-    silent lane may take. The answering lane may also use the slots the
+    """Slots the answering lane always has, the most the confirming lane
+    may take, and the most the silent lane may take (0: it shares the
+    confirming lane). The answering lane may also use the slots the
     others leave free.
 
-    A third of the slots (at least two while that leaves one) may go to
-    domains whose last ping missed: each ping to a hung agent holds its
-    slot for libvirt's 5 s guest-sync floor, and a third of 50 slots
-    confirms 32 hung agents per 10 s. At most a third of those (at least
-    one) serves domains already past their failure threshold, so that
-    guests reported long ago never hold up the confirmation of a new
-    failure. With fewer than two such slots, both share one lane.
+    A fifth of the slots (at least one, with two or more) is kept for the
+    answering domains, a tenth (at least one, with three or more) may serve
+    domains already past their failure threshold, and the confirming lane
+    may take all the rest. A confirmation holds its slot for libvirt's
+    guest-sync wait (5 s, or ping_timeout with fast confirmation), so
+    confirmations queued behind each other add up: with 5 slots, three
+    suspects are confirmed at once (two, when a third of the slots was
+    theirs), and with 50, 35.
     """
-    missed = max(1, min(2, max_concurrent_pings - 1),
-                 max_concurrent_pings // 3)
-    silent = max(1, missed // 3) if missed >= 2 else 0
-    return max(1, max_concurrent_pings - missed), missed, silent
+    reserve = 1 if max_concurrent_pings >= 2 else 0
+    reserve = max(reserve, max_concurrent_pings // 5)
+    silent = (max(1, max_concurrent_pings // 10)
+              if max_concurrent_pings >= 3 else 0)
+    confirming = max(1, max_concurrent_pings - reserve - silent)
+    return reserve, confirming, silent
 
 
 class Lane:
@@ -89,7 +94,7 @@ class Lanes:
 
     def __init__(self, max_concurrent_pings, on_ended, native=True,
                  execute=concurrency.run_native):
-        _answering, missed, silent = lane_sizes(max_concurrent_pings)
+        _reserve, confirming, silent = lane_sizes(max_concurrent_pings)
         self._on_ended = on_ended
         self._mailbox = ping_pool.Mailbox(linger=0.01 if native else 0)
 
@@ -102,10 +107,12 @@ class Lanes:
         semaphore = (ping_pool.NativePool.semaphore if native
                      else ping_pool.GreenPool.semaphore)
         every = semaphore(max_concurrent_pings)
-        for_missed = semaphore(missed)
         self.answering = Lane(pool(max_concurrent_pings, (every,)))
-        self.confirming = Lane(pool(missed, (for_missed, every), True))
-        self.silent = (Lane(pool(silent, (for_missed, every), True))
+        # The pools' sizes bound the confirming and silent lanes; the
+        # confirming lane's priority hands it every slot freed while a
+        # confirmation waits.
+        self.confirming = Lane(pool(confirming, (every,), True))
+        self.silent = (Lane(pool(silent, (every,)))
                        if silent else self.confirming)
         self._all = (self.answering, self.confirming, self.silent)
         self._collecting = False

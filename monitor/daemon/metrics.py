@@ -27,13 +27,14 @@ outside them.
 """
 
 import collections
-import functools
 import logging
 
 import prometheus_client
 from prometheus_client import exposition
 from prometheus_client import metrics_core
 
+from monitor import version as build_version
+from monitor.daemon import failure_metrics
 from monitor.health import states
 from monitor.health.ping_outcome import Outcome
 from monitor.notify import notification as notification_mod
@@ -67,17 +68,8 @@ DOMAIN_ERROR_STAGES = ('list', 'xml', 'ping')
 RECOVERY_STEPS = ('console', 'screenshot', 'action')
 
 
-@functools.lru_cache(maxsize=1)
-def version():
-    """This release's version, or 'unknown' when it cannot be told."""
-    import pbr.version
-
-    try:
-        return pbr.version.VersionInfo('guest-health-monitor').version_string()
-    # pbr raises a bare Exception when neither installed metadata nor a git
-    # checkout tell the version; a build label is not worth failing for.
-    except Exception:
-        return 'unknown'
+# This build's version, or 'unknown' when it cannot be told.
+version = build_version.version_string
 
 
 class ReadAtScrape:
@@ -286,6 +278,8 @@ class MonitorMetrics:
             'Recovery calls given up on that have still not returned: '
             'each holds a native thread, and its domain is not recovered '
             'again until it returns.')
+        # Failures by reason, recoveries by action and result, probe runs.
+        self.failures = failure_metrics.FailureMetrics(r)
         self.build_info = prometheus_client.Gauge(
             PREFIX + 'build_info',
             'Always 1; the version label names the running release.',

@@ -26,6 +26,7 @@ the start of the record's incident, as the policy judges deliveries.
 import logging
 
 from monitor import crash_points
+from monitor.health import failure_reasons
 from monitor.health import instant_failures
 from monitor.health import policy as health_policy
 from monitor.health import recovery_policy as recovery_mod
@@ -113,7 +114,7 @@ class NotificationQueue:
             del self._queued[uuid]
 
     def queue(self, record, reason, now, action_override=None,
-              on_recovered=None, shape=None):
+              on_recovered=None, shape=None, extra_details=None):
         """Queue one notification of ``record``'s failure; return its id,
         or None when the outbox could not take it (said loudly: the policy
         asks again on the next miss).
@@ -122,7 +123,8 @@ class NotificationQueue:
         metadata), if any; ``on_recovered(uuid, report, now)`` is called
         once a recovery is over and its notification released. ``shape``:
         the payload's (event, vir_domain_event), the agent error's by
-        default."""
+        default. ``extra_details``: keys added to the details (an
+        application failure's, ``probes.failure_details``)."""
         shape = shape or instant_failures.AGENT_ERROR
         action = recovery_mod.NONE
         if self.recovery is not None:
@@ -139,6 +141,8 @@ class NotificationQueue:
                 record.misses, recovery_mod.RecoveryReport(
                     recovery_mod.NONE, recovery_mod.RESULT_NOT_REQUESTED),
                 reason=reason)
+        if extra_details:
+            details.update(extra_details)
         notification = notification_mod.Notification.new(
             instance_uuid=record.uuid, domain_name=record.name,
             hostname=self.hostname, at=now, event=shape.event,
@@ -157,6 +161,10 @@ class NotificationQueue:
         crash_points.reached(crash_points.AFTER_ENQUEUE)
         self._queued[record.uuid] = (notification.id, _run_of(record))
         self.metrics.notification_queued()
+        failures = getattr(self.metrics, 'failures', None)
+        if failures is not None:
+            failures.guest_failure(failure_reasons.reason_of(
+                reason, shape, details))
         if held:
             LOG.warning('Domain %s (%s) failed (%s): notification %s '
                         'queued, sent once the %s is done', record.name,

@@ -45,6 +45,7 @@ import typing
 
 from monitor import concurrency
 from monitor.daemon import recovery_deadlines as deadlines_mod
+from monitor.daemon import recovery_ladder
 from monitor.daemon import stuck_calls as stuck_mod
 from monitor.health import recovery_policy as recovery
 from monitor.notify import outbox as outbox_mod
@@ -79,13 +80,14 @@ class RecoveryStep:
                  start_call=concurrency.NativeCall, spawn=concurrency.spawn,
                  clock=time.time, delivery_wakeup=None,
                  sleep=concurrency.sleep, deadlines=None, metrics=None,
-                 monotonic=time.monotonic):
+                 monotonic=time.monotonic, ladder=(), nmi_grace=60):
         """``host`` has the libvirt ``connection`` (monitor.virt.host);
         ``delivery_wakeup`` is the event shared with the delivery worker,
         set once a notification is released. ``start_call(func, *args)``
         starts a native call (``concurrency.NativeCall``); ``deadlines``:
         ``recovery_deadlines.Deadlines``; ``metrics`` counts the calls
-        that timed out."""
+        that timed out. ``ladder``: [recovery] ladder, the steps tried in
+        turn instead of the one action (``recovery_ladder``)."""
         self.policy = policy
         self.history = history
         self.evidence_store = evidence_store
@@ -113,6 +115,8 @@ class RecoveryStep:
         self._slots = concurrency.Semaphore(MAX_CONCURRENT)
         # UUIDs whose metadata action was said to be ignored.
         self._noted = set()
+        self.ladder = recovery_ladder.Ladder(self, ladder, nmi_grace,
+                                             sleep=sleep)
 
     @classmethod
     def from_conf(cls, conf, outbox, breaker, host, history, evidence_store,
@@ -122,7 +126,8 @@ class RecoveryStep:
                    host, console_lines=conf.evidence.console_lines,
                    delivery_wakeup=delivery_wakeup,
                    deadlines=deadlines_mod.Deadlines.from_conf(conf),
-                   metrics=metrics)
+                   metrics=metrics, ladder=conf.recovery.ladder or (),
+                   nmi_grace=conf.recovery.nmi_grace)
 
     def action_for(self, uuid, name, override):
         """The effective action for a domain: its metadata's ``override``,
@@ -132,6 +137,10 @@ class RecoveryStep:
         if note and uuid not in self._noted:
             self._noted.add(uuid)
             LOG.warning('Domain %s (%s): %s', name, uuid, note)
+        if recovery.ladder_of(self.policy.action, override, self.driver,
+                              self.ladder.steps) == self.ladder.steps and \
+                self.ladder.steps:
+            return recovery.LADDER
         return action
 
     def initial_details(self, misses, action, reason=None):
@@ -154,8 +163,11 @@ class RecoveryStep:
         n = notification
         try:
             with self._slots:
+                bound = self.deadlines.slot_bound
+                if action == recovery.LADDER:
+                    bound = self.ladder.bound() + deadlines_mod.SLOT_MARGIN
                 self._holding[n.id] = (n.domain_name, n.instance_uuid,
-                                       self._monotonic())
+                                       self._monotonic(), bound)
                 try:
                     report, refs = self._recover(n, action)
                 except Exception as exc:  # boundary: the notification must go
@@ -169,8 +181,14 @@ class RecoveryStep:
                     del self._holding[n.id]
             if self._stopping:
                 return  # held: sent as interrupted at the next start
+            failures = getattr(self.metrics, 'failures', None)
+            if failures is not None:
+                failures.recovery(report)
             details = recovery.notification_details(
                 misses, report, refs, reason=(n.details or {}).get('reason'))
+            # What the queue added (an application failure's probe) stays.
+            for key, value in (n.details or {}).items():
+                details.setdefault(key, value)
             if self._release(n, details):
                 on_done(n.instance_uuid, report, self._clock())
         finally:
@@ -213,6 +231,8 @@ class RecoveryStep:
             LOG.error('Cannot write the recovery history %s: %s; the '
                       'budget of domain %s (%s) is kept in memory only',
                       self.history.path, exc, name, uuid)
+        if decision.action == recovery.LADDER:
+            return self.ladder.climb(uuid, name, decision)
         refs, result, late = self._capture(uuid, name, decision.action)
         if late is not None:
             return self._timed_out(decision.action, late), refs
@@ -309,21 +329,22 @@ class RecoveryStep:
     def overdue(self):
         """(name, UUID, seconds) of each recovery that has held its slot
         past the whole step's bound plus a margin: the bounds failed."""
+        return [late[:3] for late in self._overdue()]
+
+    def _overdue(self):
         now = self._monotonic()
-        bound = self.deadlines.slot_bound
-        return [(name, uuid, now - since)
-                for name, uuid, since in self._holding.values()
+        return [(name, uuid, now - since, bound)
+                for name, uuid, since, bound in self._holding.values()
                 if now - since > bound]
 
     def overdue_reason(self):
         """Why the recoveries are not live, or None when they are."""
-        late = self.overdue()
+        late = self._overdue()
         if not late:
             return None
-        name, uuid, held = max(late, key=lambda item: item[2])
+        name, uuid, held, bound = max(late, key=lambda item: item[2])
         return ('the recovery of domain %s (%s) has held its slot for %.0f s,'
-                ' past its bound of %.0f s' % (name, uuid, held,
-                                               self.deadlines.slot_bound))
+                ' past its bound of %.0f s' % (name, uuid, held, bound))
 
     def stop(self):
         """The daemon stops: abandon the recoveries under way. Their

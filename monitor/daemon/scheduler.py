@@ -25,9 +25,10 @@ holds one slot, never the round:
 - the *silent lane* then pings it once per interval, so that guests
   reported long ago never hold up the confirmation of a new failure.
 
-All lanes share ``max_concurrent_pings`` slots; the last two together
-take at most a third of them, the answering lane whatever they leave free
-(the lanes and their slots: ``lanes``). The round waits for the confirming lane at most until
+All lanes share ``max_concurrent_pings`` slots; the confirming lane may
+take all but a fifth kept for the answering lane and a tenth for the
+silent lane, the answering lane whatever they leave free (the lanes and
+their slots: ``lanes``). The round waits for the confirming lane at most until
 ``interval`` seconds after its start (less the time the last round took
 to apply its results), and not for the silent lane; a ping still running
 then is handed to the tracker with the round in which it ends.
@@ -66,6 +67,7 @@ from oslo_config import cfg
 
 from monitor import concurrency
 from monitor.daemon import counter_snapshots as counters_mod
+from monitor.daemon import fast_confirmation as fast_mod
 from monitor.daemon import lanes as lanes_mod
 from monitor.daemon import metrics as metrics_mod
 from monitor.health import host_operations as host_operations_mod
@@ -112,9 +114,10 @@ takes a C int, and a longer wait only hides a dead guest. Default 2.""")),
                  help=_prose("""
 Seconds between the end of a missed ping and the next ping of that guest,
 until it has missed failure_threshold pings in a row (or answers). Each
-confirmation also waits for libvirt's own guest-sync of at least 5 s, so
-with the defaults a guest is reported after about 2 + 2 x (0 + 5) = 12 s
-of silence instead of 2 intervals. A longer value lets a guest stall for
+confirmation also waits for libvirt's own guest-sync, 5 s (ping_timeout
+with fast_confirmation), so with the defaults a guest is reported after
+about 2 + 2 x (0 + 2) = 6 s of silence (12 s without fast confirmation)
+instead of 2 intervals. A longer value lets a guest stall for
 longer (heavy swapping, a host under load) without being reported, at the
 cost of a later report of a real failure: each second here adds
 failure_threshold - 1 seconds to both; with interval or more,
@@ -127,9 +130,11 @@ Related options: interval, failure_threshold.""")),
     cfg.IntOpt('max_concurrent_pings',
                default=5, min=1, max=64,
                help=_prose("""
-Most guest-pings in flight at once on the libvirt connection. Guests whose
-last ping missed take at most a third of them (at least two, when that
-leaves one), the others the rest. libvirtd serves at most
+Most guest-pings in flight at once on the libvirt connection. Guests being
+confirmed (their last ping missed) may take all but a fifth of them (at
+least one) kept for the answering guests and a tenth (at least one, from
+3) for guests already reported; the answering guests use whatever is left.
+libvirtd serves at most
 max_client_requests (default 5) calls per client connection at a time and
 max_workers (default 20) in all; calls beyond them wait in libvirtd, where
 hung agents would then hold up the others. Keep this value at most
@@ -169,7 +174,7 @@ class Scheduler:
                  max_concurrent_pings, confirm_interval=0.0,
                  clock=time.monotonic, execute=concurrency.run_native,
                  metrics=None, native_pings=None, counter_snapshots=None,
-                 host_operations=None):
+                 host_operations=None, fast_confirmation=None):
         self.host = host
         self.tracker = tracker
         self.interval = interval
@@ -187,6 +192,9 @@ class Scheduler:
         # runs libvirt calls some other way (tests: directly).
         if native_pings is None:
             native_pings = execute is concurrency.run_native
+        # Lowers a suspect's agent timeout for its confirmation pings.
+        self.fast_confirmation = (fast_confirmation
+                                  or fast_mod.FastConfirmation.off(host))
         self._lanes = lanes_mod.Lanes(max_concurrent_pings, self._ping_ended,
                                       native=native_pings, execute=execute)
         # Domains queued, in flight, or with a result not applied yet.
@@ -229,7 +237,9 @@ class Scheduler:
                    confirm_interval=conf.monitor.confirm_interval,
                    metrics=metrics,
                    host_operations=host_operations_mod.HostOperations
-                   .from_conf(conf))
+                   .from_conf(conf),
+                   fast_confirmation=fast_mod.FastConfirmation.from_conf(
+                       conf, host))
 
     # -- connection ------------------------------------------------------------
 
@@ -268,8 +278,9 @@ class Scheduler:
             if lane is None:
                 continue
             self._busy.add(info.uuid)
-            self._lanes.start(lane, self.host.ping, (info, self.ping_timeout),
-                              info)
+            ping = (self.fast_confirmation.ping
+                    if lane is self._lanes.confirming else self.host.ping)
+            self._lanes.start(lane, ping, (info, self.ping_timeout), info)
             pinged += 1
         # Bounded: libvirt holds a ping up to 30 s while another agent
         # command (a freeze, a quiesced snapshot) holds the agent; such a
@@ -303,6 +314,8 @@ class Scheduler:
                 results, counters_of=functools.partial(self._counters,
                                                        listed))
         self._note_outcomes(results, outcome)
+        # Domains no longer confirmed get their agent timeouts back.
+        self.fast_confirmation.settle(self._confirm_due, listed)
         self._apply_took = self._clock() - apply_started
         stats = SweepStats(
             duration=self._clock() - started, listed=len(domains),

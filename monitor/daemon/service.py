@@ -18,7 +18,9 @@ from monitor.daemon import libvirt_failures
 from monitor.daemon import maintenance as maintenance_mod
 from monitor.daemon import metrics as metrics_mod
 from monitor.daemon import metrics_server
+from monitor.daemon import probe_runner
 from monitor.daemon import recovery_step
+from monitor.daemon import resolutions
 from monitor.daemon import scheduler as scheduler_mod
 from monitor.daemon import status_server
 from monitor.daemon import systemd_notify
@@ -94,9 +96,20 @@ class MonitorService:
             failures=libvirt_failures.LibvirtFailures.from_conf(conf))
         self.tracker.notifications.instancemonitor_wait = \
             masakari.instancemonitor_wait(conf)
+        # Application probes: their own threads and slots, never the
+        # ping lanes'.
+        self.probes = probe_runner.ProbeRunner.from_conf(
+            conf, self.tracker, self.host, metrics=self.metrics)
         self.delivery = delivery.DeliveryWorker.from_conf(
             conf, self.outbox, self.client, metrics=self.metrics,
             wakeup=delivery_wakeup)
+        # The end of each reported failure, for the drivers told of it
+        # (None for the others).
+        self.resolutions = resolutions.Resolutions.from_conf(
+            conf, self.store, self.outbox, delivery_wakeup)
+        if self.resolutions is not None:
+            self.probes.on_passed_again = \
+                self.resolutions.application_passed
         self.scheduler = scheduler_mod.Scheduler.from_conf(
             conf, self.host, self.tracker,
             metrics=self.metrics)
@@ -174,6 +187,8 @@ class MonitorService:
             self._metadata_changed(item)
         else:
             self.tracker.apply_event(item)
+            if self.resolutions is not None:
+                self.resolutions.saw(item)
 
     def _metadata_changed(self, event):
         # A listing reads the settings once per run of the domain; read
@@ -214,7 +229,15 @@ class MonitorService:
             concurrency.spawn(self.scheduler.run, self.stop_event),
             concurrency.spawn(self._dispatch_loop),
             concurrency.spawn(self.delivery.run, self.stop_event),
+            concurrency.spawn(self.probes.run, self.stop_event),
         ]
+        if self.resolutions is not None:
+            self._threads.append(concurrency.spawn(
+                self.resolutions.run, self.stop_event, self._clock))
+        # The Alertmanager driver re-posts its active alerts.
+        repost = getattr(self.client, 'run', None)
+        if repost is not None:
+            self._threads.append(concurrency.spawn(repost, self.stop_event))
         if self.metrics_server is not None:
             self._threads.append(concurrency.spawn(self._serve_metrics))
         self._threads.append(
@@ -266,6 +289,9 @@ class MonitorService:
         connection's close is waited for ``timeout`` seconds (at least
         ``close_timeout``)."""
         timeout = max(self.close_timeout, timeout or 0)
+        # While the connection is open, with half the close's share: a
+        # timeout left lowered is restored at the next start.
+        self.scheduler.fast_confirmation.restore_all(timeout / 2)
         # Before the outbox closes: none of them may touch it any more.
         self.recovery.stop()
         if self.metrics_server is not None:

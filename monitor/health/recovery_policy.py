@@ -24,6 +24,9 @@ import dataclasses
 import typing
 
 from oslo_config import cfg
+from oslo_config import types
+
+from monitor.errors import ConfigError
 
 GROUP = 'recovery'
 
@@ -34,6 +37,13 @@ ACTIONS = (NONE, RESET, RESTART)
 # Only for a guest paused on a disk I/O error ([recovery] io_error_action):
 # resuming a guest that hangs does nothing.
 RESUME = 'resume'
+# A ladder step only: inject an NMI and wait [recovery] nmi_grace for the
+# guest to come back on its own (a crash kernel writes its vmcore, then
+# reboots).
+NMI = 'nmi'
+LADDER_STEPS = (NMI, RESET, RESTART)
+# The action of a recovery that climbs [recovery] ladder.
+LADDER = 'ladder'
 
 # What became of the recovery, as the notification states it.
 RESULT_NOT_REQUESTED = 'not_requested'
@@ -98,11 +108,55 @@ Length in seconds of the sliding window in which [recovery] max_actions
 applies; an action older than this no longer counts. From 1 to 2592000
 (30 days). Default 3600.
 """),
+    cfg.ListOpt(
+        'ladder',
+        default=None,
+        item_type=types.String(choices=LADDER_STEPS),
+        help="""
+Steps tried in turn on a guest that failed, instead of [recovery] action,
+until one brings it back: nmi (inject an NMI, then wait [recovery]
+nmi_grace for the guest to answer again on its own: a guest with a crash
+kernel writes its vmcore first), reset, restart. Each step's result and
+time appear in the notification; the budget ([recovery] max_actions)
+counts one ladder, whatever its steps. When the last step fails, one
+alarm is logged and nothing more is tried until the guest answers again.
+Example: nmi, reset. Default unset: the one step [recovery] action.
+
+Only for hosts without an HA engine, like [recovery] action. A domain
+whose metadata names its own action gets that one step.
+
+Related options:
+
+* [recovery] action, [recovery] nmi_grace
+"""),
+    cfg.IntOpt(
+        'nmi_grace',
+        default=60, min=5, max=3600,
+        help="""
+Seconds a ladder's nmi step waits for the guest's agent to answer again
+(the NMI panicked it, its crash kernel wrote a vmcore and it rebooted)
+before the next step. From 5 to 3600. Default 60.
+"""),
 ]
 
 
 def list_opts():
     return [(GROUP, OPTS)]
+
+
+def check_conf(conf):
+    """Refuse a ladder that cannot be used: with the HA engine, or with
+    a step twice."""
+    ladder = list(conf[GROUP].ladder or ())
+    if not ladder:
+        return
+    if conf.notifier.driver == 'masakari':
+        raise ConfigError(GROUP, 'ladder', 'cannot be used with [notifier] '
+                          'driver = masakari: the HA engine recovers the VM '
+                          'itself')
+    if len(set(ladder)) != len(ladder):
+        raise ConfigError(GROUP, 'ladder', 'names a step twice: %s'
+                          % ', '.join(ladder))
 
 
 def register_opts(conf):
@@ -136,12 +190,22 @@ class RecoveryReport:
     action: str
     result: str
     detail: str = ''
+    # A ladder's steps in order, each {action, result, at, detail}; empty
+    # (and left out of the dict) for a one-step recovery.
+    steps: tuple = ()
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        if not self.steps:
+            del values['steps']
+        else:
+            values['steps'] = [dict(step) for step in self.steps]
+        return values
 
     @classmethod
     def from_dict(cls, values):
+        values = dict(values)
+        values['steps'] = tuple(values.get('steps') or ())
         return cls(**values)
 
 
@@ -182,7 +246,7 @@ class RecoveryPolicy:
             None to use the configured one.
         """
         wanted = self.action if override is None else override
-        if wanted not in ACTIONS + (RESUME,):
+        if wanted not in ACTIONS + (RESUME, LADDER):
             raise ValueError('unknown recovery action %r' % (wanted,))
         kept = recent(history, now, self.window)
         if wanted == NONE:
@@ -248,3 +312,13 @@ def notification_details(consecutive_misses, recovery_report, evidence=(),
         'evidence': [ref.to_dict() if hasattr(ref, 'to_dict') else dict(ref)
                      for ref in evidence],
     }
+
+
+def ladder_of(configured, override, driver, ladder):
+    """The steps of one domain's recovery: [recovery] ladder when it is
+    set and the domain's metadata names no action of its own, else the
+    one step of ``effective_action``."""
+    if ladder and override is None and driver != 'masakari':
+        return tuple(ladder)
+    action, _note = effective_action(configured, override, driver)
+    return () if action == NONE else (action,)

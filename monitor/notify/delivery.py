@@ -68,7 +68,7 @@ def register_opts(conf):
 
 # Who receives the notifications, by [notifier] driver, for the log.
 PEERS = {'masakari': 'HA engine', 'webhook': 'Webhook receiver',
-         'none': 'Notifier none'}
+         'alertmanager': 'Alertmanager', 'none': 'Notifier none'}
 
 # Longest sleep of an idle worker: it also picks up dead letters requeued
 # by an operator from another process.

@@ -1,8 +1,9 @@
 """Which notifier the daemon uses, and the checks that tie it to recovery.
 
 ``[notifier] driver`` chooses the HA engine (Masakari), a signed webhook,
-or nothing. The HA engine's client is imported only when built, so a host
-without an HA engine never needs Keystone settings.
+Prometheus's Alertmanager, or nothing. The HA engine's client is imported
+only when built, so a host without an HA engine never needs Keystone
+settings.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from oslo_config import cfg
 
 from monitor.errors import ConfigError
 from monitor.health import recovery_policy as recovery
+from monitor.notify import alertmanager
 from monitor.notify import webhook
+from monitor.notify.notification import RESOLVED
 from monitor.notify.notification import DeliveryOutcome
 from monitor.notify.notification import OutcomeKind
 
@@ -19,7 +22,13 @@ GROUP = 'notifier'
 
 MASAKARI = 'masakari'
 WEBHOOK = 'webhook'
+ALERTMANAGER = 'alertmanager'
 NONE = 'none'
+
+# The drivers that are sent the end of a failure (kind RESOLVED) when the
+# guest answers again or its domain is undefined: an alert is resolved.
+# The HA engine has no such notion.
+SENDS_RESOLVED = frozenset({ALERTMANAGER})
 
 OPTS = [
     cfg.StrOpt(
@@ -28,18 +37,22 @@ OPTS = [
         choices=[
             (MASAKARI, 'the OpenStack Masakari API, which recovers the VM'),
             (WEBHOOK, 'a signed JSON POST to [webhook] url'),
+            (ALERTMANAGER, 'alerts to the Prometheus Alertmanagers of '
+                           '[alertmanager] urls, resolved when the guest is '
+                           'back'),
             (NONE, 'no notification; log only (with [recovery] action '
                    'the monitor still recovers guests itself)'),
         ],
         help="""
 Where failure notifications go. Default masakari.
 
-With webhook or none the monitor can recover guests itself ([recovery]
-action); the Keystone and endpoint options of this group are then unused.
+With webhook, alertmanager or none the monitor can recover guests itself
+([recovery] action); the Keystone and endpoint options of this group are
+then unused.
 
 Related options:
 
-* [webhook] url, [webhook] secret, [recovery] action
+* [webhook] url, [webhook] secret, [alertmanager] urls, [recovery] action
 """),
 ]
 
@@ -59,6 +72,12 @@ def uses_masakari(conf):
     return conf[GROUP].driver == MASAKARI
 
 
+def wants_resolved(conf):
+    """True when the driver is sent the end of each failure it was sent
+    (kind RESOLVED)."""
+    return conf[GROUP].driver in SENDS_RESOLVED
+
+
 def check_conf(conf):
     """Refuse option combinations of the standalone mode at start.
 
@@ -76,8 +95,10 @@ def check_conf(conf):
             recovery.GROUP, 'action',
             "'%s' cannot be used with [notifier] driver = masakari: the HA "
             "engine recovers the VM itself and two recoverers must not act "
-            "on one VM; set [notifier] driver = webhook or none, or "
-            "[recovery] action = none" % action)
+            "on one VM; set [notifier] driver = webhook, alertmanager or "
+            "none, or [recovery] action = none" % action)
+    if driver == ALERTMANAGER:
+        alertmanager.check_required(conf)
     if driver == WEBHOOK:
         if not conf.webhook.url:
             raise ConfigError('webhook', 'url',
@@ -93,8 +114,10 @@ class NoNotifier:
     delivered at once, so the health state moves on as with an engine."""
 
     def send(self, notification):
+        # The end of a failure too, left in the outbox by another driver.
+        what = 'end of a failure ' if notification.kind == RESOLVED else ''
         return DeliveryOutcome(OutcomeKind.ACCEPTED, None,
-                               'not sent: [notifier] driver = none')
+                               '%snot sent: [notifier] driver = none' % what)
 
     def close(self):
         pass
@@ -110,6 +133,8 @@ def build_client(conf):
     driver = conf[GROUP].driver
     if driver == WEBHOOK:
         return webhook.WebhookClient.from_conf(conf)
+    if driver == ALERTMANAGER:
+        return alertmanager.AlertmanagerClient.from_conf(conf)
     if driver == NONE:
         return NoNotifier()
     from monitor.notify import masakari

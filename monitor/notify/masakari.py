@@ -41,6 +41,9 @@ from monitor.errors import ConfigError
 from monitor.notify import delivery
 from monitor.notify import http_edge
 from monitor.notify import masakari_conf
+from monitor.notify.notification import RESOLVED
+from monitor.notify.notification import DeliveryOutcome
+from monitor.notify.notification import OutcomeKind
 
 OPTS = [
     cfg.BoolOpt(
@@ -206,7 +209,15 @@ class MasakariClient:
 
     def send(self, notification):
         """POST one notification; returns a DeliveryOutcome, never raises
-        for HTTP, connection, catalog or authentication failures."""
+        for HTTP, connection, catalog or authentication failures.
+
+        The engine knows failures only: the end of one (kind RESOLVED,
+        left in the outbox by another driver) counts as delivered
+        without being sent."""
+        if notification.kind == RESOLVED:
+            return DeliveryOutcome(OutcomeKind.ACCEPTED, None,
+                                   'not sent: the HA engine takes failures '
+                                   'only')
         return http_edge.post(
             self._adapter.request, self._peer, self._request_timeout,
             '/notifications', 'POST',

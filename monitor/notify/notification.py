@@ -26,6 +26,13 @@ QEMU_GUEST_AGENT_ERROR = AGENT_ERROR.event
 LIFECYCLE = QEMU_ENDED.event
 STOPPED_FAILED = AGENT_ERROR.vir_domain_event
 
+# What a notification reports: a failure, or that the failure a former
+# one reported is over (the guest answered again, or its domain is gone).
+# Only the drivers that can say so are sent the second kind
+# (drivers.wants_resolved); the HA engine has no such notion.
+FAILURE = 'failure'
+RESOLVED = 'resolved'
+
 # UTC, second resolution: the engine parses ISO 8601 and stores it in a
 # column that may not keep fractions of a second.
 _TIME_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
@@ -38,9 +45,15 @@ def format_time(epoch_seconds):
     return moment.strftime(_TIME_FORMAT)
 
 
+# Namespace of the ids of RESOLVED notifications, derived from the id of
+# the failure they end.
+_RESOLVED_IDS = uuid.UUID('8d5c3a52-9f1e-4a55-a4f6-2f0d7c1e6b3a')
+
+
 @dataclasses.dataclass(frozen=True)
 class Notification:
-    """One failure report, fixed at creation and resent unchanged.
+    """One failure report (or, of kind RESOLVED, the end of one), fixed
+    at creation and resent unchanged.
 
     ``id`` is the monitor's own identity of the report (outbox key);
     the engine never sees it. ``generated_time`` is kept across retries so
@@ -61,6 +74,9 @@ class Notification:
     # in the webhook body; the engine's body never carries them.
     details: typing.Optional[dict] = dataclasses.field(default=None,
                                                        hash=False)
+    # FAILURE or RESOLVED; a notification stored before kinds existed is
+    # a failure.
+    kind: str = FAILURE
 
     @classmethod
     def new(cls, instance_uuid, domain_name, hostname, at,
@@ -75,6 +91,24 @@ class Notification:
                    event=str(event),
                    vir_domain_event=str(vir_domain_event),
                    details=details)
+
+    @classmethod
+    def resolving(cls, failure, at, details=None):
+        """The notice that ``failure``'s incident is over, observed at
+        ``at`` (epoch s).
+
+        Its id follows from the failure's, so queueing it again (after a
+        crash, or by a second look at the same incident) finds the one
+        already in the outbox: at most one per failure.
+        """
+        return cls(id=str(uuid.uuid5(_RESOLVED_IDS, failure.id)),
+                   instance_uuid=failure.instance_uuid,
+                   domain_name=failure.domain_name,
+                   hostname=failure.hostname,
+                   generated_time=format_time(at),
+                   event=failure.event,
+                   vir_domain_event=failure.vir_domain_event,
+                   details=details, kind=RESOLVED)
 
     def body(self):
         """The JSON document POSTed to ``{endpoint}/notifications``."""
@@ -94,6 +128,7 @@ class Notification:
 
     @classmethod
     def from_dict(cls, values):
+        # A dict written before kinds existed has none: a failure.
         return cls(**values)
 
 

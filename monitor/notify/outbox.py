@@ -119,10 +119,10 @@ class OutboxEntry:
 def _entry(row):
     n = len(outbox_file.NOTIFICATION_COLUMNS)
     m = n + len(outbox_file.ENTRY_COLUMNS)
-    details_text, held = row[m:]
+    details_text, held, kind = row[m:]
     notification = notification_mod.Notification(
         **dict(zip(outbox_file.NOTIFICATION_COLUMNS, row[:n])),
-        details=_decode_details(details_text))
+        details=_decode_details(details_text), kind=kind)
     return OutboxEntry(notification, *row[n:m], held=bool(held))
 
 
@@ -198,7 +198,7 @@ class Outbox:
             self._conn.execute(
                 outbox_file.INSERT, (*(values[c] for c in outbox_file.NOTIFICATION_COLUMNS),
                           _encode_details(notification.details),
-                          1 if held else 0, PENDING, now,
+                          1 if held else 0, notification.kind, PENDING, now,
                           now if due_at is None else due_at))
             return self._get(notification.id)
 
@@ -381,20 +381,22 @@ class Outbox:
             return self._get(id)
 
     def latest_per_domain(self, instance_uuid=None):
-        """The newest pending entry and the newest finished (delivered or
-        dead) entry of each domain, oldest first; only ``instance_uuid``'s
-        when given.
+        """The newest pending failure and the newest finished (delivered
+        or dead) failure of each domain, oldest first; only
+        ``instance_uuid``'s when given.
 
         This is what the health policy needs to know of a domain's
-        notifications; the outbox is their only record.
+        notifications; the outbox is their only record. The notice that a
+        failure is over (kind RESOLVED) reports no incident, so it is left
+        out.
         """
-        where, params = '', (PENDING,)
+        where, params = '', (notification_mod.FAILURE, PENDING)
         if instance_uuid is not None:
-            where, params = 'WHERE instance_uuid = ? ', (instance_uuid,
-                                                         PENDING)
+            where, params = 'AND instance_uuid = ? ', (
+                notification_mod.FAILURE, instance_uuid, PENDING)
         with self._lock:
             rows = self._conn.execute(
                 outbox_file.SELECT + ' WHERE seq IN (SELECT MAX(seq) FROM notifications '
-                f'{where}GROUP BY instance_uuid, status = ?) ORDER BY seq',
-                params).fetchall()
+                f'WHERE kind = ? {where}GROUP BY instance_uuid, status = ?) '
+                'ORDER BY seq', params).fetchall()
         return [_entry(r) for r in rows]

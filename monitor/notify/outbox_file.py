@@ -23,8 +23,10 @@ from monitor.errors import OutboxError
 
 # 2 added ``details`` (the incident facts as JSON: misses, recovery,
 # evidence) and ``held`` (a pending entry not to be sent yet, while the
-# recovery it reports is under way). A version 1 file is migrated at open.
-SCHEMA_VERSION = 2
+# recovery it reports is under way); 3 added ``kind`` (a failure, or the
+# end of one: notification.FAILURE, RESOLVED). Version 1 and 2 files are
+# migrated at open.
+SCHEMA_VERSION = 3
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS notifications (
@@ -45,7 +47,8 @@ SCHEMA = (
         outcome TEXT,
         finished_at REAL,
         details TEXT,
-        held INTEGER NOT NULL DEFAULT 0)""",
+        held INTEGER NOT NULL DEFAULT 0,
+        kind TEXT NOT NULL DEFAULT 'failure')""",
     """CREATE INDEX IF NOT EXISTS notifications_status_due
         ON notifications (status, next_attempt_at)""",
 )
@@ -55,17 +58,23 @@ NOTIFICATION_COLUMNS = ('id', 'instance_uuid', 'domain_name', 'hostname',
 ENTRY_COLUMNS = ('status', 'created_at', 'attempts', 'next_attempt_at',
                   'last_attempt_at', 'last_error', 'outcome', 'finished_at')
 _V1_TABLE_COLUMNS = ('seq', *NOTIFICATION_COLUMNS, *ENTRY_COLUMNS)
-_TABLE_COLUMNS = (*_V1_TABLE_COLUMNS, 'details', 'held')
+_V2_TABLE_COLUMNS = (*_V1_TABLE_COLUMNS, 'details', 'held')
+_TABLE_COLUMNS = (*_V2_TABLE_COLUMNS, 'kind')
 SELECT = (f'SELECT {", ".join(NOTIFICATION_COLUMNS + ENTRY_COLUMNS)}, '
-           'details, held FROM notifications')
+           'details, held, kind FROM notifications')
 INSERT = (f'INSERT INTO notifications ({", ".join(NOTIFICATION_COLUMNS)}, '
-           'details, held, status, created_at, next_attempt_at) VALUES '
-           f'({", ".join("?" * len(NOTIFICATION_COLUMNS))}, ?, ?, ?, ?, ?)')
-# Version 1 to 2: columns added at the end, existing rows get no details
-# and are not held; nothing else changes, so old entries keep working.
+           'details, held, kind, status, created_at, next_attempt_at) VALUES '
+           f'({", ".join("?" * len(NOTIFICATION_COLUMNS))}, ?, ?, ?, ?, ?, ?)')
+# Columns added at the end: rows of version 1 get no details and are not
+# held, rows of versions 1 and 2 are failures (all they could be);
+# nothing else changes, so old entries keep working.
 _MIGRATE_V1 = (
     'ALTER TABLE notifications ADD COLUMN details TEXT',
     'ALTER TABLE notifications ADD COLUMN held INTEGER NOT NULL DEFAULT 0',
+)
+_MIGRATE_V2 = (
+    "ALTER TABLE notifications ADD COLUMN kind TEXT NOT NULL "
+    "DEFAULT 'failure'",
 )
 
 _SQLITE_MAGIC = b'SQLite format 3\x00'
@@ -287,8 +296,9 @@ def _check(conn, path):
         raise _refusal(path, f'the outbox {path} is corrupt (sqlite '
                              f'quick_check: {problems[0]}{more})')
     version = conn.execute('PRAGMA user_version').fetchone()[0]
-    if version == 1 and _columns(conn) == _V1_TABLE_COLUMNS:
-        _migrate_v1(conn)
+    if (version, _columns(conn)) in ((1, _V1_TABLE_COLUMNS),
+                                     (2, _V2_TABLE_COLUMNS)):
+        _migrate(conn)
         version = conn.execute('PRAGMA user_version').fetchone()[0]
     if version > SCHEMA_VERSION:
         raise _refusal(path, f'the outbox {path} was written by a newer '
@@ -311,16 +321,19 @@ def _columns(conn):
                  conn.execute('PRAGMA table_info(notifications)'))
 
 
-def _migrate_v1(conn):
-    """Bring a version 1 outbox to version 2, in one transaction.
+def _migrate(conn):
+    """Bring a version 1 or 2 outbox to the current version, in one
+    transaction.
 
     Another process (the operators' tool, a second start) may be doing the
     same: the write lock serializes them, and whoever comes second finds
     the work done.
     """
+    steps = {1: _MIGRATE_V1 + _MIGRATE_V2, 2: _MIGRATE_V2}
     with transaction(conn):
-        if conn.execute('PRAGMA user_version').fetchone()[0] == 1:
-            for statement in _MIGRATE_V1:
+        version = conn.execute('PRAGMA user_version').fetchone()[0]
+        if version in steps:
+            for statement in steps[version]:
                 conn.execute(statement)
             conn.execute(f'PRAGMA user_version = {SCHEMA_VERSION:d}')
 

@@ -1,44 +1,97 @@
-"""The webhook edge: signed JSON notifications for hosts without an HA engine.
+"""The webhook edge: CloudEvents signed per Standard Webhooks, for hosts
+without an HA engine.
+
+Each notification is POSTed as one CloudEvents 1.0 event in structured
+mode (``Content-Type: application/cloudevents+json``): the envelope says
+what happened (``type``), where (``source``, the host), to which guest
+(``subject``, the domain name) and when (``time``, the failure time);
+``data`` carries the incident facts (the document
+``docs/schemas/webhook-event-data.schema.json`` describes). The body of a
+notification is the same bytes on every resend.
+
+The request is signed as Standard Webhooks says: ``webhook-id`` is the
+notification id, the same on every resend, so a receiver deduplicates on
+it; ``webhook-timestamp`` is the time of this attempt, in seconds; and
+``webhook-signature`` is ``v1,`` and the base64 HMAC-SHA256 of
+``id.timestamp.body`` with the key of ``[webhook] secret``
+(``whsec_<base64>``). A receiver refuses a timestamp out of its
+tolerance (five minutes for the reference libraries), so a captured
+request cannot be replayed later, and each attempt is signed afresh
+when it is made. Nothing here logs, and neither the secret nor its key
+is ever part of an outcome message.
 
 ``WebhookClient.send`` has the contract of the Masakari client: it never
 raises for HTTP, TLS or connection problems and returns a
 ``DeliveryOutcome``, so the durable outbox and the delivery worker retry a
-webhook exactly as they retry the engine. Every POST carries
-``X-Signature-256: sha256=<hex>``, the HMAC-SHA256 of the exact body bytes
-with ``[webhook] secret``; the receiver recomputes it to know the report
-came from this daemon. Nothing here logs, and the secret is never part of
-an outcome message.
-
+webhook exactly as they retry the engine; each ``send`` is one attempt.
 Which answers count as delivered: any 2xx. A generic receiver (a chat
 bridge, an alert manager, a small script) answers 200, 201, 202 or 204 as
 it pleases, and none of them means "try again". 409 means the receiver
-already has this notification id (it may deduplicate on ``id`` or on the
-``X-Notification-Id`` header). The deadline, the capped read of the
+already has this ``webhook-id``. The deadline, the capped read of the
 answer, redirect refusal and the rest of the classification are the HTTP
 edge's (``http_edge``), shared with the HA engine's client.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
+import time
+import urllib.parse
 
 import requests
 from oslo_config import cfg
 
 from monitor import masking
+from monitor.errors import ConfigError
+from monitor.health import recovery_policy as recovery
 from monitor.notify import http_edge
 from monitor.notify import tls_files
+from monitor.notify.notification import RESOLVED
 
 GROUP = 'webhook'
 
-SIGNATURE_HEADER = 'X-Signature-256'
-SIGNATURE_PREFIX = 'sha256='
-ID_HEADER = 'X-Notification-Id'
+CONTENT_TYPE = 'application/cloudevents+json'
+SPECVERSION = '1.0'
+DATA_CONTENT_TYPE = 'application/json'
 
-# Version of the JSON document, for receivers that parse it.
-BODY_VERSION = 1
+# The event types, reverse-DNS names of the product's own.
+TYPE_PREFIX = 'io.guest-health-monitor.guest.'
+TYPE_FAILED = TYPE_PREFIX + 'failed'
+TYPE_RECOVERY_EXHAUSTED = TYPE_PREFIX + 'recovery_exhausted'
+TYPE_RECOVERED = TYPE_PREFIX + 'recovered'
+# An application probe's failure on a guest that answers its pings
+# (details 'incident': 'application'), and its end.
+APPLICATION_PREFIX = 'io.guest-health-monitor.application.'
+TYPE_APPLICATION_FAILED = APPLICATION_PREFIX + 'failed'
+TYPE_APPLICATION_RECOVERED = APPLICATION_PREFIX + 'recovered'
+TYPES = (TYPE_FAILED, TYPE_RECOVERY_EXHAUSTED, TYPE_RECOVERED,
+         TYPE_APPLICATION_FAILED, TYPE_APPLICATION_RECOVERED)
+
+# A URI-reference naming the monitor of one host: the host name is the
+# path's last segment.
+SOURCE_PREFIX = '//guest-health-monitor/'
+
+# The recovery results that leave the guest failed with nothing more
+# the monitor will do about it: the budget is spent, or the action was
+# tried and did not work. A human has to look.
+RECOVERY_NOT_DONE = frozenset((recovery.RESULT_BUDGET_EXHAUSTED,
+                               recovery.RESULT_FAILED))
+
+ID_HEADER = 'webhook-id'
+TIMESTAMP_HEADER = 'webhook-timestamp'
+SIGNATURE_HEADER = 'webhook-signature'
+SIGNATURE_VERSION = 'v1'
+
+SECRET_PREFIX = 'whsec_'
+# Standard Webhooks asks for keys of 24 to 64 bytes; a shorter one is
+# guessable, a longer one adds nothing to HMAC-SHA256.
+MIN_KEY_BYTES = 24
+MAX_KEY_BYTES = 64
+MAKE_SECRET = 'echo "whsec_$(openssl rand -base64 32)"'
 
 OPTS = [
     cfg.URIOpt(
@@ -47,10 +100,10 @@ OPTS = [
         # Chat services put the token in the path: never logged whole.
         secret=True,
         help="""
-URL every notification is POSTed to when [notifier] driver = webhook.
-Redirects are not followed: give the final address. Logs show only its
-scheme, host, port and first path segment. Default: unset (required with
-the webhook driver).
+URL every notification is POSTed to when [notifier] driver = webhook, as
+a CloudEvents 1.0 event in structured mode. Redirects are not followed:
+give the final address. Logs show only its scheme, host, port and first
+path segment. Default: unset (required with the webhook driver).
 
 Related options:
 
@@ -60,9 +113,14 @@ Related options:
         'secret',
         secret=True,
         help="""
-Shared secret that signs every POST: the header X-Signature-256 carries
-"sha256=" and the hex HMAC-SHA256 of the raw request body with this
-secret. Never logged. Default: unset (required with the webhook driver).
+Standard Webhooks signing secret: "whsec_" followed by the base64 of
+24 to 64 random bytes (the key), for example the output of
+    echo "whsec_$(openssl rand -base64 32)"
+Give the receiver the same text. Every attempt carries webhook-id (the
+notification id, the same on every resend), webhook-timestamp (the
+attempt's time) and webhook-signature ("v1," and the base64 HMAC-SHA256
+of id.timestamp.body with the key). Any other text is refused at start.
+Never logged. Default: unset (required with the webhook driver).
 """),
     cfg.FloatOpt(
         'timeout',
@@ -90,60 +148,157 @@ def register_opts(conf):
 
 
 def check_conf(conf):
-    """A ``[webhook] cafile`` that is set must be a readable CA bundle.
+    """A ``[webhook] secret`` or ``cafile`` that is set must be usable,
+    whatever the driver: a signing secret in the Standard Webhooks form,
+    a readable CA bundle.
 
-    :raises ConfigError: naming ``[webhook] cafile``.
+    :raises ConfigError: naming the option; never quoting the secret.
     """
+    if conf[GROUP].secret:
+        try:
+            secret_key(conf[GROUP].secret)
+        except ValueError as exc:
+            raise ConfigError(GROUP, 'secret', str(exc)) from None
     if conf[GROUP].cafile:
         tls_files.check_cafile(GROUP, 'cafile', conf[GROUP].cafile)
 
 
-def sign(secret, body):
-    """The X-Signature-256 header value for ``body`` (bytes)."""
-    if isinstance(secret, str):
-        secret = secret.encode('utf-8')
-    digest = hmac.new(secret, body, hashlib.sha256).hexdigest()
-    return SIGNATURE_PREFIX + digest
+def secret_key(secret):
+    """The HMAC key (bytes) of a ``whsec_<base64>`` secret.
 
+    The base64 is the standard alphabet, padding optional, as the
+    Standard Webhooks libraries read it; text they would read otherwise
+    (another alphabet, stray characters) is refused rather than signed
+    with a key the receiver does not have.
 
-def verify(secret, body, header):
-    """True when ``header`` is the valid signature of ``body``."""
-    if not header:
-        return False
-    return hmac.compare_digest(sign(secret, body), header.strip())
-
-
-def document(notification):
-    """The JSON document for one notification, as a dict.
-
-    The incident facts (consecutive misses, the recovery and the evidence)
-    are read from ``notification.details``, the plain dict built by
-    ``recovery.notification_details`` and kept with the notification in
-    the outbox; a notification without them has null misses, no recovery
-    and no evidence.
+    :raises ValueError: saying what to give instead; the message never
+        quotes the secret.
     """
-    details = getattr(notification, 'details', None) or {}
-    return {
-        'version': BODY_VERSION,
-        'id': notification.id,
+    how = ('give "%s" followed by the base64 of %d to %d random bytes, '
+           'for example the output of: %s'
+           % (SECRET_PREFIX, MIN_KEY_BYTES, MAX_KEY_BYTES, MAKE_SECRET))
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError('not a Standard Webhooks signing secret (it does '
+                         'not start with "%s"): %s' % (SECRET_PREFIX, how))
+    encoded = secret[len(SECRET_PREFIX):]
+    try:
+        key = base64.b64decode(encoded + '=' * (-len(encoded) % 4),
+                               validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError('the text after "%s" is not base64: %s'
+                         % (SECRET_PREFIX, how)) from None
+    if not MIN_KEY_BYTES <= len(key) <= MAX_KEY_BYTES:
+        raise ValueError('the key is %d bytes: %s' % (len(key), how))
+    return key
+
+
+def event_type(notification):
+    """The CloudEvents ``type`` of a notification.
+
+    The end of a failure (kind RESOLVED: the guest answered again, or
+    its domain is gone) is ``recovered``; a failure whose recovery ran
+    out of budget or did not work is ``recovery_exhausted`` (the
+    recovery result is in the details, ``notification_details``); any
+    other failure, recovered by the monitor or not, is ``failed``. An
+    application probe's failure and its end have types of their own
+    (``application.failed``, ``application.recovered``), whatever the
+    recovery did.
+    """
+    details = notification.details or {}
+    application = details.get('incident') == 'application'
+    if notification.kind == RESOLVED:
+        return TYPE_APPLICATION_RECOVERED if application else TYPE_RECOVERED
+    if application:
+        return TYPE_APPLICATION_FAILED
+    result = (details.get('recovery') or {}).get('result')
+    if result in RECOVERY_NOT_DONE:
+        return TYPE_RECOVERY_EXHAUSTED
+    return TYPE_FAILED
+
+
+def source(hostname):
+    """The event ``source`` of the monitor on ``hostname``."""
+    return SOURCE_PREFIX + urllib.parse.quote(hostname, safe='')
+
+
+def event_data(notification):
+    """The event's ``data``: the incident facts, as a dict.
+
+    Consecutive misses, the recovery and the evidence are read from
+    ``notification.details``, the plain dict built by
+    ``recovery.notification_details`` and kept with the notification in
+    the outbox; a notification without them has null misses, no
+    recovery and no evidence. Other details are passed on under their
+    own names. ``event`` and ``vir_domain_event`` name the failure as
+    the HA engine would (a silent guest agent, QEMU that ended, a disk
+    I/O error).
+    """
+    details = notification.details or {}
+    data = {
+        # Facts other parts of the daemon add to some notifications, under
+        # their own names (the core fields below win).
+        **{key: value for key, value in details.items()
+           if key not in _CORE_DETAILS},
         'host': notification.hostname,
         'domain_uuid': notification.instance_uuid,
         'domain_name': notification.domain_name,
         'event': notification.event,
         'vir_domain_event': notification.vir_domain_event,
-        'generated_time': notification.generated_time,
         'reason': details.get('reason'),
         'consecutive_misses': details.get('consecutive_misses'),
         'recovery': details.get('recovery'),
         'evidence': list(details.get('evidence') or ()),
+        # The end of a failure names the failure's id (the id of the
+        # event it ends); null in a failure.
+        'resolves': details.get('resolves'),
+    }
+    return data
+
+
+_CORE_DETAILS = frozenset(('reason', 'consecutive_misses', 'recovery',
+                           'evidence', 'resolves'))
+
+
+def cloud_event(notification):
+    """The CloudEvents 1.0 event of one notification, as a dict (the
+    structured-mode JSON document)."""
+    return {
+        'specversion': SPECVERSION,
+        'id': notification.id,
+        'source': source(notification.hostname),
+        'type': event_type(notification),
+        'subject': notification.domain_name,
+        # RFC 3339, UTC, seconds: when the failure (or its end) was seen,
+        # not when this attempt is made.
+        'time': notification.generated_time,
+        'datacontenttype': DATA_CONTENT_TYPE,
+        'data': event_data(notification),
     }
 
 
 def encode(doc):
-    """The body bytes: compact, keys sorted, so a resend is byte-identical
-    and so is its signature."""
+    """The body bytes: compact, keys sorted, so every resend of a
+    notification is the same body."""
     return json.dumps(doc, sort_keys=True, separators=(',', ':'),
                       ensure_ascii=True).encode('ascii')
+
+
+def sign(key, msg_id, timestamp, body):
+    """The ``webhook-signature`` value: ``v1,`` and the base64
+    HMAC-SHA256 of ``msg_id.timestamp.body`` with ``key`` (bytes)."""
+    signed = b'%s.%d.%s' % (msg_id.encode('utf-8'), timestamp, body)
+    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    return '%s,%s' % (SIGNATURE_VERSION,
+                      base64.b64encode(digest).decode('ascii'))
+
+
+def signature_headers(key, msg_id, body, now):
+    """The Standard Webhooks headers of one attempt made at ``now``
+    (epoch seconds)."""
+    timestamp = int(now)
+    return {ID_HEADER: msg_id,
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(key, msg_id, timestamp, body)}
 
 
 def _describe_failure(error):
@@ -169,19 +324,24 @@ _PEER = http_edge.Peer(
 
 
 class WebhookClient:
-    """POSTs signed notifications to one URL with one requests session."""
+    """POSTs signed CloudEvents to one URL with one requests session.
 
-    def __init__(self, url, secret, timeout=10.0, cafile=None):
+    ``clock`` (epoch seconds) dates each attempt's signature.
+    """
+
+    def __init__(self, url, secret, timeout=10.0, cafile=None,
+                 clock=time.time):
         if not url:
             raise ValueError('webhook url is required')
         if not secret:
             raise ValueError('webhook secret is required')
+        self._key = secret_key(secret)
         self.url = url
         # What a library's error message may quote of the URL.
         self._url_secrets = masking.webhook_url_secrets(url)
         masking.add_known_secrets(self._url_secrets)
-        self._secret = secret.encode('utf-8')
         self.timeout = timeout
+        self._clock = clock
         self._verify = cafile or True
         self._session = requests.Session()
         # Trust, proxies and CA bundles come from the daemon's config, not
@@ -204,16 +364,20 @@ class WebhookClient:
         self._session.close()
 
     def send(self, notification):
-        """POST one notification, signed; returns a DeliveryOutcome, never
-        raises for HTTP, TLS or connection failures."""
-        body = encode(document(notification))
+        """POST one notification, signed for this attempt; returns a
+        DeliveryOutcome, never raises for HTTP, TLS or connection
+        failures."""
+        body = encode(cloud_event(notification))
+        # Signed here, at each attempt: a resend carries the same id and
+        # body with a fresh timestamp, which the receiver's replay check
+        # accepts.
+        headers = signature_headers(self._key, notification.id, body,
+                                    self._clock())
         outcome = http_edge.post(
             self._session.post, _PEER, self.timeout, self.url, data=body,
-            headers={'Content-Type': 'application/json',
+            headers={'Content-Type': CONTENT_TYPE,
                      'Accept': 'application/json, text/plain, */*',
-                     SIGNATURE_HEADER: sign(self._secret, body),
-                     ID_HEADER: notification.id,
-                     **http_edge.ANSWER_ENCODING},
+                     **headers, **http_edge.ANSWER_ENCODING},
             allow_redirects=False, verify=self._verify, stream=True)
         return outcome._replace(
             message=masking.scrub(outcome.message, self._url_secrets))

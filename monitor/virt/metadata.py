@@ -8,7 +8,22 @@ Per-domain settings live in libvirt domain metadata, namespace
         --set '<monitor enabled="no" failure_threshold="5" action="reset"/>'
 
 Attributes, each optional: ``enabled`` (yes/no), ``failure_threshold``
-(an integer >= 1), ``action`` (none/reset/restart). An element that is not
+(an integer >= 1), ``action`` (none/reset/restart), ``application_action``
+(none/reset/restart: what an application failure does). Children, each
+optional: up to ``probes.MAX_PROBES`` ``<probe/>`` elements (attributes
+of ``probes.probe_from_attributes``; an exec probe's arguments as
+``<arg>`` children, in order)::
+
+    <monitor application_action="reset">
+      <probe name="db" kind="exec" path="/usr/local/bin/check-db">
+        <arg>--quick</arg>
+      </probe>
+      <probe name="app" kind="heartbeat" file="/run/app.heartbeat"
+             max_age="30"/>
+    </monitor>
+
+A domain that declares probes has these instead of the configured ones
+([probes] probe). An element that is not
 exactly that (unknown attribute, bad value, not XML) is ignored as a whole
 and the caller logs the returned error once: a typo such as
 ``enable="no"`` must be seen, and half of a broken element is no safer
@@ -30,6 +45,7 @@ import typing
 from lxml import etree
 
 from monitor import masking
+from monitor.health import probes as probes_mod
 from monitor.health import recovery_policy as recovery
 
 NAMESPACE = 'urn:guest-health-monitor:1'
@@ -38,7 +54,10 @@ ELEMENT = 'monitor'
 KEY = 'ghm'
 
 _YES_NO = {'yes': True, 'no': False}
-_ATTRIBUTES = ('enabled', 'failure_threshold', 'action')
+_ATTRIBUTES = ('enabled', 'failure_threshold', 'action',
+               'application_action')
+PROBE = 'probe'
+ARG = 'arg'
 # A threshold beyond this is a typo, not a wish: at a 10 s interval it is
 # more than a day of silence.
 MAX_FAILURE_THRESHOLD = 10000
@@ -61,6 +80,10 @@ class DomainSettings(typing.NamedTuple):
     enabled: bool = True
     failure_threshold: typing.Optional[int] = None
     action: typing.Optional[str] = None
+    application_action: typing.Optional[str] = None
+    # The domain's own probes (probes.ProbeSpec); None: the configured
+    # ones.
+    probes: typing.Optional[tuple] = None
 
 
 DEFAULTS = DomainSettings()
@@ -141,7 +164,51 @@ def settings_from_element(element):
             return Parsed(DEFAULTS, '%s="%s": %s' % (
                 attribute, _quoted(raw_value), error))
         values[attribute] = value
+    specs, error = _probes_of(element, own)
+    if error:
+        return Parsed(DEFAULTS, error)
+    if specs:
+        values['probes'] = specs
     return Parsed(DomainSettings(**values), None)
+
+
+def _ours(node, own):
+    return isinstance(node.tag, str) and \
+        etree.QName(node).namespace in (None, own)
+
+
+def _probes_of(element, own):
+    """The ``<probe/>`` children: (tuple of ProbeSpec, error)."""
+    specs = []
+    for child in element:
+        if not _ours(child, own):
+            continue  # a comment, or someone else's element
+        if _local_name(child) != PROBE:
+            return (), 'unknown element <%s> (known: <%s>)' % (
+                _quoted(_local_name(child)), PROBE)
+        if len(specs) >= probes_mod.MAX_PROBES:
+            return (), 'more than %d probes' % probes_mod.MAX_PROBES
+        values = {}
+        for raw_name, raw_value in child.attrib.items():
+            qname = etree.QName(raw_name)
+            if qname.namespace in (None, own):
+                values[qname.localname] = raw_value
+        args = []
+        for arg in child:
+            if not _ours(arg, own):
+                continue
+            if _local_name(arg) != ARG:
+                return (), 'unknown element <%s> in <%s> (known: <%s>)' % (
+                    _quoted(_local_name(arg)), PROBE, ARG)
+            args.append(arg.text or '')
+        spec, error = probes_mod.probe_from_attributes(values, args)
+        if error:
+            return (), error
+        specs.append(spec)
+    error = probes_mod.unique(specs)
+    if error:
+        return (), error
+    return tuple(specs), None
 
 
 def _quoted(text):
@@ -172,6 +239,8 @@ def _convert(attribute, value):
         if not 1 <= number <= MAX_FAILURE_THRESHOLD:
             return None, 'must be between 1 and %d' % MAX_FAILURE_THRESHOLD
         return number, None
+    if attribute == 'application_action' and value not in recovery.ACTIONS:
+        return None, 'must be one of %s' % ', '.join(recovery.ACTIONS)
     if value not in recovery.ACTIONS:
         return None, 'must be one of %s' % ', '.join(recovery.ACTIONS)
     return value, None

@@ -17,7 +17,7 @@ from lab.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 
-SECRET = 'lab-webhook-secret-5150'
+SECRET = 'whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY='
 GRACE = 5
 BOOT_TIMEOUT = 120.0
 PAUSE_TIMEOUT = 30.0
@@ -30,8 +30,11 @@ def healthy_line(guest):
 
 
 def deliveries_for(receiver, guest):
+    """The failure reports about ``guest`` (not the reports that a
+    failure is over)."""
     return [d for d in receiver.wait_for(0, 0)
-            if d.json()['domain_uuid'] == guest.uuid]
+            if d.json()['data']['domain_uuid'] == guest.uuid
+            and d.json()['type'] != 'io.guest-health-monitor.guest.recovered']
 
 
 def wait_paused_on_io_error(guest, timeout):
@@ -104,7 +107,7 @@ def paused(libvirt_lab, tmp_path_factory):
 
 def test_a_guest_paused_on_a_full_disk_is_reported_after_the_grace(paused):
     [delivery] = paused['deliveries']
-    body = delivery.json()
+    body = delivery.data()
 
     assert delivery.signature_valid
     assert body['reason'].startswith('guest paused on a disk I/O error for ')
@@ -116,8 +119,8 @@ def test_a_guest_paused_on_a_full_disk_is_reported_after_the_grace(paused):
 def test_the_paused_guest_is_resumed_and_answers_again(paused):
     [delivery] = paused['deliveries']
 
-    assert delivery.json()['recovery']['action'] == 'resume'
-    assert delivery.json()['recovery']['result'] == 'done'
+    assert delivery.data()['recovery']['action'] == 'resume'
+    assert delivery.data()['recovery']['result'] == 'done'
     assert paused['answered_after'] == {'return': {}}
 
 

@@ -28,7 +28,9 @@ from monitor.virt import metadata as domain_metadata
 
 pytestmark = pytest.mark.integration
 
-SECRET = 'lab-webhook-secret-5521'
+# A Standard Webhooks secret ([webhook] secret): the receiver verifies
+# every request with the reference library.
+SECRET = 'whsec_bGFiLXdlYmhvb2stc2VjcmV0LTU1MjEtc3RhbmRhbG9uZQ=='
 # Detection takes about 13 s at interval 2, ping timeout 1, threshold 3;
 # a TCG guest boots its agent in about 10 s on an idle host, several
 # times that on the shared lab machine.
@@ -60,8 +62,15 @@ def set_metadata(guest, element):
         check=True, capture_output=True)
 
 
-def for_domain(deliveries, guest):
-    return [d for d in deliveries if d.json()['domain_uuid'] == guest.uuid]
+RECOVERED = 'io.guest-health-monitor.guest.recovered'
+
+
+def for_domain(deliveries, guest, ends=False):
+    """The failure reports about ``guest`` or, with ``ends``, the reports
+    that a failure is over (recovered events)."""
+    return [d for d in deliveries
+            if d.json()['data']['domain_uuid'] == guest.uuid
+            and (d.json()['type'] == RECOVERED) == ends]
 
 
 def wait_deliveries(receiver, guest, count, timeout):
@@ -105,6 +114,8 @@ def budget(libvirt_lab, tmp_path_factory):
         # Past the budget nothing is done: give a reset time to show.
         time.sleep(5)
         outcome['deliveries'] = for_domain(receiver.wait_for(0, 0), guest)
+        outcome['ends'] = for_domain(receiver.wait_for(0, 0), guest,
+                                     ends=True)
         outcome['log'] = daemon.log()
         try:
             guest.wait_pingable(timeout=3)
@@ -124,7 +135,13 @@ def test_a_panic_gives_a_signed_webhook_and_a_reset_after_which_the_agent_answer
     first = budget['deliveries'][0]
 
     assert first.signature_valid
-    body = first.json()
+    event = first.event
+    assert event.get_type() == 'io.guest-health-monitor.guest.failed'
+    assert event.get_source() == \
+        '//guest-health-monitor/%s' % socket.gethostname()
+    assert event.get_subject() == guest.name
+    assert event.get_id() == first.header('webhook-id')
+    body = first.data()
     assert (body['host'], body['domain_uuid'], body['domain_name'],
             body['event']) == (socket.gethostname(), guest.uuid, guest.name,
                                'QEMU_GUEST_AGENT_ERROR')
@@ -134,7 +151,7 @@ def test_a_panic_gives_a_signed_webhook_and_a_reset_after_which_the_agent_answer
     [console] = [e for e in body['evidence'] if e['kind'] == 'console']
     with open(console['path'], 'rb') as saved:
         assert b'Kernel panic - not syncing' in saved.read()
-    assert body['generated_time'] and body['id']
+    assert event.get_time() is not None
     # The guest's agent answered again after the reset.
     assert budget['answered_after'][0] == {'return': {}}
 
@@ -145,8 +162,19 @@ def test_past_the_budget_no_reset_an_alarm_and_the_webhook_says_so(budget):
 
     assert len(deliveries) == 3
     assert all(d.signature_valid for d in deliveries)
-    results = [d.json()['recovery']['result'] for d in deliveries]
+    results = [d.data()['recovery']['result'] for d in deliveries]
     assert results == ['done', 'done', 'budget_exhausted']
+    assert [d.event.get_type() for d in deliveries] == [
+        'io.guest-health-monitor.guest.failed',
+        'io.guest-health-monitor.guest.failed',
+        'io.guest-health-monitor.guest.recovery_exhausted']
+    assert len({d.header('webhook-id') for d in deliveries}) == 3
+    # A report that a failure is over names one the guest came back
+    # from (the first two, after their resets), never the third.
+    resolved = [d.data()['resolves'] for d in budget['ends']]
+    assert all(d.signature_valid for d in budget['ends'])
+    assert set(resolved) <= {d.event.get_id() for d in deliveries[:2]}
+    assert len(resolved) == len(set(resolved))
     alarms = [line for line in budget['log'].splitlines()
               if 'ALARM' in line and guest.uuid in line]
     assert len(alarms) == 1
@@ -204,13 +232,17 @@ def test_with_the_receiver_down_a_minute_exactly_one_delivery_follows(
         outage):
     panicking = outage['panicking']
 
-    [delivery] = outage['deliveries']
+    [delivery] = for_domain(outage['deliveries'], panicking)
 
     assert delivery.signature_valid
-    body = delivery.json()
+    body = delivery.data()
     assert body['domain_uuid'] == panicking.uuid
     # The reset did not wait for the receiver.
     assert body['recovery']['result'] == 'done'
+    # Besides it, at most the report that this failure is over.
+    others = [d for d in outage['deliveries'] if d is not delivery]
+    assert [d.data()['resolves'] for d in others] in (
+        [], [delivery.event.get_id()])
 
 
 def test_an_opted_out_domain_with_a_hung_agent_gets_nothing_sent_and_no_action(  # noqa: E501
@@ -218,6 +250,7 @@ def test_an_opted_out_domain_with_a_hung_agent_gets_nothing_sent_and_no_action( 
     opted_out = outage['opted_out']
 
     assert for_domain(outage['deliveries'], opted_out) == []
+    assert for_domain(outage['deliveries'], opted_out, ends=True) == []
     assert outage['opted_out_id_after'] == outage['opted_out_id']
     lines = [line for line in outage['log'].splitlines()
              if opted_out.uuid in line]
@@ -247,7 +280,7 @@ def test_metadata_changed_while_the_daemon_runs_takes_effect(
         finally:
             daemon.stop()
 
-    assert delivery.json()['recovery'] == {
+    assert delivery.data()['recovery'] == {
         'action': 'reset', 'result': 'done', 'detail': 'reset'}
     guest.wait_agent_connected(BOOT_TIMEOUT)
     assert guest.wait_pingable(BOOT_TIMEOUT) == {'return': {}}
@@ -314,5 +347,5 @@ def test_a_daemon_killed_before_the_reset_sends_the_report_as_interrupted(
 
     assert deliveries == [delivery]
     assert delivery.signature_valid
-    assert delivery.json()['recovery']['action'] == 'reset'
-    assert delivery.json()['recovery']['result'] == 'interrupted'
+    assert delivery.data()['recovery']['action'] == 'reset'
+    assert delivery.data()['recovery']['result'] == 'interrupted'

@@ -475,6 +475,8 @@ def test_log_file_and_debug_on_the_command_line(tmp_path):
 
 FAKE_AGENT = [sys.executable, '-m', 'tests.unit.cmd.fake_agent_daemon']
 GUESTS = ('stuck-screen', 'stuck-reset', 'fifo-console', 'plain', 'later')
+# A Standard Webhooks signing secret, the form [webhook] secret takes.
+WEBHOOK_SECRET = 'whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY='
 
 
 def guest_xml(n, name, console):
@@ -516,7 +518,7 @@ def fake_host(tmp_path):
     node.write_text('<node>%s\n</node>\n' % ''.join(
         guest_xml(n, name, console)
         for n, (name, console) in enumerate(zip(GUESTS, consoles), 1)))
-    with webhook_receiver.WebhookReceiver('s3cret') as receiver:
+    with webhook_receiver.WebhookReceiver(WEBHOOK_SECRET) as receiver:
         conf_path = write_conf(
             tmp_path,
             libvirt={'connection_uri': 'test://%s' % node},
@@ -526,7 +528,7 @@ def fake_host(tmp_path):
                      'mass_failure_min_domains': '1000'},
             notifier={'driver': 'webhook', 'endpoint': None,
                       'auth_type': None, 'password': None},
-            webhook={'url': receiver.url, 'secret': 's3cret'},
+            webhook={'url': receiver.url, 'secret': WEBHOOK_SECRET},
             recovery={'action': 'reset', 'action_timeout': '5',
                       'step_timeout': '10'},
             evidence={'console_timeout': '2', 'screenshot_timeout': '2'})
@@ -562,7 +564,7 @@ def wait_healthy(log, names):
 
 
 def results_by_name(deliveries):
-    return {d.json()['domain_name']: d.json()['recovery'] for d in deliveries}
+    return {d.data()['domain_name']: d.data()['recovery'] for d in deliveries}
 
 
 def test_recoveries_stuck_in_libvirt_neither_hold_notifications_nor_slots(

@@ -10,6 +10,9 @@ from monitor import errors
 from tests.unit.conf.load_helpers import load
 from tests.unit.conf.load_helpers import load_error
 
+# A Standard Webhooks signing secret, the form [webhook] secret takes.
+WEBHOOK_SECRET = 'whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY='
+
 # -- the state directory -----------------------------------------------------
 
 def test_state_path_is_created(write_conf, state_path):
@@ -359,7 +362,7 @@ def test_a_recovery_action_with_the_masakari_driver_names_both_options(
 def test_the_webhook_driver_needs_no_engine_endpoint(write_conf):
     conf = load(write_conf(
         notifier={'endpoint': None, 'driver': 'webhook'},
-        webhook={'url': 'https://hooks.example.org/guests', 'secret': 's'},
+        webhook={'url': 'https://hooks.example.org/guests', 'secret': WEBHOOK_SECRET},
         recovery={'action': 'reset'}))
 
     assert conf.notifier.driver == 'webhook'
@@ -381,7 +384,7 @@ def test_the_masakari_driver_still_needs_its_endpoint(write_conf):
 @pytest.mark.parametrize('missing', ['url', 'secret'])
 def test_the_webhook_driver_names_a_missing_url_or_secret(write_conf,
                                                           missing):
-    webhook = {'url': 'http://127.0.0.1:9/hook', 'secret': 's'}
+    webhook = {'url': 'http://127.0.0.1:9/hook', 'secret': WEBHOOK_SECRET}
     webhook[missing] = None
     error = load_error(write_conf(notifier={'driver': 'webhook'},
                                   webhook=webhook))

@@ -65,8 +65,8 @@ FREE_TEXT = {
     ('notifier', 'user_domain_id'),
     ('notifier', 'user_domain_name'),
     ('notifier', 'password'),
-    # The webhook's shared secret: any text signs.
-    ('webhook', 'secret'),
+    ('alertmanager', 'username'),
+    ('alertmanager', 'bearer_token'),
     # oslo.log's format strings: any text is a format.
     ('DEFAULT', 'log_date_format'),
     ('DEFAULT', 'logging_context_format_string'),

@@ -531,7 +531,7 @@ def test_the_daemon_logs_huge_outside_text_short_and_keeps_answering(
         notifier={'driver': 'webhook', 'endpoint': None, 'auth_type': None,
                   'password': None},
         webhook={'url': receiver.url + '/services/T0A1B2C3D4/aBcDeFgHiJkL',
-                 'secret': 'webhook-secret', 'timeout': '2'},
+                 'secret': 'whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=', 'timeout': '2'},
         outbox={'retry_initial_delay': '0.2', 'retry_max_delay': '1'},
         metrics={'listen_port': port})
     log = tmp_path / 'stderr.log'

@@ -86,3 +86,17 @@ def test_only_a_later_read_replaces_the_settings_kept():
     settings.listed(listing(domain_metadata.DomainSettings(
         failure_threshold=4), read_at=11.0))
     assert settings.threshold_of(UUID) == 4
+
+
+def test_a_domains_own_probes_replace_the_configured_ones():
+    settings, _store = make()
+    configured = ('configured',)
+    assert settings.probes_of(UUID, configured) == configured
+    assert settings.with_own_probes() == []
+
+    settings.note(UUID, 'vm', domain_metadata.DomainSettings(
+        probes=('own',), application_action='reset'), None)
+
+    assert settings.probes_of(UUID, configured) == ('own',)
+    assert settings.with_own_probes() == [UUID]
+    assert settings.application_action_of(UUID) == 'reset'

@@ -8,10 +8,31 @@ def direct(func, *args):
     return func(*args)
 
 
-def test_a_third_of_the_slots_is_kept_for_domains_that_missed():
-    assert lanes.lane_sizes(40) == (27, 13, 4)
-    assert lanes.lane_sizes(5) == (3, 2, 1)
+def test_confirmations_may_take_every_slot_but_the_answering_reserve_and_the_silent_lane():
+    assert lanes.lane_sizes(50) == (10, 35, 5)
+    assert lanes.lane_sizes(40) == (8, 28, 4)
+    assert lanes.lane_sizes(5) == (1, 3, 1)
     assert lanes.lane_sizes(2) == (1, 1, 0)
+    assert lanes.lane_sizes(1) == (0, 1, 0)
+
+
+def test_three_suspects_are_confirmed_at_once_with_the_default_five_slots():
+    released = concurrency.Event()
+    in_flight = []
+
+    def confirm(n):
+        in_flight.append(n)
+        released.wait()
+        return n
+
+    group = lanes.Lanes(5, lambda *ended: None, native=False, execute=direct)
+    for n in range(3):
+        group.start(group.confirming, confirm, (n,), n)
+    concurrency.sleep(0.01)
+
+    assert sorted(in_flight) == [0, 1, 2]
+    released.send()
+    assert group.confirming.wait_idle(5)
 
 
 def test_with_one_slot_for_domains_that_missed_the_silent_lane_is_the_confirming_one():

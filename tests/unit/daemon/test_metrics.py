@@ -65,6 +65,9 @@ DAEMON_FAMILIES = {
     'maintenance_domains': 'gauge',
     'maintenance_host': 'gauge',
     'build_info': 'gauge',
+    'guest_failures_total': 'counter',
+    'recoveries_total': 'counter',
+    'probe_runs_total': 'counter',
 }
 
 
@@ -112,18 +115,11 @@ def test_build_info_is_one_labelled_with_the_version():
 
 
 def test_a_version_nobody_can_tell_is_unknown(monkeypatch):
-    import pbr.version
+    from monitor import version as build_version
 
-    class NoVersion:
-        def __init__(self, package):
-            pass
-
-        def version_string(self):
-            raise Exception('Versioning for this project requires either '
-                            'an sdist tarball, or access to an upstream '
-                            'git repository.')
-
-    monkeypatch.setattr(pbr.version, 'VersionInfo', NoVersion)
+    # Neither a git checkout nor installed metadata.
+    monkeypatch.setattr(build_version, 'from_checkout', lambda root: None)
+    monkeypatch.setattr(build_version, 'from_metadata', lambda: None)
     metrics.version.cache_clear()
     try:
         m = metrics.MonitorMetrics()
@@ -214,7 +210,8 @@ def test_no_daemon_metric_has_a_per_domain_label():
     seen = labels_seen(m)
 
     assert set(seen) == {'outcome', 'state', 'from', 'to', 'result', 'stage',
-                         'step', 'le', 'version'}
+                         'step', 'le', 'version', 'reason', 'action',
+                         'probe_outcome'}
     assert seen['version'] == {metrics.version()}
     assert len(seen['le']) == len(metrics.SWEEP_BUCKETS) + 1
     assert seen['step'] == set(metrics.RECOVERY_STEPS)

@@ -15,6 +15,7 @@ from monitor.daemon import metrics as metrics_mod
 from monitor.daemon import notification_queue
 from monitor.daemon import service as service_mod
 from monitor.health import policy as health_policy
+from monitor.health import probes
 from monitor.health import record as domain_record
 from monitor.health import states
 from monitor.notify import notification as notification_mod
@@ -64,6 +65,26 @@ def test_a_queued_notification_is_pending_and_wakes_the_delivery(outbox):
     assert wakeup.sets == 1
     assert queue.facts() == {UUID: health_policy.OutboxFacts(
         pending_id=queued)}
+
+
+def test_an_application_failure_carries_its_details_and_is_counted(
+        outbox):
+    metrics = metrics_mod.MonitorMetrics()
+    queue = notification_queue.NotificationQueue(outbox, 'compute-1',
+                                                 metrics)
+    record = domain_record.DomainRecord(uuid=UUID, name='vm',
+                                        state=states.HEALTHY)
+
+    queue.queue(record, 'application probe db failed', T0, 'none',
+                shape=probes.APPLICATION,
+                extra_details={'incident': 'application'})
+
+    [entry] = outbox.pending()
+    assert entry.notification.details['incident'] == 'application'
+    assert entry.notification.event == 'APPLICATION_ERROR'
+    assert metrics.registry.get_sample_value(
+        metrics_mod.PREFIX + 'guest_failures_total',
+        {'reason': 'probe'}) == 1
 
 
 def test_the_facts_say_what_the_engine_has(outbox):
@@ -194,7 +215,7 @@ driver = webhook
 
 [webhook]
 url = {receiver.server.url}/hook
-secret = s3cret
+secret = whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=
 
 [outbox]
 retry_initial_delay = 0.1
@@ -276,7 +297,7 @@ def test_a_guest_that_stays_dead_is_reset_within_its_budget_whatever_the_receive
     deliver_all(service)
 
     # Each one once, in order.
-    assert [p['recovery']['result'] for p in receiver.accepted] == [
+    assert [p['data']['recovery']['result'] for p in receiver.accepted] == [
         'done', 'done', 'done', 'budget_exhausted']
     assert len({p['id'] for p in receiver.accepted}) == 4
     sweep_and_recover(service)

@@ -340,10 +340,11 @@ def test_agents_that_missed_are_confirmed_in_their_own_lane():
     host.hangs = hangs                   # ... and now hang
     host.max_in_flight = 0
     sched.sweep()
-    assert host.max_in_flight == 8 + 4, (
-        'eight answering slots and four for those that missed')
+    assert host.max_in_flight == 12, 'every slot in use'
     assert all(len(host.started[u]) == 2 for u in answering)
-    assert sum(len(host.started[u]) for u in hangs) == 5 + 4
+    assert sum(len(host.started[u]) for u in hangs) == 5 + 5, (
+        'every suspect confirmed at once, the answering domains pinged '
+        'in the slots left')
     for event in hangs.values():
         event.send()
     with eventlet.Timeout(5):
@@ -701,3 +702,38 @@ def test_a_miss_the_tracker_did_not_count_starts_no_confirmation():
     assert stats.missed == 1
     assert stats.confirming == 0
     assert sched.next_round_at(clock.now) == clock.now + sched.interval
+
+
+class RecordingFastConfirmation:
+    """Stands in for FastConfirmation: records the confirmation pings it
+    is handed and the domains still confirmed after each round."""
+
+    def __init__(self, host):
+        self.host = host
+        self.confirmations = []
+        self.settled = []
+
+    def ping(self, domain, timeout):
+        self.confirmations.append(domain.uuid)
+        return self.host.ping(domain, timeout)
+
+    def settle(self, confirming, names=None):
+        self.settled.append(set(confirming))
+
+
+def test_confirmation_pings_go_through_fast_confirmation_and_no_other():
+    clock = FakeClock()
+    host = FakeHost(clock, domains=['a', 'b'],
+                    outcomes={'a': [Outcome.MISSED, Outcome.MISSED,
+                                    Outcome.OK]})
+    tracker = FakeTracker()
+    fast = RecordingFastConfirmation(host)
+    sched = make(host, tracker, interval=10.0, fast_confirmation=fast)
+    stop = StopAfterRounds(clock, tracker, 3)
+
+    sched.run(stop)
+
+    # The first miss came from the answering lane, the next two pings of
+    # 'a' were its confirmations; its answer ended them.
+    assert fast.confirmations == ['a', 'a']
+    assert fast.settled == [{'a'}, {'a'}, set()]

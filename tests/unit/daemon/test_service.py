@@ -23,6 +23,8 @@ from monitor.virt import metadata as domain_metadata
 
 AGENT_UUID = 'bbbbbbbb-0000-4000-8000-000000000001'
 PLAIN_UUID = 'bbbbbbbb-0000-4000-8000-000000000002'
+# A Standard Webhooks signing secret, the form [webhook] secret takes.
+WEBHOOK_SECRET = 'whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY='
 
 NODE = f"""<node>
   <domain type='test'>
@@ -256,7 +258,7 @@ def test_the_notifier_driver_chooses_the_delivery_client(tmp_path, driver,
                                                          client_type):
     service = build_service(
         tmp_path, notifier={'driver': driver},
-        webhook={'url': 'http://127.0.0.1:9/hook', 'secret': 's'})
+        webhook={'url': 'http://127.0.0.1:9/hook', 'secret': WEBHOOK_SECRET})
     try:
         assert type(service.client).__name__ == client_type
         # One delivery worker for every driver.

@@ -6,6 +6,7 @@ import json
 import pytest
 from oslo_config import cfg
 
+from monitor.errors import ConfigError
 from monitor.health import recovery_policy as recovery
 from monitor.health.recovery_policy import RecoveryPolicy
 
@@ -200,3 +201,34 @@ def test_resume_is_decided_within_the_same_budget():
 
 def test_resume_is_no_action_for_a_guest_that_stopped_answering():
     assert recovery.RESUME not in recovery.ACTIONS
+
+
+# -- the ladder -----------------------------------------------------------------
+
+def ladder_conf(ladder, driver='webhook'):
+    conf = cfg.ConfigOpts()
+    recovery.register_opts(conf)
+    conf.register_opts([cfg.StrOpt('driver')], group='notifier')
+    conf([])
+    conf.set_override('ladder', ladder, group='recovery')
+    conf.set_override('driver', driver, group='notifier')
+    return conf
+
+
+def test_a_ladder_is_refused_with_the_ha_engine_or_a_step_twice():
+    recovery.check_conf(ladder_conf(['nmi', 'reset']))
+    recovery.check_conf(ladder_conf(None, driver='masakari'))
+    with pytest.raises(ConfigError, match='HA engine'):
+        recovery.check_conf(ladder_conf(['nmi'], driver='masakari'))
+    with pytest.raises(ConfigError, match='names a step twice'):
+        recovery.check_conf(ladder_conf(['reset', 'reset']))
+
+
+def test_the_ladder_applies_unless_the_domain_names_its_own_action():
+    ladder = ('nmi', 'reset')
+
+    assert recovery.ladder_of('reset', None, 'webhook', ladder) == ladder
+    assert recovery.ladder_of('reset', 'restart', 'webhook', ladder) == \
+        ('restart',)
+    assert recovery.ladder_of('reset', None, 'webhook', ()) == ('reset',)
+    assert recovery.ladder_of('reset', None, 'masakari', ladder) == ()

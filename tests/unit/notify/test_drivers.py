@@ -13,6 +13,9 @@ from monitor.notify import webhook
 from monitor.notify.notification import Notification
 from monitor.notify.notification import OutcomeKind
 
+# A Standard Webhooks signing secret, the form [webhook] secret takes.
+WEBHOOK_SECRET = 'whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY='
+
 
 def conf_from(tmp_path, text):
     path = tmp_path / 'monitor.conf'
@@ -47,7 +50,7 @@ def test_a_recovery_action_without_an_engine_is_fine(tmp_path, driver):
     conf = conf_from(tmp_path, '[notifier]\ndriver = %s\n'
                                '[recovery]\naction = reset\n'
                                '[webhook]\nurl = http://127.0.0.1:9/h\n'
-                               'secret = s\n' % driver)
+                               'secret = %s\n' % (driver, WEBHOOK_SECRET))
 
     notifier_driver.check_conf(conf)
 
@@ -56,7 +59,7 @@ def test_the_masakari_driver_without_recovery_is_fine(tmp_path):
     notifier_driver.check_conf(conf_from(tmp_path, ''))
 
 
-@pytest.mark.parametrize('missing,present', [('url', 'secret = s'),
+@pytest.mark.parametrize('missing,present', [('url', 'secret = ' + WEBHOOK_SECRET),
                                              ('secret',
                                               'url = http://127.0.0.1:9/h')])
 def test_the_webhook_driver_needs_url_and_secret(tmp_path, missing, present):
@@ -79,7 +82,7 @@ def test_an_unknown_driver_is_refused(tmp_path):
 def test_each_driver_builds_its_client(tmp_path):
     webhook_conf = conf_from(tmp_path, '[notifier]\ndriver = webhook\n'
                                        '[webhook]\nurl = http://127.0.0.1:9/h'
-                                       '\nsecret = s\n')
+                                       '\nsecret = %s\n' % WEBHOOK_SECRET)
     none_conf = conf_from(tmp_path, '[notifier]\ndriver = none\n')
     engine_conf = conf_from(tmp_path, '[notifier]\nauth_type = none\n'
                                       'endpoint = http://127.0.0.1:9/v1\n')
@@ -99,6 +102,15 @@ def test_the_none_driver_counts_every_notification_as_delivered():
 
     assert outcome.kind == OutcomeKind.ACCEPTED
     assert outcome.done
+
+
+def test_the_none_driver_counts_the_end_of_a_failure_as_delivered():
+    n = Notification.resolving(Notification.new('u', 'd', 'h', 1.0), 2.0)
+
+    outcome = notifier_driver.NoNotifier().send(n)
+
+    assert outcome.done
+    assert 'end of a failure not sent' in outcome.message
 
 
 @pytest.mark.parametrize('driver,expected', [('masakari', True),

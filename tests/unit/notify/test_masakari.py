@@ -109,6 +109,22 @@ def test_202_is_accepted_and_the_request_is_a_json_post(engine, tmp_path):
     assert request.json() == n.body()
 
 
+def test_the_end_of_a_failure_is_delivered_without_being_sent(engine,
+                                                              tmp_path):
+    # The engine knows failures only; another driver left the end in the
+    # outbox.
+    server = engine(http_engine.reply(202, {}))
+    failure = notification()
+    resolved = notification_mod.Notification.resolving(
+        failure, 1700000060.0, details={'resolves': failure.id})
+
+    outcome = client_for(tmp_path, server).send(resolved)
+
+    assert outcome.kind == OutcomeKind.ACCEPTED
+    assert 'not sent' in outcome.message
+    assert server.requests == []
+
+
 def test_409_is_a_duplicate_and_keeps_the_engine_message(engine, tmp_path):
     server = engine(http_engine.reply(*http_engine.fault(
         409, 'conflictingRequest',

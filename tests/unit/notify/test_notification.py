@@ -49,3 +49,25 @@ def test_a_qemu_that_ended_has_masakari_instancemonitors_payload():
             'vir_domain_event': 'STOPPED_FAILED',
         },
     }}
+
+
+def test_a_notification_is_a_failure_unless_it_says_otherwise():
+    n = notification_mod.Notification.new('u', 'vm', 'h', 1700000000.0)
+    values = n.to_dict()
+    del values['kind']  # written before kinds existed
+
+    assert n.kind == notification_mod.FAILURE
+    assert notification_mod.Notification.from_dict(values) == n
+
+
+def test_the_end_of_a_failure_has_one_id_whoever_makes_it():
+    failure = notification_mod.Notification.new('u', 'vm', 'h', 1700000000.0)
+
+    first = notification_mod.Notification.resolving(failure, 1700000060.0)
+    again = notification_mod.Notification.resolving(failure, 1700000099.0)
+
+    assert first.kind == notification_mod.RESOLVED
+    assert first.id == again.id != failure.id
+    assert (first.instance_uuid, first.domain_name, first.hostname) == (
+        'u', 'vm', 'h')
+    assert first.generated_time == '2023-11-14T22:14:20Z'

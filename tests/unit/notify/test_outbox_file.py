@@ -62,7 +62,7 @@ def test_a_missing_outbox_is_created_in_one_step(path):
     # stays behind.
     assert sorted(os.listdir(os.path.dirname(path))) == ['outbox.sqlite']
     with sqlite3.connect(path) as other:
-        assert other.execute('PRAGMA user_version').fetchone()[0] == 2
+        assert other.execute('PRAGMA user_version').fetchone()[0] == 3
         assert other.execute('PRAGMA journal_mode').fetchone()[0] == 'wal'
 
 
@@ -136,7 +136,7 @@ def test_another_applications_database_is_refused_and_left_untouched(path):
     assert 'tables: users' in message
 
 
-@pytest.mark.parametrize('version', [99, 3])
+@pytest.mark.parametrize('version', [99, 4])
 def test_an_outbox_from_a_newer_version_is_refused(path, version):
     write_outbox_with_entries(path, count=1)
     with sqlite3.connect(path) as other:
@@ -306,8 +306,8 @@ def write_version_1_outbox(path):
     conn = sqlite3.connect(path)
     conn.execute('PRAGMA journal_mode = WAL')
     conn.execute(outbox_file.SCHEMA[0].replace(
-        ',\n        details TEXT,\n        held INTEGER NOT NULL DEFAULT 0',
-        ''))
+        ',\n        details TEXT,\n        held INTEGER NOT NULL DEFAULT 0'
+        ",\n        kind TEXT NOT NULL DEFAULT 'failure'", ''))
     conn.execute(outbox_file.SCHEMA[1])
     columns = outbox_file.NOTIFICATION_COLUMNS
     written = [notification(1), notification(2)]
@@ -336,9 +336,39 @@ def test_a_version_1_outbox_is_migrated_and_its_entries_still_work(path):
     third = box.enqueue(notification(3), 102.0, held=True)
     box.close()
     with sqlite3.connect(path) as other:
-        assert other.execute('PRAGMA user_version').fetchone()[0] == 2
+        assert other.execute('PRAGMA user_version').fetchone()[0] == 3
     other.close()
-    # Opened again: already version 2, nothing to migrate.
+    # Opened again: already version 3, nothing to migrate.
     again = Outbox(path, max_size=10)
     assert again.held() == [third]
     again.close()
+
+
+def test_a_version_2_outbox_is_migrated_and_its_entries_are_failures(path):
+    os.makedirs(os.path.dirname(path))
+    conn = sqlite3.connect(path)
+    conn.execute('PRAGMA journal_mode = WAL')
+    conn.execute(outbox_file.SCHEMA[0].replace(
+        ",\n        kind TEXT NOT NULL DEFAULT 'failure'", ''))
+    conn.execute(outbox_file.SCHEMA[1])
+    written = notification(1)
+    values = written.to_dict()
+    columns = outbox_file.NOTIFICATION_COLUMNS
+    conn.execute(
+        f'INSERT INTO notifications ({", ".join(columns)}, held, status, '
+        f'created_at, next_attempt_at) VALUES '
+        f'({", ".join("?" * len(columns))}, 0, ?, ?, ?)',
+        (*(values[c] for c in columns), 'pending', 100.0, 100.0))
+    conn.execute('PRAGMA user_version = 2')
+    conn.commit()
+    conn.close()
+
+    box = Outbox(path, max_size=10)
+
+    [pending] = box.pending()
+    assert pending.notification == written
+    assert pending.notification.kind == 'failure'
+    box.close()
+    with sqlite3.connect(path) as other:
+        assert other.execute('PRAGMA user_version').fetchone()[0] == 3
+    other.close()

@@ -1,8 +1,11 @@
-"""The webhook client: the signed document it POSTs, how every answer of a
+"""The webhook client: the CloudEvent it POSTs and its Standard Webhooks
+signature, as the reference libraries read them, how every answer of a
 real HTTP receiver on 127.0.0.1 is classified, and that the outbox's
 delivery worker retries it like the HA engine."""
 
+import base64
 import dataclasses
+import datetime
 import hashlib
 import hmac
 import http.server
@@ -18,6 +21,7 @@ import threading
 import time
 
 import pytest
+import standardwebhooks
 from oslo_config import cfg
 
 from lab import webhook_receiver
@@ -34,7 +38,8 @@ from tests.unit import http_engine
 from tests.unit.http_engine import HANG
 from tests.unit.http_engine import Response
 
-SECRET = 's3cret-never-logged'
+KEY = bytes(range(32))
+SECRET = 'whsec_' + base64.b64encode(KEY).decode()
 UUID = '6f1f4b4e-95c5-4c6a-9a43-1c1bb8d0a0f1'
 
 
@@ -77,95 +82,222 @@ def client(url, **kwargs):
     return webhook.WebhookClient(url, SECRET, **kwargs)
 
 
-# -- the signed document --------------------------------------------------------
+class Clock:
+    """Epoch seconds that move only when told."""
 
-def test_the_receiver_verifies_the_signature_of_what_was_sent(receiver):
-    outcome = client(receiver.url).send(notification())
+    def __init__(self, now):
+        self.now = now
 
-    assert outcome.kind == OutcomeKind.ACCEPTED
-    [got] = receiver.deliveries
-    assert got.signature_valid
+    def __call__(self):
+        return self.now
 
 
-def test_the_signature_is_a_plain_hmac_sha256_of_the_raw_body(receiver):
+# -- the CloudEvent --------------------------------------------------------------
+
+def test_the_post_is_a_structured_mode_cloudevent(receiver):
+    n = notification()
+    client(receiver.url).send(n)
+
+    [got] = receiver.valid()
+    assert got.header('Content-Type') == 'application/cloudevents+json'
+    event = got.event
+    assert event.get_specversion() == '1.0'
+    assert event.get_id() == n.id
+    assert event.get_source() == '//guest-health-monitor/hv-1'
+    assert event.get_type() == 'io.guest-health-monitor.guest.failed'
+    assert event.get_subject() == 'appliance-1'
+    assert event.get_time().isoformat() == '2023-11-14T22:13:20+00:00'
+    assert event.get_datacontenttype() == 'application/json'
+
+
+def test_the_data_carries_the_whole_incident(receiver):
     client(receiver.url).send(notification())
 
-    [got] = receiver.deliveries
-    expected = hmac.new(SECRET.encode(), got.body, hashlib.sha256).hexdigest()
-    assert got.headers[webhook.SIGNATURE_HEADER] == 'sha256=' + expected
-
-
-def test_a_receiver_with_another_secret_finds_the_signature_invalid():
-    with webhook_receiver.WebhookReceiver('another secret') as other:
-        outcome = client(other.url).send(notification())
-
-    assert not other.deliveries[0].signature_valid
-    # Its 401 says nothing about the report: kept and retried.
-    assert outcome.kind == OutcomeKind.RETRY
-
-
-def test_verify_refuses_a_missing_or_altered_signature():
-    body = b'{"id": "1"}'
-    good = webhook.sign(SECRET, body)
-
-    assert webhook.verify(SECRET, body, good)
-    assert not webhook.verify(SECRET, body, None)
-    assert not webhook.verify(SECRET, body + b' ', good)
-    assert not webhook.verify(SECRET, body, good[:-1] + '0')
-
-
-def test_the_body_carries_the_whole_incident(receiver):
-    n = notification()
-    client(receiver.url).send(n)
-
-    body = receiver.deliveries[0].json()
-    assert body['id'] == n.id
-    assert body['host'] == 'hv-1'
-    assert body['domain_uuid'] == UUID
-    assert body['domain_name'] == 'appliance-1'
-    assert body['event'] == 'QEMU_GUEST_AGENT_ERROR'
-    assert body['reason'] == '3 consecutive missed pings (failure threshold 3)'
-    assert body['consecutive_misses'] == 3
-    assert body['generated_time'] == '2023-11-14T22:13:20Z'
-    assert body['recovery'] == {'action': 'reset', 'result': 'done',
-                                'detail': 'reset'}
-    assert body['evidence'] == [{
-        'kind': 'console',
-        'path': '/var/lib/guest-health-monitor/evidence/x-console.log',
-        'size': 12, 'sha256': 'ab' * 32, 'media_type': 'text/plain'}]
-    assert receiver.deliveries[0].headers[webhook.ID_HEADER] == n.id
-
-
-def test_the_body_says_when_the_recovery_budget_is_exhausted(receiver):
-    n = notification()
-    n = dataclasses.replace(n, details=details(
-        result=recovery.RESULT_BUDGET_EXHAUSTED))
-    client(receiver.url).send(n)
-
-    body = receiver.deliveries[0].json()
-    assert body['recovery']['result'] == 'budget_exhausted'
+    assert receiver.valid()[0].data() == {
+        'host': 'hv-1',
+        'domain_uuid': UUID,
+        'domain_name': 'appliance-1',
+        'event': 'QEMU_GUEST_AGENT_ERROR',
+        'vir_domain_event': 'STOPPED_FAILED',
+        'reason': '3 consecutive missed pings (failure threshold 3)',
+        'consecutive_misses': 3,
+        'recovery': {'action': 'reset', 'result': 'done', 'detail': 'reset'},
+        'evidence': [{
+            'kind': 'console',
+            'path': '/var/lib/guest-health-monitor/evidence/x-console.log',
+            'size': 12, 'sha256': 'ab' * 32, 'media_type': 'text/plain'}],
+        'resolves': None,
+    }
 
 
 def test_a_notification_without_incident_facts_still_goes_out(receiver):
     client(receiver.url).send(notification(with_details=False))
 
-    body = receiver.deliveries[0].json()
-    assert body['reason'] is None
-    assert body['consecutive_misses'] is None
-    assert body['recovery'] is None
-    assert body['evidence'] == []
+    data = receiver.valid()[0].data()
+    assert data['reason'] is None
+    assert data['consecutive_misses'] is None
+    assert data['recovery'] is None
+    assert data['evidence'] == []
 
 
-def test_a_resend_is_byte_identical(receiver):
+@pytest.mark.parametrize('result, kind', [
+    (recovery.RESULT_DONE, 'failed'),
+    (recovery.RESULT_NOT_REQUESTED, 'failed'),
+    (recovery.RESULT_BREAKER_OPEN, 'failed'),
+    (recovery.RESULT_INTERRUPTED, 'failed'),
+    (recovery.RESULT_TIMED_OUT, 'failed'),
+    (recovery.RESULT_BUDGET_EXHAUSTED, 'recovery_exhausted'),
+    (recovery.RESULT_FAILED, 'recovery_exhausted'),
+])
+def test_the_type_says_whether_the_recovery_is_exhausted(result, kind):
+    n = dataclasses.replace(notification(), details=details(result=result))
+
+    assert webhook.event_type(n) == 'io.guest-health-monitor.guest.' + kind
+
+
+def test_a_notification_without_details_is_a_failure():
+    assert webhook.event_type(notification(with_details=False)) == \
+        webhook.TYPE_FAILED
+
+
+def test_an_application_failure_and_its_end_have_types_of_their_own():
+    app = dataclasses.replace(
+        notification(), details=dict(details(result=recovery.RESULT_FAILED),
+                                     incident='application'))
+    ended = notification_mod.Notification.resolving(
+        app, 1700000100.0,
+        details={'resolves': app.id, 'incident': 'application',
+                 'reason': 'application probe passes again'})
+
+    assert webhook.event_type(app) == webhook.TYPE_APPLICATION_FAILED
+    assert webhook.event_type(ended) == webhook.TYPE_APPLICATION_RECOVERED
+
+
+def test_the_end_of_a_failure_is_a_recovered_event(receiver):
+    failure = notification()
+    ended = notification_mod.Notification.resolving(
+        failure, 1700000100.0,
+        details={'resolves': failure.id,
+                 'reason': 'guest agent answered again',
+                 'failure': failure.details['reason']})
+
+    client(receiver.url).send(ended)
+
+    [got] = receiver.valid()
+    assert got.event.get_type() == 'io.guest-health-monitor.guest.recovered'
+    assert got.event.get_id() == ended.id != failure.id
+    assert got.event.get_subject() == 'appliance-1'
+    data = got.data()
+    assert data['resolves'] == failure.id
+    assert data['reason'] == 'guest agent answered again'
+    assert data['failure'] == \
+        '3 consecutive missed pings (failure threshold 3)'
+    assert data['recovery'] is None
+
+
+def test_other_details_are_passed_on_under_their_own_names():
+    n = dataclasses.replace(notification(),
+                            details={**details(), 'incident': 'application'})
+
+    data = webhook.event_data(n)
+
+    assert data['incident'] == 'application'
+    assert data['consecutive_misses'] == 3
+
+
+def test_an_unusual_host_name_is_escaped_in_the_source():
+    assert webhook.source('hv 1/a') == '//guest-health-monitor/hv%201%2Fa'
+
+
+# -- the Standard Webhooks signature -------------------------------------------
+
+def test_the_reference_library_verifies_what_was_sent(receiver):
+    outcome = client(receiver.url).send(notification())
+
+    assert outcome.kind == OutcomeKind.ACCEPTED
+    [got] = receiver.deliveries
+    assert got.signature_valid and got.refusal is None
+
+
+def test_the_signature_is_the_hmac_of_id_timestamp_and_body(receiver):
     n = notification()
-    sender = client(receiver.url)
+    client(receiver.url, clock=Clock(1800000000.7)).send(n)
+
+    # Refused as too old, but what was signed is what was sent.
+    [got] = receiver.deliveries
+    assert got.header('webhook-id') == n.id
+    assert got.header('webhook-timestamp') == '1800000000'
+    signed = b'%s.1800000000.%s' % (n.id.encode(), got.body)
+    expected = hmac.new(KEY, signed, hashlib.sha256).digest()
+    assert got.header('webhook-signature') == \
+        'v1,' + base64.b64encode(expected).decode()
+
+
+def test_a_receiver_with_another_secret_refuses_the_signature():
+    other_secret = 'whsec_' + base64.b64encode(b'x' * 32).decode()
+    with webhook_receiver.WebhookReceiver(other_secret) as other:
+        outcome = client(other.url).send(notification())
+
+    assert not other.deliveries[0].signature_valid
+    assert other.deliveries[0].refusal == 'No matching signature found'
+    # Its 401 says nothing about the report: kept and retried.
+    assert outcome.kind == OutcomeKind.RETRY
+
+
+def test_a_request_signed_more_than_five_minutes_ago_is_refused(receiver):
+    # A captured request replayed six minutes later: its timestamp is the
+    # one it was signed with.
+    replayed = client(receiver.url, clock=Clock(time.time() - 360))
+
+    outcome = replayed.send(notification())
+
+    [got] = receiver.deliveries
+    assert not got.signature_valid
+    assert got.refusal == 'Message timestamp too old'
+    assert outcome.kind == OutcomeKind.RETRY
+
+
+def test_a_resend_keeps_the_id_and_body_and_is_signed_afresh(receiver):
+    clock = Clock(time.time() - 200)
+    sender = client(receiver.url, clock=clock)
+    n = notification()
+
     sender.send(n)
+    clock.now += 150
     sender.send(n)
 
     first, second = receiver.deliveries
+    assert first.signature_valid and second.signature_valid
+    assert first.header('webhook-id') == second.header('webhook-id') == n.id
+    assert first.event.get_id() == second.event.get_id() == n.id
     assert first.body == second.body
-    assert first.headers[webhook.SIGNATURE_HEADER] == \
-        second.headers[webhook.SIGNATURE_HEADER]
+    assert int(second.header('webhook-timestamp')) == \
+        int(first.header('webhook-timestamp')) + 150
+    assert first.header('webhook-signature') != \
+        second.header('webhook-signature')
+
+
+def test_a_resend_signed_now_passes_where_the_first_attempt_is_too_old(
+        receiver):
+    clock = Clock(time.time() - 600)
+    sender = client(receiver.url, clock=clock)
+    n = notification()
+
+    assert sender.send(n).kind == OutcomeKind.RETRY
+    clock.now = time.time()
+    assert sender.send(n).kind == OutcomeKind.ACCEPTED
+
+    stale, fresh = receiver.deliveries
+    assert stale.header('webhook-id') == fresh.header('webhook-id')
+    assert (stale.signature_valid, fresh.signature_valid) == (False, True)
+
+
+def test_no_header_of_the_old_format_is_sent(receiver):
+    client(receiver.url).send(notification())
+
+    [got] = receiver.deliveries
+    assert got.header('X-Signature-256') is None
+    assert got.header('X-Notification-Id') is None
 
 
 def test_the_secret_is_never_in_the_body_repr_or_an_outcome(servers):
@@ -174,9 +306,61 @@ def test_the_secret_is_never_in_the_body_repr_or_an_outcome(servers):
 
     outcome = sender.send(notification())
 
-    assert SECRET not in outcome.message
-    assert SECRET not in repr(sender)
-    assert SECRET.encode() not in server.requests[0].body
+    for text in (SECRET, SECRET[len('whsec_'):]):
+        assert text not in outcome.message
+        assert text not in repr(sender)
+        assert text.encode() not in server.requests[0].body
+    assert KEY not in server.requests[0].body
+
+
+def test_the_library_signs_as_the_client_does():
+    n = notification()
+    body = webhook.encode(webhook.cloud_event(n))
+    headers = webhook.signature_headers(KEY, n.id, body, 1700000000.0)
+
+    expected = standardwebhooks.Webhook(SECRET).sign(
+        n.id, datetime.datetime.fromtimestamp(1700000000,
+                                              datetime.timezone.utc), body)
+    assert headers['webhook-signature'] == expected
+
+
+# -- the secret -------------------------------------------------------------------
+
+def test_the_key_is_the_base64_after_the_prefix():
+    assert webhook.secret_key(SECRET) == KEY
+    # Padding is optional, as for the reference libraries.
+    assert webhook.secret_key(SECRET.rstrip('=')) == KEY
+
+
+@pytest.mark.parametrize('secret, says', [
+    ('s3cret-never-logged', 'does not start with "whsec_"'),
+    (base64.b64encode(KEY).decode(), 'does not start with "whsec_"'),
+    ('whsec_not base64!', 'not base64'),
+    ('whsec_' + base64.urlsafe_b64encode(b'\xfb' * 32).decode(),
+     'not base64'),
+    ('whsec_' + base64.b64encode(b'k' * 16).decode(), 'the key is 16 bytes'),
+    ('whsec_' + base64.b64encode(b'k' * 65).decode(), 'the key is 65 bytes'),
+])
+def test_a_secret_not_in_the_standard_form_is_refused(secret, says):
+    with pytest.raises(ValueError) as caught:
+        webhook.secret_key(secret)
+
+    message = str(caught.value)
+    assert says in message
+    assert 'openssl rand -base64 32' in message
+    assert secret not in message
+    with pytest.raises(ValueError):
+        webhook.WebhookClient('http://127.0.0.1:1/hook', secret)
+
+
+def test_the_suggested_command_makes_a_secret_the_client_accepts():
+    if shutil.which('openssl') is None:
+        pytest.skip('openssl is needed to run the suggested command')
+    made = subprocess.run(['sh', '-c', webhook.MAKE_SECRET], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+    assert len(webhook.secret_key(made)) == 32
+    assert webhook.secret_key(webhook_receiver.make_secret())
 
 
 # -- answers ------------------------------------------------------------------
@@ -589,6 +773,23 @@ def test_no_cafile_means_the_system_authorities(tmp_path):
     webhook.check_conf(conf_with(tmp_path))
 
 
+def test_a_secret_in_the_standard_form_passes_the_checks(tmp_path):
+    webhook.check_conf(conf_with(tmp_path, secret=SECRET))
+
+
+def test_a_secret_without_the_prefix_is_refused_at_start(tmp_path):
+    conf = conf_with(tmp_path, secret='s3cret-never-logged')
+
+    with pytest.raises(ConfigError) as caught:
+        webhook.check_conf(conf)
+
+    message = str(caught.value)
+    assert message.startswith(
+        '[webhook] secret: not a Standard Webhooks signing secret')
+    assert 'echo "whsec_$(openssl rand -base64 32)"' in message
+    assert 's3cret' not in message
+
+
 # -- with the outbox ------------------------------------------------------------
 
 def test_the_delivery_worker_retries_a_webhook_until_it_is_accepted(
@@ -608,9 +809,9 @@ def test_the_delivery_worker_retries_a_webhook_until_it_is_accepted(
 
     assert box.get(n.id).status == 'delivered'
     assert box.pending() == []
-    assert len(server.requests) == 2
-    assert json.loads(server.requests[0].body) == \
-        json.loads(server.requests[1].body)
+    first, second = server.requests
+    assert first.body == second.body
+    assert first.headers['webhook-id'] == second.headers['webhook-id'] == n.id
     box.close()
 
 
@@ -628,10 +829,10 @@ def test_the_details_kept_in_the_outbox_are_in_the_body_and_signed(
     worker.run_once(now=1001.0)
 
     [got] = receiver.valid()
-    body = got.json()
-    assert body['consecutive_misses'] == 3
-    assert body['recovery'] == {'action': 'reset', 'result': 'done',
+    data = got.data()
+    assert data['consecutive_misses'] == 3
+    assert data['recovery'] == {'action': 'reset', 'result': 'done',
                                 'detail': 'reset'}
-    assert [e['kind'] for e in body['evidence']] == ['console']
+    assert [e['kind'] for e in data['evidence']] == ['console']
     assert box.get(n.id).status == 'delivered'
     box.close()

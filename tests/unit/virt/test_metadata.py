@@ -232,3 +232,61 @@ def test_an_unlogged_pty_console_has_no_file():
 ])
 def test_graphics_are_seen(devices, expected):
     assert domain_metadata.has_graphics(domain(devices=devices)) is expected
+
+
+# -- application probes ---------------------------------------------------------
+
+PROBES = ('<ghm:monitor xmlns:ghm="%s" application_action="reset">'
+          '<ghm:probe name="db" kind="exec" path="/usr/bin/check-db" '
+          'failure_threshold="2"><ghm:arg>--quick</ghm:arg>'
+          '<ghm:arg>-v</ghm:arg></ghm:probe>'
+          '<ghm:probe name="app" kind="heartbeat" file="/run/app.hb" '
+          'max_age="20"/></ghm:monitor>' % NS)
+
+
+def test_a_domain_declares_its_probes_and_their_action():
+    settings, error = domain_metadata.parse_settings(PROBES)
+
+    assert error is None
+    assert settings.application_action == 'reset'
+    db, app = settings.probes
+    assert (db.name, db.kind, db.path, db.args, db.failure_threshold) == (
+        'db', 'exec', '/usr/bin/check-db', ('--quick', '-v'), 2)
+    assert (app.name, app.kind, app.file, app.max_age) == (
+        'app', 'heartbeat', '/run/app.hb', 20)
+
+
+def test_without_probes_the_configured_ones_apply():
+    assert domain_metadata.parse_settings(element()).settings.probes is None
+
+
+def test_probes_are_read_without_a_prefix_too():
+    settings, error = domain_metadata.parse_settings(
+        '<monitor><probe name="a" kind="exec" path="/bin/true"/></monitor>')
+
+    assert error is None
+    assert settings.probes[0].path == '/bin/true'
+
+
+@pytest.mark.parametrize('children, wanted', [
+    ('<probe name="a" kind="exec" path="true"/>', 'absolute path'),
+    ('<probe name="a" kind="exec" path="/x"/>' * 2, 'a is given twice'),
+    (''.join('<probe name="p%d" kind="exec" path="/x"/>' % i
+             for i in range(9)), 'more than 8 probes'),
+    ('<check name="a"/>', 'unknown element <check>'),
+    ('<probe name="a" kind="exec" path="/x"><flag/></probe>',
+     'unknown element <flag> in <probe>'),
+])
+def test_a_wrong_probe_gives_the_defaults_and_says_why(children, wanted):
+    parsed = domain_metadata.parse_settings('<monitor>%s</monitor>'
+                                            % children)
+
+    assert parsed.settings == DEFAULTS
+    assert wanted in parsed.error
+
+
+def test_a_wrong_application_action_is_refused():
+    parsed = domain_metadata.parse_settings(element(
+        'application_action="nmi"'))
+
+    assert 'must be one of none, reset, restart' in parsed.error
