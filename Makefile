@@ -123,9 +123,11 @@ unit-rest:
 integration: lab
 	$(VENV)/bin/pytest -q tests/integration
 
+# The slowest integration tests are listed at the end of the run, so the
+# suite's time budget is watched where it is spent.
 test: lab
 	$(MAKE) --no-print-directory unit
-	$(VENV)/bin/pytest -q tests/integration
+	$(VENV)/bin/pytest -q --durations=15 tests/integration
 
 demo: lab
 	$(VENV)/bin/python -m lab.demo
