@@ -228,6 +228,12 @@ class AlertmanagerClient:
                                                              'repost')}
         self.alerts = alerts_mod.ActiveAlerts(state_file)
         self._lock = threading.Lock()
+        # Held from a re-post pass's reading of the alerts to its last
+        # POST, and around the sending of an end: a pass that read an
+        # alert as firing must not reach an Alertmanager after its end,
+        # which would make it active there again for valid_for seconds.
+        # Every POST under it has the [alertmanager] timeout.
+        self._posting = threading.Lock()
         # URL -> why it last failed, while it does: said once when it
         # starts failing and once when it answers again.
         self._down = {}
@@ -286,6 +292,10 @@ class AlertmanagerClient:
         return outcome
 
     def _send_end(self, notification):
+        with self._posting:
+            return self._send_end_now(notification)
+
+    def _send_end_now(self, notification):
         failure_id = (notification.details or {}).get('resolves')
         with self._lock:
             entry = self.alerts.get(failure_id) if failure_id else None
@@ -328,6 +338,10 @@ class AlertmanagerClient:
     def repost(self):
         """One pass: every firing alert, and every end still owed, to
         each URL; returns {url: [outcome, ...]}."""
+        with self._posting:
+            return self._repost_now()
+
+    def _repost_now(self):
         now = self._clock()
         valid_until = now + self.valid_for
         with self._lock:

@@ -264,6 +264,35 @@ def test_the_end_resolves_the_alert_and_stops_its_reposts(ok):
     assert len(c.alerts) == 0
 
 
+def test_a_repost_under_way_never_reaches_an_alertmanager_after_the_end(ok):
+    # The end is sent (by the delivery worker) while a re-post pass that
+    # read the alert as firing has yet to POST it: the Alertmanager must
+    # get the end last, or it would hold the alert active again.
+    am = ok()
+    c = client(am)
+    n = failure()
+    c.send(n)
+    c._clock.now = T0 + 60
+    read = c.alerts.firing
+    ending = []
+
+    def firing_then_the_end_is_sent():
+        alerts = read()
+        if not ending:
+            ending.append(threading.Thread(
+                target=c.send, args=(resolved(n, at=T0 + 59),)))
+            ending[0].start()
+            ending[0].join(1.0)
+        return alerts
+
+    c.alerts.firing = firing_then_the_end_is_sent
+    c.repost()
+    ending[0].join(10.0)
+
+    [last] = posted(am)
+    assert last['endsAt'] == alerts_mod.rfc3339(T0 + 59)
+
+
 def test_the_end_reaches_an_alertmanager_that_was_down_when_back(engine):
     up = engine(http_engine.reply(200))
     flaky = engine(http_engine.script(
