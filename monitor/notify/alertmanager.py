@@ -166,22 +166,12 @@ def check_conf(conf):
         tls_files.check_cafile(GROUP, 'cafile', group.cafile)
 
 
-def _describe_failure(error):
-    if isinstance(error, requests.exceptions.SSLError):
-        return 'TLS verification failed: %s' % error
-    if isinstance(error, requests.exceptions.Timeout):
-        return 'timed out: %s' % error
-    if isinstance(error, requests.exceptions.ConnectionError):
-        return 'connection failed: %s' % error
-    return 'request failed (%s): %s' % (type(error).__name__, error)
-
-
 _PEER = http_edge.Peer(
     name='the Alertmanager',
     accepted=frozenset(range(200, 300)), accepted_text='2xx',
     timeout_option='[alertmanager] timeout',
     errors=(requests.exceptions.RequestException,),
-    describe=_describe_failure,
+    describe=http_edge.describe_requests_failure,
     redirect_hint='; set [alertmanager] urls to the final address')
 
 

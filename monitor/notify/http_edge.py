@@ -36,6 +36,7 @@ import time
 from typing import Callable
 from typing import NamedTuple
 
+import requests
 from urllib3 import exceptions as urllib3_exc
 
 from monitor import concurrency
@@ -272,3 +273,15 @@ def _retry(reason, status_code=None):
     # A transport error's text may quote what the peer sent.
     return DeliveryOutcome(OutcomeKind.RETRY, status_code,
                            masking.outside(reason))
+
+
+def describe_requests_failure(error):
+    """Operator text for a ``requests`` exception of a POST (the webhook's
+    and the Alertmanagers' clients)."""
+    if isinstance(error, requests.exceptions.SSLError):
+        return 'TLS verification failed: %s' % error
+    if isinstance(error, requests.exceptions.Timeout):
+        return 'timed out: %s' % error
+    if isinstance(error, requests.exceptions.ConnectionError):
+        return 'connection failed: %s' % error
+    return 'request failed (%s): %s' % (type(error).__name__, error)

@@ -301,16 +301,6 @@ def signature_headers(key, msg_id, body, now):
             SIGNATURE_HEADER: sign(key, msg_id, timestamp, body)}
 
 
-def _describe_failure(error):
-    if isinstance(error, requests.exceptions.SSLError):
-        return 'TLS verification failed: %s' % error
-    if isinstance(error, requests.exceptions.Timeout):
-        return 'timed out: %s' % error
-    if isinstance(error, requests.exceptions.ConnectionError):
-        return 'connection failed: %s' % error
-    return 'request failed (%s): %s' % (type(error).__name__, error)
-
-
 _PEER = http_edge.Peer(
     name='the receiver',
     # A generic receiver answers 200, 201, 202 or 204 as it pleases, and
@@ -318,7 +308,7 @@ _PEER = http_edge.Peer(
     accepted=frozenset(range(200, 300)), accepted_text='2xx',
     timeout_option='[webhook] timeout',
     errors=(requests.exceptions.RequestException,),
-    describe=_describe_failure,
+    describe=http_edge.describe_requests_failure,
     redirect_hint='; set [webhook] url to the final address',
     url_text=masking.mask_webhook_url)
 
