@@ -23,21 +23,9 @@ from monitor.virt import guest_ping
 from tests.unit.virt import libvirt_node
 
 GUEST_UUID = 'cccccccc-0000-4000-8000-000000000001'
-NODE = f"""<node>
-  <domain type='test'>
-    <name>guest-1</name>
-    <uuid>{GUEST_UUID}</uuid>
-    <memory>1024</memory>
-    <os><type>hvm</type></os>
-    <devices>
-      <channel type='unix'>
-        <source mode='bind' path='/run/guest-1.sock'/>
-        <target type='virtio' name='org.qemu.guest_agent.0'/>
-      </channel>
-    </devices>
-  </domain>
-</node>
-"""
+NODE = '<node>%s\n</node>\n' % libvirt_node.domain(
+    'guest-1', GUEST_UUID,
+    devices=libvirt_node.agent_channel('/run/guest-1.sock'))
 
 # Series Prometheus makes itself for each target, not the daemon.
 SCRAPE_SERIES = frozenset({'up', 'scrape_duration_seconds',
