@@ -109,10 +109,13 @@ class Maintenance:
         return ended
 
     def released(self, pauses, records):
-        """Of ``records``, those that the ended ``pauses`` covered and no
-        pause still covers."""
+        """Of ``records()``, those that the ended ``pauses`` covered and no
+        pause still covers; ``records`` is only called when a pause ended
+        (a round looks every time, and pauses rarely end)."""
+        if not pauses:
+            return []
         keys = {pause.key for pause in pauses}
-        return [record for record in records
+        return [record for record in records()
                 if (HOST in keys or record.uuid in keys)
                 and not self.covers(record.uuid)]
 

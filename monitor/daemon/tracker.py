@@ -466,7 +466,7 @@ class DomainTracker:
         """The domains that the ended ``pauses`` released start over in
         discovery, as after a start."""
         now = self._now(now)
-        for record in self.maintenance.released(pauses, self.store.all()):
+        for record in self.maintenance.released(pauses, self.store.all):
             self.silent_periods.ended(record.uuid)
             self._apply_action(record, lifecycle.Action.REARM, now,
                                'maintenance over', quiet=True)

@@ -2,8 +2,9 @@
 
 A record holds plain values only (the state is a name, never a machine), so
 any dogpile backend can keep it, including ones that pickle (dbm, file) and
-let the state survive a daemon restart. Records are treated as immutable:
-the health policy returns new ones with :func:`dataclasses.replace`.
+let the state survive a daemon restart. Records are immutable (frozen):
+the health policy returns new ones with :func:`dataclasses.replace`, so the
+store can hand the same object to every reader.
 
 A record holds health facts only. What became of a notification (queued,
 delivered, dead) is the outbox's alone: a copy kept here would disagree
@@ -16,7 +17,7 @@ import typing
 from monitor.health import states
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class DomainRecord:
     uuid: str
     name: str
@@ -55,5 +56,11 @@ class DomainRecord:
         release still loads (older records carry ``notification_id`` and
         ``notified_at``, facts the outbox now owns).
         """
-        known = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        if FIELD_NAMES.issuperset(data):
+            return cls(**data)
+        return cls(**{k: v for k, v in data.items() if k in FIELD_NAMES})
+
+
+# The keys of a stored record this release writes.
+FIELD_NAMES = frozenset(field.name for field in
+                         dataclasses.fields(DomainRecord))

@@ -233,6 +233,10 @@ def _shared_keys(value):
             for k, v in value.items()}
 
 
+def _by_name(record):
+    return record.name, record.uuid
+
+
 def _plain(record):
     # A record holds plain values only (numbers, strings, None), so a
     # shallow copy of its fields is a whole copy; dataclasses.asdict would
@@ -259,6 +263,13 @@ class DomainStore:
         # uuid -> the dict last written for it, as it is in the backend once
         # pending writes are flushed.
         self._records = {}
+        # uuid -> the DomainRecord of that dict, built once: records are
+        # immutable, so every reader may share it (a round reads each
+        # record several times).
+        self._objects = {}
+        # uuids loaded with other fields than this release writes (an
+        # older or newer one's): their next put writes them anew.
+        self._foreign = set()
         # uuid -> epoch seconds of its last write (dogpile's creation time),
         # for the expiration time.
         self._written_at = {}
@@ -296,6 +307,7 @@ class DomainStore:
             for uuid, value in zip(uuids, values):
                 if value is not dogpile_api.NO_VALUE:
                     self._records[uuid] = _shared_keys(value)
+                    self._note_foreign(uuid)
                     self._written_at[uuid] = now
         else:
             # The creation time is needed to expire records on time; dogpile
@@ -304,10 +316,15 @@ class DomainStore:
                 cached = self._region.get_value_metadata(self._key(uuid))
                 if cached is not None:
                     self._records[uuid] = _shared_keys(cached.payload)
+                    self._note_foreign(uuid)
                     self._written_at[uuid] = cached.cached_time
         # Index entries whose record has expired stay: evict_missing()
         # drops them with the domain.
         self._indexed = set(uuids)
+
+    def _note_foreign(self, uuid):
+        if self._records[uuid].keys() != domain_record.FIELD_NAMES:
+            self._foreign.add(uuid)
 
     # -- batches ---------------------------------------------------------------
 
@@ -363,11 +380,17 @@ class DomainStore:
             return None
         return value
 
+    def _object(self, uuid):
+        record = self._objects.get(uuid)
+        if record is None:
+            record = domain_record.DomainRecord.from_dict(self._records[uuid])
+            self._objects[uuid] = record
+        return record
+
     def get(self, uuid):
-        value = self._fresh(uuid, self._clock())
-        if value is None:
+        if self._fresh(uuid, self._clock()) is None:
             return None
-        return domain_record.DomainRecord.from_dict(value)
+        return self._object(uuid)
 
     def put(self, record):
         """Store ``record``; nothing is written when it equals the stored one.
@@ -376,13 +399,15 @@ class DomainStore:
         half of it has passed, so a running daemon's records never expire.
         """
         uuid = record.uuid
-        value = _plain(record)
         now = self._clock()
-        if self._records.get(uuid) == value and (
+        if uuid in self._records and uuid not in self._foreign and \
+                self._object(uuid) == record and (
                 self._expiration is None or
                 now - self._written_at[uuid] < self._expiration / 2.0):
             return
-        self._records[uuid] = value
+        self._records[uuid] = _plain(record)
+        self._objects[uuid] = record
+        self._foreign.discard(uuid)
         self._written_at[uuid] = now
         self._dirty.add(uuid)
         self._deleted.discard(uuid)
@@ -395,6 +420,8 @@ class DomainStore:
         if uuid in self._records or uuid in self._indexed:
             self._deleted.add(uuid)
         self._records.pop(uuid, None)
+        self._objects.pop(uuid, None)
+        self._foreign.discard(uuid)
         self._written_at.pop(uuid, None)
         self._dirty.discard(uuid)
         if uuid in self._indexed:
@@ -413,11 +440,9 @@ class DomainStore:
     def all(self):
         """Every stored record, ordered by domain name then UUID."""
         now = self._clock()
-        from_dict = domain_record.DomainRecord.from_dict
-        records = [from_dict(value) for value in
-                   (self._fresh(u, now) for u in self._records)
-                   if value is not None]
-        records.sort(key=lambda r: (r.name, r.uuid))
+        records = [self._object(u) for u in self._records
+                   if self._fresh(u, now) is not None]
+        records.sort(key=_by_name)
         return records
 
     def evict_missing(self, live_uuids):
@@ -433,10 +458,10 @@ class DomainStore:
         for uuid in gone:
             value = self._fresh(uuid, now)
             if value is not None:
-                evicted.append(domain_record.DomainRecord.from_dict(value))
+                evicted.append(self._object(uuid))
             self._forget(uuid)
         self._changed()
-        evicted.sort(key=lambda r: (r.name, r.uuid))
+        evicted.sort(key=_by_name)
         return evicted
 
     def close(self):

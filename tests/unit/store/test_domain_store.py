@@ -64,12 +64,14 @@ def test_put_get_delete(store):
     store.delete(UUID_A)  # deleting twice is harmless
 
 
-def test_returned_records_are_copies(store):
+def test_records_cannot_be_changed_so_readers_may_share_them(store):
     record = rec(UUID_A, 'guest-a')
     store.put(record)
     fetched = store.get(UUID_A)
-    fetched.misses = 99
-    record.misses = 98
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fetched.misses = 99
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.misses = 98
     assert store.get(UUID_A).misses == 0
 
 
@@ -463,15 +465,17 @@ def test_the_store_keeps_whatever_fields_a_record_has():
     assert region.get(key(UUID_A)) == rec(UUID_A, 'a', misses=2).to_dict()
 
 
-def test_records_put_are_copied():
+def test_a_record_replaced_in_the_store_is_written_and_read_back():
     region = dogpile_region.make_region().configure('dogpile.cache.memory')
     store = domain_store.DomainStore(region, namespace='h')
     record = rec(UUID_A, 'a')
     store.put(record)
-    record.misses = 7
-    assert store.get(UUID_A).misses == 0
-    store.all()[0].misses = 8
-    assert store.all()[0].misses == 0
+    store.put(dataclasses.replace(record, misses=7))
+    assert store.get(UUID_A).misses == 7
+    assert store.all()[0].misses == 7
+    assert region.get(key(UUID_A))['misses'] == 7
+    assert domain_store.DomainStore(region, namespace='h').get(
+        UUID_A).misses == 7
 
 
 # -- refused backends ---------------------------------------------------------
