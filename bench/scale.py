@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 
+from bench import binding_cost
 from bench import monitors
 from bench import procstat
 from bench.figures import median
@@ -455,6 +456,18 @@ def main(argv=None):
                    _f(ours['answering']), _f(ours['cpu_per_round']),
                    _f(ours['core'], 1), _f(ours['rss_mib'], 1),
                    _f(ratio, 1)))
+    # The simulated binding runs in the monitor's process: its own share
+    # of the CPU column, measured alone for as many pings.
+    slots = args.max_concurrent_pings or 5
+    for size in [] if args.no_ours else args.sizes:
+        alone = binding_cost.cost_of_pings(
+            _sim_env(tempfile.gettempdir(), size, args.code,
+                     args.max_client_requests, args.max_workers),
+            size, slots)
+        if alone is not None:
+            say('N=%-5d the simulated binding alone, %d pings %d at a '
+                'time: CPU %.2f s (part of CPU s/rd above)'
+                % (size, size, slots, alone['cpu_seconds']))
     for size in args.sizes:
         theirs = results.get(('peer', size))
         if theirs:

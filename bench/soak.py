@@ -12,13 +12,16 @@ Prints RSS and descriptors at the end of the warm-up and at the end, the
 growth after warm-up (the median of the last tenth of the rounds less the
 median of the tenth after warm-up), and the CPU seconds per round (median
 over the rounds after warm-up) and what they are as a share of one core
-at a 10 s interval. Writes every sample to a CSV and a PNG (top panel:
+at a 10 s interval; then what the simulated binding costs alone for as
+many pings (bench/binding_cost.py: the real binding does that work in C
+and in libvirtd) and the monitor's own share, the difference. Writes every
+sample to a CSV and a PNG (top panel:
 RSS in MiB; bottom: open descriptors; one point per round, the ranges are
 printed).
 
     .venv/bin/python -m bench.soak [--size 5000] [--rounds 1000]
         [--interval 4] [--failing 10] [--churn 30] [--warmup 50]
-        [--png bench/soak.png] [--csv FILE]
+        [--ping-ms 20-50] [--png bench/soak.png] [--csv FILE]
 
 Figures only; nothing is asserted.
 """
@@ -31,6 +34,7 @@ import statistics
 import tempfile
 import time
 
+from bench import binding_cost
 from bench import png
 from bench import scale
 from bench.figures import say
@@ -113,9 +117,9 @@ def report(args, samples):
     cpu = [b[4] - a[4] for a, b in zip(after, after[1:])]
     cpu_round = statistics.median(cpu)
     say('soak: %d guests, %d rounds at interval %.1f s (%d of warm-up), '
-        '%d agents failing at a time, a new set every %.0f s'
-        % (args.size, len(samples), args.interval, args.warmup,
-           args.failing, args.churn))
+        '%d agents failing at a time, a new set every %.0f s; guest-pings '
+        'take %s ms' % (args.size, len(samples), args.interval, args.warmup,
+                        args.failing, args.churn, args.ping_ms))
     say('soak RSS after warm-up %.1f MiB, at the end %.1f MiB: growth '
         '%.1f MiB (max %.1f MiB)' % (start_rss, end_rss,
                                      end_rss - start_rss, max(rss)))
@@ -125,6 +129,17 @@ def report(args, samples):
         'core at a %.0f s interval'
         % (cpu_round, statistics.median([s[5] for s in after]),
            100.0 * cpu_round / REFERENCE_INTERVAL, REFERENCE_INTERVAL))
+    alone = binding_cost.cost_of_pings(
+        scale._sim_env(tempfile.gettempdir(), args.size, args.code,
+                       args.max_client_requests, args.max_workers),
+        args.size, args.max_concurrent_pings)
+    if alone is not None:
+        own = cpu_round - alone['cpu_seconds']
+        say('soak CPU of the simulated binding alone, %d pings %d at a '
+            'time: %.2f s; the monitor\'s own %.2f s per round: %.1f %% of '
+            'a core at a %.0f s interval'
+            % (args.size, args.max_concurrent_pings, alone['cpu_seconds'],
+               own, 100.0 * own / REFERENCE_INTERVAL, REFERENCE_INTERVAL))
     if args.csv:
         with open(args.csv, 'w') as out:
             out.write('round,epoch,rss_mib,open_fds,cpu_seconds,'
@@ -157,6 +172,10 @@ def main(argv=None):
                         help='seconds between two sets of hung agents')
     parser.add_argument('--warmup', type=int, default=50)
     parser.add_argument('--seed', type=int, default=1)
+    parser.add_argument('--ping-ms', default='20-50',
+                        help='how long a simulated guest-ping takes, '
+                             'LOW-HIGH ms: shorter rounds allow a shorter '
+                             'interval, for a soak that ends sooner')
     parser.add_argument('--max-concurrent-pings', type=int, default=50)
     parser.add_argument('--max-client-requests', type=int, default=50)
     parser.add_argument('--max-workers', type=int, default=70)
@@ -166,6 +185,7 @@ def main(argv=None):
     parser.add_argument('--code', default=REPO_ROOT)
     parser.add_argument('--keep', action='store_true')
     args = parser.parse_args(argv)
+    os.environ['GHM_SIM_PING_MS'] = args.ping_ms
     started = time.monotonic()
     samples = soak(args)
     report(args, samples)

@@ -314,13 +314,12 @@ class MonitorMetrics:
         """One sweep completed; ``outcomes`` of every ping it made."""
         # One increment per outcome rather than per ping: a sweep of
         # thousands of domains takes six label look-ups, not thousands.
-        counts = collections.Counter(Outcome(outcome).value
-                                     for outcome in outcomes)
+        counts = collections.Counter(outcomes)
         self.sweeps.inc()
         self.sweep_duration.observe(duration)
         self._last_sweep = duration
         for outcome, count in counts.items():
-            self.pings.labels(outcome).inc(count)
+            self.pings.labels(Outcome(outcome).value).inc(count)
 
     def state_changed(self, old_state, new_state):
         for state in (old_state, new_state):

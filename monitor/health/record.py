@@ -43,6 +43,18 @@ class DomainRecord:
     # at or after this time for this domain belongs to this incident.
     failing_since: typing.Optional[float] = None
 
+    def __eq__(self, other):
+        # Most comparisons are of a record with itself (a verdict that
+        # changed nothing), thousands per round: identity first.
+        if self is other:
+            return True
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return vars(self) == vars(other)
+
+    def __hash__(self):
+        return hash(tuple(vars(self).values()))
+
     def to_dict(self):
         """The record as a plain dict, the form kept in the store."""
         return dataclasses.asdict(self)
@@ -61,6 +73,12 @@ class DomainRecord:
         return cls(**{k: v for k, v in data.items() if k in FIELD_NAMES})
 
 
+# Fields a store may write late: every answered ping moves ``last_ok``, so
+# writing it each time would rewrite every record every round (thousands
+# of rows in a file-backed store) for a fact whose freshness matters only
+# in memory. A failure's end changes other fields too and is written at
+# once.
+LAGGING_FIELDS = ('last_ok',)
 # The keys of a stored record this release writes.
 FIELD_NAMES = frozenset(field.name for field in
                          dataclasses.fields(DomainRecord))

@@ -75,15 +75,26 @@ def machine_for(state_name):
     return machine
 
 
+# (state, event) -> the state it leads to, as the frozen machine said once:
+# a round asks for thousands of transitions, and a copy of the machine
+# per question cost more than the rest of the answered ping.
+_NEXT = {}
+
+
 def next_state(state, event):
     """Return the state the machine moves to from ``state`` on ``event``.
 
     :raises UnknownState: when ``state`` is not a known state.
     :raises InvalidTransition: when the machine has no such transition.
     """
+    try:
+        return _NEXT[state, event]
+    except KeyError:
+        pass
     machine = machine_for(state)
     try:
         machine.process_event(event)
     except automaton_exc.NotFound:
         raise InvalidTransition(state, event) from None
+    _NEXT[state, event] = machine.current_state
     return machine.current_state

@@ -15,12 +15,9 @@ sqlite backend).
 """
 
 import contextlib
-import dbm
-import importlib
 import os
 import sqlite3
 import sys
-import tempfile
 import time
 
 from dogpile.cache import api as dogpile_api
@@ -29,6 +26,7 @@ from dogpile.util import langhelpers
 from oslo_config import cfg
 
 from monitor.health import record as domain_record
+from monitor.store import dbm_check
 from monitor.store import sqlite_cache
 
 GROUP = 'cache'
@@ -167,7 +165,8 @@ def check_backend(conf):
     """
     backend = conf.cache.backend
     if backend == DBM_BACKEND:
-        _check_dbm(region_arguments(conf)['filename'])
+        dbm_check.check(region_arguments(conf)['filename'], DBM_BACKEND,
+                        SQLITE_BACKEND)
     elif backend == SQLITE_BACKEND:
         filename = region_arguments(conf)['filename']
         if not os.path.exists(filename):
@@ -182,44 +181,9 @@ def check_backend(conf):
                                 or exc)) from None
 
 
-def _check_dbm(filename):
-    existing = dbm.whichdb(filename)
-    if existing is None:
-        module = _new_dbm_module()
-        if module == 'dbm.dumb':
-            raise ValueError(
-                '%s would use dbm.dumb: this Python has neither dbm.gnu '
-                'nor dbm.ndbm, and dbm.dumb rewrites its index on every '
-                'write (minutes per sweep at a few hundred domains); use '
-                '%s' % (DBM_BACKEND, SQLITE_BACKEND))
-        return
-    if existing == '':
-        raise ValueError('%s is not a dbm file this Python can read'
-                         % filename)
-    if existing == 'dbm.dumb':
-        raise ValueError(
-            '%s is a dbm.dumb file, which rewrites its index on every '
-            'write (minutes per sweep at a few hundred domains); remove it '
-            'and use %s' % (filename, SQLITE_BACKEND))
-    try:
-        importlib.import_module(existing)
-    except ImportError:
-        raise ValueError('%s was written by %s, which this Python lacks'
-                         % (filename, existing)) from None
-
-
-def _new_dbm_module():
-    """The dbm module Python picks for a new file, e.g. 'dbm.gnu'.
-
-    Found by creating a file the way dogpile does (``dbm.open(..., 'c')``)
-    in a scratch directory: that follows Python's own order of preference,
-    whatever it is in this version.
-    """
-    with tempfile.TemporaryDirectory(prefix='ghm-dbm-probe-') as directory:
-        path = os.path.join(directory, 'probe')
-        with dbm.open(path, 'c') as db:
-            db[b'probe'] = b'probe'
-        return dbm.whichdb(path)
+# Seconds a record's lagging fields may stay unwritten: what a daemon
+# killed without a clean stop may find stale in them at its next start.
+LAG = 300.0
 
 
 def _wall_clock():
@@ -235,6 +199,16 @@ def _shared_keys(value):
 
 def _by_name(record):
     return record.name, record.uuid
+
+
+def _same_but_lagging(written, record):
+    """Whether ``record`` differs from the ``written`` dict in lagging
+    fields only."""
+    fields = vars(record)
+    if written.keys() != fields.keys():
+        return False
+    return all(value == fields[key] for key, value in written.items()
+               if key not in domain_record.LAGGING_FIELDS)
 
 
 def _plain(record):
@@ -270,6 +244,9 @@ class DomainStore:
         # uuids loaded with other fields than this release writes (an
         # older or newer one's): their next put writes them anew.
         self._foreign = set()
+        # uuids whose record in memory is newer than the written one in
+        # lagging fields only.
+        self._lagging = set()
         # uuid -> epoch seconds of its last write (dogpile's creation time),
         # for the expiration time.
         self._written_at = {}
@@ -395,19 +372,30 @@ class DomainStore:
     def put(self, record):
         """Store ``record``; nothing is written when it equals the stored one.
 
-        With an expiration time, an unchanged record is written again once
-        half of it has passed, so a running daemon's records never expire.
+        A record that differs from the written one only in its lagging
+        fields (``record.LAGGING_FIELDS``) is kept in memory and
+        written with the next other change, ``LAG`` seconds after its last
+        write at the latest, or at close. With an expiration time, an
+        unchanged record is written again once half of it has passed, so a
+        running daemon's records never expire.
         """
         uuid = record.uuid
         now = self._clock()
-        if uuid in self._records and uuid not in self._foreign and \
-                self._object(uuid) == record and (
+        if uuid in self._records and uuid not in self._foreign and (
                 self._expiration is None or
                 now - self._written_at[uuid] < self._expiration / 2.0):
-            return
+            stored = self._object(uuid)
+            if stored == record:
+                return
+            if now - self._written_at[uuid] < LAG and \
+                    _same_but_lagging(self._records[uuid], record):
+                self._objects[uuid] = record
+                self._lagging.add(uuid)
+                return
         self._records[uuid] = _plain(record)
         self._objects[uuid] = record
         self._foreign.discard(uuid)
+        self._lagging.discard(uuid)
         self._written_at[uuid] = now
         self._dirty.add(uuid)
         self._deleted.discard(uuid)
@@ -422,6 +410,7 @@ class DomainStore:
         self._records.pop(uuid, None)
         self._objects.pop(uuid, None)
         self._foreign.discard(uuid)
+        self._lagging.discard(uuid)
         self._written_at.pop(uuid, None)
         self._dirty.discard(uuid)
         if uuid in self._indexed:
@@ -470,6 +459,10 @@ class DomainStore:
         Backends that hold a connection (guest_health_monitor.sqlite) close
         it; the others keep nothing open between calls.
         """
+        for uuid in self._lagging:
+            self._records[uuid] = _plain(self._objects[uuid])
+            self._dirty.add(uuid)
+        self._lagging.clear()
         self.flush()
         close = getattr(self._region.backend, 'close', None)
         if close is not None:

@@ -64,6 +64,9 @@ class Slots:
         self._cond = _native_threading.Condition(_native_threading.Lock())
         self._free = value
         self._first_waiting = 0
+        # Threads in wait(): a release wakes them only when there are any
+        # (once per ping, mostly with nobody waiting).
+        self._waiting = 0
 
     def acquire(self, priority=False):
         with self._cond:
@@ -72,7 +75,11 @@ class Slots:
             try:
                 while not self._free or (self._first_waiting
                                          and not priority):
-                    self._cond.wait()
+                    self._waiting += 1
+                    try:
+                        self._cond.wait()
+                    finally:
+                        self._waiting -= 1
             finally:
                 if priority:
                     self._first_waiting -= 1
@@ -81,7 +88,8 @@ class Slots:
     def release(self):
         with self._cond:
             self._free += 1
-            self._cond.notify_all()
+            if self._waiting:
+                self._cond.notify_all()
 
 
 class NativePool:

@@ -1,7 +1,8 @@
 """Fast confirmation on real guests: a suspect's agent response timeout is
 lowered to the ping timeout while its silence is confirmed and put back
 afterwards, also by the next start of a daemon killed in between; a
-working guest whose agent stalls is still not reported.
+working guest whose agent stalls, or answers too late, is still not
+reported.
 
 libvirt has no call that reads the timeout (``virsh guest-agent-timeout``
 only sets it); the tests read it where libvirt keeps it, the domain's
@@ -23,6 +24,7 @@ LOWERED = (r'Domain %s \(%s\): agent response timeout lowered from %s to '
            r'1 s')
 RESTORED = r'Domain %s \(%s\): agent response timeout restored to %s'
 ACTIVE = r'Domain %s \(%s\): agent unresponsive, guest active'
+MISSED = r'Domain %s \(%s\): \w+ -> error'
 
 
 def timeout_of(guest):
@@ -54,6 +56,96 @@ def test_a_working_guest_whose_agent_stalls_is_not_reported_and_gets_its_timeout
     assert timeout_of(guest) == before
     assert masakari.notifications_for(guest.uuid) == [], daemon.tail()
     assert daemon.stop() == 0
+
+
+def lines_matching(lines, pattern):
+    return len([line for line in lines if re.search(pattern, line)])
+
+
+def lowered_and_restored(guest, before):
+    previous = re.escape(agent_timeout.describe(before))
+    return (LOWERED % (guest.name, guest.uuid, previous),
+            RESTORED % (guest.name, guest.uuid, previous))
+
+
+def resume_during_a_confirmation(daemon, guest):
+    """Continue the guest's agent just after it missed a ping; return once
+    that confirmation ended with the guest healthy.
+
+    Its next ping starts an interval after the missed one did, once the
+    agent answers again: no later confirmation can lower the timeout.
+    Resumed at any moment, the guest could still have a ping under way
+    that it misses (a confirmation after the check), or already be
+    healthy (no transition to wait for).
+    """
+    missed = MISSED % (guest.name, guest.uuid)
+    healthy = HEALTHY % guest.uuid
+    seen = lines_matching(daemon.log().splitlines(), missed)
+    daemon.wait_for_log(missed, 30, count=seen + 1)
+    guest.control('agent-resume')
+    lines = daemon.log().splitlines()
+    miss_at = [i for i, line in enumerate(lines)
+               if re.search(missed, line)][seen]
+    daemon.wait_for_log(healthy, 30,
+                        count=lines_matching(lines[:miss_at], healthy) + 1)
+
+
+# 'agent-slow' (lab/guest/init): the agent answers every request, 3 s late
+# or, for a request that came while an earlier one was held, with it:
+# slower than the 1 s the timeout is lowered to, so answers reach libvirt
+# after the pings that asked for them gave up, during later
+# confirmations. A confirmation then ends with the guest held as active
+# (its disk I/O) or answered (a held-back answer came in time); neither
+# is a report. A stalled agent (above) never answers at all.
+
+def test_a_working_guest_whose_agent_answers_late_is_not_reported_and_gets_its_timeout_back(  # noqa: E501
+        lab_guests, monitor_daemon, masakari):
+    [guest] = lab_guests(1, disk=True)
+    before = timeout_of(guest)
+    lowered, restored = lowered_and_restored(guest, before)
+    daemon = monitor_daemon()
+    daemon.wait_for_log(HEALTHY % guest.uuid, 60)
+
+    guest.control('disk-writer')
+    guest.control('agent-slow')
+    # Two whole confirmations: the second one meets the late answers to
+    # the pings of the first.
+    daemon.wait_for_log(lowered, 30, count=2)
+    daemon.wait_for_log(restored, 30, count=2)
+    resume_during_a_confirmation(daemon, guest)
+
+    assert timeout_of(guest) == before, daemon.tail()
+    assert masakari.notifications_for(guest.uuid) == [], daemon.tail()
+    assert daemon.stop() == 0
+
+
+def test_a_daemon_killed_during_a_confirmation_restores_the_timeout_at_its_next_start_while_the_agent_answers_late(  # noqa: E501
+        lab_guests, monitor_daemon, masakari):
+    [guest] = lab_guests(1, disk=True)
+    before = timeout_of(guest)
+    lowered, restored = lowered_and_restored(guest, before)
+    daemon = monitor_daemon()
+    daemon.wait_for_log(HEALTHY % guest.uuid, 60)
+
+    guest.control('disk-writer')
+    # Stalled until the kill, so that the kill certainly finds the
+    # timeout lowered; then late, with the killed daemon's pings still
+    # waiting for their answers when the next one starts.
+    guest.control('agent-hang')
+    daemon.wait_for_log(lowered, 30)
+    daemon.kill()
+    assert timeout_of(guest) == 1, daemon.tail()
+    guest.control('agent-slow')
+
+    # The next daemon appends to the same log.
+    restores = lines_matching(daemon.log().splitlines(), restored)
+    again = monitor_daemon(work_dir=daemon.work_dir)
+    again.wait_for_log(restored, 30, count=restores + 1)
+    resume_during_a_confirmation(again, guest)
+
+    assert timeout_of(guest) == before, again.tail()
+    assert masakari.notifications_for(guest.uuid) == [], again.tail()
+    assert again.stop() == 0
 
 
 def test_a_daemon_killed_during_a_confirmation_restores_the_timeout_at_its_next_start(  # noqa: E501

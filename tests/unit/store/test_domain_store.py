@@ -12,6 +12,7 @@ from oslo_config import cfg
 from monitor.conf import general
 from monitor.health import record as domain_record
 from monitor.health import states
+from monitor.store import dbm_check
 from monitor.store import domain_store
 
 UUID_A = '00000000-0000-4000-8000-00000000000a'
@@ -117,7 +118,7 @@ def test_hosts_sharing_a_backend_keep_separate_indexes():
 
 def real_dbm():
     """The dbm module Python uses for new files, unless it is dbm.dumb."""
-    module = domain_store._new_dbm_module()
+    module = dbm_check.new_dbm_module()
     return None if module == 'dbm.dumb' else module
 
 
@@ -323,7 +324,8 @@ def test_put_of_an_unchanged_record_writes_nothing():
     assert counting.calls == []
     store.delete(UUID_B)  # never stored: nothing to delete either
     assert counting.calls == []
-    store.put(rec(UUID_A, 'a', state=states.HEALTHY, last_ok=6.0))
+    store.put(rec(UUID_A, 'a', state=states.HEALTHY, misses=1,
+                  last_ok=5.0))
     assert counting.calls == [('set_multi', (key(UUID_A),))]
 
 
@@ -481,7 +483,7 @@ def test_a_record_replaced_in_the_store_is_written_and_read_back():
 # -- refused backends ---------------------------------------------------------
 
 def test_dbm_falling_back_to_dumb_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(domain_store, '_new_dbm_module', lambda: 'dbm.dumb')
+    monkeypatch.setattr(dbm_check, 'new_dbm_module', lambda: 'dbm.dumb')
     conf = make_conf(tmp_path, backend='dogpile.cache.dbm')
     with pytest.raises(ValueError, match='would use dbm.dumb.*'
                        'guest_health_monitor.sqlite'):
@@ -492,7 +494,7 @@ def test_dbm_falling_back_to_dumb_is_refused(tmp_path, monkeypatch):
 
 
 def test_dbm_with_a_real_dbm_module_is_accepted(tmp_path, monkeypatch):
-    monkeypatch.setattr(domain_store, '_new_dbm_module', lambda: 'dbm.gnu')
+    monkeypatch.setattr(dbm_check, 'new_dbm_module', lambda: 'dbm.gnu')
     domain_store.check_backend(make_conf(tmp_path,
                                          backend='dogpile.cache.dbm'))
 
@@ -513,7 +515,7 @@ def test_an_existing_file_that_is_no_dbm_is_refused(tmp_path):
 
 
 def test_new_dbm_module_is_what_python_picks():
-    assert domain_store._new_dbm_module() in ('dbm.gnu', 'dbm.ndbm',
+    assert dbm_check.new_dbm_module() in ('dbm.gnu', 'dbm.ndbm',
                                               'dbm.dumb', 'dbm.sqlite3')
 
 
@@ -544,3 +546,46 @@ def test_records_are_not_deep_copied(monkeypatch):
         store.put(rec(UUID_A, 'a', misses=1))
     assert store.all() == [rec(UUID_A, 'a', misses=1)]
     assert store.evict_missing(set()) == [rec(UUID_A, 'a', misses=1)]
+
+
+# -- lagging fields -------------------------------------------------------------
+
+def test_an_answered_ping_alone_is_written_late_but_read_at_once(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(dogpile_region.time, 'time', lambda: clock[0])
+    region, counting = counted_region()
+    store = domain_store.DomainStore(region, namespace='h')
+    store.put(rec(UUID_A, 'a', state=states.HEALTHY, last_ok=1000.0))
+    counting.calls.clear()
+    clock[0] += 10
+    store.put(rec(UUID_A, 'a', state=states.HEALTHY, last_ok=1010.0))
+    assert counting.calls == []
+    assert store.get(UUID_A).last_ok == 1010.0
+    assert store.all()[0].last_ok == 1010.0
+    clock[0] += domain_store.LAG
+    store.put(rec(UUID_A, 'a', state=states.HEALTHY, last_ok=clock[0]))
+    assert counting.calls == [('set_multi', (key(UUID_A),))]
+    assert region.get(key(UUID_A))['last_ok'] == clock[0]
+
+
+def test_any_other_change_is_written_at_once_with_the_lagging_fields():
+    region, counting = counted_region()
+    store = domain_store.DomainStore(region, namespace='h')
+    store.put(rec(UUID_A, 'a', state=states.HEALTHY, last_ok=1000.0))
+    store.put(rec(UUID_A, 'a', state=states.HEALTHY, last_ok=1010.0))
+    counting.calls.clear()
+    store.put(rec(UUID_A, 'a', state=states.HEALTHY, misses=1,
+                  last_ok=1010.0))
+    assert counting.calls == [('set_multi', (key(UUID_A),))]
+    assert region.get(key(UUID_A))['last_ok'] == 1010.0
+
+
+def test_a_clean_stop_writes_what_lagged():
+    region, _counting = counted_region()
+    store = domain_store.DomainStore(region, namespace='h')
+    store.put(rec(UUID_A, 'a', state=states.HEALTHY, last_ok=1000.0))
+    store.put(rec(UUID_A, 'a', state=states.HEALTHY, last_ok=1010.0))
+    assert region.get(key(UUID_A))['last_ok'] == 1000.0
+    store.close()
+    assert domain_store.DomainStore(region, namespace='h').get(
+        UUID_A).last_ok == 1010.0
