@@ -61,35 +61,51 @@ class Slots:
     at once, so a busy pool could keep a waiting one out for long.)"""
 
     def __init__(self, value):
-        self._cond = _native_threading.Condition(_native_threading.Lock())
+        lock = _native_threading.Lock()
+        # One condition per kind of waiter, on one lock: a freed slot wakes
+        # one thread that can take it, not every waiting thread (tens of
+        # pings wait while hung agents hold slots; waking them all for
+        # each slot cost more CPU than the pings).
+        self._first = _native_threading.Condition(lock)
+        self._others = _native_threading.Condition(lock)
         self._free = value
         self._first_waiting = 0
-        # Threads in wait(): a release wakes them only when there are any
-        # (once per ping, mostly with nobody waiting).
-        self._waiting = 0
+        self._others_waiting = 0
 
     def acquire(self, priority=False):
-        with self._cond:
+        with self._first:
             if priority:
                 self._first_waiting += 1
-            try:
-                while not self._free or (self._first_waiting
-                                         and not priority):
-                    self._waiting += 1
-                    try:
-                        self._cond.wait()
-                    finally:
-                        self._waiting -= 1
-            finally:
-                if priority:
+                try:
+                    while not self._free:
+                        self._first.wait()
+                finally:
                     self._first_waiting -= 1
+            else:
+                self._others_waiting += 1
+                try:
+                    while not self._free or self._first_waiting:
+                        self._others.wait()
+                finally:
+                    self._others_waiting -= 1
             self._free -= 1
+            self._hand_on()
 
     def release(self):
-        with self._cond:
+        with self._first:
             self._free += 1
-            if self._waiting:
-                self._cond.notify_all()
+            self._hand_on()
+
+    def _hand_on(self):
+        # Wake as many waiters as slots are free, priority first; one
+        # woken for nothing (another thread took the slot) waits again,
+        # and whoever took it hands on what is left.
+        if not self._free:
+            return
+        if self._first_waiting:
+            self._first.notify(self._free)
+        elif self._others_waiting:
+            self._others.notify(self._free)
 
 
 class NativePool:

@@ -6,6 +6,7 @@ import time
 
 import eventlet
 
+from monitor import concurrency
 from monitor.virt import ping_pool
 
 
@@ -130,3 +131,36 @@ def test_a_pool_with_priority_gets_the_next_free_slot():
         busy.submit(call, ('busy',), i)
     take(mailbox, 3001)
     assert order.index('first') == 1
+
+
+def test_slots_shared_by_many_waiting_threads_are_never_exceeded_nor_lost():
+    native = concurrency.original('threading')
+    native_time = concurrency.original('time')
+    slots = ping_pool.NativePool.semaphore(3)
+    lock = native.Lock()
+    held = [0, 0]  # now, most at once
+    done = []
+
+    def worker(priority):
+        for _ in range(200):
+            slots.acquire(priority)
+            with lock:
+                held[0] += 1
+                held[1] = max(held[1], held[0])
+            native_time.sleep(0.0002)
+            with lock:
+                held[0] -= 1
+            slots.release()
+        with lock:
+            done.append(priority)
+
+    threads = [native.Thread(target=worker, args=(i % 4 == 0,),
+                             daemon=True) for i in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    # A wake-up lost on the way would leave threads waiting for ever.
+    assert len(done) == 24
+    assert held[0] == 0
+    assert 2 <= held[1] <= 3
