@@ -58,6 +58,7 @@ CONTROL_COMMANDS = frozenset([
     'agent-hang', 'agent-resume', 'agent-kill', 'agent-start',
     'disk-writer', 'watchdog-hang', 'panic', 'reboot', 'poweroff',
     'slow-freeze', 'agent-deny-exec', 'heartbeat-start', 'heartbeat-stop',
+    'agent-slow',
 ])
 # The file the guest's 'heartbeat-start' rewrites with the Unix time.
 HEARTBEAT_FILE = '/run/ghm-lab.heartbeat'

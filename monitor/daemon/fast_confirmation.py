@@ -10,8 +10,10 @@ to the state directory's journal (``store.agent_timeouts``) and lowered to
 ``ping_timeout``; it is set back as soon as the guest answers (in the same
 native call as the answered ping), leaves confirmation otherwise (reported,
 answered while the round was applied, forgotten), or the daemon stops. A
-daemon killed in between restores, in its first round, what the journal
-says it lowered. A restore leaves alone a domain started again since (its
+daemon killed in between restores, after its first round, what the
+journal says it lowered; a domain that round finds silent again keeps the
+lowered value for its new confirmation and gets the old one back when
+that ends. A restore leaves alone a domain started again since (its
 timeout went back to libvirt's default) and one whose timeout somebody else
 changed meanwhile.
 
