@@ -28,6 +28,7 @@ from monitor.conf import general
 from monitor.conf import loading
 from monitor.conf import log_setup as logs
 from monitor.conf import settings_log
+from monitor.daemon import malloc_tuning
 from monitor.daemon import systemd_notify
 from monitor.store import state_dir
 
@@ -162,6 +163,8 @@ def main(argv=None):
     if '-h' in argv or '--help' in argv:
         _help()
     os.umask(UMASK)
+    # Before any native thread starts (malloc_tuning: why).
+    malloc_tuning.limit_arenas()
     # SIGHUP's default action ends the process (status 129, which systemd
     # counts as a clean exit): record it from the very start.
     reloads = SignalRecorder()

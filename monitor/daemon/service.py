@@ -16,6 +16,7 @@ import time
 from monitor import concurrency
 from monitor.daemon import libvirt_failures
 from monitor.daemon import maintenance as maintenance_mod
+from monitor.daemon import malloc_tuning
 from monitor.daemon import metrics as metrics_mod
 from monitor.daemon import metrics_server
 from monitor.daemon import probe_runner
@@ -53,6 +54,7 @@ class MonitorService:
         self.conf = conf
         self._clock = clock
         self.stop_event = threading.Event()
+        self.malloc_trimmer = malloc_tuning.Trimmer(time.monotonic)
         self.metrics = metrics_mod.MonitorMetrics()
         self.store = domain_store.DomainStore.from_conf(conf)
         self.outbox = outbox_mod.Outbox.from_conf(conf)
@@ -215,6 +217,7 @@ class MonitorService:
             self.host.log_notes(self.metrics)
             # Said once a call a recovery gave up on returns at last.
             self.recovery.stuck.prune()
+            self.malloc_trimmer.maybe_trim()
 
     # -- lifecycle ------------------------------------------------------------------
 
