@@ -481,8 +481,14 @@ class Guest:
             sock.sendall(command.encode('ascii') + b'\n')
             answer = self._control_answer(sock, command, deadline)
         if answer != 'done':
-            raise LabError('%s (%s): guest could not carry out %s'
-                           % (self.name, self.uuid, command))
+            stale = ''
+            if 'unknown control command: %s' % command in \
+                    self.console_text():
+                stale = ('; the guest image predates this command in '
+                         'lab/guest/init: make guest-image builds it anew')
+            raise LabError('%s (%s): guest could not carry out %s%s '
+                           '(console: %s)' % (self.name, self.uuid, command,
+                                              stale, self.console_log))
         if command == 'panic':
             self._wait_console(PANIC_MARK, deadline)
         LOG.info('guest %s (%s): control command %s done', self.name,
