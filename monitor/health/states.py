@@ -10,7 +10,6 @@ Re-arming a domain after a restart is not a transition: the health policy
 makes a fresh record in ``discovery`` instead.
 """
 
-from automaton import exceptions as automaton_exc
 from automaton import machines
 
 from monitor.errors import InvalidTransition
@@ -75,26 +74,19 @@ def machine_for(state_name):
     return machine
 
 
-# (state, event) -> the state it leads to, as the frozen machine said once:
-# a round asks for thousands of transitions, and a copy of the machine
-# per question cost more than the rest of the answered ping.
-_NEXT = {}
-
-
 def next_state(state, event):
     """Return the state the machine moves to from ``state`` on ``event``.
+
+    Read from the table the frozen machine is built from, which holds
+    nothing else: a round asks for thousands of transitions, and a copy of
+    the machine per question cost more than the rest of an answered ping.
 
     :raises UnknownState: when ``state`` is not a known state.
     :raises InvalidTransition: when the machine has no such transition.
     """
+    if state not in MACHINE:
+        raise UnknownState(state, ALL_STATES)
     try:
-        return _NEXT[state, event]
+        return TRANSITIONS[state, event]
     except KeyError:
-        pass
-    machine = machine_for(state)
-    try:
-        machine.process_event(event)
-    except automaton_exc.NotFound:
         raise InvalidTransition(state, event) from None
-    _NEXT[state, event] = machine.current_state
-    return machine.current_state
