@@ -71,8 +71,8 @@ class NotificationQueue:
         notification of the incident under way nor makes it wait."""
         pending = {}
         finished = {}
-        for entry in self.outbox.latest_per_domain(uuid):
-            key = entry.notification.instance_uuid
+        for entry in self.outbox.latest_states(uuid):
+            key = entry.instance_uuid
             if entry.status == outbox_mod.PENDING:
                 pending[key] = entry
             else:

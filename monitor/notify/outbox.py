@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import threading
+import typing
 
 from oslo_config import cfg
 
@@ -114,6 +115,16 @@ class OutboxEntry:
     @property
     def id(self):
         return self.notification.id
+
+
+class OutboxState(typing.NamedTuple):
+    """The facts of an entry the health policy judges by."""
+
+    id: str
+    instance_uuid: str
+    status: str
+    created_at: float
+    held: bool
 
 
 def _entry(row):
@@ -380,6 +391,20 @@ class Outbox:
                 (*params, id))
             return self._get(id)
 
+    def latest_states(self, instance_uuid=None):
+        """What :meth:`latest_per_domain` holds, as ``OutboxState``
+        tuples: no payload, no details.
+
+        The tracker reads this every round; decoding the details and
+        building whole notifications of every domain that ever failed
+        within the retention cost CPU and memory growing with the
+        history, for five facts per entry.
+        """
+        return [OutboxState(*row[:4], held=bool(row[4]))
+                for row in self._latest(
+                    'id, instance_uuid, status, created_at, held',
+                    instance_uuid)]
+
     def latest_per_domain(self, instance_uuid=None):
         """The newest pending failure and the newest finished (delivered
         or dead) failure of each domain, oldest first; only
@@ -390,13 +415,17 @@ class Outbox:
         failure is over (kind RESOLVED) reports no incident, so it is left
         out.
         """
+        return [_entry(r) for r in self._latest(None, instance_uuid)]
+
+    def _latest(self, columns, instance_uuid):
+        select = (outbox_file.SELECT if columns is None
+                  else f'SELECT {columns} FROM notifications')
         where, params = '', (notification_mod.FAILURE, PENDING)
         if instance_uuid is not None:
             where, params = 'AND instance_uuid = ? ', (
                 notification_mod.FAILURE, instance_uuid, PENDING)
         with self._lock:
-            rows = self._conn.execute(
-                outbox_file.SELECT + ' WHERE seq IN (SELECT MAX(seq) FROM notifications '
+            return self._conn.execute(
+                select + ' WHERE seq IN (SELECT MAX(seq) FROM notifications '
                 f'WHERE kind = ? {where}GROUP BY instance_uuid, status = ?) '
                 'ORDER BY seq', params).fetchall()
-        return [_entry(r) for r in rows]

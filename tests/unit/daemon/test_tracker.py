@@ -1488,8 +1488,8 @@ def test_a_round_gives_each_missing_domain_its_own_failure_threshold(host):
 def test_a_round_reads_the_outbox_once(host, monkeypatch):
     healthy(host, 1, 2, 3, 4)
     reads = []
-    latest = host.outbox.latest_per_domain
-    monkeypatch.setattr(host.outbox, 'latest_per_domain',
+    latest = host.outbox.latest_states
+    monkeypatch.setattr(host.outbox, 'latest_states',
                         lambda *args: reads.append(args) or latest(*args))
     domains = [listed(n) for n in (1, 2, 3, 4)]
 

@@ -415,6 +415,29 @@ def test_latest_per_domain_is_the_newest_pending_and_finished_of_each(
     assert outbox.latest_per_domain('no-such-domain') == []
 
 
+def test_latest_states_are_the_same_entries_as_latest_per_domain_facts_only(
+        outbox):
+    a1, a2 = notification(1, at=1.0), notification(1, at=2.0)
+    b1 = notification(2)
+    outbox.enqueue(a1, 100.0)
+    outbox.enqueue(b1, 101.0, held=True)
+    outbox.enqueue(a2, 102.0)
+    outbox.mark_delivered(a1.id, notification_mod.OutcomeKind.ACCEPTED, 110.0)
+
+    states = outbox.latest_states()
+
+    assert states == [
+        outbox_mod.OutboxState(a1.id, a1.instance_uuid, 'delivered', 100.0,
+                               False),
+        outbox_mod.OutboxState(b1.id, b1.instance_uuid, 'pending', 101.0,
+                               True),
+        outbox_mod.OutboxState(a2.id, a2.instance_uuid, 'pending', 102.0,
+                               False)]
+    assert [s.id for s in states] == [e.id for e in outbox.latest_per_domain()]
+    assert [s.id for s in outbox.latest_states(b1.instance_uuid)] == [b1.id]
+    assert outbox.latest_states('no-such-domain') == []
+
+
 # -- details and held entries (schema 2) ---------------------------------------
 
 DETAILS = {'consecutive_misses': 3,
