@@ -30,7 +30,6 @@ notification of its incident, whenever the caller looks, so a crash between
 the outbox's write and the record's loses nothing.
 """
 
-import dataclasses
 import typing
 
 from oslo_config import cfg
@@ -195,10 +194,10 @@ class HealthPolicy:
         new_state = states.next_state(record.state, states.GUEST_PINGABLE)
         # The incident, if any, ends here: a later failure is a new one and
         # is reported again. A queued notification is kept (module doc).
-        new = dataclasses.replace(
-            record, state=new_state, misses=0, last_ok=now,
-            ever_healthy=True, agent_disconnected_at=None,
-            discovery_since=None, failing_since=None)
+        new = record.replace(
+            state=new_state, misses=0, last_ok=now, ever_healthy=True,
+            agent_disconnected_at=None, discovery_since=None,
+            failing_since=None)
         if record.state == states.DISCOVERY:
             reason = 'guest agent answered'
         elif record.misses:
@@ -234,8 +233,8 @@ class HealthPolicy:
         failing_since = record.failing_since
         if failing_since is None:
             failing_since = now
-        new = dataclasses.replace(record, state=new_state, misses=misses,
-                                  failing_since=failing_since)
+        new = record.replace(state=new_state, misses=misses,
+                             failing_since=failing_since)
         reason = _misses_text(misses)
         notify = False
         if misses >= threshold:
@@ -257,8 +256,7 @@ class HealthPolicy:
                 and now - record.discovery_since >= self.discovery_timeout):
             # The incident is this run of the guest: it began at the
             # restart.
-            new = dataclasses.replace(record,
-                                      failing_since=record.discovery_since)
+            new = record.replace(failing_since=record.discovery_since)
             if self._already_notified(new, facts) is None:
                 return Verdict(
                     new, record.state, record.state, True,
@@ -281,7 +279,7 @@ class HealthPolicy:
                 or not self._incident_has(record, facts)):
             return self._unchanged(record, 'not reported')
         new_state = states.next_state(record.state, states.REPORT)
-        new = dataclasses.replace(record, state=new_state)
+        new = record.replace(state=new_state)
         if facts.finished_dead:
             reason = ('HA engine rejected notification %s; kept as a dead '
                       'letter' % facts.finished_id)
@@ -314,9 +312,8 @@ class HealthPolicy:
             new_state = record.state
         failing_since = at if record.failing_since is None else min(
             record.failing_since, at)
-        new = dataclasses.replace(
-            record, state=new_state,
-            misses=max(record.misses, self.failure_threshold),
+        new = record.replace(
+            state=new_state, misses=max(record.misses, self.failure_threshold),
             failing_since=failing_since)
         return Verdict(new, record.state, new_state, True, reason)
 
@@ -356,15 +353,15 @@ class HealthPolicy:
             return Verdict(new, record.state, new.state, False,
                            're-armed: waiting for the agent to answer')
         if action is lifecycle.Action.PARK:
-            new = dataclasses.replace(record, paused=True, misses=0)
+            new = record.replace(paused=True, misses=0)
             return Verdict(new, record.state, record.state, False,
                            'parked: not pinged until resumed or restarted')
         if action is lifecycle.Action.AGENT_DISCONNECTED:
-            new = dataclasses.replace(record, agent_disconnected_at=now)
+            new = record.replace(agent_disconnected_at=now)
             return Verdict(new, record.state, record.state, False,
                            'agent disconnected from its channel')
         if action is lifecycle.Action.AGENT_CONNECTED:
-            new = dataclasses.replace(record, agent_disconnected_at=None)
+            new = record.replace(agent_disconnected_at=None)
             return Verdict(new, record.state, record.state, False,
                            'agent connected to its channel')
         if action is lifecycle.Action.IGNORE:

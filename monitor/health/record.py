@@ -3,7 +3,7 @@
 A record holds plain values only (the state is a name, never a machine), so
 any dogpile backend can keep it, including ones that pickle (dbm, file) and
 let the state survive a daemon restart. Records are immutable (frozen):
-the health policy returns new ones with :func:`dataclasses.replace`, so the
+the health policy returns new ones with :meth:`DomainRecord.replace`, so the
 store can hand the same object to every reader.
 
 A record holds health facts only. What became of a notification (queued,
@@ -54,6 +54,21 @@ class DomainRecord:
 
     def __hash__(self):
         return hash(tuple(vars(self).values()))
+
+    def replace(self, **changes):
+        """A copy with ``changes``: what :func:`dataclasses.replace` makes,
+        without its field-by-field ``__init__`` (the policy makes one per
+        answered ping, thousands per round, and a record has no checks to
+        run). A name that is no field raises TypeError, as there."""
+        if not FIELD_NAMES.issuperset(changes):
+            raise TypeError('%s has no field %s' % (
+                self.__class__.__name__,
+                ', '.join(sorted(changes.keys() - FIELD_NAMES))))
+        new = object.__new__(self.__class__)
+        fields = new.__dict__
+        fields.update(self.__dict__)
+        fields.update(changes)
+        return new
 
     def to_dict(self):
         """The record as a plain dict, the form kept in the store."""

@@ -1,6 +1,8 @@
 import dataclasses
 import pickle
 
+import pytest
+
 from monitor.health import record as domain_record
 from monitor.health import states
 
@@ -72,3 +74,28 @@ def test_records_stored_by_an_older_release_still_load():
     assert record == domain_record.DomainRecord(
         UUID, 'vm', state='error', misses=3, last_ok=1000.5,
         ever_healthy=True)
+
+
+def test_replace_makes_what_dataclasses_replace_makes_and_leaves_the_original():
+    record = domain_record.DomainRecord(UUID, 'vm', state='healthy',
+                                        misses=1, last_ok=5.0)
+    changes = {'state': 'error', 'misses': 3, 'failing_since': 9.0}
+
+    new = record.replace(**changes)
+
+    assert new == dataclasses.replace(record, **changes)
+    assert type(new) is domain_record.DomainRecord
+    assert hash(new) == hash(dataclasses.replace(record, **changes))
+    assert (record.state, record.misses, record.failing_since) == (
+        'healthy', 1, None)
+
+
+def test_a_replaced_record_is_frozen_too():
+    new = domain_record.DomainRecord(UUID, 'vm').replace(misses=2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        new.misses = 3
+
+
+def test_replace_refuses_a_name_that_is_no_field():
+    with pytest.raises(TypeError, match='no field reported'):
+        domain_record.DomainRecord(UUID, 'vm').replace(reported=True)
