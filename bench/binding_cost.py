@@ -6,7 +6,9 @@ its slot bookkeeping in Python (libvirtd's max_client_requests and
 max_workers), the sleeps of every guest-ping, and the thread switches they
 cause. The real binding does that work in C and in libvirtd, not in the
 monitor. This measures it alone: ``--pings`` guest-pings of the simulated
-host, ``--threads`` at a time (the monitor's max_concurrent_pings), in a
+host (callers pass the agent commands the monitor made: its freeze-status
+checks cost the simulation as much as a ping), ``--threads`` at a time
+(the monitor's max_concurrent_pings), in a
 process that does nothing else, and prints the CPU seconds they took as
 JSON, so that a benchmark can print how much of a round was the
 simulation's and how much the monitor's own.

@@ -41,6 +41,9 @@ from lab import daemon as lab_daemon
 SIM_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                        'simlibvirt')
 HOSTNAME = 'simulated-host'
+# Both monitors run at Masakari's default interval: a round's CPU seconds
+# are a share of a core over this many seconds.
+_INTERVAL = 10.0
 
 _SWEEP = re.compile(r'Sweep: (\d+) domains listed, (\d+) pinged, '
                     r'(\d+) missed in ([\d.]+) s'
@@ -242,6 +245,7 @@ def measure(proc, reader, rounds, timeout):
     if not first:
         return None
     cpu0, t0 = proc.usage().cpu_seconds, time.monotonic()
+    commands0 = proc.agent_commands()
     seen = wait_rounds(proc, reader, 1 + rounds, timeout)
     usage, t1 = proc.usage(), time.monotonic()
     window = seen[1:]
@@ -249,6 +253,10 @@ def measure(proc, reader, rounds, timeout):
         return None
     cpu = usage.cpu_seconds - cpu0
     return {'round': median([r[1] for r in window]),
+            # Pings and the freeze-status checks among them (one per
+            # domain every 30 s): what the simulated binding did.
+            'commands_per_round': (proc.agent_commands() - commands0)
+            / len(window),
             'answering': median([r[2] for r in window if r[2] is not None]),
             'cpu_per_round': cpu / len(window),
             'core': 100.0 * cpu / (t1 - t0),
@@ -457,17 +465,26 @@ def main(argv=None):
                    _f(ours['core'], 1), _f(ours['rss_mib'], 1),
                    _f(ratio, 1)))
     # The simulated binding runs in the monitor's process: its own share
-    # of the CPU column, measured alone for as many pings.
+    # of the CPU column, measured alone for as many agent commands as the
+    # monitor made per round (its pings and freeze-status checks).
     slots = args.max_concurrent_pings or 5
     for size in [] if args.no_ours else args.sizes:
+        ours = results.get(('ours', size, backends[0])) or {}
+        commands = int(round(ours.get('commands_per_round') or size))
         alone = binding_cost.cost_of_pings(
             _sim_env(tempfile.gettempdir(), size, args.code,
                      args.max_client_requests, args.max_workers),
-            size, slots)
+            commands, slots)
         if alone is not None:
-            say('N=%-5d the simulated binding alone, %d pings %d at a '
-                'time: CPU %.2f s (part of CPU s/rd above)'
-                % (size, size, slots, alone['cpu_seconds']))
+            own = (None if ours.get('cpu_per_round') is None else
+                   ours['cpu_per_round'] - alone['cpu_seconds'])
+            say('N=%-5d the simulated binding alone, %d agent commands '
+                '(a round\'s pings and freeze checks) %d at a time: CPU '
+                '%.2f s of the CPU s/rd above; the monitor\'s own %s s '
+                '(%s %% of a core at a %.0f s interval)'
+                % (size, commands, slots, alone['cpu_seconds'], _f(own),
+                   _f(None if own is None else 100.0 * own / _INTERVAL, 1),
+                   _INTERVAL))
     for size in args.sizes:
         theirs = results.get(('peer', size))
         if theirs:

@@ -89,7 +89,7 @@ def soak(args):
                 samples.append((len(samples) + 1, time.time(),
                                 usage.rss_kib / 1024.0,
                                 open_fds(proc.proc.pid), usage.cpu_seconds,
-                                rounds[-1][1]))
+                                rounds[-1][1], proc.agent_commands()))
                 if len(samples) % 50 == 0:
                     say('  round %d: RSS %.1f MiB, %s descriptors'
                         % (len(samples), samples[-1][2], samples[-1][3]))
@@ -129,16 +129,21 @@ def report(args, samples):
         'core at a %.0f s interval'
         % (cpu_round, statistics.median([s[5] for s in after]),
            100.0 * cpu_round / REFERENCE_INTERVAL, REFERENCE_INTERVAL))
+    # As many agent commands as the monitor made per round: its pings and
+    # the freeze-status checks among them.
+    commands = int(round(statistics.median(
+        b[6] - a[6] for a, b in zip(after, after[1:])))) or args.size
     alone = binding_cost.cost_of_pings(
         scale._sim_env(tempfile.gettempdir(), args.size, args.code,
                        args.max_client_requests, args.max_workers),
-        args.size, args.max_concurrent_pings)
+        commands, args.max_concurrent_pings)
     if alone is not None:
         own = cpu_round - alone['cpu_seconds']
-        say('soak CPU of the simulated binding alone, %d pings %d at a '
-            'time: %.2f s; the monitor\'s own %.2f s per round: %.1f %% of '
-            'a core at a %.0f s interval'
-            % (args.size, args.max_concurrent_pings, alone['cpu_seconds'],
+        say('soak CPU of the simulated binding alone, %d agent commands '
+            '(a round\'s pings and freeze checks) %d at a time: %.2f s; the '
+            'monitor\'s own %.2f s per round: %.1f %% of a core at a %.0f s '
+            'interval'
+            % (commands, args.max_concurrent_pings, alone['cpu_seconds'],
                own, 100.0 * own / REFERENCE_INTERVAL, REFERENCE_INTERVAL))
     if args.csv:
         with open(args.csv, 'w') as out:
