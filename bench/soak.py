@@ -148,9 +148,9 @@ def report(args, samples):
     if args.csv:
         with open(args.csv, 'w') as out:
             out.write('round,epoch,rss_mib,open_fds,cpu_seconds,'
-                      'round_seconds\n')
+                      'round_seconds,agent_commands\n')
             for sample in samples:
-                out.write('%d,%.3f,%.2f,%s,%.2f,%.3f\n' % sample)
+                out.write('%d,%.3f,%.2f,%s,%.2f,%.3f,%d\n' % sample)
         say('samples: %s' % args.csv)
     if args.png:
         low_rss, high_rss = min(rss) - 1, max(rss) + 1
