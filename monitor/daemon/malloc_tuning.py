@@ -9,8 +9,10 @@ objects stay flat. Measured on the simulated edge (5,000 guests, 50 pings
 in flight, guests failing and recovering, bench/soak.py): with two arenas
 RSS started 20 MiB lower. Giving free pages back to the kernel once a
 minute (``malloc_trim``) on top did not stop the creep: +5.9 MiB over
-1,000 rounds with both, +6.4 MiB with neither; what still grows is not
-found yet (docs/detection-floor.md).
+1,000 rounds with both, +6.4 MiB with neither. What still grows is
+glibc's per-thread cache of freed chunks (tcache), which a trim cannot
+return and which only a tunable read at process start turns off; the
+daemon does not set it yet (docs/detection-floor.md).
 
 ``MALLOC_ARENA_MAX`` in the environment wins over the arena limit: an
 operator who set it knows their allocator. Elsewhere than glibc (musl)

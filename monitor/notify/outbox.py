@@ -401,9 +401,8 @@ class Outbox:
         history, for five facts per entry.
         """
         return [OutboxState(*row[:4], held=bool(row[4]))
-                for row in self._latest(
-                    'id, instance_uuid, status, created_at, held',
-                    instance_uuid)]
+                for row in self._latest(', '.join(OutboxState._fields),
+                                        instance_uuid)]
 
     def latest_per_domain(self, instance_uuid=None):
         """The newest pending failure and the newest finished (delivered
