@@ -34,7 +34,7 @@ def console_script():
                              'guest-health-monitor')
     if os.path.exists(candidate):
         return [candidate]
-    return [sys.executable, '-m', 'monitor.cmd.daemon']
+    return [sys.executable, '-m', 'monitor.cmd.launcher']
 
 
 def write_config(path, options):

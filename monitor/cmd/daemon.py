@@ -164,7 +164,7 @@ def main(argv=None):
         _help()
     os.umask(UMASK)
     # Before any native thread starts (malloc_tuning: why).
-    malloc_tuning.limit_arenas()
+    arenas = malloc_tuning.limit_arenas()
     # SIGHUP's default action ends the process (status 129, which systemd
     # counts as a clean exit): record it from the very start.
     reloads = SignalRecorder()
@@ -194,6 +194,7 @@ def main(argv=None):
     LOG.info('guest-health-monitor %s starting on host %s',
              build_version.version_string(), conf.host)
     settings_log.log_effective_settings(conf, LOG)
+    LOG.info('malloc: %s', malloc_tuning.settings(arenas))
     settings_log.warn_unknown_options(conf, LOG)
     try:
         service = service_mod.MonitorService(conf)
@@ -260,4 +261,7 @@ def _stop(service, conf):
 
 
 if __name__ == '__main__':
+    # As the console script does (monitor.cmd.launcher), at the price of
+    # importing this module's dependencies again.
+    malloc_tuning.restart_without_tcache()
     sys.exit(main())

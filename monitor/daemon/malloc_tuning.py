@@ -9,19 +9,25 @@ objects stay flat. Measured on the simulated edge (5,000 guests, 50 pings
 in flight, guests failing and recovering, bench/soak.py): with two arenas
 RSS started 20 MiB lower. Giving free pages back to the kernel once a
 minute (``malloc_trim``) on top did not stop the creep: +5.9 MiB over
-1,000 rounds with both, +6.4 MiB with neither. What still grows is
-glibc's per-thread cache of freed chunks (tcache), which a trim cannot
-return and which only a tunable read at process start turns off; the
-daemon does not set it yet (docs/detection-floor.md).
+1,000 rounds with both, +6.4 MiB with neither. What still grew was
+glibc's per-thread cache of freed chunks (tcache): each of the daemon's
+~140 native threads keeps its own, a trim cannot return it, and with it
+off the heap stayed flat to the byte over 160 rounds at 5,000 guests, at
+no CPU cost (docs/detection-floor.md). Only a tunable read when the
+process starts turns it off, so the console script restarts itself once,
+before anything heavy is imported, with ``GLIBC_TUNABLES`` set
+(:func:`restart_without_tcache`).
 
-``MALLOC_ARENA_MAX`` in the environment wins over the arena limit: an
-operator who set it knows their allocator. Elsewhere than glibc (musl)
-nothing is done.
+``MALLOC_ARENA_MAX`` or ``GLIBC_TUNABLES`` in the environment wins over
+what the daemon would set: an operator who set one knows their allocator
+(``GLIBC_TUNABLES=`` empty keeps glibc's defaults and the daemon from
+restarting). Elsewhere than glibc (musl) nothing is done.
 """
 
 import ctypes
 import ctypes.util
 import os
+import sys
 
 ARENAS = 2
 # Seconds between two trims: a trim walks every arena (milliseconds for
@@ -30,6 +36,14 @@ TRIM_INTERVAL = 60.0
 # glibc's mallopt() parameter for the arena limit (malloc.h).
 _M_ARENA_MAX = -8
 _DETECT = object()
+# glibc reads it only when a process starts.
+TUNABLES = 'glibc.malloc.tcache_count=0'
+# The command line the kernel started this process with, interpreter
+# options included, as Python 3.9 has no sys.orig_argv.
+_CMDLINE = '/proc/self/cmdline'
+# sys.argv[0] of a script read from standard input or typed in: run again,
+# it would find nothing to read.
+_NO_SCRIPT = ('', '-')
 
 
 def glibc():
@@ -54,6 +68,52 @@ def limit_arenas(arenas=ARENAS, environ=os.environ, libc=_DETECT):
     if mallopt is None:
         return None
     return arenas if mallopt(_M_ARENA_MAX, arenas) == 1 else None
+
+
+def restart_without_tcache(environ=os.environ, libc=_DETECT,
+                           execve=os.execve, cmdline=_CMDLINE,
+                           script=None):
+    """Run this process's command line again in place (same PID, as
+    systemd expects) with glibc's per-thread cache off; returns False,
+    having done nothing, when that is not wanted or not possible.
+
+    Call first thing, before any thread or file the new image would lose.
+    The restarted process finds ``GLIBC_TUNABLES`` set and goes on.
+    """
+    if 'GLIBC_TUNABLES' in environ:
+        return False
+    script = sys.argv[0] if script is None else script
+    if script in _NO_SCRIPT or not sys.executable:
+        return False
+    if libc is _DETECT:
+        libc = glibc()
+    if libc is None:
+        return False
+    try:
+        with open(cmdline, 'rb') as source:
+            args = source.read().split(b'\0')
+    except OSError:
+        return False
+    # The kernel ends every argument with a NUL.
+    if args[-1] == b'':
+        args.pop()
+    if not args:
+        return False
+    environment = dict(environ, GLIBC_TUNABLES=TUNABLES)
+    try:
+        execve(sys.executable, args, environment)
+    except OSError:
+        return False
+    # Only a fake execve comes back.
+    return True
+
+
+def settings(arenas, environ=os.environ):
+    """One line for the log: what the daemon's malloc runs with."""
+    return 'arenas %s, GLIBC_TUNABLES %s' % (
+        arenas if arenas is not None
+        else environ.get('MALLOC_ARENA_MAX') or 'not limited',
+        environ.get('GLIBC_TUNABLES', 'not set') or 'empty')
 
 
 class Trimmer:

@@ -9,6 +9,7 @@ libvirt daemon or leaves 127.0.0.1.
 import contextlib
 import importlib.util
 import os
+import platform
 import re
 import shutil
 import signal
@@ -26,8 +27,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 SCRIPT = shutil.which('guest-health-monitor',
                       path=os.path.dirname(sys.executable))
-COMMAND = [SCRIPT] if SCRIPT else [sys.executable, '-m', 'monitor.cmd.daemon']
+COMMAND = [SCRIPT] if SCRIPT else [sys.executable, '-m', 'monitor.cmd.launcher']
 PASSWORD = 'pw-n0t-for-logs-7731'
+GLIBC = platform.libc_ver()[0] == 'glibc'
 
 
 def write_conf(tmp_path, **sections):
@@ -118,13 +120,13 @@ def test_an_unusable_outbox_is_a_clear_error(tmp_path):
 
 
 @contextlib.contextmanager
-def daemon(conf_path, log, args=()):
+def daemon(conf_path, log, args=(), env=None):
     """Run the console script with its stderr in ``log``; yield the
     process, killed on the way out if a test left it running."""
     with open(log, 'w') as stderr:
         proc = subprocess.Popen(
             COMMAND + ['--config-file', conf_path] + list(args), cwd=REPO,
-            stdout=subprocess.DEVNULL, stderr=stderr)
+            stdout=subprocess.DEVNULL, stderr=stderr, env=env)
     try:
         yield proc
     finally:
@@ -180,6 +182,39 @@ def test_an_unreachable_libvirt_is_said_once_and_sigterm_stops(tmp_path,
     # The effective settings are logged, the password never.
     assert 'notifier.endpoint' in text
     assert PASSWORD not in text
+
+
+def environ_of(pid):
+    with open('/proc/%d/environ' % pid, 'rb') as source:
+        return dict(entry.split(b'=', 1)
+                    for entry in source.read().split(b'\0') if entry)
+
+
+@pytest.mark.skipif(not GLIBC, reason="only glibc has a per-thread cache")
+@pytest.mark.parametrize('operator_value, effective', [
+    (None, 'glibc.malloc.tcache_count=0'),
+    ('glibc.malloc.arena_max=4', 'glibc.malloc.arena_max=4'),
+    ('', None),
+], ids=['unset', 'operator-set', 'operator-empty'])
+def test_the_daemon_runs_with_glibcs_per_thread_cache_off_unless_told(
+        tmp_path, operator_value, effective):
+    # Its native threads' caches of freed chunks made RSS creep for hours
+    # (malloc_tuning). The restart keeps the PID systemd watches.
+    env = {k: v for k, v in os.environ.items() if k != 'GLIBC_TUNABLES'}
+    if operator_value is not None:
+        env['GLIBC_TUNABLES'] = operator_value
+    log = tmp_path / 'stderr.log'
+    with daemon(write_conf(tmp_path), log, env=env) as proc:
+        wait_for(log, 'Cannot connect to libvirt')
+        seen = environ_of(proc.pid).get(b'GLIBC_TUNABLES')
+        status = terminate(proc)
+    text = log.read_text()
+    assert status == 0, text
+    assert seen == (os.fsencode(effective) if effective is not None
+                    else b'')
+    assert 'malloc: arenas 2, GLIBC_TUNABLES %s' % (
+        effective or 'empty') in text
+    assert text.count('starting on host') == 1
 
 
 @pytest.mark.parametrize('group, option, value, text', [

@@ -24,7 +24,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 SCRIPT = shutil.which('guest-health-monitor',
                       path=os.path.dirname(sys.executable))
-COMMAND = [SCRIPT] if SCRIPT else [sys.executable, '-m', 'monitor.cmd.daemon']
+COMMAND = [SCRIPT] if SCRIPT else [sys.executable, '-m', 'monitor.cmd.launcher']
 
 PASSWORD = 'ks-pw-matrix-5521'
 URL_PASSWORD = 'url-pw-matrix-8830'

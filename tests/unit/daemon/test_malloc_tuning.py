@@ -1,7 +1,10 @@
-"""The daemon limits glibc's malloc arenas, unless told otherwise, and
-gives free memory back to the kernel once a minute."""
+"""The daemon limits glibc's malloc arenas and turns its per-thread cache
+off, unless told otherwise, and gives free memory back to the kernel once
+a minute."""
 
+import os
 import platform
+import sys
 
 import pytest
 
@@ -77,3 +80,107 @@ def test_this_glibc_takes_the_limit_and_trims():
     trimmer = malloc_tuning.Trimmer(lambda: now[0], 1.0)
     now[0] += 1
     assert trimmer.maybe_trim() is True
+
+
+class FakeExecve:
+
+    def __init__(self, error=None):
+        self.calls = []
+        self.error = error
+
+    def __call__(self, path, args, environ):
+        self.calls.append((path, args, environ))
+        if self.error:
+            raise self.error
+
+
+@pytest.fixture
+def cmdline(tmp_path):
+    path = tmp_path / 'cmdline'
+    # As the kernel writes it: each argument ends with a NUL.
+    path.write_bytes(b'/venv/bin/python3\0-X\0dev\0/venv/bin/'
+                     b'guest-health-monitor\0--config-file\0a b.conf\0')
+    return str(path)
+
+
+def restart(cmdline, environ=None, libc=None, execve=None, script='ghm'):
+    return malloc_tuning.restart_without_tcache(
+        environ={'PATH': '/bin'} if environ is None else environ,
+        libc=FakeGlibc() if libc is None else libc,
+        execve=execve, cmdline=cmdline, script=script)
+
+
+def test_the_process_runs_its_command_line_again_with_the_cache_off(
+        cmdline):
+    execve = FakeExecve()
+    assert restart(cmdline, execve=execve) is True
+    [(path, args, environ)] = execve.calls
+    assert path == sys.executable
+    # Interpreter options and arguments with spaces survive as they were.
+    assert args == [b'/venv/bin/python3', b'-X', b'dev',
+                    b'/venv/bin/guest-health-monitor', b'--config-file',
+                    b'a b.conf']
+    assert environ == {'PATH': '/bin',
+                       'GLIBC_TUNABLES': 'glibc.malloc.tcache_count=0'}
+
+
+@pytest.mark.parametrize('value', ['glibc.malloc.arena_max=4', ''])
+def test_tunables_in_the_environment_win_and_nothing_restarts(cmdline,
+                                                              value):
+    # The restarted process itself finds them set: no second restart.
+    execve = FakeExecve()
+    assert restart(cmdline, environ={'GLIBC_TUNABLES': value},
+                   execve=execve) is False
+    assert execve.calls == []
+
+
+def test_nothing_restarts_without_glibc(cmdline):
+    execve = FakeExecve()
+    assert malloc_tuning.restart_without_tcache(
+        environ={}, libc=None, execve=execve, cmdline=cmdline,
+        script='ghm') is False
+    assert execve.calls == []
+
+
+@pytest.mark.parametrize('script', ['', '-'])
+def test_a_script_read_from_standard_input_is_not_run_again(cmdline,
+                                                            script):
+    execve = FakeExecve()
+    assert restart(cmdline, execve=execve, script=script) is False
+    assert execve.calls == []
+
+
+def test_an_unreadable_or_empty_command_line_leaves_the_process_as_is(
+        tmp_path):
+    execve = FakeExecve()
+    assert restart(str(tmp_path / 'missing'), execve=execve) is False
+    empty = tmp_path / 'empty'
+    empty.write_bytes(b'')
+    assert restart(str(empty), execve=execve) is False
+    assert execve.calls == []
+
+
+def test_a_failed_restart_goes_on_without_it(cmdline):
+    execve = FakeExecve(error=PermissionError(13, 'Permission denied'))
+    assert restart(cmdline, execve=execve) is False
+    assert len(execve.calls) == 1
+
+
+def test_the_log_line_says_what_malloc_runs_with():
+    assert malloc_tuning.settings(2, {'GLIBC_TUNABLES': 'x=0'}) == (
+        'arenas 2, GLIBC_TUNABLES x=0')
+    assert malloc_tuning.settings(None, {'MALLOC_ARENA_MAX': '8'}) == (
+        'arenas 8, GLIBC_TUNABLES not set')
+    assert malloc_tuning.settings(None, {'GLIBC_TUNABLES': ''}) == (
+        'arenas not limited, GLIBC_TUNABLES empty')
+
+
+@pytest.mark.skipif(not hasattr(sys, 'orig_argv')
+                    or not os.path.exists('/proc/self/cmdline'),
+                    reason='needs /proc and sys.orig_argv (3.10) to compare')
+def test_this_kernel_gives_the_command_line_the_process_started_with():
+    execve = FakeExecve()
+    assert malloc_tuning.restart_without_tcache(
+        environ={}, libc=FakeGlibc(), execve=execve, script='ghm') is True
+    [(_, args, _)] = execve.calls
+    assert args == [os.fsencode(arg) for arg in sys.orig_argv]
