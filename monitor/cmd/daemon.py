@@ -28,6 +28,7 @@ from monitor.conf import general
 from monitor.conf import loading
 from monitor.conf import log_setup as logs
 from monitor.conf import settings_log
+from monitor.daemon import gc_tuning
 from monitor.daemon import malloc_tuning
 from monitor.daemon import systemd_notify
 from monitor.store import state_dir
@@ -206,6 +207,8 @@ def main(argv=None):
         LOG.error('Cannot start: %s', masking.mask(str(exc)))
         return EXIT_START_ERROR
 
+    LOG.debug('%d start-up objects left out of garbage collection',
+              gc_tuning.freeze_start_up_objects())
     stops = SignalRecorder()
     signal.signal(signal.SIGTERM, stops)
     signal.signal(signal.SIGINT, stops)
