@@ -38,9 +38,6 @@ _M_ARENA_MAX = -8
 _DETECT = object()
 # glibc reads it only when a process starts.
 TUNABLES = 'glibc.malloc.tcache_count=0'
-# The command line the kernel started this process with, interpreter
-# options included, as Python 3.9 has no sys.orig_argv.
-_CMDLINE = '/proc/self/cmdline'
 # sys.argv[0] of a script read from standard input or typed in: run again,
 # it would find nothing to read.
 _NO_SCRIPT = ('', '-')
@@ -71,11 +68,11 @@ def limit_arenas(arenas=ARENAS, environ=os.environ, libc=_DETECT):
 
 
 def restart_without_tcache(environ=os.environ, libc=_DETECT,
-                           execve=os.execve, cmdline=_CMDLINE,
-                           script=None):
-    """Run this process's command line again in place (same PID, as
-    systemd expects) with glibc's per-thread cache off; returns False,
-    having done nothing, when that is not wanted or not possible.
+                           execve=os.execve, orig_argv=None, script=None):
+    """Run this process's command line (``sys.orig_argv``: interpreter
+    options included) again in place (same PID, as systemd expects) with
+    glibc's per-thread cache off; returns False, having done nothing,
+    when that is not wanted or not possible.
 
     Call first thing, before any thread or file the new image would lose.
     The restarted process finds ``GLIBC_TUNABLES`` set and goes on.
@@ -89,14 +86,7 @@ def restart_without_tcache(environ=os.environ, libc=_DETECT,
         libc = glibc()
     if libc is None:
         return False
-    try:
-        with open(cmdline, 'rb') as source:
-            args = source.read().split(b'\0')
-    except OSError:
-        return False
-    # The kernel ends every argument with a NUL.
-    if args[-1] == b'':
-        args.pop()
+    args = list(sys.orig_argv if orig_argv is None else orig_argv)
     if not args:
         return False
     environment = dict(environ, GLIBC_TUNABLES=TUNABLES)

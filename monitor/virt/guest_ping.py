@@ -10,13 +10,15 @@ refuses most other commands then), so an answered ping does not tell a
 frozen guest. After an answered ping the guest's freeze status is asked
 too (guest-fsfreeze-status, one of the commands a frozen agent still
 answers): every ``FREEZE_CHECK_INTERVAL`` seconds per domain, and at every
-ping while it was last seen frozen. A domain's first check comes due a
-share of that interval after its first ping that its UUID fixes: domains
-first pinged together (all of them, after a start) would otherwise come
-due in the same round, one round in three (at a 10 s interval) making
-twice the agent commands and taking twice as long. An agent that cannot tell (command
+ping while it was last seen frozen. An agent that cannot tell (command
 disabled, Windows without VSS, no answer) leaves it unknown: the ping was
 answered all the same.
+
+A domain's first check comes due a share of that interval after its first
+ping that its UUID fixes: domains first pinged together (all of them,
+after a start) would otherwise all come due in the same round, and one
+round in three (at a 10 s interval) would make twice the agent commands
+and take twice as long.
 """
 
 import time
