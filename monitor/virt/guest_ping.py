@@ -13,16 +13,9 @@ answers): every ``FREEZE_CHECK_INTERVAL`` seconds per domain, and at every
 ping while it was last seen frozen. An agent that cannot tell (command
 disabled, Windows without VSS, no answer) leaves it unknown: the ping was
 answered all the same.
-
-A domain's first check comes due a share of that interval after its first
-ping that its UUID fixes: domains first pinged together (all of them,
-after a start) would otherwise all come due in the same round, and one
-round in three (at a 10 s interval) would make twice the agent commands
-and take twice as long.
 """
 
 import time
-import zlib
 
 from monitor.health import ping_outcome
 from monitor.health.ping_outcome import Outcome
@@ -57,12 +50,10 @@ class GuestPing:
     """Pings guests through a connection the caller hands in."""
 
     def __init__(self, notes, clock=time.monotonic,
-                 fault_hook=fault_hook_mod.FaultHook(),
-                 first_check_after=None):
+                 fault_hook=fault_hook_mod.FaultHook()):
         self._notes = notes
         self._clock = clock
         self._fault_hook = fault_hook
-        self._first_check_after = first_check_after or first_freeze_check
         # uuid -> (clock seconds of the last freeze check, or of the first
         # ping; frozen then). Native threads share it: only single dict
         # operations, atomic under the GIL.
@@ -108,10 +99,7 @@ class GuestPing:
         now = self._clock()
         seen = self._freeze_seen.get(uuid)
         if seen is None:
-            # As if checked so long ago that the next check comes due
-            # first_check_after(uuid) from now.
-            self._remember(uuid, (now - FREEZE_CHECK_INTERVAL
-                                  + self._first_check_after(uuid), False))
+            self._remember(uuid, (now, False))
             return None
         checked_at, was_frozen = seen
         if dom is None or not (was_frozen or
@@ -162,14 +150,6 @@ class GuestPing:
                 return Outcome.MISSED, 'libvirt reports the guest crashed'
             return outcome, error_text(exc)
         return ping_outcome.classify_reply(reply)
-
-
-def first_freeze_check(uuid):
-    """Seconds from a domain's first ping to its first freeze-status
-    check: more than 0, at most FREEZE_CHECK_INTERVAL, the same for a UUID
-    in every process, spread evenly over UUIDs."""
-    share = (zlib.crc32(str(uuid).encode()) % 1000 + 1) / 1000.0
-    return FREEZE_CHECK_INTERVAL * share
 
 
 def is_alive(conn):

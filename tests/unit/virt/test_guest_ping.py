@@ -5,8 +5,6 @@ stand-in for ``libvirt_qemu.qemuAgentCommand``."""
 
 import json
 import time
-import types
-import uuid as uuid_mod
 
 import libvirt
 import pytest
@@ -250,11 +248,8 @@ def freeze_pinger(monkeypatch, connected):
         monkeypatch.setattr(guest_ping.libvirt_qemu, 'qemuAgentCommand',
                             stand_in)
         clock = [1000.0]
-        # Its first check a whole interval after its first ping, as every
-        # later one.
-        pinger = guest_ping.GuestPing(
-            notes_mod.Notes(), clock=lambda: clock[0],
-            first_check_after=lambda _uuid: guest_ping.FREEZE_CHECK_INTERVAL)
+        pinger = guest_ping.GuestPing(notes_mod.Notes(),
+                                      clock=lambda: clock[0])
 
         def ping():
             return pinger.ping(connected.connection, WITH_AGENT, 1)
@@ -296,46 +291,6 @@ def test_a_frozen_guest_answers_its_ping_and_is_checked_at_every_ping(
     assert (first.outcome, first.frozen) == (Outcome.OK, True)
     assert (second.outcome, second.frozen) == (Outcome.OK, True)
     assert stand_in.commands.count('guest-fsfreeze-status') == 2
-
-
-def test_domains_first_pinged_together_come_due_for_freeze_checks_spread(
-        monkeypatch):
-    # 3,000 domains first pinged in one round, then every 10 s: each round
-    # checks about a third of them, and every domain once per interval.
-    stand_in = FrozenAgent('{"return": "thawed"}')
-    monkeypatch.setattr(guest_ping.libvirt_qemu, 'qemuAgentCommand',
-                        stand_in)
-    clock = [1000.0]
-    pinger = guest_ping.GuestPing(notes_mod.Notes(), clock=lambda: clock[0])
-    infos = [types.SimpleNamespace(uuid=str(uuid_mod.UUID(int=n)), dom=object(),
-                                   name='guest-%d' % n) for n in range(3000)]
-    connection = object()
-
-    def round_of_checks():
-        for info in infos:
-            pinger.ping(connection, info, 2)
-        checks = stand_in.commands.count('guest-fsfreeze-status')
-        stand_in.commands.clear()
-        return checks
-
-    assert round_of_checks() == 0
-    per_round = []
-    for _ in range(3):
-        clock[0] += guest_ping.FREEZE_CHECK_INTERVAL / 3
-        per_round.append(round_of_checks())
-
-    assert sum(per_round) == len(infos)
-    assert all(800 <= checks <= 1200 for checks in per_round), per_round
-
-
-def test_a_domains_first_freeze_check_is_due_within_one_interval():
-    delays = {guest_ping.first_freeze_check(str(uuid_mod.UUID(int=n)))
-              for n in range(2000)}
-    assert 0 < min(delays) and max(delays) <= guest_ping.FREEZE_CHECK_INTERVAL
-    assert len(delays) > 500
-    # The same for a UUID every time: a restart does not bunch them.
-    assert guest_ping.first_freeze_check(WITH_AGENT) == (
-        guest_ping.first_freeze_check(WITH_AGENT))
 
 
 @pytest.mark.parametrize('status', [
