@@ -3,9 +3,10 @@ domain's notifications, and queueing a new one.
 
 The outbox alone knows what became of each notification; this module
 reads its latest entries per domain into the policy's ``OutboxFacts``
-(never copies them anywhere that outlives the caller's look) and queues a
-notification when the policy asks for one: straight for the HA engine, or
-*held* until the recovery step has said what it did to the guest.
+(kept only until the outbox changes, and never kept anywhere else) and
+queues a notification when the policy asks for one: straight for the HA
+engine, or *held* until the recovery step has said what it did to the
+guest.
 
 A pending notification holds back only its own incident: one of an
 earlier incident of the domain is delivered as usual (the outbox sends a
@@ -57,6 +58,10 @@ class NotificationQueue:
         self.metrics = metrics
         self._delivery_wakeup = delivery_wakeup
         self.recovery = recovery
+        # What facts() last built from the outbox's latest_states(): the
+        # tuple, and the facts of its domains before their pending entries.
+        self._states_seen = None
+        self._settled = None
         # {uuid: (notification id, run of the guest)} of the newest
         # notification this run queued for each domain (see _run_of).
         self._queued = {}
@@ -68,26 +73,28 @@ class NotificationQueue:
         With ``record_of(uuid)`` (the domain's record, or None), a
         pending notification of an earlier incident than the record's is
         left out: it neither stops the policy from asking for the
-        notification of the incident under way nor makes it wait."""
-        pending = {}
-        finished = {}
-        for entry in self.outbox.latest_states(uuid):
-            key = entry.instance_uuid
-            if entry.status == outbox_mod.PENDING:
-                pending[key] = entry
-            else:
-                finished[key] = entry
-        facts = {}
-        for key in pending.keys() | finished.keys():
-            p, f = pending.get(key), finished.get(key)
-            if p is not None and record_of is not None and \
+        notification of the incident under way nor makes it wait.
+
+        The caller's dict is its own to change. The facts of domains with
+        nothing pending (most of them: every domain that failed within the
+        day, delivered) are built once per change of the outbox and only
+        copied each round: rebuilding thousands of them every round cost
+        CPU, and memory as the history grew.
+        """
+        states = self.outbox.latest_states(uuid)
+        if uuid is None and states is self._states_seen:
+            settled, pending = self._settled
+        else:
+            settled, pending = _settled_and_pending(states)
+            if uuid is None:
+                self._states_seen, self._settled = states, (settled, pending)
+        facts = dict(settled)
+        for key, p in pending.items():
+            if record_of is not None and \
                     not self._of_incident(p, record_of(key)):
-                p = None
-            facts[key] = health_policy.OutboxFacts(
-                pending_id=None if p is None else p.id,
-                finished_id=None if f is None else f.id,
-                finished_created_at=None if f is None else f.created_at,
-                finished_dead=f is not None and f.status == outbox_mod.DEAD)
+                continue
+            facts[key] = facts.get(key, health_policy.NOTHING_QUEUED
+                                   )._replace(pending_id=p.id)
         return facts
 
     def _of_incident(self, entry, record):
@@ -180,6 +187,25 @@ class NotificationQueue:
         if self._delivery_wakeup is not None:
             self._delivery_wakeup.set()
         return notification.id
+
+
+def _settled_and_pending(states):
+    """({uuid: OutboxFacts} of every domain in ``states`` (the outbox's
+    latest entries per domain) as if nothing were pending, {uuid: its
+    pending entry})."""
+    settled = {}
+    pending = {}
+    for entry in states:
+        key = entry.instance_uuid
+        if entry.status == outbox_mod.PENDING:
+            pending[key] = entry
+            settled.setdefault(key, health_policy.NOTHING_QUEUED)
+        else:
+            settled[key] = health_policy.OutboxFacts(
+                finished_id=entry.id,
+                finished_created_at=entry.created_at,
+                finished_dead=entry.status == outbox_mod.DEAD)
+    return settled, pending
 
 
 def _run_of(record):

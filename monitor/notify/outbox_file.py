@@ -79,6 +79,14 @@ _MIGRATE_V2 = (
 
 _SQLITE_MAGIC = b'SQLite format 3\x00'
 
+# KiB of the file's pages a connection keeps in memory. sqlite's default
+# (2,000 KiB) fills as the file grows with the delivered notifications
+# kept for a day: the daemon's memory then grew with the failures seen,
+# up to 2 MiB. The hot pages (the pending entries and their index) fit
+# many times over; a scan of the day's history reads through the OS's
+# cache, as it would beyond any fixed size.
+CACHE_KIB = 256
+
 # SQLITE_BUSY; its extended codes (BUSY_RECOVERY, BUSY_SNAPSHOT, ...)
 # share the low byte.
 _SQLITE_BUSY = 5
@@ -388,3 +396,4 @@ def _configure(conn, path):
     # FULL: each commit is fsynced, so an enqueued notification survives
     # a crash or power loss, not only SIGKILL.
     conn.execute('PRAGMA synchronous = FULL')
+    conn.execute(f'PRAGMA cache_size = -{CACHE_KIB:d}')

@@ -101,6 +101,58 @@ def test_the_facts_say_what_the_engine_has(outbox):
     assert facts.finished_created_at == T0 + 5
 
 
+def test_a_rounds_facts_are_its_own_to_change(outbox):
+    queue = notification_queue.NotificationQueue(
+        outbox, 'compute-1', metrics_mod.MonitorMetrics())
+    queued = queue.queue(failing(), 'why', T0 + 5)
+    outbox.mark_delivered(queued, notification_mod.OutcomeKind.ACCEPTED,
+                          T0 + 6)
+    first = queue.facts()
+
+    first[UUID] = first[UUID]._replace(pending_id='queued-meanwhile')
+    first['another-domain'] = health_policy.NOTHING_QUEUED
+
+    assert queue.facts() == {UUID: health_policy.OutboxFacts(
+        finished_id=queued, finished_created_at=T0 + 5)}
+
+
+def test_the_facts_are_built_again_only_when_the_outbox_changed(
+        outbox, monkeypatch):
+    queue = notification_queue.NotificationQueue(
+        outbox, 'compute-1', metrics_mod.MonitorMetrics())
+    built = []
+    build = notification_queue._settled_and_pending
+    monkeypatch.setattr(notification_queue, '_settled_and_pending',
+                        lambda states: built.append(len(states))
+                        or build(states))
+    queued = queue.queue(failing(), 'why', T0 + 5)
+
+    for _ in range(3):
+        assert queue.facts()[UUID].pending_id == queued
+    outbox.mark_delivered(queued, notification_mod.OutcomeKind.ACCEPTED,
+                          T0 + 6)
+    for _ in range(3):
+        assert queue.facts()[UUID].finished_id == queued
+
+    assert built == [1, 1]
+
+
+def test_a_pending_entry_left_out_for_one_caller_is_there_for_the_next(
+        outbox):
+    queue = notification_queue.NotificationQueue(
+        outbox, 'compute-1', metrics_mod.MonitorMetrics())
+    queued = queue.queue(failing(), 'why', T0 + 5)
+    # The guest answered and failed again: a new incident, not notified.
+    later = failing().replace(last_ok=T0 + 20, failing_since=T0 + 30)
+
+    assert queue.facts(record_of=lambda uuid: later) == {
+        UUID: health_policy.NOTHING_QUEUED}
+    assert queue.facts() == {UUID: health_policy.OutboxFacts(
+        pending_id=queued)}
+    assert queue.facts(record_of=lambda uuid: failing()) == {
+        UUID: health_policy.OutboxFacts(pending_id=queued)}
+
+
 def test_a_full_outbox_queues_nothing_and_says_so(outbox, caplog):
     wakeup = Wakeup()
     queue = notification_queue.NotificationQueue(

@@ -426,7 +426,7 @@ def test_latest_states_are_the_same_entries_as_latest_per_domain_facts_only(
 
     states = outbox.latest_states()
 
-    assert states == [
+    assert list(states) == [
         outbox_mod.OutboxState(a1.id, a1.instance_uuid, 'delivered', 100.0,
                                False),
         outbox_mod.OutboxState(b1.id, b1.instance_uuid, 'pending', 101.0,
@@ -435,7 +435,105 @@ def test_latest_states_are_the_same_entries_as_latest_per_domain_facts_only(
                                False)]
     assert [s.id for s in states] == [e.id for e in outbox.latest_per_domain()]
     assert [s.id for s in outbox.latest_states(b1.instance_uuid)] == [b1.id]
-    assert outbox.latest_states('no-such-domain') == []
+    assert not outbox.latest_states('no-such-domain')
+
+
+def _statements(outbox):
+    """The SQL the outbox's connection runs from now on."""
+    ran = []
+    outbox._conn.set_trace_callback(ran.append)
+    return ran
+
+
+def test_latest_states_are_not_read_again_while_nothing_changed(outbox):
+    outbox.enqueue(notification(1), 100.0)
+    first = outbox.latest_states()
+    ran = _statements(outbox)
+
+    again = outbox.latest_states()
+
+    assert again is first
+    assert not [sql for sql in ran if 'FROM notifications' in sql]
+
+
+@pytest.mark.parametrize('change', ['enqueue', 'delivered', 'dead',
+                                    'requeued', 'pruned'])
+def test_latest_states_are_read_again_after_every_kind_of_write(
+        outbox, change):
+    a, b = notification(1), notification(2)
+    outbox.enqueue(a, 100.0)
+    outbox.mark_dead(outbox.enqueue(b, 100.0).id, 101.0, 'refused')
+    before = outbox.latest_states()
+
+    if change == 'enqueue':
+        outbox.enqueue(notification(3), 102.0)
+    elif change == 'delivered':
+        outbox.mark_delivered(a.id, notification_mod.OutcomeKind.ACCEPTED,
+                              102.0)
+    elif change == 'dead':
+        outbox.mark_dead(a.id, 102.0, 'refused')
+    elif change == 'requeued':
+        outbox.requeue_dead(b.id, 102.0)
+    else:
+        outbox.mark_delivered(a.id, notification_mod.OutcomeKind.ACCEPTED,
+                              102.0)
+        outbox.latest_states()
+        before = outbox.latest_states()
+        outbox.prune_delivered(102.0 + 86400.0 + 1)
+
+    after = outbox.latest_states()
+
+    assert after != before
+    assert [(s.id, s.status) for s in after] == [
+        (e.id, e.status) for e in outbox.latest_per_domain()]
+
+
+def test_latest_states_see_a_commit_of_another_connection(outbox, path):
+    a = notification(1)
+    outbox.mark_dead(outbox.enqueue(a, 100.0).id, 101.0, 'refused')
+    assert [s.status for s in outbox.latest_states()] == ['dead']
+    # The operator's outbox tool, another process on the same file.
+    tool = Outbox(path, max_size=10, create=False)
+    try:
+        tool.requeue_dead(a.id, 102.0)
+    finally:
+        tool.close()
+
+    assert [s.status for s in outbox.latest_states()] == ['pending']
+
+
+def _sqlite_memory_used():
+    ctypes = pytest.importorskip('ctypes')
+    try:
+        lib = ctypes.CDLL('libsqlite3.so.0')
+    except OSError:
+        pytest.skip('no shared libsqlite3 to ask for its memory')
+    lib.sqlite3_memory_used.restype = ctypes.c_int64
+    return lib.sqlite3_memory_used()
+
+
+def test_the_outbox_keeps_few_of_its_pages_in_memory_however_large_it_grows(
+        outbox):
+    # A day of delivered notifications, about 3 MB; the daemon reads the
+    # newest of each domain every round it changed.
+    before = _sqlite_memory_used()
+    outbox._conn.execute('BEGIN IMMEDIATE')
+    for n in range(4000):
+        outbox._conn.execute(
+            'INSERT INTO notifications (id, instance_uuid, domain_name, '
+            'hostname, generated_time, event, vir_domain_event, status, '
+            'created_at, next_attempt_at, details) VALUES '
+            '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+            (f'id-{n}', f'uuid-{n % 500}', 'instance', 'compute-1',
+             '2026-12-07T00:00:00.000000', 'QEMU_GUEST_AGENT_ERROR',
+             'STOPPED_FAILED', 'delivered', 100.0, 100.0, 'x' * 600))
+    outbox._conn.execute('COMMIT')
+    outbox.enqueue(notification(1), 200.0)
+
+    assert len(outbox.latest_states()) == 501
+    grown = _sqlite_memory_used() - before
+
+    assert grown < 2 * outbox_mod.outbox_file.CACHE_KIB * 1024
 
 
 # -- details and held entries (schema 2) ---------------------------------------
