@@ -188,10 +188,8 @@ class DomainTracker:
         """Of the domains whose ping just missed, those whose guest's
         I/O counters a round would use: domains being counted towards (or
         past) the failure threshold, while corroboration is on."""
-        if not self.silent_periods.enabled:
-            return []
-        return [uuid for uuid in uuids
-                if _counts_misses(self.store.get(uuid))]
+        return [uuid for uuid in uuids if self.silent_periods.enabled
+                and _counts_misses(self.store.get(uuid))]
 
     def apply_round(self, results, now=None, counters_of=None):
         """Apply one round's ping results ({uuid: PingResult}).
@@ -312,15 +310,15 @@ class DomainTracker:
         timeout). ``facts``: the outbox as the round read it; None reads
         it now."""
         now = self._now(now)
-        if facts is None:
-            facts = self._facts()
+        facts = self._facts() if facts is None else facts
         for record in self.store.all():
-            if self.maintenance.covers(record.uuid):
-                continue  # its discovery timeout starts when it ends
+            # Under maintenance, its discovery timeout starts when it ends.
+            if self.policy.settled(record) or self.maintenance.covers(
+                    record.uuid):
+                continue
             record = self._see_delivery(record, facts, now)
-            verdict = self.policy.tick(
-                record, now, facts.get(record.uuid,
-                                       health_policy.NOTHING_QUEUED))
+            verdict = self.policy.tick(record, now, facts.get(
+                record.uuid, health_policy.NOTHING_QUEUED))
             if verdict.notify or verdict.record != record:
                 self._apply_verdict(verdict, now, facts)
         self.failures.report_due(self, now, facts)
@@ -439,6 +437,8 @@ class DomainTracker:
             record, facts.get(record.uuid, health_policy.NOTHING_QUEUED), now)
 
     def _see_delivery_of(self, record, facts, now):
+        if self.policy.settled(record):
+            return record
         verdict = self.policy.delivery_seen(record, facts, now)
         if verdict.record == record:
             return record

@@ -145,6 +145,10 @@ class OutboxFacts(typing.NamedTuple):
 
 NOTHING_QUEUED = OutboxFacts()
 
+# The states a delivery turns into reported, and the only ones with a timer
+# (the discovery timeout, in discovery).
+_AWAITING_REPORT = frozenset((states.ERROR, states.DISCOVERY))
+
 
 class Verdict(typing.NamedTuple):
     record: domain_record.DomainRecord
@@ -246,6 +250,15 @@ class HealthPolicy:
                 reason += '; ' + already
         return Verdict(new, record.state, new_state, notify, reason)
 
+    @staticmethod
+    def settled(record):
+        """Whether neither :meth:`delivery_seen` nor :meth:`tick` can
+        change ``record`` or ask for a notification, whatever the outbox
+        holds and the time: its guest answers, or its failure was
+        reported. The tracker looks at every record every round; most are
+        settled, and are skipped without building a verdict."""
+        return record.state not in _AWAITING_REPORT
+
     def tick(self, record, now, facts=NOTHING_QUEUED):
         """Timers: the discovery timeout of a restarted guest."""
         if (self.discovery_timeout > 0
@@ -275,7 +288,7 @@ class HealthPolicy:
         for operators to requeue; the domain is re-armed as usual when its
         guest answers again or it is restarted.
         """
-        if (record.state not in (states.ERROR, states.DISCOVERY)
+        if (record.state not in _AWAITING_REPORT
                 or not self._incident_has(record, facts)):
             return self._unchanged(record, 'not reported')
         new_state = states.next_state(record.state, states.REPORT)

@@ -630,3 +630,34 @@ def test_misses_after_an_instant_failure_ask_for_nothing_more():
 def test_a_notification_of_an_earlier_incident_does_not_count():
     earlier = F(finished_id='n-0', finished_created_at=10.0)
     assert policy().notified_already(healthy(), earlier) is None
+
+
+@pytest.mark.parametrize('state', states.ALL_STATES)
+def test_a_settled_record_is_one_no_delivery_or_timer_can_change(state):
+    # The tracker skips settled records in its look at every record each
+    # round: it must never skip one a delivery or a timer would move.
+    pol = policy(discovery_timeout=60)
+    everything = [
+        F(),
+        F(pending_id='n-2'),
+        F(finished_id='n-1', finished_created_at=T0 + 1),
+        F(finished_id='n-1', finished_created_at=T0 + 1, finished_dead=True),
+        F(pending_id='n-2', finished_id='n-1', finished_created_at=T0 + 1)]
+    shapes = [record(state=state, ever_healthy=ever, paused=paused,
+                     failing_since=since, discovery_since=T0)
+              for ever in (False, True) for paused in (False, True)
+              for since in (None, T0)]
+    moved = False
+    for rec in shapes:
+        for facts in everything:
+            for now in (T0 + 1, T0 + 3600):
+                verdicts = [pol.delivery_seen(rec, facts, now),
+                            pol.tick(rec, now, facts)]
+                moved |= any(v.notify or v.record != rec for v in verdicts)
+                if pol.settled(rec):
+                    assert all(not v.notify and v.record == rec
+                               for v in verdicts), (rec, facts, now)
+
+    assert pol.settled(record(state=state)) == (state in (H, R))
+    # Only the states that are not settled have anything to move.
+    assert moved == (state in (D, E))
