@@ -85,6 +85,9 @@ class NotificationQueue:
         if uuid is None and states is self._states_seen:
             settled, pending = self._settled
         else:
+            if uuid is None:
+                # The old facts go first: never two copies at once.
+                self._states_seen = self._settled = None
             settled, pending = _settled_and_pending(states)
             if uuid is None:
                 self._states_seen, self._settled = states, (settled, pending)

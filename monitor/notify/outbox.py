@@ -425,6 +425,8 @@ class Outbox:
         # version it is kept with.
         read = self._latest_read
         if read is None or read[0] != version:
+            # The old tuple goes first: never two day-long copies at once.
+            self._latest_read = read = None
             read = self._latest_read = (version, self._read_states(None))
         return read[1]
 
