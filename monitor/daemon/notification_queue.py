@@ -91,6 +91,13 @@ class NotificationQueue:
             settled, pending = _settled_and_pending(states)
             if uuid is None:
                 self._states_seen, self._settled = states, (settled, pending)
+                # Only a pending entry is ever judged by what this run
+                # queued: once none is, the domain's is dropped (a
+                # requeued dead letter is judged by its time, as after a
+                # restart), so it is not kept for every domain that ever
+                # failed.
+                for key in self._queued.keys() - pending.keys():
+                    del self._queued[key]
         facts = dict(settled)
         for key, p in pending.items():
             if record_of is not None and \

@@ -137,6 +137,29 @@ def test_the_facts_are_built_again_only_when_the_outbox_changed(
     assert built == [1, 1]
 
 
+def test_what_the_queue_keeps_of_a_notification_ends_with_its_delivery(
+        outbox):
+    queue = notification_queue.NotificationQueue(
+        outbox, 'compute-1', metrics_mod.MonitorMetrics())
+    queued = queue.queue(failing(), 'why', T0 + 5)
+    queue.facts()
+    assert set(queue._queued) == {UUID}
+
+    outbox.mark_delivered(queued, notification_mod.OutcomeKind.ACCEPTED,
+                          T0 + 6)
+    queue.facts()
+
+    assert queue._queued == {}
+    # Requeued by an operator, it is of the incident it was created in.
+    outbox.mark_dead(queue.queue(failing(), 'again', T0 + 7), T0 + 8, 'no')
+    [dead] = outbox.dead_letters()
+    queue.facts()
+    outbox.requeue_dead(dead.id, T0 + 9)
+    assert queue.facts(record_of=lambda uuid: failing()) == {
+        UUID: health_policy.OutboxFacts(pending_id=dead.id, finished_id=queued,
+                                        finished_created_at=T0 + 5)}
+
+
 def test_a_pending_entry_left_out_for_one_caller_is_there_for_the_next(
         outbox):
     queue = notification_queue.NotificationQueue(
