@@ -59,9 +59,10 @@ class NotificationQueue:
         self._delivery_wakeup = delivery_wakeup
         self.recovery = recovery
         # What facts() last built from the outbox's latest_states(): the
-        # tuple, and the facts of its domains before their pending entries.
-        self._states_seen = None
+        # facts of its domains before their pending entries, and the
+        # outbox's version they were read at.
         self._settled = None
+        self._version_seen = None
         # {uuid: (notification id, run of the guest)} of the newest
         # notification this run queued for each domain (see _run_of).
         self._queued = {}
@@ -81,23 +82,25 @@ class NotificationQueue:
         copied each round: rebuilding thousands of them every round cost
         CPU, and memory as the history grew.
         """
-        states = self.outbox.latest_states(uuid)
-        if uuid is None and states is self._states_seen:
-            settled, pending = self._settled
+        if uuid is not None:
+            settled, pending = _settled_and_pending(
+                self.outbox.latest_states(uuid))
         else:
-            if uuid is None:
+            version = self.outbox.version()
+            if version != self._version_seen:
                 # The old facts go first: never two copies at once.
-                self._states_seen = self._settled = None
-            settled, pending = _settled_and_pending(states)
-            if uuid is None:
-                self._states_seen, self._settled = states, (settled, pending)
+                self._version_seen = self._settled = None
+                self._settled = _settled_and_pending(
+                    self.outbox.latest_states())
+                self._version_seen = version
                 # Only a pending entry is ever judged by what this run
                 # queued: once none is, the domain's is dropped (a
                 # requeued dead letter is judged by its time, as after a
                 # restart), so it is not kept for every domain that ever
                 # failed.
-                for key in self._queued.keys() - pending.keys():
+                for key in self._queued.keys() - self._settled[1].keys():
                     del self._queued[key]
+            settled, pending = self._settled
         facts = dict(settled)
         for key, p in pending.items():
             if record_of is not None and \

@@ -168,10 +168,8 @@ class Outbox:
         self._lock = threading.Lock()
         self._conn = outbox_file.open_database(path, create, busy_wait,
                                                sleep=sleep)
-        # Commits made through this object, and what latest_states() last
-        # read of the whole outbox with the version it read it at.
+        # Writes made through this object (see version()).
         self._writes = 0
-        self._latest_read = None
 
     @classmethod
     def from_conf(cls, conf, create=True):
@@ -182,17 +180,20 @@ class Outbox:
                    create=create)
 
     def _transaction(self):
-        # Every write goes through here (under the lock): what
-        # latest_states() remembers is read again after it.
+        # Every write goes through here, under the lock.
         self._writes += 1
         return outbox_file.transaction(self._conn)
 
-    def _version(self):
-        """Changes as soon as anything in the file may have: a write of
-        ours, or a commit of another connection (the outbox tool, an
-        operator's sqlite3 shell), which sqlite's data_version tells."""
-        return (self._writes,
-                self._conn.execute('PRAGMA data_version').fetchone()[0])
+    def version(self):
+        """Changes as soon as anything in the file may have: a write
+        through this object, or a commit of another connection (the
+        outbox tool, an operator's sqlite3 shell), which sqlite's
+        data_version tells. What was read when it had a value is still
+        true while it has it: a reader that reads after asking keeps
+        nothing older than the version it asked."""
+        with self._lock:
+            return (self._writes, self._conn.execute(
+                'PRAGMA data_version').fetchone()[0])
 
     def close(self):
         with self._lock:
@@ -412,25 +413,10 @@ class Outbox:
         The tracker reads this every round; decoding the details and
         building whole notifications of every domain that ever failed
         within the retention cost CPU and memory growing with the
-        history, for five facts per entry. Read for the whole outbox, the
-        same tuple is returned again until something changed (a write, or
-        another connection's commit): most rounds change nothing, and
-        each read scans the day's delivered entries.
+        history, for five facts per entry. It still scans the day's
+        delivered entries: callers that look every round read it again
+        only when :meth:`version` changed.
         """
-        if instance_uuid is not None:
-            return self._read_states(instance_uuid)
-        with self._lock:
-            version = self._version()
-        # Read after the version: what is kept is never older than the
-        # version it is kept with.
-        read = self._latest_read
-        if read is None or read[0] != version:
-            # The old tuple goes first: never two day-long copies at once.
-            self._latest_read = read = None
-            read = self._latest_read = (version, self._read_states(None))
-        return read[1]
-
-    def _read_states(self, instance_uuid):
         return tuple(OutboxState(*row[:4], held=bool(row[4]))
                      for row in self._latest(', '.join(OutboxState._fields),
                                              instance_uuid))

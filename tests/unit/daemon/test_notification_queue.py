@@ -121,10 +121,10 @@ def test_the_facts_are_built_again_only_when_the_outbox_changed(
     queue = notification_queue.NotificationQueue(
         outbox, 'compute-1', metrics_mod.MonitorMetrics())
     built = []
-    build = notification_queue._settled_and_pending
-    monkeypatch.setattr(notification_queue, '_settled_and_pending',
-                        lambda states: built.append(len(states))
-                        or build(states))
+    read = outbox.latest_states
+    monkeypatch.setattr(outbox, 'latest_states',
+                        lambda *args: built.append(len(read(*args)))
+                        or read(*args))
     queued = queue.queue(failing(), 'why', T0 + 5)
 
     for _ in range(3):
