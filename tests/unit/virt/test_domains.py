@@ -154,6 +154,34 @@ def test_a_domain_vanishing_while_listed_is_skipped(connected, monkeypatch):
         'aaaaaaaa-0000-4000-8000-000000000005', 'vanished', False)
 
 
+def test_the_listing_lets_go_of_each_of_libvirts_records_once_taken(
+        connected, monkeypatch):
+    real = libvirt.virConnect.getAllDomainStats
+    handed = []
+    order = []
+    left_when_described = []
+    describe = connected._listing._describe
+
+    def keep(self, stats=0, flags=0):
+        handed.append(real(self, stats, flags))
+        order.extend(dom.UUIDString() for dom, _record in handed[-1])
+        return handed[-1]
+
+    def count_left(*args):
+        left_when_described.append(len(handed[-1]))
+        return describe(*args)
+
+    monkeypatch.setattr(libvirt.virConnect, 'getAllDomainStats', keep)
+    monkeypatch.setattr(connected._listing, '_describe', count_left)
+
+    infos = connected.list_domains()
+
+    # In libvirt's order, each record gone before the next is described.
+    assert [i.uuid for i in infos] == order
+    assert left_when_described == [2, 1, 0]
+    assert handed == [[]]
+
+
 def test_listing_without_a_connection_is_unavailable(host):
     with pytest.raises(libvirt_host.LibvirtUnavailable):
         host.list_domains()
