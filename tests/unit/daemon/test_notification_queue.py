@@ -87,12 +87,19 @@ def test_an_application_failure_carries_its_details_and_is_counted(
         {'reason': 'probe'}) == 1
 
 
-def test_the_facts_say_what_the_engine_has(outbox):
+def delivered(outbox):
+    """A queue, and the id of the notification it queued at T0 + 5 and
+    the engine took at T0 + 6."""
     queue = notification_queue.NotificationQueue(
         outbox, 'compute-1', metrics_mod.MonitorMetrics())
     queued = queue.queue(failing(), 'why', T0 + 5)
     outbox.mark_delivered(queued, notification_mod.OutcomeKind.ACCEPTED,
                           T0 + 6)
+    return queue, queued
+
+
+def test_the_facts_say_what_the_engine_has(outbox):
+    queue, queued = delivered(outbox)
 
     facts = queue.facts(UUID)[UUID]
 
@@ -102,11 +109,7 @@ def test_the_facts_say_what_the_engine_has(outbox):
 
 
 def test_a_rounds_facts_are_its_own_to_change(outbox):
-    queue = notification_queue.NotificationQueue(
-        outbox, 'compute-1', metrics_mod.MonitorMetrics())
-    queued = queue.queue(failing(), 'why', T0 + 5)
-    outbox.mark_delivered(queued, notification_mod.OutcomeKind.ACCEPTED,
-                          T0 + 6)
+    queue, queued = delivered(outbox)
     first = queue.facts()
 
     first[UUID] = first[UUID]._replace(pending_id='queued-meanwhile')
