@@ -524,7 +524,10 @@ def test_the_outbox_keeps_few_of_its_pages_in_memory_however_large_it_grows(
     assert len(outbox.latest_states()) == 501
     grown = _sqlite_memory_used() - before
 
-    assert grown < 2 * outbox_mod.outbox_file.CACHE_KIB * 1024
+    # Some of it is held (else the library asked is not the one the
+    # sqlite3 module uses), never more than about the cache.
+    assert outbox_mod.outbox_file.CACHE_KIB * 1024 // 4 < grown \
+        < 2 * outbox_mod.outbox_file.CACHE_KIB * 1024
 
 
 # -- details and held entries (schema 2) ---------------------------------------
