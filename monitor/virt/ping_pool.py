@@ -37,9 +37,9 @@ class Mailbox:
         # ending close together are taken in one go.
         self.linger = linger
         self._queue = native_queue.NativeQueue()
-
-    def post(self, outcome):
-        self._queue.put(outcome)
+        # post(outcome), from any thread: the queue's own put, one call
+        # less per ping.
+        self.post = self._queue.put
 
     def wait(self):
         """Block the calling green thread until something was posted;
@@ -61,7 +61,9 @@ class Slots:
     at once, so a busy pool could keep a waiting one out for long.)"""
 
     def __init__(self, value):
-        lock = _native_threading.Lock()
+        # The lock itself, not a condition, guards the common path: a
+        # native lock's ``with`` runs in C, a condition's in Python.
+        self._lock = lock = _native_threading.Lock()
         # One condition per kind of waiter, on one lock: a freed slot wakes
         # one thread that can take it, not every waiting thread (tens of
         # pings wait while hung agents hold slots; waking them all for
@@ -73,7 +75,12 @@ class Slots:
         self._others_waiting = 0
 
     def acquire(self, priority=False):
-        with self._first:
+        with self._lock:
+            if self._free and not (self._first_waiting
+                                   or self._others_waiting):
+                # Nobody waits: nobody to hand on to (once per ping).
+                self._free -= 1
+                return
             if priority:
                 self._first_waiting += 1
                 try:
@@ -92,9 +99,10 @@ class Slots:
             self._hand_on()
 
     def release(self):
-        with self._first:
+        with self._lock:
             self._free += 1
-            self._hand_on()
+            if self._first_waiting or self._others_waiting:
+                self._hand_on()
 
     def _hand_on(self):
         # Wake as many waiters as slots are free, priority first; one

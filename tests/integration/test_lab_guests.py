@@ -12,9 +12,11 @@ start their own (``lab_guests``).
 import os
 
 import libvirt
+import libvirt_qemu
 import pytest
 
 from lab import guests
+from monitor.health import ping_outcome
 
 pytestmark = pytest.mark.integration
 
@@ -37,6 +39,21 @@ def test_every_started_guest_answers_guest_ping(shared_guests):
         assert guest.dom.UUIDString() == guest.uuid
         assert guest.agent_state() == 'connected'
         assert guest.ping(PING_TIMEOUT) == PONG
+
+
+def test_a_healthy_agents_replies_are_text_the_monitor_knows_undecoded(
+        shared_guests):
+    # The monitor looks a healthy reply up as text before decoding any
+    # (once per ping): libvirt's own wording must be among those it knows.
+    guest, = shared_guests(1)
+
+    ping = libvirt_qemu.qemuAgentCommand(
+        guest.dom, '{"execute":"guest-ping"}', PING_TIMEOUT, 0)
+    freeze = libvirt_qemu.qemuAgentCommand(
+        guest.dom, '{"execute":"guest-fsfreeze-status"}', PING_TIMEOUT, 0)
+
+    assert ping in ping_outcome.HEALTHY_REPLIES
+    assert ping_outcome.FREEZE_REPLIES.get(freeze) == 'thawed'
 
 
 def test_hung_agent_is_unresponsive_while_other_guests_answer(shared_guests):

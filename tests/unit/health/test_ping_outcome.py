@@ -6,8 +6,35 @@ from monitor.health import ping_outcome as po
 from monitor.health.ping_outcome import Outcome
 
 
-def test_a_healthy_agent_reply_is_ok():
-    assert po.classify_reply('{"return": {}}') == (Outcome.OK, 'ok')
+@pytest.mark.parametrize('reply', [
+    '{"return":{}}', '{"return": {}}', ' {"return" : {} }\n',
+    '{"return": {}, "id": "ghm-1"}',
+])
+def test_a_healthy_agent_reply_is_ok(reply):
+    assert po.classify_reply(reply) == (Outcome.OK, 'ok')
+
+
+@pytest.mark.parametrize('reply, status', [
+    ('{"return":{}}', None), ('{"return": {}}', None),
+    ('{"return":"thawed"}', 'thawed'), ('{"return": "frozen"}', 'frozen'),
+])
+def test_the_replies_libvirt_prints_for_a_healthy_agent_are_not_decoded(
+        monkeypatch, reply, status):
+    # Every ping's reply: known text is looked up, not run through the
+    # JSON decoder.
+    def no_decoding(_text):
+        raise AssertionError('decoded')
+    monkeypatch.setattr(po.json, 'loads', no_decoding)
+    if status is None:
+        assert po.classify_reply(reply) == (Outcome.OK, 'ok')
+    else:
+        assert po.freeze_status_of(reply) == status
+
+
+@pytest.mark.parametrize('reply', [[], {}, ['{"return":{}}'], 42])
+def test_a_reply_that_is_no_text_is_a_miss_and_never_raises(reply):
+    assert po.classify_reply(reply)[0] is Outcome.MISSED
+    assert po.freeze_status_of(reply) is None
 
 
 @pytest.mark.parametrize('reply', [
