@@ -53,6 +53,49 @@ def test_every_call_posts_its_value_or_its_exception_with_its_tag():
     assert not ok and isinstance(exc, ValueError)
 
 
+class Clock:
+    def __init__(self, now=100.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def test_an_outcome_after_a_quiet_spell_is_taken_at_once(monkeypatch):
+    clock = Clock()
+    pauses = []
+    monkeypatch.setattr(ping_pool.concurrency, 'sleep', pauses.append)
+    mailbox = ping_pool.Mailbox(linger=0.05, clock=clock)
+
+    mailbox.post('first')
+    assert mailbox.wait() == ['first']
+    clock.now += 0.05
+    mailbox.post('after a quiet spell')
+    assert mailbox.wait() == ['after a quiet spell']
+    assert pauses == []
+
+
+def test_outcomes_streaming_in_are_taken_once_per_linger_together(
+        monkeypatch):
+    clock = Clock()
+    pauses = []
+    mailbox = ping_pool.Mailbox(linger=0.05, clock=clock)
+
+    def pause(seconds):
+        # What ends during the pause is taken with what woke the taker.
+        pauses.append(round(seconds, 6))
+        clock.now += seconds
+        mailbox.post('during the pause')
+    monkeypatch.setattr(ping_pool.concurrency, 'sleep', pause)
+
+    mailbox.post('first')
+    assert mailbox.wait() == ['first']
+    clock.now += 0.01
+    mailbox.post('soon after')
+    assert mailbox.wait() == ['soon after', 'during the pause']
+    assert pauses == [0.04]
+
+
 def test_calls_run_on_native_threads_at_most_size_at_once():
     mailbox = ping_pool.Mailbox(linger=0.01)
     pool = ping_pool.NativePool(4, mailbox)
