@@ -12,6 +12,7 @@ threshold 3 (lab_options).
 
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -24,7 +25,6 @@ LOWERED = (r'Domain %s \(%s\): agent response timeout lowered from %s to '
            r'1 s')
 RESTORED = r'Domain %s \(%s\): agent response timeout restored to %s'
 ACTIVE = r'Domain %s \(%s\): agent unresponsive, guest active'
-MISSED = r'Domain %s \(%s\): \w+ -> error'
 
 
 def timeout_of(guest):
@@ -62,32 +62,37 @@ def lines_matching(lines, pattern):
     return len([line for line in lines if re.search(pattern, line)])
 
 
+def appears(daemon, pattern, seconds, count=1):
+    """Whether ``pattern`` matches ``count`` log lines within
+    ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while lines_matching(daemon.log().splitlines(), pattern) < count:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def appears_settled(daemon, guest, lowered, restored, seconds):
+    """Whether, within ``seconds``, the guest's last state change is to
+    healthy and every lowered timeout was restored."""
+    change = re.compile(r'%s\): \w+ -> (\w+)' % guest.uuid)
+    deadline = time.monotonic() + seconds
+    while True:
+        lines = daemon.log().splitlines()
+        states = [m.group(1) for m in map(change.search, lines) if m]
+        if states and states[-1] == 'healthy' and lines_matching(
+                lines, restored) >= lines_matching(lines, lowered):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+
+
 def lowered_and_restored(guest, before):
     previous = re.escape(agent_timeout.describe(before))
     return (LOWERED % (guest.name, guest.uuid, previous),
             RESTORED % (guest.name, guest.uuid, previous))
-
-
-def resume_during_a_confirmation(daemon, guest):
-    """Continue the guest's agent just after it missed a ping; return once
-    that confirmation ended with the guest healthy.
-
-    Its next ping starts an interval after the missed one did, once the
-    agent answers again: no later confirmation can lower the timeout.
-    Resumed at any moment, the guest could still have a ping under way
-    that it misses (a confirmation after the check), or already be
-    healthy (no transition to wait for).
-    """
-    missed = MISSED % (guest.name, guest.uuid)
-    healthy = HEALTHY % guest.uuid
-    seen = lines_matching(daemon.log().splitlines(), missed)
-    daemon.wait_for_log(missed, 30, count=seen + 1)
-    guest.control('agent-resume')
-    lines = daemon.log().splitlines()
-    miss_at = [i for i, line in enumerate(lines)
-               if re.search(missed, line)][seen]
-    daemon.wait_for_log(healthy, 30,
-                        count=lines_matching(lines[:miss_at], healthy) + 1)
 
 
 # 'agent-slow' (lab/guest/init): the agent answers every request, 3 s late
@@ -108,11 +113,20 @@ def test_a_working_guest_whose_agent_answers_late_is_not_reported_and_gets_its_t
 
     guest.control('disk-writer')
     guest.control('agent-slow')
-    # Two whole confirmations: the second one meets the late answers to
-    # the pings of the first.
-    daemon.wait_for_log(lowered, 30, count=2)
-    daemon.wait_for_log(restored, 30, count=2)
-    resume_during_a_confirmation(daemon, guest)
+    daemon.wait_for_log(lowered, 30)
+    daemon.wait_for_log(restored, 30)
+    # When a late answer lets the guest answer again, its next miss starts
+    # a second confirmation, which meets the late answers to the pings of
+    # the first. When no ping meets one of the agent's late windows, the
+    # guest stays past its threshold, held active by its I/O, and nothing
+    # more is confirmed. Neither is a report.
+    if appears(daemon, lowered, 30, count=2):
+        daemon.wait_for_log(restored, 30, count=2)
+    # Either way the guest may be past its threshold when its agent
+    # resumes (no miss to come), or healthy already.
+    guest.control('agent-resume')
+    assert appears_settled(daemon, guest, lowered, restored, 30), \
+        daemon.tail()
 
     assert timeout_of(guest) == before, daemon.tail()
     assert masakari.notifications_for(guest.uuid) == [], daemon.tail()
