@@ -67,10 +67,9 @@ MAX_REPLY_CHARS = 4096
 # else is decoded.
 HEALTHY_REPLIES = frozenset(('{"return":{}}', '{"return": {}}'))
 _HEALTHY = (Outcome.OK, 'ok')
-FREEZE_REPLIES = {'{"return":"%s"}' % status: status
-                   for status in ('frozen', 'thawed')}
-FREEZE_REPLIES.update({'{"return": "%s"}' % status: status
-                        for status in ('frozen', 'thawed')})
+FREEZE_REPLIES = {form % status: status
+                  for form in ('{"return":"%s"}', '{"return": "%s"}')
+                  for status in ('frozen', 'thawed')}
 
 
 def classify_reply(reply):

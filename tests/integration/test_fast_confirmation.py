@@ -62,31 +62,24 @@ def lines_matching(lines, pattern):
     return len([line for line in lines if re.search(pattern, line)])
 
 
-def appears(daemon, pattern, seconds, count=1):
-    """Whether ``pattern`` matches ``count`` log lines within
-    ``seconds``."""
+def within(seconds, predicate):
+    """Whether ``predicate()`` holds at some point within ``seconds``."""
     deadline = time.monotonic() + seconds
-    while lines_matching(daemon.log().splitlines(), pattern) < count:
+    while not predicate():
         if time.monotonic() > deadline:
             return False
         time.sleep(0.2)
     return True
 
 
-def appears_settled(daemon, guest, lowered, restored, seconds):
-    """Whether, within ``seconds``, the guest's last state change is to
-    healthy and every lowered timeout was restored."""
+def settled(daemon, guest, lowered, restored):
+    """Whether the guest's last state change is to healthy and every
+    lowered timeout was restored."""
     change = re.compile(r'%s\): \w+ -> (\w+)' % guest.uuid)
-    deadline = time.monotonic() + seconds
-    while True:
-        lines = daemon.log().splitlines()
-        states = [m.group(1) for m in map(change.search, lines) if m]
-        if states and states[-1] == 'healthy' and lines_matching(
-                lines, restored) >= lines_matching(lines, lowered):
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
+    lines = daemon.log().splitlines()
+    states = [m.group(1) for m in map(change.search, lines) if m]
+    return bool(states) and states[-1] == 'healthy' and lines_matching(
+        lines, restored) >= lines_matching(lines, lowered)
 
 
 def lowered_and_restored(guest, before):
@@ -120,12 +113,13 @@ def test_a_working_guest_whose_agent_answers_late_is_not_reported_and_gets_its_t
     # the first. When no ping meets one of the agent's late windows, the
     # guest stays past its threshold, held active by its I/O, and nothing
     # more is confirmed. Neither is a report.
-    if appears(daemon, lowered, 30, count=2):
+    if within(30, lambda: lines_matching(daemon.log().splitlines(),
+                                         lowered) >= 2):
         daemon.wait_for_log(restored, 30, count=2)
     # Either way the guest may be past its threshold when its agent
     # resumes (no miss to come), or healthy already.
     guest.control('agent-resume')
-    assert appears_settled(daemon, guest, lowered, restored, 30), \
+    assert within(30, lambda: settled(daemon, guest, lowered, restored)), \
         daemon.tail()
 
     assert timeout_of(guest) == before, daemon.tail()
