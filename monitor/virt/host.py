@@ -265,18 +265,30 @@ class LibvirtHost:
         return conn
 
     def _set_keepalive(self, conn):
-        try:
-            conn.setKeepAlive(self.keepalive_interval, self.keepalive_count)
-        except libvirt.libvirtError as exc:
-            # Drivers that run inside this process (test://) have no link
-            # to keep alive and refuse keepalive as not supported.
-            if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
-                raise
-            self._notes.add(notes_mod.STAGE_CONNECT, None, None,
-                            _KIND_NO_KEEPALIVE,
-                            'no keepalive on %s: %s' % (self.uri,
-                                                        error_text(exc)),
-                            error=False)
+        for attempt in (1, 2):
+            try:
+                conn.setKeepAlive(self.keepalive_interval,
+                                  self.keepalive_count)
+                return
+            except libvirt.libvirtError as exc:
+                code = exc.get_error_code()
+                # The binding reads libvirt's thread-local last error
+                # after the failed call returns. A garbage collection in
+                # between that frees a libvirt object resets it (every
+                # libvirt call does), leaving an error with no code: ask
+                # once more for the real one.
+                if code is None and attempt == 1:
+                    continue
+                # Drivers that run inside this process (test://) have no
+                # link to keep alive and refuse keepalive as not
+                # supported.
+                if code != libvirt.VIR_ERR_NO_SUPPORT:
+                    raise
+                self._notes.add(notes_mod.STAGE_CONNECT, None, None,
+                                _KIND_NO_KEEPALIVE,
+                                'no keepalive on %s: %s'
+                                % (self.uri, error_text(exc)), error=False)
+                return
 
     def is_alive(self):
         return guest_ping.is_alive(self._conn)

@@ -2,6 +2,7 @@
 backoff, subscribes the events and empties the per-domain cache on every
 new connection."""
 
+import gc
 import logging
 
 import libvirt
@@ -28,6 +29,53 @@ def test_connect_opens_a_live_connection_even_without_keepalive(host):
     assert host.connection is None
     assert not host.is_alive()
     host.close()  # closing twice is harmless
+
+
+class _LibvirtGarbageBeforeKeepalive:
+    """The test driver's connection, with a libvirt domain left in a
+    reference cycle just before the first keepalive call: the next
+    collection frees it while the binding builds that call's error."""
+
+    def __init__(self, conn):
+        self._conn = conn
+        self.keepalive_calls = 0
+
+    def setKeepAlive(self, interval, count):
+        self.keepalive_calls += 1
+        if self.keepalive_calls == 1:
+            cycle = {'domain': self._conn.listAllDomains()[0]}
+            cycle['itself'] = cycle
+            del cycle
+        return self._conn.setKeepAlive(interval, count)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+def test_a_keepalive_error_whose_code_a_collection_wiped_is_asked_again(
+        host, monkeypatch):
+    # Freeing a libvirt object resets libvirt's thread-local error; when a
+    # collection does it between the failed call and the binding reading
+    # that error, the error has no code, and the test driver's "not
+    # supported" turned into a refused connection.
+    open_real = libvirt.open
+    opened = []
+
+    def open_with_garbage(uri):
+        opened.append(_LibvirtGarbageBeforeKeepalive(open_real(uri)))
+        return opened[-1]
+
+    monkeypatch.setattr(libvirt, 'open', open_with_garbage)
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.set_threshold(1, 1, 1)
+    try:
+        host.connect()
+    finally:
+        gc.set_threshold(*thresholds)
+
+    assert host.is_alive()
+    assert opened[0].keepalive_calls == 2
 
 
 def test_an_unreachable_libvirt_is_reported_without_noise(capfd):
