@@ -20,7 +20,7 @@ export LAB_CACHE
 
 VENV_STAMP = $(VENV)/.installed
 
-.PHONY: help venv venv-highest venvs pythons host lab guest-image masakari masakari-monitors unit unit-matrix unit-webhook unit-rest integration test demo demo-standalone bench bench-scale docs genconfig lint clean
+.PHONY: help venv venv-highest venvs pythons host lab guest-image masakari masakari-monitors unit unit-matrix unit-webhook unit-rest integration integration-parts test demo demo-standalone bench bench-scale docs genconfig lint clean
 
 help:
 	@echo "make demo   - lab + monitor demo (crashes a guest, prints the notification)"
@@ -100,11 +100,21 @@ lab: host guest-image masakari masakari-monitors venv
 # whole when it ends (--output-sync); make fails when any of them fails.
 # Most unit time is spent waiting on subprocesses and sockets, so the
 # third process also spreads its tests over UNIT_WORKERS pytest-xdist
-# workers (0: in the process itself). The integration tests drive one
-# libvirtd and time real guests: they run alone, one test at a time.
+# workers (0: in the process itself), which take tests from each other
+# once their own are done (worksteal): the slow command-line tests bunch
+# in a few files.
+#
+# The integration tests share one libvirtd. Most of their time is spent
+# waiting on guests (about a third of two cores is busy), so they run in
+# LAB_WORKERS processes, each test file whole in one of them (its module's
+# guests and servers are shared by its tests); every process's daemons
+# watch only that process's guests (lab/daemon.py). Tests that stop
+# libvirtd itself (marked whole_host) run afterwards, alone.
 MATRIX = tests/unit/conf/test_config_matrix.py
 WEBHOOK = tests/unit/notify/test_webhook.py
-UNIT_WORKERS ?= 2
+UNIT_WORKERS ?= 4
+LAB_WORKERS ?= 3
+LAB_PARALLEL = -n $(LAB_WORKERS) --dist loadfile -m 'not whole_host'
 UNIT_PARTS = unit-matrix unit-webhook unit-rest
 
 unit: venv venv-highest
@@ -117,17 +127,26 @@ unit-webhook:
 	$(VENV)/bin/pytest -q $(WEBHOOK)
 
 unit-rest:
-	$(VENV)/bin/pytest -q -n $(UNIT_WORKERS) tests/unit \
+	$(VENV)/bin/pytest -q -n $(UNIT_WORKERS) --dist worksteal tests/unit \
 		--ignore=$(MATRIX) --ignore=$(WEBHOOK)
 
 integration: lab
-	$(VENV)/bin/pytest -q tests/integration
+	$(MAKE) --no-print-directory integration-parts
 
-# The slowest integration tests are listed at the end of the run, so the
-# suite's time budget is watched where it is spent.
+# The slowest integration tests are listed at the end of the parallel
+# part, so the suite's time budget is watched where it is spent. The
+# whole_host part runs even when the parallel part failed, so one run
+# shows every failure; make fails when either did.
+integration-parts:
+	$(VENV)/bin/pytest -q --durations=15 $(LAB_PARALLEL) tests/integration; \
+	parallel=$$?; \
+	$(VENV)/bin/pytest -q -m whole_host tests/integration; \
+	alone=$$?; \
+	[ $$parallel -eq 0 ] && [ $$alone -eq 0 ]
+
 test: lab
 	$(MAKE) --no-print-directory unit
-	$(VENV)/bin/pytest -q --durations=15 tests/integration
+	$(MAKE) --no-print-directory integration-parts
 
 demo: lab
 	$(VENV)/bin/python -m lab.demo

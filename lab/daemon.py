@@ -13,6 +13,7 @@ import sys
 import time
 
 from lab import REPO_ROOT
+from lab import guests
 
 
 def terminate(proc, timeout=15):
@@ -67,6 +68,13 @@ def lab_options(work_dir, endpoint, hostname, **overrides):
                       ['filename:%s' % os.path.join(state,
                                                     'domains.sqlite')]},
     }
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        # Integration tests in parallel processes share one libvirtd: each
+        # daemon watches its own process's guests alone, or it would report
+        # the crashes another process's tests cause. A test run in one
+        # process keeps the default (no filter).
+        options['monitor']['agent_channel_path_regex'] = (
+            guests.own_agent_channel_regex())
     for key, value in overrides.items():
         section, _, option = key.partition('__')
         options.setdefault(section, {})[option] = value

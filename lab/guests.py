@@ -104,6 +104,15 @@ def next_name():
     return '%s%d-%d' % (NAME_PREFIX, os.getpid(), number)
 
 
+def own_agent_channel_regex():
+    """An agent_channel_path_regex ([monitor]) that matches the agent
+    channels of this process's lab domains and no others: libvirt puts the
+    socket of a channel with no path of its own in a directory named after
+    the domain, ``domain-ID-NAME`` (NAME cut at 20 characters, which a lab
+    name never reaches)."""
+    return r'/domain-\d+-%s%d-\d+/' % (re.escape(NAME_PREFIX), os.getpid())
+
+
 def _owner_pid(name):
     match = _OWNED_NAME.match(name)
     return int(match.group(1)) if match else None

@@ -118,7 +118,7 @@ def test_two_agents_hung_at_once_are_both_notified(
         stored = wait_notifications(masakari, guest.uuid, 1, timeout=30)
         assert len(stored) == 1, daemon.tail()
     sweeps = [float(m) for m in re.findall(
-        r'Sweep: 3 domains listed, 3 pinged, 2 missed in ([\d.]+) s',
+        r'Sweep: \d+ domains listed, 3 pinged, 2 missed in ([\d.]+) s',
         daemon.log())]
     print('sweep durations with 2 hung agents: %s' % sweeps)
     assert sweeps, 'no sweep saw both hung agents'

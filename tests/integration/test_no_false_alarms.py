@@ -108,6 +108,7 @@ def test_an_agent_that_stays_away_is_reported_after_the_grace(
     assert daemon.stop() == 0
 
 
+@pytest.mark.whole_host
 def test_a_libvirtd_restart_is_survived_and_a_later_crash_reported_once(
         libvirt_lab, lab_guests, masakari, monitor_daemon):
     guests = lab_guests(2)
