@@ -29,6 +29,7 @@ starts another).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -311,7 +312,12 @@ class ProbeRunner:
                       record.name, uuid, spec.name, state.failures,
                       spec.failure_threshold, result.detail)
         if change is probes.Change.FAILED:
-            self._failed(record, spec, state, now)
+            if not self._failed(record, spec, state, now):
+                # Not queued (the outbox is full or locked): still
+                # failing, yet not FAILING, so the next failed run asks
+                # again, as the next missed ping does for a silent guest.
+                self.states[key] = dataclasses.replace(
+                    state, status=probes.UNKNOWN_STATUS)
         elif change is probes.Change.RECOVERED:
             LOG.info('Domain %s (%s): application probe %s passes again '
                      '(%s)', record.name, uuid, spec.name, result.detail)
@@ -331,6 +337,8 @@ class ProbeRunner:
             failures.probe_run(result.outcome.value)
 
     def _failed(self, record, spec, state, now):
+        """Report an application failure; False when the notification
+        queue could not take it."""
         reason = probes.failure_reason(spec, state)
         if self.driver == 'masakari' and not self.notify_engine:
             # Counted here: the queue, which counts the others, is not
@@ -341,11 +349,11 @@ class ProbeRunner:
             LOG.warning('Domain %s (%s): application failure, not sent to '
                         'the HA engine ([probes] notify_masakari is off): %s',
                         record.name, record.uuid, reason)
-            return
+            return True
         shape = (probes.ENGINE_SHAPE if self.driver == 'masakari'
                  else probes.APPLICATION)
         action = (self.tracker.settings.application_action_of(record.uuid)
                   or self.action)
-        self.tracker.notifications.queue(
+        return self.tracker.notifications.queue(
             record, reason, now, action, self.tracker.recovery_ended, shape,
-            extra_details=probes.failure_details(spec, state))
+            extra_details=probes.failure_details(spec, state)) is not None

@@ -40,6 +40,24 @@ class Queue:
         return 'n-%d' % len(self.queued)
 
 
+class FullQueue(Queue):
+    """The notification queue while the outbox is full: nothing is taken
+    (the queue says so loudly and returns None) until ``room`` is set."""
+
+    def __init__(self):
+        super().__init__()
+        self.room = False
+        self.refused = 0
+
+    def queue(self, record, reason, now, action, on_recovered, shape,
+              extra_details=None):
+        if not self.room:
+            self.refused += 1
+            return None
+        return super().queue(record, reason, now, action, on_recovered,
+                             shape, extra_details)
+
+
 class Tracker:
     def __init__(self):
         region = dogpile_region.make_region().configure(
@@ -142,6 +160,25 @@ def test_a_failed_probe_that_passes_again_ends_the_application_failure():
 
     assert len(tracker.notifications.queued) == 1
     assert told == [UUID]
+
+
+def test_an_application_failure_the_full_outbox_refused_is_queued_later():
+    # A failure is never lost: the next failed run asks again, as the
+    # next missed ping does for a silent guest.
+    runner, tracker, clock = make([FAILED] * 5)
+    tracker.notifications = FullQueue()
+    healthy(tracker)
+
+    for run in range(5):
+        tracker.notifications.room = run == 3
+        runner.step()
+        clock[0] += EXEC.period_seconds
+
+    assert tracker.notifications.refused == 2
+    [(uuid, reason, _, _, extra)] = tracker.notifications.queued
+    assert uuid == UUID
+    assert extra['probe']['failures'] == 4
+    assert 'failed 4 time(s) in a row' in reason
 
 
 def test_a_probe_waits_for_its_period():
