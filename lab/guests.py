@@ -58,10 +58,12 @@ CONTROL_COMMANDS = frozenset([
     'agent-hang', 'agent-resume', 'agent-kill', 'agent-start',
     'disk-writer', 'watchdog-hang', 'panic', 'reboot', 'poweroff',
     'slow-freeze', 'agent-deny-exec', 'heartbeat-start', 'heartbeat-stop',
-    'agent-slow',
+    'agent-slow', 'clock-back',
 ])
 # The file the guest's 'heartbeat-start' rewrites with the Unix time.
 HEARTBEAT_FILE = '/run/ghm-lab.heartbeat'
+# How far the guest's 'clock-back' sets its clock behind.
+CLOCK_BACK_SECONDS = 3600
 # The optional data disk (Guest(disk=True)): sparse raw file, virtio-blk.
 DATA_DISK_MIB = 8
 # The optional filesystem disk (Guest(fs_disk=True)): an ext4 image the

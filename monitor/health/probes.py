@@ -12,7 +12,8 @@ inside has died. A probe asks the guest itself, through its agent:
   would pile them up in the guest).
 - ``heartbeat``: read a small file the application rewrites with the
   Unix time (guest-file-open/read/close); it passes while that time is at
-  most ``max_age`` seconds old.
+  most ``max_age`` seconds old by the guest's own clock (guest-get-time),
+  or by the host's when the agent will not tell.
 
 The period, timeout and thresholds have KubeVirt's names (snake_case) and
 defaults: ``period_seconds`` 10, ``timeout_seconds`` 1,
@@ -262,9 +263,13 @@ class ProbeResult(typing.NamedTuple):
     in_flight: typing.Optional[int] = None
 
 
-def heartbeat_result(spec, content, now):
+def heartbeat_result(spec, content, now, host_clock=False):
     """Judge a heartbeat file's ``content`` (bytes, at most
-    MAX_HEARTBEAT_BYTES) read at ``now`` (epoch s, host clock)."""
+    MAX_HEARTBEAT_BYTES) read at ``now`` (Unix seconds by the guest's
+    clock, or by the host's when ``host_clock``: the agent would not
+    tell the guest's)."""
+    clock = " by the host's clock" if host_clock else ''
+
     text = content.decode('ascii', 'replace').strip()
     try:
         beat = float(text.split()[0]) if text else None
@@ -275,11 +280,11 @@ def heartbeat_result(spec, content, now):
                            % (spec.file, _quoted(text[:32])))
     age = now - beat
     if age > spec.max_age:
-        return ProbeResult(Outcome.FAILED, 'heartbeat in %s is %.0f s old, '
-                           'more than max_age %d s' % (spec.file, age,
+        return ProbeResult(Outcome.FAILED, 'heartbeat in %s is %.0f s old%s, '
+                           'more than max_age %d s' % (spec.file, age, clock,
                                                        spec.max_age))
-    return ProbeResult(Outcome.PASSED, 'heartbeat in %s is %.0f s old'
-                       % (spec.file, max(0.0, age)))
+    return ProbeResult(Outcome.PASSED, 'heartbeat in %s is %.0f s old%s'
+                       % (spec.file, max(0.0, age), clock))
 
 
 def exec_result(spec, exited, exit_code, output, pid, signal=None):

@@ -1,5 +1,6 @@
-"""The libvirt edge of application probes: guest-exec and the guest-file
-commands through the domain's agent, each with a timeout.
+"""The libvirt edge of application probes: guest-exec, the guest-file
+commands and guest-get-time through the domain's agent, each with a
+timeout.
 
 Runs on a native thread (``concurrency.NativeCall``, bounded by the
 caller): nothing here logs, touches anything green or raises for a libvirt
@@ -62,7 +63,10 @@ class AgentError(Exception):
 
 def _command(dom, execute, arguments, timeout):
     """One agent command's ``return`` value; raises AgentError."""
-    request = json.dumps({'execute': execute, 'arguments': arguments})
+    command = {'execute': execute}
+    if arguments is not None:
+        command['arguments'] = arguments
+    request = json.dumps(command)
     try:
         reply = libvirt_qemu.qemuAgentCommand(dom, request,
                                               max(1, int(timeout)), 0)
@@ -160,15 +164,36 @@ def run_exec(dom, spec, in_flight=None):
         _native_time.sleep(STATUS_POLL)
 
 
+def _guest_time(dom, timeout):
+    """The guest's own clock (guest-get-time) in Unix seconds; None when
+    the agent refuses the command or answers something else than a time
+    (the guest writes the reply)."""
+    try:
+        nanoseconds = _command(dom, 'guest-get-time', None, timeout)
+    except AgentError as exc:
+        if exc.unavailable:
+            return None
+        raise
+    if type(nanoseconds) is not int or nanoseconds < 0:
+        return None
+    return nanoseconds / 1e9
+
+
 def read_heartbeat(dom, spec, clock=time.time):
     """Read at most MAX_HEARTBEAT_BYTES of the heartbeat file and judge
-    its age; the handle is always closed."""
+    its age by the guest's own clock, read right after it (the host's
+    when the agent will not tell); the handle is always closed.
+
+    The application wrote the file by the guest's clock: judged by the
+    host's, a guest clock behind would fail a live application, and one
+    ahead would keep a dead one passing."""
     timeout = spec.timeout_seconds
     handle = _command(dom, 'guest-file-open', {'path': spec.file,
                                                'mode': 'r'}, timeout)
     try:
         read = _command(dom, 'guest-file-read', {
             'handle': handle, 'count': probes.MAX_HEARTBEAT_BYTES}, timeout)
+        guest_now = _guest_time(dom, timeout)
     finally:
         try:
             _command(dom, 'guest-file-close', {'handle': handle}, timeout)
@@ -179,5 +204,7 @@ def read_heartbeat(dom, spec, clock=time.time):
     except (ValueError, TypeError, AttributeError):
         raise AgentError('guest-file-read: undecodable reply') from None
     return probes.heartbeat_result(
-        spec, content[:probes.MAX_HEARTBEAT_BYTES], clock())
+        spec, content[:probes.MAX_HEARTBEAT_BYTES],
+        clock() if guest_now is None else guest_now,
+        host_clock=guest_now is None)
 

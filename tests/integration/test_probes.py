@@ -10,6 +10,8 @@ reads its outcome:
 - a command that sleeps for ever: reported the same way, with one
   command in flight and no pile-up of them in the guest;
 - a heartbeat file the guest stops rewriting: reported after max_age;
+- a heartbeat rewritten in a guest whose clock is an hour behind the
+  host's: judged by the guest's clock, never reported;
 - an agent started with guest-exec denied: the probe is unavailable,
   said once, and nothing is reported.
 """
@@ -74,12 +76,19 @@ def wait_delivery(receiver, guest, timeout=REPORT_TIMEOUT):
 
 @pytest.fixture(scope='module')
 def probed(libvirt_lab, tmp_path_factory):
-    exits_1, sleeper, beating, denied = libvirt_lab.start_guests(4)
+    exits_1, sleeper, beating, denied, drifted = \
+        libvirt_lab.start_guests(5)
     declare(exits_1, probe('exec', '/bin/false'))
     declare(sleeper, probe('exec', '/bin/sleep', SLEEPER))
     declare(beating, probe('heartbeat', lab_guests.HEARTBEAT_FILE))
     declare(denied, probe('exec', '/bin/true'))
+    declare(drifted, probe('heartbeat', lab_guests.HEARTBEAT_FILE))
     beating.control('heartbeat-start')
+    drifted.control('clock-back')
+    drifted.control('heartbeat-start')
+    # What the agent says of the guest's clock (guest-get-time), against
+    # the host's.
+    outcome = {'drift': drifted.dom.getTime()['seconds'] - time.time()}
     denied.control('agent-deny-exec')
     denied.wait_pingable()
     receiver = WebhookReceiver(SECRET).start()
@@ -89,9 +98,9 @@ def probed(libvirt_lab, tmp_path_factory):
         notifier__driver='webhook', webhook__url=receiver.url,
         webhook__secret=SECRET, webhook__timeout='5')
     daemon = lab_daemon.MonitorDaemon(work_dir, options).start()
-    outcome = {}
+    guests = (exits_1, sleeper, beating, denied, drifted)
     try:
-        for guest in (exits_1, sleeper, beating, denied):
+        for guest in guests:
             daemon.wait_for_log(healthy_line(guest), BOOT_TIMEOUT)
         outcome['exits_1'] = wait_delivery(receiver, exits_1)
         outcome['sleeper'] = wait_delivery(receiver, sleeper)
@@ -110,9 +119,9 @@ def probed(libvirt_lab, tmp_path_factory):
         # Time for a second notification to show, should one be sent.
         time.sleep(4)
         outcome['all'] = {guest.name: deliveries_for(receiver, guest)
-                          for guest in (exits_1, sleeper, beating, denied)}
+                          for guest in guests}
         outcome['log'] = daemon.log()
-        outcome['guests'] = (exits_1, sleeper, beating, denied)
+        outcome['guests'] = guests
     finally:
         daemon.stop()
         receiver.stop()
@@ -153,6 +162,17 @@ def test_a_heartbeat_that_stops_is_reported_after_max_age(probed):
     assert data['event'] == 'APPLICATION_ERROR'
     assert 'more than max_age %d s' % MAX_AGE in data['reason']
     assert probed['beating_after'] > MAX_AGE
+    # Judged by the guest's own clock, which the real agent told.
+    assert "host's clock" not in data['reason']
+
+
+def test_a_heartbeat_in_a_guest_whose_clock_is_behind_is_not_reported(
+        probed):
+    drifted = probed['guests'][4]
+
+    assert abs(probed['drift'] + lab_guests.CLOCK_BACK_SECONDS) < 60, \
+        probed['drift']
+    assert probed['all'][drifted.name] == []
 
 
 def test_an_agent_that_denies_guest_exec_makes_the_probe_unavailable(

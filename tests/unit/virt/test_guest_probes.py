@@ -148,27 +148,86 @@ def test_an_agent_that_does_not_answer_says_nothing_of_the_application(
     assert guest_probes.run(Conn(), 'u', EXEC).outcome is Outcome.UNKNOWN
 
 
+def nanoseconds(seconds):
+    return int(seconds * 10**9)
+
+
+def heartbeat_agent(agent, beat, guest_time):
+    """An agent whose heartbeat file holds ``beat`` and whose
+    guest-get-time answers ``guest_time`` (a reply or an exception)."""
+    return agent(guest_file_open=[1000],
+                 guest_file_read=[{'buf-b64': b64(b'%d\n' % beat),
+                                   'eof': True}],
+                 guest_get_time=[guest_time], guest_file_close=[{}])
+
+
 def test_a_heartbeat_is_read_bounded_and_its_handle_closed(agent):
-    stand_in = agent(guest_file_open=[1000],
-                     guest_file_read=[{'buf-b64': b64(b'1000\n'),
-                                       'eof': True}],
-                     guest_file_close=[{}])
+    stand_in = heartbeat_agent(agent, 1000, nanoseconds(1010))
 
     result = guest_probes.run(Conn(), 'u', HEARTBEAT, clock=lambda: 1010)
 
     assert result.outcome is Outcome.PASSED
     assert stand_in.calls[1][1] == {'handle': 1000, 'count': 64}
-    assert stand_in.executed()[-1] == 'guest-file-close'
+    assert stand_in.executed() == ['guest-file-open', 'guest-file-read',
+                                   'guest-get-time', 'guest-file-close']
+    # A command without arguments is sent without any.
+    assert stand_in.calls[2][1] is None
 
 
 def test_a_heartbeat_that_stopped_fails(agent):
-    agent(guest_file_open=[1000],
-          guest_file_read=[{'buf-b64': b64(b'1000\n')}],
-          guest_file_close=[{}])
+    heartbeat_agent(agent, 1000, nanoseconds(1100))
 
     result = guest_probes.run(Conn(), 'u', HEARTBEAT, clock=lambda: 1100)
 
     assert result.outcome is Outcome.FAILED
+
+
+def test_a_live_heartbeat_in_a_guest_whose_clock_is_behind_passes(agent):
+    # Written 5 s ago by the guest's clock, an hour behind the host's.
+    heartbeat_agent(agent, 1000, nanoseconds(1005))
+
+    result = guest_probes.run(Conn(), 'u', HEARTBEAT,
+                              clock=lambda: 1005 + 3600)
+
+    assert result.outcome is Outcome.PASSED
+    assert result.detail == 'heartbeat in /run/hb is 5 s old'
+
+
+def test_a_stopped_heartbeat_in_a_guest_whose_clock_is_ahead_fails(agent):
+    # Written 100 s ago by the guest's clock, an hour ahead of the host's:
+    # by the host's clock it would be written in the future.
+    heartbeat_agent(agent, 1000 + 3600, nanoseconds(1100 + 3600))
+
+    result = guest_probes.run(Conn(), 'u', HEARTBEAT, clock=lambda: 1100)
+
+    assert result.outcome is Outcome.FAILED
+    assert 'is 100 s old, more than max_age 30 s' in result.detail
+
+
+@pytest.mark.parametrize('guest_time', [
+    libvirt_error(libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_FROM_QEMU,
+                  "internal error: unable to execute QEMU agent command "
+                  "'guest-get-time': Command guest-get-time has been "
+                  "disabled"),
+    'soon', -1, True, 1.5e18, None, [1], {'seconds': 1}])
+def test_without_the_guests_time_the_hosts_clock_judges_and_is_named(
+        agent, guest_time):
+    heartbeat_agent(agent, 1000, guest_time)
+
+    result = guest_probes.run(Conn(), 'u', HEARTBEAT, clock=lambda: 1100)
+
+    assert result.outcome is Outcome.FAILED
+    assert result.detail == ("heartbeat in /run/hb is 100 s old by the "
+                             "host's clock, more than max_age 30 s")
+
+
+def test_an_agent_silent_at_the_guests_time_says_nothing_and_closes(agent):
+    stand_in = heartbeat_agent(agent, 1000, SILENT)
+
+    result = guest_probes.run(Conn(), 'u', HEARTBEAT, clock=lambda: 1100)
+
+    assert result.outcome is Outcome.UNKNOWN
+    assert stand_in.executed()[-1] == 'guest-file-close'
 
 
 def test_a_missing_heartbeat_file_fails(agent):
