@@ -26,9 +26,10 @@ ALERTMANAGER = 'alertmanager'
 NONE = 'none'
 
 # The drivers that are sent the end of a failure (kind RESOLVED) when the
-# guest answers again or its domain is undefined: an alert is resolved.
-# The HA engine has no such notion.
-SENDS_RESOLVED = frozenset({ALERTMANAGER})
+# guest answers again or its domain is undefined: an alert is resolved, a
+# webhook receiver gets a recovered event. The HA engine has no such
+# notion.
+SENDS_RESOLVED = frozenset({ALERTMANAGER, WEBHOOK})
 
 OPTS = [
     cfg.StrOpt(

@@ -26,12 +26,22 @@ def healthy_line(guest):
     return r'Domain %s \(%s\): \w+ -> healthy' % (guest.name, guest.uuid)
 
 
-def failures_for(receiver, guest):
-    """The failure reports about ``guest`` (not the reports that a
-    failure is over)."""
+RECOVERED = 'io.guest-health-monitor.guest.recovered'
+
+
+def failures_for(receiver, guest, ends=False):
+    """The failure reports about ``guest`` or, with ``ends``, the reports
+    that a failure is over (recovered events)."""
     return [d for d in receiver.wait_for(0, 0)
             if d.json()['data']['domain_uuid'] == guest.uuid
-            and d.json()['type'] != 'io.guest-health-monitor.guest.recovered']
+            and (d.json()['type'] == RECOVERED) == ends]
+
+
+def wait_for(found, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not found():
+        time.sleep(0.2)
+    return found()
 
 
 @pytest.fixture(scope='module')
@@ -51,17 +61,17 @@ def panicked(libvirt_lab, tmp_path_factory):
     try:
         daemon.wait_for_log(healthy_line(guest), BOOT_TIMEOUT)
         guest.control('panic')
-        deadline = time.monotonic() + NOTIFY_TIMEOUT
-        while time.monotonic() < deadline and not failures_for(receiver,
-                                                               guest):
-            time.sleep(0.2)
+        wait_for(lambda: failures_for(receiver, guest), NOTIFY_TIMEOUT)
         # The reset: libvirt's crashed guest runs again and its agent
         # answers, which the daemon logs as the way back to healthy.
         daemon.wait_for_log(healthy_line(guest), BOOT_TIMEOUT, count=2)
         outcome['answered_after'] = guest.ping()
+        wait_for(lambda: failures_for(receiver, guest, ends=True),
+                 NOTIFY_TIMEOUT)
         # Time for a second notification to show, should one be sent.
         time.sleep(5)
         outcome['deliveries'] = failures_for(receiver, guest)
+        outcome['ends'] = failures_for(receiver, guest, ends=True)
         outcome['log'] = daemon.log()
     finally:
         daemon.stop()
@@ -83,3 +93,12 @@ def test_a_pvpanic_panic_is_reported_from_the_event_and_reset(panicked):
 
 def test_the_reset_brings_a_crashed_guests_agent_back(panicked):
     assert panicked['answered_after'] == {'return': {}}
+
+
+def test_the_receiver_is_told_once_the_failure_is_over(panicked):
+    [failure] = panicked['deliveries']
+    [end] = panicked['ends']
+
+    assert end.signature_valid
+    assert end.data()['resolves'] == failure.event.get_id()
+    assert end.data()['reason'] == 'guest agent answered again'

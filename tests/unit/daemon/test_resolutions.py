@@ -222,7 +222,7 @@ def test_why_over_without_a_record():
 
 @pytest.mark.parametrize('driver, told', [('alertmanager', True),
                                           ('masakari', False),
-                                          ('webhook', False),
+                                          ('webhook', True),
                                           ('none', False)])
 def test_only_the_drivers_told_of_ends_get_them(store, outbox, driver, told):
     conf = cfg.ConfigOpts()
