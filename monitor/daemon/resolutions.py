@@ -20,8 +20,10 @@ domain was undefined: the guest answering a ping says nothing of it.
 
 A stopped domain's failure is not over: the domain may start again (a
 hard reboot, a recovery), and its guest answering again ends the failure
-then. Only an undefine the daemon sees (its libvirt event) ends it: a
-domain undefined while the daemon was not running keeps its failure open.
+then. An undefine ends it: the daemon sees its libvirt event, and for
+one it could not see (undefined while the daemon was not running, or not
+connected to libvirt) it asks libvirt whether a domain it no longer
+monitors is still defined, once per connection while the answer is yes.
 """
 
 import logging
@@ -75,8 +77,15 @@ def _is_guest_failure(notification):
 class Resolutions:
     """Queues the end of each delivered failure once it is over."""
 
-    def __init__(self, store, outbox, delivery_wakeup=None, interval=2.0):
+    def __init__(self, store, outbox, delivery_wakeup=None, interval=2.0,
+                 defined=None):
+        """``defined(uuid)``: whether libvirt still has the domain (True,
+        False, or None when it cannot tell), bounded in time by the
+        caller; None: libvirt is never asked."""
         self.store = store
+        self._defined = defined
+        # Domains libvirt said it still has since the last (re)connect.
+        self._still_defined = set()
         self.outbox = outbox
         self.interval = interval
         self._delivery_wakeup = delivery_wakeup
@@ -92,12 +101,19 @@ class Resolutions:
         self._passed = {}
 
     @classmethod
-    def from_conf(cls, conf, store, outbox, delivery_wakeup=None):
+    def from_conf(cls, conf, store, outbox, delivery_wakeup=None,
+                  defined=None):
         """None when the driver is not told of ends."""
         if not drivers.wants_resolved(conf):
             return None
         return cls(store, outbox, delivery_wakeup,
-                   interval=max(float(conf.monitor.interval), 1.0))
+                   interval=max(float(conf.monitor.interval), 1.0),
+                   defined=defined)
+
+    def connected(self):
+        """libvirt (re)connected: the events of the time without it are
+        lost, so whether a domain is still defined is asked again."""
+        self._still_defined.clear()
 
     def saw(self, event):
         """A libvirt domain event, after the tracker applied it."""
@@ -128,6 +144,7 @@ class Resolutions:
         seen = set()
         domains = set()
         listed = set()
+        ask = self._defined is not None
         for entry in self.outbox.latest_per_domain():
             failure = entry.notification
             listed.add(failure.instance_uuid)
@@ -138,13 +155,16 @@ class Resolutions:
             if failure.id in self._ended:
                 continue
             uuid = failure.instance_uuid
+            record = self.store.get(uuid)
+            if record is None and ask:
+                ask = self._ask_defined(failure)
             if _is_guest_failure(failure):
-                why = why_over(self.store.get(uuid), entry.created_at,
+                why = why_over(record, entry.created_at,
                                uuid in self._undefined)
             else:
                 why = why_application_over(
-                    self.store.get(uuid), entry.created_at,
-                    uuid in self._undefined, self._passed.get(uuid))
+                    record, entry.created_at, uuid in self._undefined,
+                    self._passed.get(uuid))
             if why is None:
                 continue
             resolved = self._queue(failure, why, now)
@@ -153,9 +173,29 @@ class Resolutions:
         # Only what the outbox still shows is remembered.
         self._ended &= seen
         self._undefined &= domains
+        self._still_defined &= domains
         for uuid in set(self._passed) - listed:
             del self._passed[uuid]
         return queued
+
+    def _ask_defined(self, failure):
+        """For a failed domain no longer monitored (stopped or gone):
+        whether libvirt still has it, unless known; returns whether to
+        go on asking in this pass (not once libvirt cannot tell: the next
+        pass asks again)."""
+        uuid = failure.instance_uuid
+        if uuid in self._undefined or uuid in self._still_defined:
+            return True
+        defined = self._defined(uuid)
+        if defined is None:
+            return False
+        if defined:
+            self._still_defined.add(uuid)
+        else:
+            LOG.info('Domain %s (%s) is no longer defined in libvirt',
+                     failure.domain_name, uuid)
+            self._undefined.add(uuid)
+        return True
 
     def _queue(self, failure, why, now):
         details = {'resolves': failure.id, 'reason': why,

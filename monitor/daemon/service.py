@@ -41,6 +41,10 @@ from monitor.virt import host as libvirt_host
 
 LOG = logging.getLogger(__name__)
 
+# How long the end of a failure waits for libvirt to say whether a domain
+# is still defined; past it the next pass asks again.
+DEFINED_TIMEOUT = 5.0
+
 
 class MonitorService:
 
@@ -108,7 +112,8 @@ class MonitorService:
         # The end of each reported failure, for the drivers told of it
         # (None for the others).
         self.resolutions = resolutions.Resolutions.from_conf(
-            conf, self.store, self.outbox, delivery_wakeup)
+            conf, self.store, self.outbox, delivery_wakeup,
+            defined=self._is_defined)
         if self.resolutions is not None:
             self.probes.on_passed_again = \
                 self.resolutions.application_passed
@@ -172,6 +177,20 @@ class MonitorService:
         # libvirtd restart re-syncing its agent link) must not count as
         # misses; the agent-disconnect grace covers it.
         self.tracker.libvirt_connected()
+        if self.resolutions is not None:
+            self.resolutions.connected()
+
+    def _is_defined(self, uuid):
+        """host.is_defined on a native thread, waited for at most
+        DEFINED_TIMEOUT seconds (None past it: cannot tell)."""
+        call = concurrency.NativeCall(self.host.is_defined, uuid,
+                                      name='is-defined')
+        if not call.wait(DEFINED_TIMEOUT):
+            return None
+        try:
+            return call.result()
+        finally:
+            call.close()
 
     # -- event dispatch ----------------------------------------------------------
 

@@ -322,6 +322,21 @@ class LibvirtHost:
         None) again, as after a reconnect. Any thread; never blocks."""
         self._listing.reread(uuid)
 
+    def is_defined(self, uuid):
+        """Whether libvirt still has domain ``uuid`` (running or not):
+        True, False once it says there is no such domain, None when that
+        cannot be told (not connected, another error)."""
+        conn = self._conn
+        if conn is None:
+            return None
+        try:
+            conn.lookupByUUIDString(uuid)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return False
+            return None
+        return True
+
     def ping(self, info, timeout):
         """guest-ping one domain (a DomainInfo, or a UUID); never
         raises."""

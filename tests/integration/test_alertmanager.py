@@ -12,6 +12,10 @@ Two scenarios, each run once and read by several tests:
 - *self-recovery*: with [recovery] action = reset the monitor resets the
   panicked guest itself; the alert fires, then is resolved once the
   guest answers again.
+- *undefined unseen*: the guest panics and its alert fires; the monitor
+  is stopped, the domain destroyed and undefined (an instance deleted
+  during a monitor upgrade), and the monitor started again: it asks
+  libvirt, finds the domain gone and resolves the alert.
 """
 
 import socket
@@ -124,6 +128,29 @@ def self_recovery(libvirt_lab, alertmanagers, tmp_path_factory):
     return outcome
 
 
+@pytest.fixture(scope='module')
+def undefined_unseen(libvirt_lab, alertmanagers, tmp_path_factory):
+    require_alertmanager()
+    [am] = alertmanagers(1)
+    [guest] = libvirt_lab.start_guests(1, pvpanic=True)
+    work_dir = str(tmp_path_factory.mktemp('am-undefined'))
+    daemon = start_daemon(work_dir, [am.url], recovery__action='none')
+    outcome = {'guest': guest}
+    try:
+        daemon.wait_for_log(healthy_line(guest), BOOT_TIMEOUT)
+        guest.control('panic')
+        outcome['firing'] = wait_alerts(am, guest, True, ALERT_TIMEOUT)
+        outcome['first_exit'] = daemon.stop()
+        guest.remove()
+        daemon = start_daemon(work_dir, [am.url], recovery__action='none')
+        outcome['resolved'] = wait_alerts(am, guest, False, ALERT_TIMEOUT)
+        outcome['log'] = daemon.log()
+    finally:
+        daemon.stop()
+        libvirt_lab.teardown()
+    return outcome
+
+
 def test_a_panic_fires_an_alert_naming_the_guest(pair):
     guest = pair['guest']
     [alert] = pair['firing']
@@ -155,3 +182,16 @@ def test_a_guest_the_monitor_resets_fires_then_resolves(self_recovery):
     assert alert['labels']['reason'] == 'pvpanic'
     assert alert['annotations']['recovery'].startswith('reset: ')
     assert self_recovery['resolved'] == []
+
+
+def test_a_domain_undefined_while_the_monitor_was_stopped_resolves_its_alert(
+        undefined_unseen):
+    guest = undefined_unseen['guest']
+
+    assert len(undefined_unseen['firing']) == 1
+    assert undefined_unseen['first_exit'] == 0
+    assert undefined_unseen['resolved'] == []
+    log = undefined_unseen['log']
+    assert 'Domain %s (%s) is no longer defined in libvirt' % (
+        guest.name, guest.uuid) in log
+    assert 'is over (domain undefined)' in log

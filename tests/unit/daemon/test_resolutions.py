@@ -134,6 +134,95 @@ def test_a_stopped_domain_is_not_over_an_undefined_one_is(
     assert queued.details['reason'] == resolutions.UNDEFINED
 
 
+class Libvirt:
+    """What libvirt answers to "is this domain still defined?": True,
+    False, or None (it cannot tell: not connected, or no answer in
+    time); the questions are kept."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.asked = []
+
+    def __call__(self, uuid):
+        self.asked.append(uuid)
+        return self.answer
+
+
+OTHER = '9a0e7c6d-2b1a-4c3d-8e5f-abcdefabcdef'
+
+
+def test_a_domain_undefined_while_the_daemon_did_not_see_it_is_over(
+        store, outbox):
+    # Undefined while the daemon was stopped: no event will ever come.
+    libvirt = Libvirt(False)
+    watcher = resolutions.Resolutions(store, outbox, defined=libvirt)
+    delivered(outbox, failure(), T0)
+
+    [queued] = watcher.check(T0 + 60)
+
+    assert queued.details['reason'] == resolutions.UNDEFINED
+    assert libvirt.asked == [UUID]
+    assert watcher.check(T0 + 70) == []
+
+
+def test_a_stopped_domain_is_asked_about_once_per_connection(store, outbox):
+    libvirt = Libvirt(True)
+    watcher = resolutions.Resolutions(store, outbox, defined=libvirt)
+    delivered(outbox, failure(), T0)
+
+    assert watcher.check(T0 + 10) == []
+    assert watcher.check(T0 + 20) == []
+    assert libvirt.asked == [UUID]
+
+    # Undefined while libvirt could not be seen: asked again after it.
+    libvirt.answer = False
+    watcher.connected()
+    [queued] = watcher.check(T0 + 30)
+
+    assert queued.details['reason'] == resolutions.UNDEFINED
+
+
+def test_a_monitored_domain_is_never_asked_about(store, outbox):
+    libvirt = Libvirt(False)
+    watcher = resolutions.Resolutions(store, outbox, defined=libvirt)
+    delivered(outbox, failure(), T0)
+    store.records[UUID] = record(last_ok=T0 - 100, state=states.REPORTED)
+
+    assert watcher.check(T0 + 10) == []
+    assert libvirt.asked == []
+
+
+def test_when_libvirt_cannot_tell_the_pass_stops_asking_and_the_next_asks(
+        store, outbox):
+    # A libvirt that does not answer in time holds one question per pass,
+    # not one per stopped domain.
+    libvirt = Libvirt(None)
+    watcher = resolutions.Resolutions(store, outbox, defined=libvirt)
+    delivered(outbox, failure(), T0)
+    other = notification_mod.Notification.new(
+        OTHER, 'vm-2', 'compute-1', T0,
+        details={'reason': 'guest kernel panicked'})
+    delivered(outbox, other, T0)
+
+    assert watcher.check(T0 + 10) == []
+    assert len(libvirt.asked) == 1
+
+    libvirt.answer = False
+    assert {q.instance_uuid for q in watcher.check(T0 + 20)} == {UUID, OTHER}
+
+
+def test_an_application_failure_of_a_domain_undefined_unseen_is_over(
+        store, outbox):
+    watcher = resolutions.Resolutions(store, outbox, defined=Libvirt(False))
+    delivered(outbox, failure(details={'reason': 'probe', 'incident':
+                                       'application'}), T0)
+
+    [queued] = watcher.check(T0 + 60)
+
+    assert queued.details['reason'] == resolutions.UNDEFINED
+    assert queued.details['incident'] == 'application'
+
+
 def test_an_application_failure_is_not_ended_by_a_ping(
         watcher, store, outbox):
     delivered(outbox, failure(details={'reason': 'probe', 'incident':

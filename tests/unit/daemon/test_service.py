@@ -384,3 +384,45 @@ def test_a_recovery_past_its_bound_stops_the_watchdog_and_says_why(
     [said] = [r.getMessage() for r in caplog.records
               if r.levelno == logging.ERROR]
     assert late in said and 'systemd will restart' in said
+
+
+GONE_UUID = 'bbbbbbbb-0000-4000-8000-00000000ffff'
+
+
+def delivered_failure(service, uuid, name, at=1000.0):
+    failure = notification_mod.Notification.new(
+        uuid, name, 'compute-1', at,
+        details={'reason': 'guest kernel panicked'})
+    service.outbox.enqueue(failure, at)
+    service.outbox.mark_delivered(failure.id, 'ACCEPTED', at + 1)
+
+
+def test_a_failed_domain_undefined_unseen_is_over_once_libvirt_says_so(
+        tmp_path, monkeypatch):
+    # Undefined while the daemon was stopped, or libvirtd down: no event
+    # tells it; libvirt is asked, once per connection.
+    service = build_service(
+        tmp_path, notifier={'driver': 'webhook'},
+        webhook={'url': 'http://127.0.0.1:9/hook', 'secret': WEBHOOK_SECRET})
+    try:
+        delivered_failure(service, GONE_UUID, 'deleted')
+        delivered_failure(service, PLAIN_UUID, 'plain')
+        # Not connected: nobody can tell yet.
+        assert service.resolutions.check(2000.0) == []
+
+        connect(service)
+        [gone] = service.resolutions.check(2010.0)
+        assert gone.instance_uuid == GONE_UUID
+        assert gone.details['reason'] == 'domain undefined'
+
+        # Undefined while libvirt could not be seen: a reconnect asks
+        # again.
+        monkeypatch.setattr(service.host, 'is_defined',
+                            lambda uuid: False)
+        assert service.resolutions.check(2020.0) == []
+        service.host.connection_lost('libvirtd restarted')
+        connect(service)
+        [plain] = service.resolutions.check(2030.0)
+        assert plain.instance_uuid == PLAIN_UUID
+    finally:
+        service.close()

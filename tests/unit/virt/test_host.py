@@ -12,6 +12,7 @@ from monitor.virt import host as libvirt_host
 from tests.unit.virt.libvirt_node import AGENT
 from tests.unit.virt.libvirt_node import PAUSED
 from tests.unit.virt.libvirt_node import PLAIN
+from tests.unit.virt.libvirt_node import SHUT_OFF
 from tests.unit.virt.libvirt_node import WITH_AGENT
 
 # -- connection ---------------------------------------------------------------
@@ -95,6 +96,31 @@ def test_an_unreachable_libvirt_is_reported_without_noise(capfd):
 def test_a_lost_connection_is_not_alive(connected):
     connected.connection.close()
     assert not connected.is_alive()
+
+
+def test_a_domain_libvirt_still_has_is_defined_running_or_not(connected):
+    assert connected.is_defined(WITH_AGENT) is True
+    assert connected.is_defined(SHUT_OFF) is True
+
+
+def test_a_domain_libvirt_does_not_have_is_not_defined(connected):
+    assert connected.is_defined('aaaaaaaa-0000-4000-8000-00000000ffff') \
+        is False
+
+
+def test_without_a_connection_whether_a_domain_is_defined_is_not_known(
+        host):
+    assert host.is_defined(WITH_AGENT) is None
+
+
+def test_another_libvirt_error_says_nothing_of_the_definition(
+        connected, monkeypatch):
+    def refuse(uuid):
+        raise libvirt.libvirtError('internal error: rpc timed out')
+
+    monkeypatch.setattr(connected.connection, 'lookupByUUIDString', refuse)
+
+    assert connected.is_defined(WITH_AGENT) is None
 
 
 # -- connection lifecycle: connect, lose, reconnect ------------------------------
