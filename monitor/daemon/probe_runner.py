@@ -104,9 +104,12 @@ TICK = 1.0
 # Per agent call of a run: libvirt's 5 s guest-sync floor after an agent
 # timed out, and a second to spare.
 _CALL_SLACK = 6.0
-# Agent calls of the longest run: a status, guest-exec, then status calls
-# until the timeout (the last one may wait the floor).
-_CALLS = 3
+# Agent calls of the longest run of each kind, each of which may wait
+# its timeout and the floor: an exec run asks about a command still in
+# flight, starts one (guest-exec), then asks its status until the timeout;
+# a heartbeat run opens the file, reads it, asks the guest's time and
+# closes the file.
+_CALLS = {probes.EXEC: 3, probes.HEARTBEAT: 4}
 
 
 def list_opts():
@@ -143,7 +146,7 @@ def check_conf(conf):
 
 def call_bound(spec):
     """Seconds a run of ``spec`` may take before it is given up on."""
-    return _CALLS * (spec.timeout_seconds + _CALL_SLACK)
+    return _CALLS[spec.kind] * (spec.timeout_seconds + _CALL_SLACK)
 
 
 class ProbeRunner:

@@ -329,3 +329,16 @@ def test_without_configured_probes_only_domains_declaring_some_are_read():
     runner.step()
 
     assert Call.started == []
+
+
+HEARTBEAT = probes.parse_config_probe(
+    'name=app, kind=heartbeat, file=/run/app.hb, timeout_seconds=9').spec
+
+
+@pytest.mark.parametrize('spec, calls', [(EXEC, 3), (HEARTBEAT, 4)])
+def test_a_run_is_given_up_on_only_after_each_of_its_calls_could_time_out(
+        spec, calls):
+    # Each agent call may wait its timeout and libvirt's 5 s floor once
+    # the agent has timed out; a run still inside that is not stuck.
+    assert probe_runner.call_bound(spec) >= calls * (
+        spec.timeout_seconds + 5)
