@@ -33,13 +33,19 @@ def status(daemon, *args):
         capture_output=True, text=True, env=env, timeout=30)
 
 
-def domain(daemon, uuid):
+def domain(daemon, uuid, listed=True):
+    """The status command's entry of ``uuid``; with ``listed`` False,
+    None while the daemon has not listed the domain yet (its first round
+    may still run when the status server answers)."""
     result = status(daemon, '-f', 'json')
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     # Every document the daemon gives on the way is one its schema allows.
     jsonschema.validate(document, SCHEMA)
-    [entry] = [d for d in document['domains'] if d['uuid'] == uuid]
+    entries = [d for d in document['domains'] if d['uuid'] == uuid]
+    if not entries and not listed:
+        return None
+    [entry] = entries
     return entry
 
 
@@ -48,9 +54,11 @@ def wait_for_state(daemon, uuid, state, timeout):
     seen = []
     deadline = time.monotonic() + timeout
     while True:
-        seen.append(domain(daemon, uuid))
-        if seen[-1]['state'] == state:
-            return seen
+        entry = domain(daemon, uuid, listed=False)
+        if entry is not None:
+            seen.append(entry)
+            if entry['state'] == state:
+                return seen
         assert time.monotonic() < deadline, (
             'no %s for %s in %.0f s; states seen: %s\n%s'
             % (state, uuid, timeout, [e['state'] for e in seen],
