@@ -63,7 +63,10 @@ def test_pause_and_restart_are_never_reported(lab_guests, masakari,
     paused_at = time.monotonic()
     daemon.wait_for_log(r'%s\): .*not pinged' % paused.uuid, 10)
     restarted.destroy()
-    daemon.wait_for_log(r'%s\) stopped' % restarted.uuid, 10)
+    # Forgotten on libvirt's stopped event, or by a round that listed the
+    # domain gone before that event was read (then dropped quietly).
+    daemon.wait_for_log(r'%s\) (stopped|is no longer running on this '
+                        r'host)' % restarted.uuid, 10)
     restarted.start()
     wait_healthy(daemon, [restarted], count=2)
     # Paused for longer than anything that counts time could wait:
