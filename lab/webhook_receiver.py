@@ -43,6 +43,18 @@ def make_secret():
     return 'whsec_' + base64.b64encode(os.urandom(32)).decode('ascii')
 
 
+# The type of the report that a guest's failure is over.
+RECOVERED = 'io.guest-health-monitor.guest.recovered'
+
+
+def about(deliveries, uuid, ends=False):
+    """The ``deliveries`` about domain ``uuid``: its failure reports or,
+    with ``ends``, the reports that a failure is over (RECOVERED)."""
+    return [d for d in deliveries
+            if d.json()['data']['domain_uuid'] == uuid
+            and (d.json()['type'] == RECOVERED) == ends]
+
+
 class Delivery(typing.NamedTuple):
     path: str
     headers: dict
@@ -200,12 +212,16 @@ class WebhookReceiver:
             return [d for d in self.deliveries
                     if d.signature_valid and d.event is not None]
 
-    def wait_for(self, count, timeout):
-        """Wait until ``count`` deliveries arrived; returns them all."""
+    def wait_for(self, count, timeout, uuid=None, ends=False):
+        """Wait until ``count`` deliveries arrived; returns them all.
+        With ``uuid``, only those about that domain count and are
+        returned (see :func:`about`)."""
         deadline = time.monotonic() + timeout
         while True:
             with self.lock:
                 got = list(self.deliveries)
+            if uuid is not None:
+                got = about(got, uuid, ends)
             if len(got) >= count or time.monotonic() >= deadline:
                 return got
             time.sleep(0.05)

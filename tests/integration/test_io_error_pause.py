@@ -29,14 +29,6 @@ def healthy_line(guest):
     return r'Domain %s \(%s\): \w+ -> healthy' % (guest.name, guest.uuid)
 
 
-def deliveries_for(receiver, guest):
-    """The failure reports about ``guest`` (not the reports that a
-    failure is over)."""
-    return [d for d in receiver.wait_for(0, 0)
-            if d.json()['data']['domain_uuid'] == guest.uuid
-            and d.json()['type'] != 'io.guest-health-monitor.guest.recovered']
-
-
 def wait_paused_on_io_error(guest, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -46,16 +38,6 @@ def wait_paused_on_io_error(guest, timeout):
         time.sleep(0.2)
     raise AssertionError('%s not paused on an I/O error within %d s: %s'
                          % (guest.name, timeout, guest.state()))
-
-
-def wait_delivery(receiver, guest, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = deliveries_for(receiver, guest)
-        if found:
-            return found
-        time.sleep(0.2)
-    return []
 
 
 @pytest.fixture(scope='module')
@@ -85,16 +67,18 @@ def paused(libvirt_lab, tmp_path_factory):
                 paused_at = wait_paused_on_io_error(failing, PAUSE_TIMEOUT)
                 # The storage comes back: the resume lets the guest go on.
                 disk.free()
-                outcome['deliveries'] = wait_delivery(receiver, failing,
-                                                      REPORT_TIMEOUT)
+                outcome['deliveries'] = receiver.wait_for(
+                    1, REPORT_TIMEOUT, uuid=failing.uuid)
                 outcome['reported_after'] = time.monotonic() - paused_at
                 failing.wait_state(libvirt.VIR_DOMAIN_RUNNING, 15)
                 outcome['answered_after'] = failing.wait_pingable()
                 # A second notification, or one for the suspended guest,
                 # would show by now.
                 time.sleep(GRACE + 5)
-                outcome['deliveries'] = deliveries_for(receiver, failing)
-                outcome['suspended'] = deliveries_for(receiver, suspended)
+                outcome['deliveries'] = receiver.wait_for(
+                    0, 0, uuid=failing.uuid)
+                outcome['suspended'] = receiver.wait_for(
+                    0, 0, uuid=suspended.uuid)
                 outcome['suspended_state'] = suspended.state()
                 outcome['log'] = daemon.log()
             finally:

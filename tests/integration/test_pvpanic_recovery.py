@@ -26,24 +26,6 @@ def healthy_line(guest):
     return r'Domain %s \(%s\): \w+ -> healthy' % (guest.name, guest.uuid)
 
 
-RECOVERED = 'io.guest-health-monitor.guest.recovered'
-
-
-def failures_for(receiver, guest, ends=False):
-    """The failure reports about ``guest`` or, with ``ends``, the reports
-    that a failure is over (recovered events)."""
-    return [d for d in receiver.wait_for(0, 0)
-            if d.json()['data']['domain_uuid'] == guest.uuid
-            and (d.json()['type'] == RECOVERED) == ends]
-
-
-def wait_for(found, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not found():
-        time.sleep(0.2)
-    return found()
-
-
 @pytest.fixture(scope='module')
 def panicked(libvirt_lab, tmp_path_factory):
     """A pvpanic guest that panicked once under [recovery] action = reset;
@@ -61,17 +43,17 @@ def panicked(libvirt_lab, tmp_path_factory):
     try:
         daemon.wait_for_log(healthy_line(guest), BOOT_TIMEOUT)
         guest.control('panic')
-        wait_for(lambda: failures_for(receiver, guest), NOTIFY_TIMEOUT)
+        receiver.wait_for(1, NOTIFY_TIMEOUT, uuid=guest.uuid)
         # The reset: libvirt's crashed guest runs again and its agent
         # answers, which the daemon logs as the way back to healthy.
         daemon.wait_for_log(healthy_line(guest), BOOT_TIMEOUT, count=2)
         outcome['answered_after'] = guest.ping()
-        wait_for(lambda: failures_for(receiver, guest, ends=True),
-                 NOTIFY_TIMEOUT)
+        receiver.wait_for(1, NOTIFY_TIMEOUT, uuid=guest.uuid, ends=True)
         # Time for a second notification to show, should one be sent.
         time.sleep(5)
-        outcome['deliveries'] = failures_for(receiver, guest)
-        outcome['ends'] = failures_for(receiver, guest, ends=True)
+        outcome['deliveries'] = receiver.wait_for(0, 0, uuid=guest.uuid)
+        outcome['ends'] = receiver.wait_for(0, 0, uuid=guest.uuid,
+                                            ends=True)
         outcome['log'] = daemon.log()
     finally:
         daemon.stop()

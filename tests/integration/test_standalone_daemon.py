@@ -23,6 +23,7 @@ import pytest
 from lab import daemon as lab_daemon
 from lab import guests as lab_guests
 from lab.webhook_receiver import WebhookReceiver
+from lab.webhook_receiver import about
 from monitor import crash_points
 from monitor.virt import metadata as domain_metadata
 
@@ -62,26 +63,6 @@ def set_metadata(guest, element):
         check=True, capture_output=True)
 
 
-RECOVERED = 'io.guest-health-monitor.guest.recovered'
-
-
-def for_domain(deliveries, guest, ends=False):
-    """The failure reports about ``guest`` or, with ``ends``, the reports
-    that a failure is over (recovered events)."""
-    return [d for d in deliveries
-            if d.json()['data']['domain_uuid'] == guest.uuid
-            and (d.json()['type'] == RECOVERED) == ends]
-
-
-def wait_deliveries(receiver, guest, count, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = for_domain(receiver.wait_for(0, 0), guest)
-        if len(got) >= count or time.monotonic() >= deadline:
-            return got
-        time.sleep(0.2)
-
-
 def healthy_line(guest):
     return r'Domain %s \(%s\): \w+ -> healthy' % (guest.name, guest.uuid)
 
@@ -104,7 +85,7 @@ def budget(libvirt_lab, tmp_path_factory):
         daemon.wait_for_log(healthy_line(guest), BOOT_TIMEOUT)
         for panic in (1, 2, 3):
             guest.control('panic')
-            wait_deliveries(receiver, guest, panic, NOTIFY_TIMEOUT)
+            receiver.wait_for(panic, NOTIFY_TIMEOUT, uuid=guest.uuid)
             if panic < 3:
                 # Reset: the agent comes back and the daemon sees it (the
                 # test pings only then: libvirt serializes agent commands).
@@ -113,9 +94,9 @@ def budget(libvirt_lab, tmp_path_factory):
                 outcome['answered_after'].append(guest.ping())
         # Past the budget nothing is done: give a reset time to show.
         time.sleep(5)
-        outcome['deliveries'] = for_domain(receiver.wait_for(0, 0), guest)
-        outcome['ends'] = for_domain(receiver.wait_for(0, 0), guest,
-                                     ends=True)
+        outcome['deliveries'] = receiver.wait_for(0, 0, uuid=guest.uuid)
+        outcome['ends'] = receiver.wait_for(0, 0, uuid=guest.uuid,
+                                            ends=True)
         outcome['log'] = daemon.log()
         try:
             guest.wait_pingable(timeout=3)
@@ -211,7 +192,7 @@ def outage(libvirt_lab, tmp_path_factory):
         receiver.start()
         # retry_max_delay 5: the resend comes within seconds; wait longer
         # to see that no second one follows.
-        wait_deliveries(receiver, panicking, 1, 30)
+        receiver.wait_for(1, 30, uuid=panicking.uuid)
         time.sleep(10)
         outcome['deliveries'] = receiver.wait_for(0, 0)
         outcome['log'] = daemon.log()
@@ -232,7 +213,7 @@ def test_with_the_receiver_down_a_minute_exactly_one_delivery_follows(
         outage):
     panicking = outage['panicking']
 
-    [delivery] = for_domain(outage['deliveries'], panicking)
+    [delivery] = about(outage['deliveries'], panicking.uuid)
 
     assert delivery.signature_valid
     body = delivery.data()
@@ -249,8 +230,8 @@ def test_an_opted_out_domain_with_a_hung_agent_gets_nothing_sent_and_no_action( 
         outage):
     opted_out = outage['opted_out']
 
-    assert for_domain(outage['deliveries'], opted_out) == []
-    assert for_domain(outage['deliveries'], opted_out, ends=True) == []
+    assert about(outage['deliveries'], opted_out.uuid) == []
+    assert about(outage['deliveries'], opted_out.uuid, ends=True) == []
     assert outage['opted_out_id_after'] == outage['opted_out_id']
     lines = [line for line in outage['log'].splitlines()
              if opted_out.uuid in line]
@@ -276,7 +257,8 @@ def test_metadata_changed_while_the_daemon_runs_takes_effect(
             set_metadata(guest, '<monitor action="reset"/>')
             daemon.wait_for_log(r'%s.*action=reset' % guest.uuid, 30)
             guest.control('panic')
-            [delivery] = wait_deliveries(receiver, guest, 1, NOTIFY_TIMEOUT)
+            [delivery] = receiver.wait_for(1, NOTIFY_TIMEOUT,
+                                           uuid=guest.uuid)
         finally:
             daemon.stop()
 
@@ -337,7 +319,8 @@ def test_a_daemon_killed_before_the_reset_sends_the_report_as_interrupted(
         monkeypatch.delenv(crash_points.ENV)
         again = start_daemon(work_dir, receiver)
         try:
-            [delivery] = wait_deliveries(receiver, guest, 1, NOTIFY_TIMEOUT)
+            [delivery] = receiver.wait_for(1, NOTIFY_TIMEOUT,
+                                           uuid=guest.uuid)
             # Exactly one: the restarted daemon does not report the same
             # failure again while the guest stays dead.
             time.sleep(10)

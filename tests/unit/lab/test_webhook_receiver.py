@@ -125,3 +125,28 @@ def test_a_secret_made_for_the_lab_is_in_the_standard_form():
 
     assert secret.startswith('whsec_')
     assert len(base64.b64decode(secret[len('whsec_'):])) == 32
+
+
+def event_about(uuid, event_type, msg_id):
+    return dict(EVENT, id=msg_id, type=event_type,
+                data={'domain_uuid': uuid})
+
+
+def test_the_deliveries_about_one_domain_are_its_failures_or_their_ends(
+        receiver):
+    failed = 'io.guest-health-monitor.guest.failed'
+    for msg_id, uuid, event_type in (
+            ('n-1', 'u-1', failed), ('n-2', 'u-2', failed),
+            ('n-3', 'u-1', webhook_receiver.RECOVERED)):
+        body = json.dumps(event_about(uuid, event_type, msg_id)).encode()
+        assert post(receiver, body, signed(body, msg_id)).status_code == 202
+
+    [failure] = receiver.wait_for(1, 5, uuid='u-1')
+    [end] = receiver.wait_for(1, 5, uuid='u-1', ends=True)
+
+    assert failure.json()['id'] == 'n-1'
+    assert end.json()['id'] == 'n-3'
+    assert webhook_receiver.about(receiver.wait_for(3, 5), 'u-2',
+                                  ends=True) == []
+    # Counted among that domain's alone: two do not arrive.
+    assert len(receiver.wait_for(2, 0.2, uuid='u-1')) == 1
